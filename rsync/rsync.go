@@ -1,0 +1,255 @@
+package rsync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+)
+
+// Defaults for Options.
+const (
+	DefaultBinary      = "rsync"
+	DefaultMaxArgBytes = 96 << 10 // stay well below ARG_MAX and MAX_ARG_STRLEN
+	DefaultWaitDelay   = 10 * time.Second
+	stderrTail         = 2 << 10
+)
+
+// Options configure a Runner.
+type Options struct {
+	// Binary is the rsync executable, looked up in PATH; DefaultBinary when empty.
+	Binary string
+	// Source and Dest are the roots of the two trees. Source is a local
+	// directory; Dest is a local directory.
+	Source, Dest string
+	// Excludes are rsync exclude patterns, applied to every run.
+	Excludes []string
+	// Args are extra rsync arguments appended before the paths (e.g. --acls).
+	Args []string
+	// MaxArgBytes bounds the bytes of path arguments of one invocation;
+	// larger batches run as several invocations.
+	MaxArgBytes int
+	// WaitDelay is how long a cancelled rsync gets after SIGTERM before SIGKILL.
+	WaitDelay time.Duration
+	Logger    *zap.Logger
+}
+
+// Runner syncs scopes with rsync. It is safe for concurrent use.
+type Runner struct {
+	opts Options
+	bin  string
+	log  *zap.Logger
+}
+
+var _ syncer.Syncer = (*Runner)(nil)
+
+// New checks the options and finds the rsync binary. It starts nothing.
+func New(opts Options) (*Runner, error) {
+	if opts.Binary == "" {
+		opts.Binary = DefaultBinary
+	}
+	if opts.MaxArgBytes <= 0 {
+		opts.MaxArgBytes = DefaultMaxArgBytes
+	}
+	if opts.WaitDelay <= 0 {
+		opts.WaitDelay = DefaultWaitDelay
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Source == "" || opts.Dest == "" {
+		return nil, errors.New("rsync: source and dest are required")
+	}
+	bin, err := exec.LookPath(opts.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("find rsync %q: %w", opts.Binary, err)
+	}
+	return &Runner{opts: opts, bin: bin, log: opts.Logger}, nil
+}
+
+// Sync makes the backup of each scope equal to the source. Scopes whose
+// directory no longer exists in the source are skipped: their removal shows
+// up as a change of an existing ancestor, which carries the deletion.
+// Recursive and non-recursive scopes run as separate invocations.
+func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats, error) {
+	var total syncer.Stats
+	var flat, deep []string
+	for _, s := range scopes {
+		fi, err := os.Lstat(syncer.Join(r.opts.Source, s.Dir))
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+			r.log.Debug("scope vanished", zap.String(syncer.LogScope, s.String()))
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("stat %s: %w", s, err)
+		}
+		if s.Recursive {
+			deep = append(deep, s.Dir)
+		} else {
+			flat = append(flat, s.Dir)
+		}
+	}
+	for _, set := range []struct {
+		dirs      []string
+		recursive bool
+	}{{deep, true}, {flat, false}} {
+		for _, chunk := range r.chunks(set.dirs) {
+			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive))
+			total.Add(st)
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// chunks splits dirs so that each invocation's path arguments stay under MaxArgBytes.
+func (r *Runner) chunks(dirs []string) [][]string {
+	var out [][]string
+	var cur []string
+	n := 0
+	for _, d := range dirs {
+		l := len(r.opts.Source) + len(d) + 4
+		if len(cur) > 0 && n+l > r.opts.MaxArgBytes {
+			out = append(out, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, d)
+		n += l
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// Args builds the argument list (without the binary) that syncs dirs.
+//
+// Archive semantics without -r (-lptgoD), --numeric-ids so a backup host with
+// other users keeps the owners, --delete without --ignore-errors, and
+// --relative with a "/./" anchor so the path below the source root is
+// recreated below the destination. A non-recursive sync uses --dirs: the
+// directory's own entries, subdirectories created empty. --modify-window=-1
+// compares mtimes to the nanosecond: two edits within one second that keep a
+// file's size are still seen, and directory times converge. Paths always follow
+// "--", so names starting with "-" are never read as options.
+func Args(opts Options, dirs []string, recursive bool) []string {
+	args := []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1"}
+	if recursive {
+		args = append(args, "--recursive")
+	} else {
+		args = append(args, "--dirs")
+	}
+	for _, e := range opts.Excludes {
+		args = append(args, "--exclude="+e)
+	}
+	args = append(args, opts.Args...)
+	args = append(args, "--")
+	src := strings.TrimSuffix(opts.Source, "/")
+	for _, d := range dirs {
+		if d == "" {
+			args = append(args, src+"/./")
+		} else {
+			args = append(args, src+"/./"+d+"/")
+		}
+	}
+	return append(args, strings.TrimSuffix(opts.Dest, "/")+"/")
+}
+
+func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
+	cmd := exec.CommandContext(ctx, r.bin, args...)
+	// rsync forks a receiver; a process group lets cancellation reach both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = r.opts.WaitDelay
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return syncer.Stats{}, fmt.Errorf("rsync stderr pipe: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return syncer.Stats{}, fmt.Errorf("start rsync: %w", err)
+	}
+	tail := r.drain(stderr)
+	err = cmd.Wait()
+	// Whatever happened, leave no process of the group behind.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	st := ParseStats(stdout.Bytes())
+	if err == nil {
+		return st, nil
+	}
+	if ctx.Err() != nil {
+		return st, fmt.Errorf("rsync cancelled: %w", ctx.Err())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return st, fmt.Errorf("rsync: %w", err)
+	}
+	code := ee.ExitCode()
+	if code == 24 {
+		// Files vanished while rsync ran: normal in a live tree. Their
+		// deletion reaches us as its own event.
+		r.log.Warn("rsync: source files vanished", zap.Int(syncer.LogExitCode, code))
+		return st, nil
+	}
+	return st, &ExitError{Code: code, Stderr: tail.String()}
+}
+
+// drain reads stderr to the end, logging each line at Debug and keeping the
+// last bytes for an ExitError. It returns once the pipe is closed.
+func (r *Runner) drain(rd io.Reader) *bytes.Buffer {
+	var tail bytes.Buffer
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if ce := r.log.Check(zap.DebugLevel, "rsync stderr"); ce != nil {
+			ce.Write(zap.ByteString("line", line))
+		}
+		tail.Write(line)
+		tail.WriteByte('\n')
+		if tail.Len() > 2*stderrTail {
+			b := tail.Bytes()[tail.Len()-stderrTail:]
+			tail = *bytes.NewBuffer(append([]byte(nil), b...))
+		}
+	}
+	if tail.Len() > stderrTail {
+		tail.Next(tail.Len() - stderrTail)
+	}
+	return &tail
+}
+
+var statLine = regexp.MustCompile(`(?m)^(Number of regular files transferred|Total transferred file size|Number of deleted files): ([0-9,.]+)`)
+
+// ParseStats reads the figures syncer reports from rsync --stats output.
+func ParseStats(out []byte) syncer.Stats {
+	var st syncer.Stats
+	for _, m := range statLine.FindAllSubmatch(out, -1) {
+		n, _ := strconv.ParseInt(strings.NewReplacer(",", "", ".", "").Replace(string(m[2])), 10, 64)
+		switch string(m[1]) {
+		case "Number of regular files transferred":
+			st.Files = n
+		case "Total transferred file size":
+			st.Bytes = n
+		case "Number of deleted files":
+			st.Deleted = n
+		}
+	}
+	return st
+}

@@ -1,0 +1,148 @@
+package rsync_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/rsync"
+)
+
+func TestArgs(t *testing.T) {
+	opts := rsync.Options{Source: "/data/prod", Dest: "/data/prod_backup/", Excludes: []string{"*.tmp"}}
+	tests := []struct {
+		name      string
+		dirs      []string
+		recursive bool
+		want      []string
+	}{
+		{"flat", []string{"p/a b", "-x"}, false, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
+			"--dirs", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
+		{"root recursive", []string{""}, true, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
+			"--recursive", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rsync.Args(opts, tt.dirs, tt.recursive)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("Args() mismatch (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for code, want := range map[int]bool{1: false, 2: false, 3: false, 4: false, 5: true, 10: true, 11: true,
+		12: true, 23: true, 25: false, 30: true, 35: true, 20: false} {
+		if got := rsync.Transient(code); got != want {
+			t.Errorf("Transient(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestParseStats(t *testing.T) {
+	out := []byte("Number of files: 1,204 (reg: 1,200, dir: 4)\nNumber of created files: 3\n" +
+		"Number of deleted files: 7 (reg: 7)\nNumber of regular files transferred: 1,201\n" +
+		"Total file size: 10 bytes\nTotal transferred file size: 2,345,678 bytes\n")
+	got := rsync.ParseStats(out)
+	want := syncer.Stats{Files: 1201, Bytes: 2345678, Deleted: 7}
+	if got != want {
+		t.Errorf("ParseStats() = %+v, want %+v", got, want)
+	}
+}
+
+func newRunner(t *testing.T) (*rsync.Runner, string, string) {
+	t.Helper()
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, src, dst
+}
+
+func TestRunner_Sync(t *testing.T) {
+	r, src, dst := newRunner(t)
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "1", "p/a/sub/g": "2", "p/top": "3", "q/x": "4"})
+
+	t.Run("Flat", func(t *testing.T) {
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Files != 1 {
+			t.Errorf("files = %d, want 1", st.Files)
+		}
+		if _, err := os.Stat(filepath.Join(dst, "p/a/sub/g")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("non-recursive sync copied a subdirectory's content: %v", err)
+		}
+		if fi, err := os.Stat(filepath.Join(dst, "p/a/sub")); err != nil || !fi.IsDir() {
+			t.Errorf("subdirectory not created: %v", err)
+		}
+	})
+	t.Run("RecursiveAndDelete", func(t *testing.T) {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if d := testutil.DiffTrees(src, dst); d != "" {
+			t.Fatal(d)
+		}
+		if err := os.RemoveAll(filepath.Join(src, "p/a/sub")); err != nil {
+			t.Fatal(err)
+		}
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Deleted != 2 {
+			t.Errorf("deleted = %d, want 2", st.Deleted)
+		}
+		if d := testutil.DiffTrees(src, dst); d != "" {
+			t.Fatal(d)
+		}
+	})
+	t.Run("VanishedScopeSkipped", func(t *testing.T) {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/gone"}, {Dir: "q"}}); err != nil {
+			t.Fatalf("Sync() with a vanished scope: %v", err)
+		}
+	})
+}
+
+// TestRunner_Sync_OddNames checks invariant 6: any name Linux allows arrives byte-exactly.
+func TestRunner_Sync_OddNames(t *testing.T) {
+	r, src, dst := newRunner(t)
+	names := OddNames()
+	for _, n := range names {
+		testutil.WriteTree(t, src, testutil.Tree{"p/" + n + "/" + n: n})
+	}
+	deep := "p/" + strings.Repeat("d/", 60)
+	testutil.WriteTree(t, src, testutil.Tree{deep + "leaf": "deep"})
+	var scopes []syncer.Scope
+	for _, n := range names {
+		scopes = append(scopes, syncer.Scope{Dir: "p/" + n})
+	}
+	scopes = append(scopes, syncer.Scope{Dir: strings.TrimSuffix(deep, "/")}, syncer.Scope{Dir: "p"})
+	if _, err := r.Sync(t.Context(), scopes); err != nil {
+		t.Fatal(err)
+	}
+	// The deep chain's middle directories come from --relative's implied dirs.
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/d", Recursive: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
+	}
+}
+
+// OddNames are file names that break shells, JSON and naive path handling.
+func OddNames() []string {
+	return []string{"with space", "new\nline", "tab\there", "-leading-dash", "star*", "quest?", `quo"te`, "sq'uote",
+		`back\slash`, "non-utf8-\xff\xfe", strings.Repeat("x", 255), "--", "[br]", "$HOME"}
+}

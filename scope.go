@@ -1,0 +1,97 @@
+package syncer
+
+import (
+	"path"
+	"strings"
+)
+
+// Scope names what a sync covers: the direct entries of Dir, or with
+// Recursive the whole subtree below Dir.
+//
+// Dir is relative to the source root, slash-separated, without leading or
+// trailing slash; "" is the root itself. Dir holds raw bytes: any name Linux
+// allows, valid UTF-8 or not.
+type Scope struct {
+	Dir       string
+	Recursive bool
+}
+
+// String renders the scope for logs: the root is ".", a recursive scope ends in "/...".
+func (s Scope) String() string {
+	d := s.Dir
+	if d == "" {
+		d = "."
+	}
+	if s.Recursive {
+		return d + "/..."
+	}
+	return d
+}
+
+// Project is the top-level folder the scope belongs to, "" for the root.
+func (s Scope) Project() string { return Project(s.Dir) }
+
+// Covers reports whether syncing s also syncs everything o would.
+func (s Scope) Covers(o Scope) bool {
+	if s.Dir == o.Dir {
+		return s.Recursive || !o.Recursive
+	}
+	return s.Recursive && IsAncestor(s.Dir, o.Dir)
+}
+
+// Overlaps reports whether two syncs of s and o may touch the same backup
+// paths, so they must not run at the same time: the same directory, or one
+// inside the other. A non-recursive sync counts as touching its subtree too,
+// because its --delete removes vanished subdirectories whole.
+func (s Scope) Overlaps(o Scope) bool {
+	return s.Dir == o.Dir || IsAncestor(s.Dir, o.Dir) || IsAncestor(o.Dir, s.Dir)
+}
+
+// IsAncestor reports whether dir a is a strict ancestor of dir b.
+func IsAncestor(a, b string) bool {
+	if a == b {
+		return false
+	}
+	return a == "" || (len(b) > len(a) && b[len(a)] == '/' && strings.HasPrefix(b, a))
+}
+
+// Parent returns the directory holding dir; the parent of a project and of
+// the root is the root "".
+func Parent(dir string) string {
+	i := strings.LastIndexByte(dir, '/')
+	if i < 0 {
+		return ""
+	}
+	return dir[:i]
+}
+
+// Project returns the first element of dir, "" for the root.
+func Project(dir string) string {
+	if i := strings.IndexByte(dir, '/'); i >= 0 {
+		return dir[:i]
+	}
+	return dir
+}
+
+// Rel turns an absolute path below root into a Dir, reporting false when p
+// is not root or below it. Both must be clean absolute paths.
+func Rel(root, p string) (string, bool) {
+	if p == root {
+		return "", true
+	}
+	if root == "/" {
+		return p[1:], strings.HasPrefix(p, "/") && len(p) > 1
+	}
+	if !strings.HasPrefix(p, root) || len(p) <= len(root) || p[len(root)] != '/' {
+		return "", false
+	}
+	return p[len(root)+1:], true
+}
+
+// Join is the absolute path of dir below root.
+func Join(root, dir string) string {
+	if dir == "" {
+		return root
+	}
+	return path.Join(root, dir)
+}

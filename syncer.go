@@ -1,0 +1,98 @@
+package syncer
+
+import (
+	"context"
+	"time"
+)
+
+// Reason says why a directory needs a sync. It travels with events and jobs
+// and ends up in logs and metrics labels, so the set is small and fixed.
+type Reason string
+
+// Reasons.
+const (
+	ReasonChange    Reason = "change"    // entries of a watched directory changed
+	ReasonNewDir    Reason = "new-dir"   // a directory appeared (created or moved in): sync it whole
+	ReasonCollapse  Reason = "collapse"  // many pending descendants were merged into one subtree
+	ReasonOverflow  Reason = "overflow"  // the kernel dropped events: a reconcile is needed
+	ReasonReconcile Reason = "reconcile" // planned by a full-walk reconcile
+)
+
+// DirEvent says that the entries of Scope.Dir (and, when Scope.Recursive, of
+// everything below it) changed at At. The watcher produces them; the
+// coalescer consumes them.
+type DirEvent struct {
+	Scope  Scope
+	Reason Reason
+	At     time.Time
+}
+
+// Job asks a worker to make the backup of Scope equal to the source. One job
+// covers one scope; workers may batch several jobs into one rsync.
+type Job struct {
+	ID     string
+	Scope  Scope
+	Reason Reason
+	// FirstEvent is when the oldest change this job covers was seen; the
+	// replication lag of the job is measured from it.
+	FirstEvent time.Time
+}
+
+// Stats are what one rsync run moved, parsed from its --stats output.
+type Stats struct {
+	Files   int64 // regular files transferred
+	Bytes   int64 // bytes of file data transferred
+	Deleted int64 // entries deleted on the backup
+}
+
+// Add accumulates o into s.
+func (s *Stats) Add(o Stats) {
+	s.Files += o.Files
+	s.Bytes += o.Bytes
+	s.Deleted += o.Deleted
+}
+
+// Result reports the end of one job. Workers publish one when a job is
+// acknowledged (OK) or given up (Final and not OK); a job that will be
+// retried produces no result.
+type Result struct {
+	JobID    string
+	Scope    Scope
+	Reason   Reason
+	OK       bool
+	Started  time.Time // when the rsync that covered the job started
+	Finished time.Time
+	// FirstEvent is copied from the job, for lag accounting.
+	FirstEvent time.Time
+	ExitCode   int
+	Error      string
+	Stats      Stats // of the whole rsync run the job was part of
+}
+
+// Syncer replicates the given scopes from the source tree to the backup tree.
+//
+// Sync must be idempotent: running it twice leaves the backup as running it
+// once. It is safe for concurrent use, but callers never run two Syncs on
+// overlapping scopes at once (see Scope.Overlaps). A returned error may
+// implement interface{ Transient() bool } to ask for a retry.
+type Syncer interface {
+	Sync(ctx context.Context, scopes []Scope) (Stats, error)
+}
+
+// Acker mirrors JetStream's acknowledgement verbs. Exactly one of Ack, Nak or
+// Term ends a delivery; InProgress extends its lease and may be called any
+// number of times before that.
+type Acker interface {
+	Ack() error
+	Nak(delay time.Duration) error
+	Term() error
+	InProgress() error
+}
+
+// Delivery is a job handed to a worker together with the handle that settles it.
+type Delivery struct {
+	Job Job
+	// Attempt counts deliveries of this message, starting at 1.
+	Attempt int
+	Acker
+}
