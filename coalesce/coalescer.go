@@ -1,0 +1,156 @@
+package coalesce
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+)
+
+// Input is one event handed to the Coalescer, with the acknowledgement that
+// settles it once a job covering it is published. Ack may be nil.
+type Input struct {
+	Event syncer.DirEvent
+	Ack   func() error
+}
+
+// JobPublisher hands jobs to the work queue. Publish returns only once the
+// job is stored durably; an error means it may not be.
+type JobPublisher interface {
+	PublishJob(ctx context.Context, job syncer.Job) error
+}
+
+// Coalescer runs a Debouncer over a stream of events and publishes due
+// scopes as jobs.
+type Coalescer struct {
+	d       *Debouncer[func() error]
+	pub     JobPublisher
+	log     *zap.Logger
+	prefix  string
+	seq     uint64
+	onJob   func(syncer.Job)
+	backoff time.Duration // after a failed publish, doubling
+	retryAt time.Time     // no publish before this
+}
+
+// Config is what New needs besides the debounce options.
+type Config struct {
+	Options
+	Publisher JobPublisher
+	Logger    *zap.Logger
+	// OnJob, when set, is called after each job is published (metrics).
+	OnJob func(syncer.Job)
+}
+
+// New returns a Coalescer; it starts nothing.
+func New(c Config) (*Coalescer, error) {
+	if c.Publisher == nil {
+		return nil, fmt.Errorf("coalesce: publisher is required")
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return &Coalescer{
+		d:      NewDebouncer[func() error](c.Options),
+		pub:    c.Publisher,
+		log:    c.Logger,
+		prefix: hex.EncodeToString(b),
+		onJob:  c.OnJob,
+	}, nil
+}
+
+// Run reads events from in until ctx ends or in is closed, and publishes jobs
+// when they are due. Pending scopes not yet published when Run returns stay
+// unacknowledged, so the queue redelivers their events to the next run.
+//
+// The debouncer and its timer belong to this goroutine alone: no mutex.
+func (c *Coalescer) Run(ctx context.Context, in <-chan Input) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.arm(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-in:
+			if !ok {
+				return nil
+			}
+			c.add(ev)
+		case <-timer.C:
+			c.flush(ctx)
+		}
+	}
+}
+
+func (c *Coalescer) add(in Input) {
+	var toks []func() error
+	if in.Ack != nil {
+		toks = append(toks, in.Ack)
+	}
+	// Debounce on the time the watcher saw the change (same process), so a
+	// redelivered event is due at once; never on a time in the future.
+	at := in.Event.At
+	if now := time.Now(); at.IsZero() || at.After(now) {
+		at = now
+	}
+	c.d.Add(in.Event.Scope, in.Event.Reason, at, toks...)
+	if ce := c.log.Check(zap.DebugLevel, "event coalesced"); ce != nil {
+		ce.Write(zap.String(syncer.LogScope, in.Event.Scope.String()), zap.Int(syncer.LogPending, c.d.Len()))
+	}
+}
+
+func (c *Coalescer) arm(t *time.Timer) {
+	next, ok := c.d.Next()
+	if !ok {
+		next = time.Now().Add(time.Hour)
+	}
+	if c.retryAt.After(next) {
+		next = c.retryAt
+	}
+	t.Reset(time.Until(next))
+}
+
+func (c *Coalescer) flush(ctx context.Context) {
+	if time.Now().Before(c.retryAt) {
+		return
+	}
+	due := c.d.Due(time.Now())
+	for i, p := range due {
+		c.seq++
+		job := syncer.Job{
+			ID:         fmt.Sprintf("%s-%d", c.prefix, c.seq),
+			Scope:      p.Scope,
+			Reason:     p.Reason,
+			FirstEvent: p.First,
+		}
+		if err := c.pub.PublishJob(ctx, job); err != nil {
+			c.d.Restore(due[i:])
+			c.backoff = min(max(2*c.backoff, 100*time.Millisecond), 5*time.Second)
+			c.retryAt = time.Now().Add(c.backoff)
+			c.log.Warn("publish job failed; will retry", zap.Error(err), zap.Duration("backoff", c.backoff))
+			return
+		}
+		c.backoff = 0
+		for _, ack := range p.Tokens {
+			if err := ack(); err != nil {
+				// The event comes back after its ack wait and merges again: harmless.
+				c.log.Debug("ack event", zap.Error(err))
+			}
+		}
+		if c.onJob != nil {
+			c.onJob(job)
+		}
+		if ce := c.log.Check(zap.DebugLevel, "job published"); ce != nil {
+			ce.Write(zap.String(syncer.LogJobID, job.ID), zap.String(syncer.LogScope, job.Scope.String()),
+				zap.String(syncer.LogReason, string(job.Reason)), zap.Int("events", len(p.Tokens)))
+		}
+	}
+}
