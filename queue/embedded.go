@@ -1,0 +1,119 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ErrLocked means another process holds the state directory.
+var ErrLocked = errors.New("state dir is in use by another syncer process")
+
+// EmbeddedOptions configure the in-process NATS server.
+type EmbeddedOptions struct {
+	// StoreDir holds the JetStream file store and the lock file.
+	StoreDir string
+	// Listen, when set ("127.0.0.1:4222"), opens a client port besides the
+	// in-process connection; empty opens none.
+	Listen string
+	// SyncAlways fsyncs every write (slower; survives power loss).
+	SyncAlways bool
+}
+
+// Embedded is an in-process NATS server with JetStream.
+type Embedded struct {
+	srv  *server.Server
+	lock *os.File
+}
+
+// StartEmbedded validates and locks the store directory, then starts the
+// server and waits until it accepts connections. The server library neither
+// locks its store nor reports a bad one cleanly, so both are done here.
+func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+	if opts.StoreDir == "" {
+		return nil, errors.New("embedded nats: store dir is required")
+	}
+	lock, err := LockDir(opts.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	sopts := &server.Options{
+		ServerName: "syncer",
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		NoSigs:     true, // else the library exits the process on SIGTERM
+		NoLog:      true,
+		DontListen: opts.Listen == "",
+		SyncAlways: opts.SyncAlways,
+	}
+	if opts.Listen != "" {
+		host, port, err := splitHostPort(opts.Listen)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		sopts.Host, sopts.Port = host, port
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10*time.Second) || !srv.JetStreamEnabled() {
+		srv.Shutdown()
+		lock.Close()
+		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	return &Embedded{srv: srv, lock: lock}, nil
+}
+
+// LockDir creates dir (0700) when missing, checks that it is writable and
+// takes an exclusive flock on dir/syncer.lock, held until the file is closed.
+func LockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "syncer.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state dir not writable: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("lock state dir: %w", err)
+	}
+	return f, nil
+}
+
+// Connect opens an in-process client connection.
+func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// ClientURL is the URL of the listener, "" when none is open.
+func (e *Embedded) ClientURL() string {
+	if e.srv.Addr() == nil {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// Shutdown stops the server, waits for it, and releases the store lock.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+	e.lock.Close()
+}

@@ -1,0 +1,296 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+)
+
+// Stream and consumer names.
+const (
+	EventsStream   = "SYNCER_EVENTS"
+	JobsStream     = "SYNCER_JOBS"
+	EventsConsumer = "coalescer"
+	JobsConsumer   = "workers"
+)
+
+// Defaults for Options.
+const (
+	DefaultJobAckWait   = 60 * time.Second
+	DefaultEventAckWait = 2 * time.Minute
+	DefaultPullExpiry   = 5 * time.Second
+	apiTimeout          = 10 * time.Second
+)
+
+// Options configure the JetStream queue.
+type Options struct {
+	// Replicas of streams (1 standalone, 3 on a cluster).
+	Replicas int
+	// JobAckWait is how long a delivered job may go without Ack or
+	// InProgress before it is delivered again (to another worker).
+	JobAckWait time.Duration
+	// EventAckWait is the same for events held by the coalescer; it must
+	// exceed the coalescer's max delay.
+	EventAckWait time.Duration
+	Logger       *zap.Logger
+}
+
+// JetStream is the queue on a NATS connection. It is safe for concurrent use.
+type JetStream struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	jobs    jetstream.Stream
+	events  jetstream.Stream
+	jobCons jetstream.Consumer
+	evCons  jetstream.Consumer
+	opts    Options
+	log     *zap.Logger
+}
+
+// Open sets up streams and consumers (creating what is missing, never
+// rewriting what exists) on nc.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.JobAckWait <= 0 {
+		opts.JobAckWait = DefaultJobAckWait
+	}
+	if opts.EventAckWait <= 0 {
+		opts.EventAckWait = DefaultEventAckWait
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	q := &JetStream{nc: nc, js: js, opts: opts, log: opts.Logger}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	if q.events, err = ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:      EventsStream,
+		Subjects:  []string{eventsPrefix + ">"},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+		Replicas:  opts.Replicas,
+		// A stopped coalescer must not fill the disk; a refused publish
+		// makes the watcher ask for a reconcile instead.
+		MaxBytes: 1 << 30,
+		Discard:  jetstream.DiscardNew,
+	}); err != nil {
+		return nil, err
+	}
+	if q.jobs, err = ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:      JobsStream,
+		Subjects:  []string{jobsPrefix + ">"},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+		Replicas:  opts.Replicas,
+		// One pending job per scope: a newer job replaces an older pending
+		// one, which is how repeated changes to a directory coalesce here.
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		Duplicates:        2 * time.Minute,
+	}); err != nil {
+		return nil, err
+	}
+	if q.evCons, err = ensureConsumer(ctx, q.events, jetstream.ConsumerConfig{
+		Durable:       EventsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.EventAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 16,
+	}); err != nil {
+		return nil, err
+	}
+	if q.jobCons, err = ensureConsumer(ctx, q.jobs, jetstream.ConsumerConfig{
+		Durable:   JobsConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   opts.JobAckWait,
+		// A finite MaxDeliver orphans jobs silently; workers count real
+		// failures and Term instead.
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 14,
+	}); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// ensureStream reads the stream and creates it only when missing, so that
+// many processes starting at once never fight over its config.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := js.Stream(ctx, cfg.Name)
+		if err == nil {
+			return s, nil
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			s, err = js.CreateStream(ctx, cfg)
+			if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				if err != nil {
+					continue
+				}
+				return s, nil
+			}
+		}
+		if attempt >= 5 || ctx.Err() != nil {
+			return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
+	}
+}
+
+func ensureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := s.Consumer(ctx, cfg.Durable)
+		if err == nil {
+			return c, nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c, err = s.CreateConsumer(ctx, cfg)
+			if err == nil {
+				return c, nil
+			}
+		}
+		if attempt >= 5 || ctx.Err() != nil {
+			return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		}
+		time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
+	}
+}
+
+// PublishEvent stores one watcher event in the EVENTS stream.
+func (q *JetStream) PublishEvent(ctx context.Context, ev syncer.DirEvent) error {
+	b, err := json.Marshal(wireEvent{Dir: []byte(ev.Scope.Dir), Recursive: ev.Scope.Recursive, Reason: string(ev.Reason), At: ev.At})
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if _, err := q.js.Publish(ctx, eventSubject(ev.Scope), b); err != nil {
+		return fmt.Errorf("publish event: %w", err)
+	}
+	return nil
+}
+
+// ConsumeEvents hands each stored event to fn with the acknowledgement that
+// removes it from the stream, until ctx ends. fn runs on one goroutine.
+func (q *JetStream) ConsumeEvents(ctx context.Context, fn func(ev syncer.DirEvent, ack func() error)) error {
+	it, err := q.evCons.Messages(jetstream.PullMaxMessages(512), jetstream.PullExpiry(DefaultPullExpiry))
+	if err != nil {
+		return fmt.Errorf("consume events: %w", err)
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return fmt.Errorf("consume events: %w", err)
+			}
+			q.log.Warn("next event", zap.Error(err))
+			continue
+		}
+		var w wireEvent
+		if err := json.Unmarshal(m.Data(), &w); err != nil {
+			q.log.Error("drop undecodable event", zap.Error(err), zap.String("subject", m.Subject()))
+			_ = m.Term()
+			continue
+		}
+		fn(syncer.DirEvent{Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
+			Reason: syncer.Reason(w.Reason), At: w.At}, m.Ack)
+	}
+}
+
+// PublishJob stores a job in the JOBS work queue, replacing a pending job
+// for the same scope. The job ID de-duplicates retries of this publish only.
+func (q *JetStream) PublishJob(ctx context.Context, job syncer.Job) error {
+	b, err := json.Marshal(toWireJob(job))
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	if _, err := q.js.Publish(ctx, jobSubject(job.Scope), b, jetstream.WithMsgID(job.ID)); err != nil {
+		return fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// PublishResult announces a finished job on core NATS (not stored: results
+// feed live bookkeeping; a missed one is found again by reconcile).
+func (q *JetStream) PublishResult(r syncer.Result) error {
+	w := wireResult{wireJob: toWireJob(syncer.Job{ID: r.JobID, Scope: r.Scope, Reason: r.Reason, FirstEvent: r.FirstEvent}),
+		OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	return q.nc.Publish(resultSubject(r.Scope), b)
+}
+
+// SubscribeResults calls fn for every result published by any worker until
+// the returned stop function is called. fn runs on one goroutine.
+func (q *JetStream) SubscribeResults(fn func(syncer.Result)) (stop func(), err error) {
+	sub, err := q.nc.Subscribe(resultsPrefix+">", func(m *nats.Msg) {
+		var w wireResult
+		if err := json.Unmarshal(m.Data, &w); err != nil {
+			return
+		}
+		j := w.job()
+		fn(syncer.Result{JobID: j.ID, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent, OK: w.OK,
+			Started: w.Started, Finished: w.Finished, ExitCode: w.ExitCode, Error: w.Error, Stats: w.Stats})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe results: %w", err)
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, err
+	}
+	// Make sure the server knows the subscription before results flow.
+	if err := q.nc.Flush(); err != nil {
+		return nil, err
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// Stats are queue figures for status and metrics.
+type Stats struct {
+	Pending     uint64        // jobs waiting for a worker
+	InFlight    int           // jobs delivered, not yet settled
+	Redelivered int           // jobs delivered more than once and still unsettled
+	OldestAge   time.Duration // age of the oldest stored job
+	Events      uint64        // events waiting for the coalescer
+}
+
+// Stats reads stream and consumer state.
+func (q *JetStream) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	ci, err := q.jobCons.Info(ctx)
+	if err != nil {
+		return st, fmt.Errorf("jobs consumer info: %w", err)
+	}
+	st.Pending, st.InFlight, st.Redelivered = ci.NumPending, ci.NumAckPending, ci.NumRedelivered
+	si, err := q.jobs.Info(ctx)
+	if err != nil {
+		return st, fmt.Errorf("jobs stream info: %w", err)
+	}
+	if si.State.Msgs > 0 && !si.State.FirstTime.IsZero() {
+		st.OldestAge = time.Since(si.State.FirstTime)
+	}
+	ei, err := q.evCons.Info(ctx)
+	if err != nil {
+		return st, fmt.Errorf("events consumer info: %w", err)
+	}
+	st.Events = ei.NumPending + uint64(ei.NumAckPending)
+	return st, nil
+}

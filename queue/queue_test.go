@@ -1,0 +1,165 @@
+package queue_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/queue"
+)
+
+func open(t *testing.T) *queue.JetStream {
+	t.Helper()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	q, err := queue.Open(t.Context(), nc, queue.Options{JobAckWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestStartEmbedded_Locked(t *testing.T) {
+	dir := t.TempDir()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	if _, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: dir}); !errors.Is(err, queue.ErrLocked) {
+		t.Fatalf("second server on the same store: err = %v, want ErrLocked", err)
+	}
+}
+
+func TestJetStream_Jobs(t *testing.T) {
+	q := open(t)
+	ctx := t.Context()
+	odd := "p/new\nline/\xff\xfe/-x *"
+	jobs := []syncer.Job{
+		{ID: "1", Scope: syncer.Scope{Dir: odd}},
+		{ID: "2", Scope: syncer.Scope{Dir: odd}},                  // replaces 1
+		{ID: "3", Scope: syncer.Scope{Dir: odd, Recursive: true}}, // another kind: kept
+		{ID: "4", Scope: syncer.Scope{Dir: "q"}},
+	}
+	for _, j := range jobs {
+		if err := q.PublishJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 3 {
+		t.Errorf("pending = %d, want 3 (a newer job replaces a pending one of the same scope)", st.Pending)
+	}
+	src := q.Jobs()
+	got := map[string]syncer.Scope{}
+	d, err := src.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got[d.Job.ID] = d.Job.Scope
+	more := src.More(10)
+	for _, m := range more {
+		got[m.Job.ID] = m.Job.Scope
+	}
+	if len(got) != 3 || got["2"].Dir != odd || got["3"] != (syncer.Scope{Dir: odd, Recursive: true}) {
+		t.Fatalf("delivered %q, want jobs 2, 3, 4 with the odd name byte-exact", got)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range more {
+		if err := m.Nak(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nak'd jobs come back, with the attempt counted.
+	again := append([]syncer.Delivery(nil), src.More(10)...)
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if len(again) < 2 {
+			again = append(again, src.More(10)...)
+			return errors.New("nak'd jobs not redelivered")
+		}
+		return nil
+	})
+	for _, a := range again {
+		if a.Attempt != 2 {
+			t.Errorf("job %s attempt = %d, want 2", a.Job.ID, a.Attempt)
+		}
+		_ = a.Ack()
+	}
+}
+
+func TestJetStream_Events(t *testing.T) {
+	q := open(t)
+	ctx := t.Context()
+	want := syncer.DirEvent{Scope: syncer.Scope{Dir: "p/\xff", Recursive: true}, Reason: syncer.ReasonNewDir, At: time.Now().UTC().Round(0)}
+	if err := q.PublishEvent(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan syncer.DirEvent, 1)
+	go q.ConsumeEvents(ctx, func(ev syncer.DirEvent, ack func() error) {
+		_ = ack()
+		got <- ev
+	})
+	select {
+	case ev := <-got:
+		if ev.Scope != want.Scope || ev.Reason != want.Reason || !ev.At.Equal(want.At) {
+			t.Errorf("event = %+v, want %+v", ev, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("event not delivered")
+	}
+}
+
+func TestJetStream_Results(t *testing.T) {
+	q := open(t)
+	got := make(chan syncer.Result, 1)
+	stop, err := q.SubscribeResults(func(r syncer.Result) { got <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	want := syncer.Result{JobID: "x", Scope: syncer.Scope{Dir: "a\nb"}, OK: true, Stats: syncer.Stats{Files: 3}}
+	if err := q.PublishResult(want); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.JobID != want.JobID || r.Scope != want.Scope || r.Stats != want.Stats || !r.OK {
+			t.Errorf("result = %+v, want %+v", r, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("result not delivered")
+	}
+}
+
+// TestOpen_External checks that two processes' worth of Open calls on one
+// TCP server share the same streams.
+func TestOpen_External(t *testing.T) {
+	s := testutil.StartJetStream(t)
+	for i := range 2 {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if _, err := queue.Open(t.Context(), nc, queue.Options{}); err != nil {
+			t.Fatalf("open #%d: %v", i, err)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/syncer/syncer"
+)
+
+// Token is the subject-safe token of a project or directory: NATS subjects
+// cannot hold spaces, ".", "*" or ">", and names may be any bytes.
+func Token(s string, n int) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])[:n]
+}
+
+// Subject prefixes.
+const (
+	eventsPrefix  = "syncer.events."
+	jobsPrefix    = "syncer.jobs."
+	resultsPrefix = "syncer.results."
+)
+
+func eventSubject(s syncer.Scope) string {
+	return eventsPrefix + Token(s.Project(), 16)
+}
+
+// jobSubject gives every (dir, kind) its own subject: with MaxMsgsPerSubject
+// 1, a newer job replaces a pending one for the same scope and never a job
+// of the other kind (a flat job must not replace a recursive one).
+func jobSubject(s syncer.Scope) string {
+	kind := "d"
+	if s.Recursive {
+		kind = "r"
+	}
+	return jobsPrefix + Token(s.Project(), 16) + "." + Token(s.Dir, 32) + "." + kind
+}
+
+func resultSubject(s syncer.Scope) string {
+	return resultsPrefix + Token(s.Project(), 16)
+}
+
+// Paths are []byte on the wire: encoding/json would replace invalid UTF-8.
+
+type wireEvent struct {
+	Dir       []byte    `json:"dir"`
+	Recursive bool      `json:"rec,omitempty"`
+	Reason    string    `json:"reason"`
+	At        time.Time `json:"at"`
+}
+
+type wireJob struct {
+	ID         string    `json:"id"`
+	Dir        []byte    `json:"dir"`
+	Recursive  bool      `json:"rec,omitempty"`
+	Reason     string    `json:"reason"`
+	FirstEvent time.Time `json:"first_event"`
+}
+
+type wireResult struct {
+	wireJob
+	OK       bool         `json:"ok"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished"`
+	ExitCode int          `json:"exit_code,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Stats    syncer.Stats `json:"stats"`
+}
+
+func toWireJob(j syncer.Job) wireJob {
+	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason), FirstEvent: j.FirstEvent}
+}
+
+func (w wireJob) job() syncer.Job {
+	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("listen address %q: bad port", addr)
+	}
+	return host, port, nil
+}
