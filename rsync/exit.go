@@ -13,6 +13,9 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("rsync: exit %d (%s)", e.Code, Meaning(e.Code))
 }
 
+// ExitCode is rsync's exit code.
+func (e *ExitError) ExitCode() int { return e.Code }
+
 // Transient reports whether a retry may succeed: partial transfers and I/O,
 // socket, timeout and daemon-connection errors are transient; syntax,
 // protocol, unsupported-feature and --max-delete stops are not.

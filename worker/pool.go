@@ -1,0 +1,350 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+)
+
+// Defaults for Options.
+const (
+	DefaultBatch           = 64
+	DefaultMaxAttempts     = 8
+	DefaultBusyDelay       = 200 * time.Millisecond
+	DefaultHeartbeat       = 15 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+	maxBackoff             = 10 * time.Minute
+)
+
+// Source hands out delivered jobs. Next blocks until one is delivered or
+// ctx ends; More returns what is available right now, up to n.
+type Source interface {
+	Next(ctx context.Context) (syncer.Delivery, error)
+	More(n int) []syncer.Delivery
+}
+
+// Options configure a Pool; zero values mean the defaults.
+type Options struct {
+	// Workers is the number of concurrent rsyncs, runtime.GOMAXPROCS(0) by default.
+	Workers int
+	// Batch is the most jobs one rsync run may cover.
+	Batch int
+	// MaxAttempts is how many transient failures a job may have before it
+	// is given up (Term).
+	MaxAttempts int
+	// BusyDelay is how long a job whose scope is busy waits before redelivery.
+	BusyDelay time.Duration
+	// Heartbeat is how often a running job tells the queue it is alive; it
+	// must be well under the queue's ack wait.
+	Heartbeat time.Duration
+	// ShutdownTimeout is how long running rsyncs may finish after the pool
+	// is asked to stop; then they are cancelled and their jobs redelivered.
+	ShutdownTimeout time.Duration
+	// Backoff is the redelivery delay after the n-th failure (n >= 1).
+	Backoff func(n int) time.Duration
+
+	Source Source
+	Syncer syncer.Syncer
+	Locker Locker // a LocalLocker by default
+	// OnResult, when set, is called once per settled job (acked or given up).
+	OnResult func(syncer.Result)
+	Logger   *zap.Logger
+}
+
+// Pool runs Workers slots, each running one rsync at a time.
+type Pool struct {
+	opts Options
+	log  *zap.Logger
+
+	mu       sync.Mutex
+	failures map[string]int // transient failures per job ID, for retry limits
+	busy     int            // slots running an rsync
+}
+
+// New checks the options; it starts nothing.
+func New(opts Options) (*Pool, error) {
+	if opts.Source == nil || opts.Syncer == nil {
+		return nil, errors.New("worker: source and syncer are required")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.BusyDelay <= 0 {
+		opts.BusyDelay = DefaultBusyDelay
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = Backoff
+	}
+	if opts.Locker == nil {
+		opts.Locker = &LocalLocker{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}}, nil
+}
+
+// Backoff is the default retry delay: 2^n seconds, at most 10 minutes.
+func Backoff(n int) time.Duration {
+	if n > 10 {
+		return maxBackoff
+	}
+	return min(time.Duration(1<<n)*time.Second, maxBackoff)
+}
+
+// Workers is the number of slots.
+func (p *Pool) Workers() int { return p.opts.Workers }
+
+// Busy is the number of slots running an rsync now.
+func (p *Pool) Busy() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy
+}
+
+// Run starts the slots and blocks until ctx ends and every slot has
+// settled its jobs. Running rsyncs get ShutdownTimeout to finish.
+func (p *Pool) Run(ctx context.Context) error {
+	// Runs outlive ctx by up to ShutdownTimeout; runCtx ends them after it.
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.opts.ShutdownTimeout, cancelRuns)
+		context.AfterFunc(runCtx, func() { t.Stop() })
+	})
+	defer stop()
+
+	var wg sync.WaitGroup
+	for i := range p.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.slot(ctx, runCtx, p.log.With(zap.Int(syncer.LogWorker, i)))
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (p *Pool) slot(ctx, runCtx context.Context, log *zap.Logger) {
+	for {
+		d, err := p.opts.Source.Next(ctx)
+		if err != nil {
+			return // ctx ended
+		}
+		batch := append([]syncer.Delivery{d}, p.opts.Source.More(p.opts.Batch-1)...)
+		p.runBatch(runCtx, log, batch)
+	}
+}
+
+// claim is one scope taken for a run, with every delivery it settles.
+type claim struct {
+	scope  syncer.Scope
+	ds     []syncer.Delivery
+	unlock func()
+}
+
+func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) {
+	claims, held := p.claim(ctx, log, batch)
+	if len(claims) == 0 {
+		return
+	}
+	defer func() {
+		for _, c := range claims {
+			c.unlock()
+		}
+	}()
+	scopes := make([]syncer.Scope, len(claims))
+	for i, c := range claims {
+		scopes[i] = c.scope
+	}
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	go p.heartbeat(hbCtx, claims)
+	p.mu.Lock()
+	p.busy++
+	p.mu.Unlock()
+	start := time.Now()
+	st, err := p.opts.Syncer.Sync(held, scopes)
+	took := time.Since(start)
+	p.mu.Lock()
+	p.busy--
+	p.mu.Unlock()
+	stopHB()
+
+	for _, c := range claims {
+		for _, d := range c.ds {
+			p.settle(log, d, c.scope, st, err, start, took, len(claims))
+		}
+	}
+}
+
+// claim locks the scopes of a batch. A delivery whose scope is covered by an
+// already claimed one rides along; one that overlaps a held scope waits.
+func (p *Pool) claim(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) ([]*claim, context.Context) {
+	var claims []*claim
+	held := ctx
+	var lctxs []context.Context
+next:
+	for _, d := range batch {
+		for _, c := range claims {
+			if c.scope.Covers(d.Job.Scope) {
+				c.ds = append(c.ds, d)
+				continue next
+			}
+			if c.scope.Overlaps(d.Job.Scope) {
+				p.busyNak(log, d)
+				continue next
+			}
+		}
+		lctx, unlock, err := p.opts.Locker.TryLock(ctx, d.Job.Scope)
+		if err != nil {
+			if !errors.Is(err, ErrBusy) {
+				log.Warn("lock scope", zap.Error(err), zap.String(syncer.LogScope, d.Job.Scope.String()))
+			}
+			p.busyNak(log, d)
+			continue
+		}
+		claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock})
+		lctxs = append(lctxs, lctx)
+	}
+	if len(lctxs) > 0 {
+		// The run stops if any of its locks is lost.
+		var cancel context.CancelFunc
+		held, cancel = context.WithCancel(ctx)
+		for _, l := range lctxs {
+			context.AfterFunc(l, cancel)
+		}
+		context.AfterFunc(ctx, cancel)
+	}
+	return claims, held
+}
+
+func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {
+	if ce := log.Check(zap.DebugLevel, "scope busy, job deferred"); ce != nil {
+		ce.Write(zap.String(syncer.LogJobID, d.Job.ID), zap.String(syncer.LogScope, d.Job.Scope.String()))
+	}
+	if err := d.Nak(p.opts.BusyDelay); err != nil {
+		log.Warn("nak job", zap.Error(err), zap.String(syncer.LogJobID, d.Job.ID))
+	}
+}
+
+func (p *Pool) heartbeat(ctx context.Context, claims []*claim) {
+	t := time.NewTicker(p.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, c := range claims {
+				for _, d := range c.ds {
+					_ = d.InProgress()
+				}
+			}
+		}
+	}
+}
+
+// settle is the one place that decides a job's fate after its run.
+func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, ran syncer.Scope, st syncer.Stats, err error, start time.Time, took time.Duration, batch int) {
+	j := d.Job
+	res := syncer.Result{JobID: j.ID, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent,
+		Started: start, Finished: start.Add(took), Stats: st}
+	fields := []zap.Field{
+		zap.String(syncer.LogProject, j.Scope.Project()), zap.String(syncer.LogDir, j.Scope.Dir),
+		zap.Bool("recursive", j.Scope.Recursive), zap.String(syncer.LogJobID, j.ID),
+		zap.String(syncer.LogReason, string(j.Reason)), zap.Int(syncer.LogAttempt, d.Attempt),
+		zap.Duration(syncer.LogTook, took), zap.Int("batch", batch),
+		zap.Int64(syncer.LogFiles, st.Files), zap.Int64(syncer.LogBytes, st.Bytes), zap.Int64(syncer.LogDeleted, st.Deleted),
+	}
+	if err == nil {
+		if aerr := d.Ack(); aerr != nil {
+			// Not confirmed: the job comes back and runs again, harmlessly.
+			log.Warn("ack job", append(fields, zap.Error(aerr))...)
+			return
+		}
+		p.forget(j.ID)
+		res.OK = true
+		if !j.FirstEvent.IsZero() {
+			fields = append(fields, zap.Duration(syncer.LogLag, res.Finished.Sub(j.FirstEvent)))
+		}
+		log.Info("job done", append(fields, zap.Int(syncer.LogExitCode, 0))...)
+		p.report(res)
+		return
+	}
+
+	code := exitCode(err)
+	res.ExitCode, res.Error = code, err.Error()
+	fields = append(fields, zap.Int(syncer.LogExitCode, code), zap.Error(err))
+	if isCancel(err) {
+		// Shutdown or a lost lock: not the job's fault; run it again soon.
+		log.Warn("job interrupted, returned to the queue", fields...)
+		_ = d.Nak(0)
+		return
+	}
+	var tr interface{ Transient() bool }
+	transient := errors.As(err, &tr) && tr.Transient()
+	n := p.fail(j.ID)
+	if transient && n < p.opts.MaxAttempts {
+		delay := p.opts.Backoff(n)
+		log.Warn("job failed, will retry", append(fields, zap.Int("failures", n), zap.Duration("retry_in", delay))...)
+		_ = d.Nak(delay)
+		return
+	}
+	p.forget(j.ID)
+	if terr := d.Term(); terr != nil {
+		log.Warn("term job", append(fields, zap.NamedError("term_error", terr))...)
+	}
+	log.Error("job given up", append(fields, zap.Int("failures", n), zap.Bool("transient", transient))...)
+	p.report(res)
+}
+
+func (p *Pool) report(r syncer.Result) {
+	if p.opts.OnResult != nil {
+		p.opts.OnResult(r)
+	}
+}
+
+func (p *Pool) fail(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failures[id]++
+	return p.failures[id]
+}
+
+func (p *Pool) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.failures, id)
+}
+
+func isCancel(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func exitCode(err error) int {
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return -1
+}

@@ -1,0 +1,201 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/worker"
+)
+
+func openQueue(t *testing.T) *queue.JetStream {
+	t.Helper()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	q, err := queue.Open(t.Context(), nc, queue.Options{JobAckWait: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// recSyncer records running scopes, flags overlaps and fails on demand.
+type recSyncer struct {
+	mu       sync.Mutex
+	running  []syncer.Scope
+	overlaps int
+	runs     int
+	synced   map[syncer.Scope]int
+	fail     func(scopes []syncer.Scope) error
+}
+
+func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats, error) {
+	r.mu.Lock()
+	for _, s := range scopes {
+		for _, o := range r.running {
+			if s.Overlaps(o) {
+				r.overlaps++
+			}
+		}
+	}
+	r.running = append(r.running, scopes...)
+	r.runs++
+	r.mu.Unlock()
+	select {
+	case <-time.After(20 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range scopes {
+		for i, o := range r.running {
+			if o == s {
+				r.running = append(r.running[:i], r.running[i+1:]...)
+				break
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return syncer.Stats{}, ctx.Err()
+	}
+	if r.fail != nil {
+		if err := r.fail(scopes); err != nil {
+			return syncer.Stats{}, err
+		}
+	}
+	if r.synced == nil {
+		r.synced = map[syncer.Scope]int{}
+	}
+	for _, s := range scopes {
+		r.synced[s]++
+	}
+	return syncer.Stats{Files: int64(len(scopes))}, nil
+}
+
+type transientErr struct{}
+
+func (transientErr) Error() string   { return "injected transient failure" }
+func (transientErr) Transient() bool { return true }
+
+type permanentErr struct{}
+
+func (permanentErr) Error() string { return "injected permanent failure" }
+
+func startPool(t *testing.T, q *queue.JetStream, s syncer.Syncer, onResult func(syncer.Result)) {
+	t.Helper()
+	p, err := worker.New(worker.Options{Workers: 4, Batch: 8, Source: q.Jobs(), Syncer: s, OnResult: onResult,
+		BusyDelay: 20 * time.Millisecond, Backoff: func(int) time.Duration { return 50 * time.Millisecond }, MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestPool_Run_NoOverlap checks invariant 2 within a pool: nested and equal
+// scopes published together never run at once, and all of them run.
+func TestPool_Run_NoOverlap(t *testing.T) {
+	q := openQueue(t)
+	rec := &recSyncer{}
+	var mu sync.Mutex
+	done := map[string]bool{}
+	startPool(t, q, rec, func(r syncer.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		done[r.JobID] = r.OK
+	})
+	var ids []string
+	for round := range 5 {
+		for _, s := range []syncer.Scope{{Dir: "p"}, {Dir: "p/a"}, {Dir: "p/a/b", Recursive: true}, {Dir: "p", Recursive: true},
+			{Dir: ""}, {Dir: "q/x"}, {Dir: "r"}} {
+			id := fmt.Sprintf("%d-%s", round, s)
+			ids = append(ids, id)
+			if err := q.PublishJob(t.Context(), syncer.Job{ID: id, Scope: s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		st, err := q.Stats(t.Context())
+		if err != nil {
+			return err
+		}
+		if st.Pending+uint64(st.InFlight) > 0 {
+			return fmt.Errorf("queue not drained: %+v", st)
+		}
+		return nil
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.overlaps != 0 {
+		t.Errorf("%d overlapping runs, want 0", rec.overlaps)
+	}
+	// Every scope of the last round ran (earlier pending ones may be replaced by newer ones).
+	for _, s := range []syncer.Scope{{Dir: "p"}, {Dir: "p/a"}, {Dir: "p/a/b", Recursive: true}, {Dir: "p", Recursive: true}, {Dir: ""}, {Dir: "q/x"}, {Dir: "r"}} {
+		if rec.synced[s] == 0 {
+			t.Errorf("scope %s never synced", s)
+		}
+	}
+}
+
+func TestPool_Run_Failures(t *testing.T) {
+	q := openQueue(t)
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	rec := &recSyncer{fail: func(scopes []syncer.Scope) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range scopes {
+			attempts[s.Dir]++
+			switch {
+			case s.Dir == "flaky" && attempts[s.Dir] < 3:
+				return transientErr{}
+			case s.Dir == "broken":
+				return permanentErr{}
+			case s.Dir == "always":
+				return transientErr{}
+			}
+		}
+		return nil
+	}}
+	results := make(chan syncer.Result, 10)
+	startPool(t, q, rec, func(r syncer.Result) { results <- r })
+	// Batching would mix the dirs in one run; publish one at a time.
+	got := map[string]syncer.Result{}
+	for _, d := range []string{"flaky", "broken", "always"} {
+		if err := q.PublishJob(t.Context(), syncer.Job{ID: d, Scope: syncer.Scope{Dir: d}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-results:
+			got[r.JobID] = r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no result for %s", d)
+		}
+	}
+	if r := got["flaky"]; !r.OK || attempts["flaky"] != 3 {
+		t.Errorf("flaky: ok=%v after %d attempts, want ok after 3", r.OK, attempts["flaky"])
+	}
+	if r := got["broken"]; r.OK || attempts["broken"] != 1 {
+		t.Errorf("broken: ok=%v after %d attempts, want given up after 1", r.OK, attempts["broken"])
+	}
+	if r := got["always"]; r.OK || attempts["always"] != 3 {
+		t.Errorf("always: ok=%v after %d attempts, want given up after MaxAttempts=3", r.OK, attempts["always"])
+	}
+}
