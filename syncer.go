@@ -56,7 +56,10 @@ func (s *Stats) Add(o Stats) {
 // acknowledged (OK) or given up (Final and not OK); a job that will be
 // retried produces no result.
 type Result struct {
-	JobID    string
+	JobID string
+	// Run identifies the rsync run that settled the job; the jobs of one
+	// batch share it, and Stats, which are the whole run's.
+	Run      string
 	Scope    Scope
 	Reason   Reason
 	OK       bool
@@ -66,7 +69,7 @@ type Result struct {
 	FirstEvent time.Time
 	ExitCode   int
 	Error      string
-	Stats      Stats // of the whole rsync run the job was part of
+	Stats      Stats // of the whole run, see Run
 }
 
 // Syncer replicates the given scopes from the source tree to the backup tree.

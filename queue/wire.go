@@ -63,6 +63,7 @@ type wireJob struct {
 
 type wireResult struct {
 	wireJob
+	Run      string       `json:"run,omitempty"`
 	OK       bool         `json:"ok"`
 	Started  time.Time    `json:"started"`
 	Finished time.Time    `json:"finished"`

@@ -190,9 +190,10 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.mu.Unlock()
 	stopHB()
 
+	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
 		for _, d := range c.ds {
-			p.settle(log, d, c.scope, st, err, start, took, len(claims))
+			p.settle(log, d, run, st, err, start, took, len(claims))
 		}
 	}
 }
@@ -265,9 +266,9 @@ func (p *Pool) heartbeat(ctx context.Context, claims []*claim) {
 }
 
 // settle is the one place that decides a job's fate after its run.
-func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, ran syncer.Scope, st syncer.Stats, err error, start time.Time, took time.Duration, batch int) {
+func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.Stats, err error, start time.Time, took time.Duration, batch int) {
 	j := d.Job
-	res := syncer.Result{JobID: j.ID, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent,
+	res := syncer.Result{JobID: j.ID, Run: run, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent,
 		Started: start, Finished: start.Add(took), Stats: st}
 	fields := []zap.Field{
 		zap.String(syncer.LogProject, j.Scope.Project()), zap.String(syncer.LogDir, j.Scope.Dir),

@@ -1,0 +1,303 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/syncer/syncer"
+)
+
+// Options configure a Plan.
+type Options struct {
+	// Source and Dest are the roots of the two trees (local paths).
+	Source, Dest string
+	// Excludes are name globs, as in the watcher; excluded entries are ignored on both sides.
+	Excludes []string
+	// Projects, when set, limits the plan to these top-level folders.
+	Projects []string
+	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
+	// bounds a walk on a NAS, so the default is well above the core count.
+	Concurrency int
+}
+
+// Plan is what a reconcile has to sync.
+type Plan struct {
+	Scopes []syncer.Scope
+	// Dirs and Entries count what was compared.
+	Dirs, Entries int64
+	// Files and Bytes count regular files that differ or are missing
+	// (inside missing directories too): the drift.
+	Files, Bytes int64
+}
+
+// Walk compares the trees and plans the scopes that make the backup equal to
+// the source. It reads only; it changes nothing.
+func Walk(ctx context.Context, opts Options) (Plan, error) {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8 * runtime.GOMAXPROCS(0)
+	}
+	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}}
+	w.cond = sync.NewCond(&w.mu)
+	if len(opts.Projects) == 0 {
+		w.push(task{dir: ""})
+	}
+	for _, p := range opts.Projects {
+		fi, err := os.Lstat(filepath.Join(opts.Source, p))
+		if err != nil || !fi.IsDir() {
+			// A project gone from the source: its removal is a change of the root.
+			w.add(syncer.Scope{Dir: ""})
+			continue
+		}
+		w.push(task{dir: p})
+	}
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.work(ctx)
+		}()
+	}
+	stop := context.AfterFunc(ctx, func() { w.mu.Lock(); w.cond.Broadcast(); w.mu.Unlock() })
+	defer stop()
+	wg.Wait()
+	if w.err != nil {
+		return Plan{}, w.err
+	}
+	if err := ctx.Err(); err != nil {
+		return Plan{}, err
+	}
+	p := w.plan
+	for s := range w.scopes {
+		p.Scopes = append(p.Scopes, s)
+	}
+	sort.Slice(p.Scopes, func(i, j int) bool {
+		if p.Scopes[i].Dir != p.Scopes[j].Dir {
+			return p.Scopes[i].Dir < p.Scopes[j].Dir
+		}
+		return !p.Scopes[i].Recursive
+	})
+	return p, nil
+}
+
+// task is a directory to compare (present on both sides, or a project root),
+// or with missing set a subtree absent from the backup, walked for counting.
+type task struct {
+	dir     string
+	missing bool
+}
+
+// walker runs Concurrency goroutines over a shared stack of directories: the
+// goroutine count stays fixed however large the tree is.
+type walker struct {
+	opts Options
+
+	mu     sync.Mutex // guards everything below
+	cond   *sync.Cond // signalled when stack grows or active drops
+	stack  []task
+	active int
+	scopes map[syncer.Scope]bool
+	plan   Plan
+	err    error
+}
+
+func (w *walker) push(t task) {
+	w.stack = append(w.stack, t)
+}
+
+func (w *walker) work(ctx context.Context) {
+	w.mu.Lock()
+	for {
+		for len(w.stack) == 0 && w.active > 0 && ctx.Err() == nil && w.err == nil {
+			w.cond.Wait()
+		}
+		if len(w.stack) == 0 || ctx.Err() != nil || w.err != nil {
+			w.cond.Broadcast()
+			w.mu.Unlock()
+			return
+		}
+		t := w.stack[len(w.stack)-1]
+		w.stack = w.stack[:len(w.stack)-1]
+		w.active++
+		w.mu.Unlock()
+		var kids []task
+		if t.missing {
+			kids = w.missing(t.dir)
+		} else {
+			kids = w.dir(t.dir)
+		}
+		w.mu.Lock()
+		w.active--
+		w.stack = append(w.stack, kids...)
+		w.cond.Broadcast()
+	}
+}
+
+func (w *walker) add(s syncer.Scope) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.scopes[s] = true
+}
+
+func (w *walker) count(dirs, entries, files, bytes int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.plan.Dirs += dirs
+	w.plan.Entries += entries
+	w.plan.Files += files
+	w.plan.Bytes += bytes
+}
+
+func (w *walker) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// meta is what decides whether an entry needs a sync.
+type meta struct {
+	mode       fs.FileMode
+	size       int64
+	mtime      int64 // ns; directories' too
+	uid, gid   uint32
+	target     string // symlink
+	isDir, reg bool
+}
+
+func (w *walker) read(dir string) (map[string]meta, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]meta, len(ents))
+	for _, e := range ents {
+		if w.excluded(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // vanished while we looked: the watcher reports it
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		m := meta{mode: fi.Mode(), size: fi.Size(), mtime: fi.ModTime().UnixNano(), isDir: fi.IsDir(), reg: fi.Mode().IsRegular()}
+		if st != nil {
+			m.uid, m.gid = st.Uid, st.Gid
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			m.target, _ = os.Readlink(filepath.Join(dir, e.Name()))
+			m.mtime = 0 // not every backup filesystem keeps symlink times
+		}
+		if m.isDir {
+			m.size = 0
+		}
+		out[e.Name()] = m
+	}
+	return out, nil
+}
+
+func (w *walker) excluded(name string) bool {
+	for _, e := range w.opts.Excludes {
+		if ok, _ := filepath.Match(e, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// dir compares one directory present on both sides (or a project root)
+// and returns the subdirectories to visit next.
+func (w *walker) dir(rel string) []task {
+	src, err := w.read(syncer.Join(w.opts.Source, rel))
+	var dst map[string]meta
+	if err == nil {
+		dst, err = w.read(syncer.Join(w.opts.Dest, rel))
+		if errors.Is(err, fs.ErrNotExist) {
+			dst, err = nil, nil
+		}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // the source dir vanished: the watcher reports it
+	}
+	if err != nil {
+		w.fail(fmt.Errorf("compare %s: %w", syncer.Join(w.opts.Source, rel), err))
+		return nil
+	}
+	if dst == nil && rel != "" {
+		// Whole directory missing in the backup (project filter case).
+		w.add(syncer.Scope{Dir: rel, Recursive: true})
+		return []task{{dir: rel, missing: true}}
+	}
+	var kids []task
+	var files, bytes int64
+	flat := false
+	for name, s := range src {
+		child := name
+		if rel != "" {
+			child = rel + "/" + name
+		}
+		d, ok := dst[name]
+		switch {
+		case !ok && s.isDir:
+			w.add(syncer.Scope{Dir: child, Recursive: true})
+			kids = append(kids, task{dir: child, missing: true})
+		case !ok:
+			flat = true
+			if s.reg {
+				files, bytes = files+1, bytes+s.size
+			}
+		case s.isDir && d.isDir:
+			if s != d {
+				flat = true // the directory's own attributes are an entry here
+			}
+			kids = append(kids, task{dir: child})
+		case s != d:
+			flat = true
+			if s.reg {
+				files, bytes = files+1, bytes+s.size
+			}
+		}
+	}
+	for name := range dst {
+		if _, ok := src[name]; !ok {
+			flat = true // to delete
+		}
+	}
+	if flat {
+		w.add(syncer.Scope{Dir: rel})
+	}
+	w.count(1, int64(len(src)), files, bytes)
+	return kids
+}
+
+// missing counts the files of a subtree absent from the backup, for drift
+// and progress; the subtree is already planned as one recursive scope.
+func (w *walker) missing(rel string) []task {
+	src, err := w.read(syncer.Join(w.opts.Source, rel))
+	if err != nil {
+		return nil // counting only
+	}
+	var kids []task
+	var files, bytes int64
+	for name, s := range src {
+		if s.isDir {
+			kids = append(kids, task{dir: rel + "/" + name, missing: true})
+		} else if s.reg {
+			files, bytes = files+1, bytes+s.size
+		}
+	}
+	w.count(1, int64(len(src)), files, bytes)
+	return kids
+}

@@ -1,0 +1,96 @@
+package reconcile_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/rsync"
+)
+
+func TestWalk(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(p reconcile.Plan) {
+		t.Helper()
+		if _, err := r.Sync(t.Context(), p.Scopes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := reconcile.Options{Source: src, Dest: dst}
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "1", "p/a/sub/g": "22", "p/top": "333", "q/x": "4", "root-file": "5",
+		"p/link": "-> a/f", "empty/": ""})
+
+	p, err := reconcile.Walk(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []syncer.Scope{{Dir: ""}, {Dir: "empty", Recursive: true}, {Dir: "p", Recursive: true}, {Dir: "q", Recursive: true}}
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Errorf("cold plan mismatch (-want +got):\n%s", d)
+	}
+	if p.Files != 5 || p.Bytes != 8 {
+		t.Errorf("cold drift = %d files / %d bytes, want 5 / 8", p.Files, p.Bytes)
+	}
+	apply(p)
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
+	}
+
+	p, err = reconcile.Walk(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Scopes) != 0 || p.Files != 0 {
+		t.Fatalf("plan after a full sync = %v (%d files), want nothing", p.Scopes, p.Files)
+	}
+
+	// Offline changes: edit keeping the size, delete, rename a dir, chmod, new project, removed project.
+	time.Sleep(10 * time.Millisecond)
+	must(t, os.WriteFile(filepath.Join(src, "p/a/f"), []byte("9"), 0o644))
+	must(t, os.Remove(filepath.Join(src, "p/top")))
+	must(t, os.Rename(filepath.Join(src, "p/a/sub"), filepath.Join(src, "p/a/sub2")))
+	must(t, os.Chmod(filepath.Join(src, "q/x"), 0o600))
+	must(t, os.RemoveAll(filepath.Join(src, "empty")))
+	testutil.WriteTree(t, src, testutil.Tree{"new/n": "n"})
+	p, err = reconcile.Walk(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []syncer.Scope{{Dir: ""}, {Dir: "new", Recursive: true}, {Dir: "p"}, {Dir: "p/a"}, {Dir: "p/a/sub2", Recursive: true}, {Dir: "q"}}
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Errorf("plan mismatch (-want +got):\n%s", d)
+	}
+	apply(p)
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
+	}
+
+	t.Run("ProjectFilter", func(t *testing.T) {
+		testutil.WriteTree(t, src, testutil.Tree{"p/only-p": "1", "q/not-q": "2"})
+		p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, Projects: []string{"p"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff([]syncer.Scope{{Dir: "p"}}, p.Scopes); d != "" {
+			t.Errorf("filtered plan mismatch (-want +got):\n%s", d)
+		}
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

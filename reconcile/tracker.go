@@ -1,0 +1,150 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/syncer/syncer"
+)
+
+// Publisher puts jobs on the JOBS queue.
+type Publisher interface {
+	PublishJob(ctx context.Context, job syncer.Job) error
+}
+
+// Tracker follows submitted jobs to completion by watching results.
+//
+// A job is done when a successful result covers its scope and started no
+// earlier than the job was submitted. Matching by scope and time, not by job
+// ID, is what makes it exact: the queue may replace a pending job with a
+// newer one for the same scope, whose result then stands for both.
+type Tracker struct {
+	mu      sync.Mutex
+	waiting map[string]wait            // by job ID
+	byDir   map[string]map[string]bool // dir → IDs waiting on it
+	runs    map[string]bool            // rsync runs whose stats are counted
+	sum     Summary
+	changed chan struct{} // closed and replaced on every change
+}
+
+type wait struct {
+	scope syncer.Scope
+	at    time.Time
+}
+
+// Summary is the outcome of the tracked jobs so far.
+type Summary struct {
+	Jobs, Done, Failed int
+	Stats              syncer.Stats // of the rsync runs that completed tracked jobs
+	Errors             []string     // one line per failed job
+}
+
+// NewTracker returns an empty Tracker.
+func NewTracker() *Tracker {
+	return &Tracker{waiting: map[string]wait{}, byDir: map[string]map[string]bool{}, runs: map[string]bool{},
+		changed: make(chan struct{})}
+}
+
+// Submit publishes one job per scope and tracks it. IDs are prefix-n.
+func (t *Tracker) Submit(ctx context.Context, pub Publisher, prefix string, scopes []syncer.Scope, r syncer.Reason) error {
+	for i, s := range scopes {
+		j := syncer.Job{ID: fmt.Sprintf("%s-%d", prefix, i), Scope: s, Reason: r, FirstEvent: time.Now()}
+		t.mu.Lock()
+		t.waiting[j.ID] = wait{scope: s, at: time.Now()}
+		if t.byDir[s.Dir] == nil {
+			t.byDir[s.Dir] = map[string]bool{}
+		}
+		t.byDir[s.Dir][j.ID] = true
+		t.sum.Jobs++
+		t.mu.Unlock()
+		if err := pub.PublishJob(ctx, j); err != nil {
+			t.mu.Lock()
+			t.remove(j.ID)
+			t.sum.Jobs--
+			t.mu.Unlock()
+			return err
+		}
+	}
+	return nil
+}
+
+// Observe takes one result from the results subject.
+func (t *Tracker) Observe(r syncer.Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var cands []string
+	if r.Scope.Recursive && r.OK {
+		for id, w := range t.waiting { // rare: a subtree result may cover many
+			if r.Scope.Covers(w.scope) {
+				cands = append(cands, id)
+			}
+		}
+	} else {
+		for id := range t.byDir[r.Scope.Dir] {
+			cands = append(cands, id)
+		}
+	}
+	hit := false
+	for _, id := range cands {
+		w := t.waiting[id]
+		switch {
+		case r.OK && !r.Started.Before(w.at) && r.Scope.Covers(w.scope):
+			t.sum.Done++
+		case !r.OK && r.JobID == id:
+			t.sum.Failed++
+			t.sum.Errors = append(t.sum.Errors, fmt.Sprintf("%s: %s", w.scope, r.Error))
+		default:
+			continue
+		}
+		t.remove(id)
+		hit = true
+	}
+	if !hit {
+		return
+	}
+	if r.Run == "" || !t.runs[r.Run] {
+		t.runs[r.Run] = true
+		t.sum.Stats.Add(r.Stats)
+	}
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+func (t *Tracker) remove(id string) {
+	w := t.waiting[id]
+	delete(t.waiting, id)
+	if ids := t.byDir[w.scope.Dir]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(t.byDir, w.scope.Dir)
+		}
+	}
+}
+
+// Summary returns the counts so far.
+func (t *Tracker) Summary() Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sum
+	s.Errors = append([]string(nil), s.Errors...)
+	return s
+}
+
+// Wait blocks until every submitted job is done or failed, or ctx ends.
+func (t *Tracker) Wait(ctx context.Context) (Summary, error) {
+	for {
+		t.mu.Lock()
+		n, ch := len(t.waiting), t.changed
+		t.mu.Unlock()
+		if n == 0 {
+			return t.Summary(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return t.Summary(), ctx.Err()
+		case <-ch:
+		}
+	}
+}
