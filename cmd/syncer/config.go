@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/syncer/syncer/coalesce"
+)
+
+// Config is every setting of syncer. The YAML keys are the flag names with
+// "_" for "-"; SYNCER_<KEY> environment variables override the file, and
+// flags override both.
+type Config struct {
+	Source   string `yaml:"source"`
+	Dest     string `yaml:"dest"`
+	StateDir string `yaml:"state_dir"`
+
+	Workers          int           `yaml:"workers"`
+	Batch            int           `yaml:"batch"`
+	Debounce         time.Duration `yaml:"debounce"`
+	MaxDelay         time.Duration `yaml:"max_delay"`
+	CollapseChildren int           `yaml:"collapse_children"`
+	CollapseProject  int           `yaml:"collapse_project"`
+	Exclude          []string      `yaml:"exclude"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+
+	RsyncPath string   `yaml:"rsync_path"`
+	RsyncArgs []string `yaml:"rsync_args"`
+
+	NatsListen string `yaml:"nats_listen"`
+	LogLevel   string `yaml:"log_level"`
+	LogFormat  string `yaml:"log_format"`
+}
+
+// DefaultConfig is the configuration with nothing set.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:         defaultStateDir(),
+		Batch:            64,
+		Debounce:         coalesce.DefaultQuiet,
+		MaxDelay:         coalesce.DefaultMaxDelay,
+		CollapseChildren: coalesce.DefaultMaxChildren,
+		CollapseProject:  coalesce.DefaultMaxPending,
+		ShutdownTimeout:  30 * time.Second,
+		RsyncPath:        "rsync",
+		LogLevel:         "info",
+		LogFormat:        "auto",
+	}
+}
+
+// defaultStateDir follows systemd's StateDirectory, then root's /var/lib,
+// then XDG for a user daemon.
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/syncer"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "syncer")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "syncer")
+}
+
+// addFlags registers the flags of every Config field on fs.
+func addFlags(fs *pflag.FlagSet, c *Config) {
+	fs.StringVar(&c.Source, "source", c.Source, "source tree to back up, one folder per project (e.g. /data/prod)")
+	fs.StringVar(&c.Dest, "dest", c.Dest, "backup tree; must exist (e.g. /data/prod_backup)")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where the queue store and lock live")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent rsyncs (0: GOMAXPROCS, the usable cores)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "most directories one rsync may carry")
+	fs.DurationVar(&c.Debounce, "debounce", c.Debounce, "quiet time a directory needs before it is synced")
+	fs.DurationVar(&c.MaxDelay, "max-delay", c.MaxDelay, "longest wait for a directory that never goes quiet")
+	fs.IntVar(&c.CollapseChildren, "collapse-children", c.CollapseChildren, "pending subdirectories that collapse into their parent")
+	fs.IntVar(&c.CollapseProject, "collapse-project", c.CollapseProject, "pending directories that collapse into their whole project")
+	fs.StringSliceVar(&c.Exclude, "exclude", c.Exclude, "name glob to skip (repeatable), e.g. '*.tmp'")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
+	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
+	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.StringVar(&c.NatsListen, "nats-listen", c.NatsListen, "also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console or auto (console on a terminal)")
+}
+
+// loadConfig builds the effective config: defaults < file < SYNCER_* env < flags set on fs.
+func loadConfig(path string, fs *pflag.FlagSet, flagged Config) (Config, error) {
+	c := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c); err != nil {
+		return c, err
+	}
+	// Flags the user set win; copy them field by field.
+	cv, fv := reflect.ValueOf(&c).Elem(), reflect.ValueOf(flagged)
+	for i := range cv.NumField() {
+		name := strings.ReplaceAll(cv.Type().Field(i).Tag.Get("yaml"), "_", "-")
+		if fl := fs.Lookup(name); fl != nil && fl.Changed {
+			cv.Field(i).Set(fv.Field(i))
+		}
+	}
+	return c, nil
+}
+
+func applyEnv(c *Config) error {
+	v := reflect.ValueOf(c).Elem()
+	var errs []error
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("yaml")
+		s, ok := os.LookupEnv("SYNCER_" + strings.ToUpper(key))
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Interface().(type) {
+		case string:
+			f.SetString(s)
+		case int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a number", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetInt(int64(n))
+		case time.Duration:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a duration", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetInt(int64(d))
+		case []string:
+			f.Set(reflect.ValueOf(strings.Split(s, ",")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks everything that can be checked before anything starts and
+// reports every problem at once. It normalises paths to absolute clean ones.
+// It changes nothing on disk.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	src, srcOK := c.checkDir("source", &c.Source, &errs)
+	dst, dstOK := c.checkDir("dest", &c.Dest, &errs)
+	if srcOK && dstOK {
+		switch {
+		case src == dst:
+			bad("source and dest are the same directory: %s", src)
+		case within(dst, src):
+			bad("dest %s is inside source %s: the backup would back itself up", dst, src)
+		case within(src, dst):
+			bad("source %s is inside dest %s: syncing would delete the source", src, dst)
+		}
+	}
+	if c.StateDir == "" {
+		bad("state_dir: required")
+	} else if err := checkCreatable(c.StateDir); err != nil {
+		bad("state_dir %s: %v", c.StateDir, err)
+	} else if abs, err := filepath.Abs(c.StateDir); err == nil {
+		c.StateDir = abs
+		if srcOK && (abs == src || within(abs, src)) {
+			bad("state_dir %s is inside source %s", abs, src)
+		}
+	}
+	if c.Workers < 0 {
+		bad("workers: %d is negative", c.Workers)
+	}
+	if c.Batch < 1 {
+		bad("batch: %d, want at least 1", c.Batch)
+	}
+	if c.Debounce <= 0 {
+		bad("debounce: %v, want a positive duration", c.Debounce)
+	}
+	if c.MaxDelay < c.Debounce {
+		bad("max_delay %v is shorter than debounce %v", c.MaxDelay, c.Debounce)
+	}
+	if c.CollapseChildren < 1 || c.CollapseProject < 1 {
+		bad("collapse_children and collapse_project must be at least 1")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout: %v, want a positive duration", c.ShutdownTimeout)
+	}
+	for _, e := range c.Exclude {
+		if _, err := filepath.Match(e, ""); err != nil || strings.Contains(e, "/") {
+			bad("exclude %q: want a name glob without '/'", e)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console", "auto":
+	default:
+		bad("log_format %q: want json, console or auto", c.LogFormat)
+	}
+	if c.NatsListen != "" {
+		if _, _, err := net.SplitHostPort(c.NatsListen); err != nil {
+			bad("nats_listen: %v", err)
+		}
+	}
+	if err := checkRsync(c.RsyncPath); err != nil {
+		bad("%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) checkDir(name string, p *string, errs *[]error) (string, bool) {
+	if *p == "" {
+		*errs = append(*errs, fmt.Errorf("%s: required", name))
+		return "", false
+	}
+	abs, err := filepath.Abs(*p)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %s: %w", name, *p, err))
+		return "", false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %s: does not exist or is unreadable", name, abs))
+		return "", false
+	}
+	if !fi.IsDir() {
+		*errs = append(*errs, fmt.Errorf("%s %s: not a directory", name, abs))
+		return "", false
+	}
+	*p = abs
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		real = abs
+	}
+	return real, true
+}
+
+// within reports whether p is strictly inside dir.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// checkCreatable reports whether dir exists as a writable directory or could be created.
+func checkCreatable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			f, err := os.CreateTemp(d, ".syncer-probe-*")
+			if err != nil {
+				return fmt.Errorf("not writable: %v", err)
+			}
+			f.Close()
+			return os.Remove(f.Name())
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
+}
+
+var rsyncVersion = regexp.MustCompile(`rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)`)
+
+// checkRsync finds rsync and requires 3.2 or newer (nanosecond
+// --modify-window, --mkpath).
+func checkRsync(bin string) error {
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("rsync %q not found: install it (Debian: apt-get install rsync)", bin)
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("rsync %s --version: %v", p, err)
+	}
+	m := rsyncVersion.FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("rsync %s: cannot read its version", p)
+	}
+	major, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(string(m[2]))
+	if major < 3 || (major == 3 && minor < 2) {
+		return fmt.Errorf("rsync %s is version %s.%s: syncer needs 3.2 or newer", p, m[1], m[2])
+	}
+	return nil
+}

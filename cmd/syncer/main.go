@@ -1,0 +1,184 @@
+// Command syncer replicates a production tree to a backup continuously:
+// inotify events → NATS JetStream → debounce → a pool of targeted rsyncs.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors in how syncer was called.
+type usageError struct{ error }
+
+func main() {
+	os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs the syncer CLI with args and returns the exit code. Signals end
+// ctx; a second SIGINT/SIGTERM exits at once.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "syncer: %v\n", oneLine(err))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// oneLine joins a multi-error into one line, "; "-separated.
+func oneLine(err error) string {
+	var b []byte
+	for _, c := range []byte(err.Error()) {
+		if c == '\n' {
+			b = append(b, ';', ' ')
+			continue
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "syncer",
+		Short: "Continuous, incremental backup of a file server tree with rsync",
+		Long: `syncer keeps a backup tree equal to a source tree continuously. It watches
+the source with inotify, debounces changes per directory, queues them in NATS
+JetStream and runs targeted rsyncs on a pool of workers, one per core. A full
+compare walk (reconcile) runs at start and whenever events may have been lost.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRunCmd(stderr), newVersionCmd(stdout))
+	return root
+}
+
+func newVersionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(stdout, "syncer %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}
+
+func newRunCmd(stderr io.Writer) *cobra.Command {
+	var configPath string
+	flags := DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "run --source DIR --dest DIR [flags]",
+		Short: "Replicate continuously (watcher, queue, workers and an embedded NATS in one process)",
+		Long: `run starts everything a single host needs: an embedded NATS JetStream server
+(file store in --state-dir, no network port), the inotify watcher, the
+debouncer, a pool of rsync workers (one per usable core) and a startup
+reconcile that syncs whatever changed while syncer was not running.
+
+Settings come from --config (YAML, keys as the flag names with '_'), then
+SYNCER_<KEY> environment variables, then flags; flags win.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(configPath, cmd.Flags(), flags)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError{err}
+			}
+			log, err := newLogger(cfg, stderr)
+			if err != nil {
+				return usageError{err}
+			}
+			defer func() { _ = log.Sync() }()
+			ctx, stop := notifyContext(cmd.Context(), log)
+			defer stop()
+			return newDaemon(cfg, log).Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
+	addFlags(cmd.Flags(), &flags)
+	return cmd
+}
+
+// notifyContext ends ctx on the first SIGINT/SIGTERM and exits the process
+// on the second.
+func notifyContext(parent context.Context, log *zap.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-ch:
+			log.Info("stopping; a second signal exits at once", zap.String("signal", s.String()))
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		if s, ok := <-ch; ok {
+			log.Warn("second signal: exiting now", zap.String("signal", s.String()))
+			_ = log.Sync()
+			os.Exit(130)
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// newLogger builds the one logger: JSON unless on a terminal (or as configured).
+func newLogger(cfg Config, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.SecondsDurationEncoder
+	format := cfg.LogFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "console"
+		}
+	}
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeDuration = zapcore.StringDurationEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}

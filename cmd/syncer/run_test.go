@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/testutil"
+)
+
+type harness struct {
+	cfg    Config
+	d      *daemon
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	rs := testutil.RequireRsync(t)
+	cfg := DefaultConfig()
+	cfg.Source, cfg.Dest, cfg.StateDir = t.TempDir(), t.TempDir(), t.TempDir()
+	cfg.RsyncPath = rs
+	cfg.ShutdownTimeout = 5 * time.Second
+	return cfg
+}
+
+// start runs a daemon on cfg until the test ends and waits until it is ready.
+func start(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{cfg: cfg, d: newDaemon(cfg, zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))), cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- h.d.Run(ctx) }()
+	t.Cleanup(func() { h.stop(t) })
+	select {
+	case <-h.d.Ready():
+	case err := <-h.done:
+		t.Fatalf("daemon exited before ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("daemon not ready after 60s")
+	}
+	return h
+}
+
+func (h *harness) stop(t *testing.T) {
+	t.Helper()
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("daemon Run() = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("daemon did not stop within 30s")
+	}
+}
+
+// converge waits until the backup equals the source.
+func (h *harness) converge(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, 25*time.Millisecond, func() error {
+		if d := testutil.DiffTrees(h.cfg.Source, h.cfg.Dest); d != "" {
+			return errors.New(d)
+		}
+		return nil
+	})
+}
+
+func (h *harness) path(rel string) string { return filepath.Join(h.cfg.Source, rel) }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRun_Changes checks that each kind of change converges to a backup equal
+// to the source, one after the other on one running daemon.
+func TestRun_Changes(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "one", "p/b/g": "two", "q/h": "three", "p/big": strings.Repeat("x", 1<<20)})
+	h := start(t, cfg)
+	h.converge(t)
+	p := h.path
+	write := func(rel, s string) error { return os.WriteFile(p(rel), []byte(s), 0o644) }
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"create", func() error { return write("p/a/new", "new") }},
+		{"overwrite", func() error { return write("p/a/f", "ONE") }},
+		{"append to a large file", func() error {
+			f, err := os.OpenFile(p("p/big"), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(bytes.Repeat([]byte("y"), 4<<20)); err != nil {
+				return err
+			}
+			return f.Close()
+		}},
+		{"truncate", func() error { return os.Truncate(p("p/big"), 1000) }},
+		{"delete", func() error { return os.Remove(p("p/a/new")) }},
+		{"rename within a directory", func() error { return os.Rename(p("p/a/f"), p("p/a/f2")) }},
+		{"rename across directories", func() error { return os.Rename(p("p/a/f2"), p("p/b/f3")) }},
+		{"rename across projects", func() error { return os.Rename(p("p/b/f3"), p("q/f4")) }},
+		{"mkdir -p with files written at once", func() error {
+			if err := os.MkdirAll(p("p/m1/m2/m3"), 0o755); err != nil {
+				return err
+			}
+			for i := range 20 {
+				for _, d := range []string{"p/m1", "p/m1/m2", "p/m1/m2/m3"} {
+					if err := write(fmt.Sprintf("%s/f%d", d, i), "m"); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}},
+		{"rm -r of a subtree", func() error { return os.RemoveAll(p("p/m1/m2")) }},
+		{"rename a directory, then write inside it", func() error {
+			testutil.WriteTree(t, h.cfg.Source, testutil.Tree{"p/d1/s1/x": "x", "p/d1/y": "y"})
+			time.Sleep(100 * time.Millisecond)
+			if err := os.Rename(p("p/d1"), p("p/d2")); err != nil {
+				return err
+			}
+			if err := write("p/d2/s1/after", "after"); err != nil {
+				return err
+			}
+			return write("p/d2/after", "after")
+		}},
+		{"chmod", func() error { return os.Chmod(p("q/h"), 0o600) }},
+		{"chmod a directory", func() error { return os.Chmod(p("p/b"), 0o700) }},
+		{"symlink create", func() error { return os.Symlink("../q/h", p("p/link")) }},
+		{"symlink delete", func() error { return os.Remove(p("p/link")) }},
+		{"empty file", func() error { return write("p/empty", "") }},
+		{"empty directory", func() error { return os.Mkdir(p("p/emptydir"), 0o755) }},
+		{"new top-level project", func() error {
+			testutil.WriteTree(t, h.cfg.Source, testutil.Tree{"newproj/shot/frame1": "f", "newproj/readme": "r"})
+			return nil
+		}},
+		{"remove a project", func() error { return os.RemoveAll(p("newproj")) }},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			must(t, s.do())
+			h.converge(t)
+		})
+	}
+}
+
+// TestRun_OddNames checks invariant 6 end to end: names reach the backup byte-exactly.
+func TestRun_OddNames(t *testing.T) {
+	h := start(t, testConfig(t))
+	names := []string{"with space", "new\nline", "tab\there", "-leading-dash", "star*", "quest?", `quo"te`, "sq'uote",
+		`back\slash`, "non-utf8-\xff\xfe", strings.Repeat("x", 255), "--", "[br]", "$HOME", "..."}
+	for _, n := range names {
+		must(t, os.MkdirAll(h.path("p/"+n), 0o755))
+		must(t, os.WriteFile(h.path("p/"+n+"/"+n), []byte(n), 0o644))
+	}
+	must(t, os.MkdirAll(h.path("p/"+strings.Repeat("deep/", 60)), 0o755))
+	must(t, os.WriteFile(h.path("p/"+strings.Repeat("deep/", 60)+"leaf"), []byte("leaf"), 0o644))
+	h.converge(t)
+	// And renames of odd names.
+	must(t, os.Rename(h.path("p/new\nline"), h.path("p/-renamed\n*")))
+	h.converge(t)
+}
+
+// TestRun_Startup checks that differences present at start are synced before
+// ready, and that a second start with nothing changed runs no rsync.
+func TestRun_Startup(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/b/g": "2", "q/h": "3", "top": "4"})
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/a/f": "stale", "gone/x": "x"})
+	h := start(t, cfg)
+	if d := testutil.DiffTrees(cfg.Source, cfg.Dest); d != "" {
+		t.Fatalf("backup differs when ready:\n%s", d)
+	}
+	h.stop(t)
+
+	h = start(t, cfg)
+	if n := h.d.runs.Load(); n != 0 {
+		t.Errorf("second start with nothing changed ran %d rsyncs, want 0", n)
+	}
+}
+
+// rsyncWrapper writes a script that records each rsync run (pid, start,
+// end, args) in dir, sleeps delay, then runs the real rsync.
+func rsyncWrapper(t *testing.T, dir string, delay time.Duration) string {
+	t.Helper()
+	rs := testutil.RequireRsync(t)
+	script := filepath.Join(t.TempDir(), "rsync-wrapper")
+	body := fmt.Sprintf(`#!/bin/bash
+# Records every run for the tests; any line here must stay cheap.
+log=%q/$$
+printf '%%s\0' "$@" > "$log.args"
+date +%%s%%N > "$log.start"
+sleep %f
+%q "$@"
+rc=$?
+date +%%s%%N > "$log.end"
+exit $rc
+`, dir, delay.Seconds(), rs)
+	must(t, os.WriteFile(script, []byte(body), 0o755))
+	return script
+}
+
+type run struct {
+	pid        int
+	start, end int64
+	scopes     []syncer.Scope
+}
+
+// readRuns parses what rsyncWrapper recorded.
+func readRuns(t *testing.T, dir, src string) []run {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	var runs []run
+	for _, e := range ents {
+		base, ok := strings.CutSuffix(e.Name(), ".args")
+		if !ok {
+			continue
+		}
+		pid, _ := strconv.Atoi(base)
+		r := run{pid: pid}
+		args, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		must(t, err)
+		parts := strings.Split(strings.TrimSuffix(string(args), "\x00"), "\x00")
+		recursive := false
+		paths := false
+		for i, a := range parts {
+			switch {
+			case a == "--recursive":
+				recursive = true
+			case a == "--" && !paths:
+				paths = true
+			case paths && i < len(parts)-1:
+				d := strings.TrimSuffix(strings.TrimPrefix(a, src+"/./"), "/")
+				r.scopes = append(r.scopes, syncer.Scope{Dir: d, Recursive: recursive})
+			}
+		}
+		for _, f := range []struct {
+			ext string
+			v   *int64
+		}{{".start", &r.start}, {".end", &r.end}} {
+			b, err := os.ReadFile(filepath.Join(dir, base+f.ext))
+			if err != nil {
+				*f.v = -1 // never finished (killed)
+				continue
+			}
+			*f.v, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		}
+		runs = append(runs, r)
+	}
+	return runs
+}
+
+// overlaps lists pairs of runs that ran at the same time on overlapping scopes.
+func overlaps(runs []run) []string {
+	var out []string
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.end < 0 || b.end < 0 || a.end <= b.start || b.end <= a.start {
+				continue
+			}
+			for _, x := range a.scopes {
+				for _, y := range b.scopes {
+					if x.Overlaps(y) {
+						out = append(out, fmt.Sprintf("%v and %v", x, y))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestRun_NoOverlap checks invariant 2 with slow rsyncs: nested directories
+// changing all the time never sync at once, and a change made while its
+// directory's rsync runs arrives by a follow-up job.
+func TestRun_NoOverlap(t *testing.T) {
+	cfg := testConfig(t)
+	logDir := t.TempDir()
+	cfg.RsyncPath = rsyncWrapper(t, logDir, 300*time.Millisecond)
+	cfg.Workers = 4
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/b/c/f": "0", "q/f": "0"})
+	h := start(t, cfg)
+	h.converge(t)
+	dirs := []string{"p", "p/a", "p/a/b", "p/a/b/c", "q"}
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		d := dirs[i%len(dirs)]
+		must(t, os.WriteFile(h.path(fmt.Sprintf("%s/f", d)), []byte(strconv.Itoa(i)), 0o644))
+		if i%7 == 0 {
+			must(t, os.Mkdir(h.path(fmt.Sprintf("%s/new%d", d, i)), 0o755))
+		}
+		time.Sleep(40 * time.Millisecond)
+	}
+	h.converge(t)
+
+	// A write while the directory's rsync sleeps in the wrapper.
+	before := len(readRuns(t, logDir, cfg.Source))
+	must(t, os.WriteFile(h.path("q/during1"), []byte("1"), 0o644))
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, r := range readRuns(t, logDir, cfg.Source)[before:] {
+			if r.end == 0 || r.end == -1 {
+				return nil // running
+			}
+		}
+		return errors.New("no rsync running yet")
+	})
+	must(t, os.WriteFile(h.path("q/during2"), []byte("2"), 0o644))
+	h.converge(t)
+
+	runs := readRuns(t, logDir, cfg.Source)
+	if o := overlaps(runs); len(o) > 0 {
+		t.Errorf("%d overlapping rsyncs, want 0; first: %s", len(o), o[0])
+	}
+	parallel := 0
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.start < b.end && b.start < a.end {
+				parallel++
+			}
+		}
+	}
+	t.Logf("%d rsync runs, %d pairs ran in parallel", len(runs), parallel)
+	if parallel == 0 {
+		t.Error("no two rsyncs ever ran in parallel: disjoint scopes should")
+	}
+}
+
+// TestRun_Burst checks invariant 7: 20,000 creates in one project converge
+// with far fewer rsyncs than changes.
+func TestRun_Burst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("burst of 20,000 files: skipped with -short")
+	}
+	h := start(t, testConfig(t))
+	for d := range 20 {
+		dir := h.path(fmt.Sprintf("p/shot%02d", d))
+		must(t, os.MkdirAll(dir, 0o755))
+		for i := range 1000 {
+			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("frame%04d.exr", i)), []byte("px"), 0o644))
+		}
+	}
+	start := time.Now()
+	h.converge(t)
+	runs := h.d.runs.Load()
+	t.Logf("20000 creates: %d rsync runs, converged %v after the last write", runs, time.Since(start))
+	if runs > 200 {
+		t.Errorf("%d rsync runs for 20000 creates, want at most 200 (1 per 100 files)", runs)
+	}
+}
+
+// TestRun_Shutdown checks that stopping mid-rsync leaves no goroutine and no
+// rsync process behind, and that the interrupted job runs on the next start.
+func TestRun_Shutdown(t *testing.T) {
+	base := runtime.NumGoroutine()
+	cfg := testConfig(t)
+	logDir := t.TempDir()
+	cfg.RsyncPath = rsyncWrapper(t, logDir, 5*time.Second)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	h := start(t, cfg)
+	must(t, os.WriteFile(h.path("f"), []byte("x"), 0o644))
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if len(readRuns(t, logDir, cfg.Source)) == 0 {
+			return errors.New("rsync not started")
+		}
+		return nil
+	})
+	h.stop(t)
+	for _, r := range readRuns(t, logDir, cfg.Source) {
+		if err := syscall.Kill(r.pid, 0); err == nil {
+			t.Errorf("rsync wrapper %d still alive after stop", r.pid)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > base {
+			return fmt.Errorf("%d goroutines after stop, %d before start", n, base)
+		}
+		return nil
+	})
+	if out, _ := exec.Command("pgrep", "-f", cfg.RsyncPath).Output(); len(out) > 0 {
+		t.Errorf("processes left: %s", out)
+	}
+
+	// The unfinished job comes back: the next start converges quickly.
+	cfg.RsyncPath = testutil.RequireRsync(t)
+	h = start(t, cfg)
+	h.converge(t)
+}
+
