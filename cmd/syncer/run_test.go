@@ -413,4 +413,3 @@ func TestRun_Shutdown(t *testing.T) {
 	h = start(t, cfg)
 	h.converge(t)
 }
-
