@@ -112,19 +112,11 @@ func startPool(t *testing.T, q *queue.JetStream, s syncer.Syncer, onResult func(
 func TestPool_Run_NoOverlap(t *testing.T) {
 	q := openQueue(t)
 	rec := &recSyncer{}
-	var mu sync.Mutex
-	done := map[string]bool{}
-	startPool(t, q, rec, func(r syncer.Result) {
-		mu.Lock()
-		defer mu.Unlock()
-		done[r.JobID] = r.OK
-	})
-	var ids []string
+	startPool(t, q, rec, nil)
 	for round := range 5 {
 		for _, s := range []syncer.Scope{{Dir: "p"}, {Dir: "p/a"}, {Dir: "p/a/b", Recursive: true}, {Dir: "p", Recursive: true},
 			{Dir: ""}, {Dir: "q/x"}, {Dir: "r"}} {
 			id := fmt.Sprintf("%d-%s", round, s)
-			ids = append(ids, id)
 			if err := q.PublishJob(t.Context(), syncer.Job{ID: id, Scope: s}); err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,49 @@
+# syncer developer targets. `make help` lists them.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+PKGS    := ./...
+
+.PHONY: help build test test-short lint fmt vet staticcheck depcheck check run install clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/syncer
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/syncer ./cmd/syncer
+
+test: ## unit, component and end-to-end tests with the race detector (needs rsync)
+	SYNCER_TEST_REQUIRE_RSYNC=$${SYNCER_TEST_REQUIRE_RSYNC:-1} $(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short: ## the quick subset
+	$(GO) test -race -short $(PKGS)
+
+fmt: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+staticcheck: ## staticcheck (pinned as a go tool)
+	$(GO) tool staticcheck $(PKGS)
+
+depcheck: ## fail if pipeline packages import one another (only cmd/ wires them)
+	@bad=0; for p in watcher queue coalesce worker rsync reconcile; do \
+	  for q in watcher queue coalesce worker rsync reconcile; do \
+	    [ $$p = $$q ] && continue; \
+	    if $(GO) list -deps ./$$p | grep -qx "github.com/syncer/syncer/$$q"; then echo "$$p imports $$q"; bad=1; fi; \
+	  done; done; exit $$bad
+
+lint: fmt vet staticcheck depcheck ## all static checks
+
+check: lint test ## what CI runs
+
+run: build ## run against SOURCE and DEST (make run SOURCE=/data/prod DEST=/data/prod_backup)
+	./bin/syncer run --source "$(SOURCE)" --dest "$(DEST)"
+
+install: build ## install the binary, systemd unit and example config
+	install -D -m 0755 bin/syncer /usr/local/bin/syncer
+	install -D -m 0644 deploy/syncer.service /etc/systemd/system/syncer.service
+	[ -e /etc/syncer/syncer.yaml ] || install -D -m 0644 deploy/syncer.yaml /etc/syncer/syncer.yaml
+
+clean: ## remove build output
+	rm -rf bin
