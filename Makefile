@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: help build test test-short lint fmt vet staticcheck depcheck check run install clean
+.PHONY: help rsync build test test-short lint fmt vet staticcheck depcheck check run install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,14 @@ lint: fmt vet staticcheck depcheck ## all static checks
 
 check: lint test ## what CI runs
 
-run: build ## run against SOURCE and DEST (make run SOURCE=/data/prod DEST=/data/prod_backup)
+rsync: ## install rsync with apt-get when it is missing (as root), or say how
+	@command -v rsync >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing rsync (apt-get)"; apt-get update -qq && apt-get install -y -qq rsync; \
+	  else echo "syncer needs rsync: run 'sudo apt-get install rsync'" >&2; exit 1; fi; }
+
+SOURCE ?= /data/prod
+DEST   ?= /data/prod_backup
+run: rsync build ## replicate SOURCE to DEST continuously (defaults /data/prod → /data/prod_backup)
 	./bin/syncer run --source "$(SOURCE)" --dest "$(DEST)"
 
 install: build ## install the binary, systemd unit and example config
