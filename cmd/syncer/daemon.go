@@ -104,8 +104,11 @@ func (d *daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopResults()
-	d.log.Info("starting", zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
-		zap.Int("workers", pool.Workers()), zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay))
+	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
+		zap.String("state_dir", cfg.StateDir), zap.Int("workers", pool.Workers()), zap.Int("batch", cfg.Batch),
+		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
+		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
+		zap.Strings("exclude", cfg.Exclude), zap.String("rsync_path", cfg.RsyncPath), zap.Strings("rsync_args", cfg.RsyncArgs))
 
 	// The pool outlives the producers so that their last jobs settle; it
 	// stops when every other component has.
