@@ -359,10 +359,15 @@ func TestRun_Burst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("burst of 20,000 files: skipped with -short")
 	}
-	h := start(t, testConfig(t))
+	cfg := testConfig(t)
+	for d := range 20 {
+		must(t, os.MkdirAll(filepath.Join(cfg.Source, fmt.Sprintf("p/shot%02d", d)), 0o755))
+	}
+	h := start(t, cfg)
+	h.d.runs.Store(0)
+	// Renders appearing by the thousand in existing, watched directories.
 	for d := range 20 {
 		dir := h.path(fmt.Sprintf("p/shot%02d", d))
-		must(t, os.MkdirAll(dir, 0o755))
 		for i := range 1000 {
 			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("frame%04d.exr", i)), []byte("px"), 0o644))
 		}
