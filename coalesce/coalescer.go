@@ -33,7 +33,7 @@ type Coalescer struct {
 	log     *zap.Logger
 	prefix  string
 	seq     uint64
-	onJob   func(syncer.Job)
+	onJob   func(job syncer.Job, events int)
 	backoff time.Duration // after a failed publish, doubling
 	retryAt time.Time     // no publish before this
 }
@@ -43,8 +43,9 @@ type Config struct {
 	Options
 	Publisher JobPublisher
 	Logger    *zap.Logger
-	// OnJob, when set, is called after each job is published (metrics).
-	OnJob func(syncer.Job)
+	// OnJob, when set, is called after each job is published with the
+	// number of events it covers (metrics).
+	OnJob func(job syncer.Job, events int)
 }
 
 // New returns a Coalescer; it starts nothing.
@@ -146,7 +147,7 @@ func (c *Coalescer) flush(ctx context.Context) {
 			}
 		}
 		if c.onJob != nil {
-			c.onJob(job)
+			c.onJob(job, len(p.Tokens))
 		}
 		if ce := c.log.Check(zap.DebugLevel, "job published"); ce != nil {
 			ce.Write(zap.String(syncer.LogJobID, job.ID), zap.String(syncer.LogScope, job.Scope.String()),

@@ -294,3 +294,26 @@ func (q *JetStream) Stats(ctx context.Context) (Stats, error) {
 	st.Events = ei.NumPending + uint64(ei.NumAckPending)
 	return st, nil
 }
+
+// PendingByProject counts the jobs stored (queued or in flight) for each of
+// the given projects.
+func (q *JetStream) PendingByProject(ctx context.Context, projects []string) (map[string]uint64, error) {
+	si, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(jobsPrefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("jobs stream info: %w", err)
+	}
+	byToken := make(map[string]string, len(projects))
+	for _, p := range projects {
+		byToken[Token(p, 16)] = p
+	}
+	out := make(map[string]uint64, len(projects))
+	for subj, n := range si.State.Subjects {
+		rest := subj[len(jobsPrefix):]
+		if i := len(rest); i >= 16 {
+			if p, ok := byToken[rest[:16]]; ok {
+				out[p] += n
+			}
+		}
+	}
+	return out, nil
+}

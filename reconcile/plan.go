@@ -36,7 +36,12 @@ type Plan struct {
 	// Files and Bytes count regular files that differ or are missing
 	// (inside missing directories too): the drift.
 	Files, Bytes int64
+	// Drift splits Files and Bytes by project.
+	Drift map[string]Drift
 }
+
+// Drift is what one project's backup lacked.
+type Drift struct{ Files, Bytes int64 }
 
 // Walk compares the trees and plans the scopes that make the backup equal to
 // the source. It reads only; it changes nothing.
@@ -45,6 +50,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		opts.Concurrency = 8 * runtime.GOMAXPROCS(0)
 	}
 	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}}
+	w.plan.Drift = map[string]Drift{}
 	w.cond = sync.NewCond(&w.mu)
 	if len(opts.Projects) == 0 {
 		w.push(task{dir: ""})
@@ -147,13 +153,18 @@ func (w *walker) add(s syncer.Scope) {
 	w.scopes[s] = true
 }
 
-func (w *walker) count(dirs, entries, files, bytes int64) {
+func (w *walker) count(rel string, entries, files, bytes int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.plan.Dirs += dirs
+	w.plan.Dirs++
 	w.plan.Entries += entries
 	w.plan.Files += files
 	w.plan.Bytes += bytes
+	if files > 0 {
+		d := w.plan.Drift[syncer.Project(rel)]
+		d.Files, d.Bytes = d.Files+files, d.Bytes+bytes
+		w.plan.Drift[syncer.Project(rel)] = d
+	}
 }
 
 func (w *walker) fail(err error) {
@@ -278,7 +289,7 @@ func (w *walker) dir(rel string) []task {
 	if flat {
 		w.add(syncer.Scope{Dir: rel})
 	}
-	w.count(1, int64(len(src)), files, bytes)
+	w.count(rel, int64(len(src)), files, bytes)
 	return kids
 }
 
@@ -298,6 +309,6 @@ func (w *walker) missing(rel string) []task {
 			files, bytes = files+1, bytes+s.size
 		}
 	}
-	w.count(1, int64(len(src)), files, bytes)
+	w.count(rel, int64(len(src)), files, bytes)
 	return kids
 }

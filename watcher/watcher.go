@@ -50,9 +50,10 @@ type Watcher struct {
 	opts Options
 	log  *zap.Logger
 
-	ready   chan struct{}
-	watches atomic.Int64
-	failed  atomic.Int64
+	ready     chan struct{}
+	watches   atomic.Int64
+	failed    atomic.Int64
+	overflows atomic.Int64
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
@@ -96,6 +97,12 @@ func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 // Watches is the number of directories watched now.
 func (w *Watcher) Watches() int { return int(w.watches.Load()) }
+
+// Overflows counts kernel event queue overflows.
+func (w *Watcher) Overflows() int64 { return w.overflows.Load() }
+
+// WatchFailures counts directories whose watch could not be added.
+func (w *Watcher) WatchFailures() int64 { return w.failed.Load() }
 
 // Unwatched lists directories whose watch could not be added (e.g. the
 // max_user_watches limit); only a reconcile sees their changes.
@@ -172,6 +179,7 @@ func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 
 func (w *Watcher) handleError(err error) {
 	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		w.overflows.Add(1)
 		w.log.Warn("kernel event queue overflowed; asking for a reconcile", zap.Error(syncer.ErrOverflow))
 		w.note(syncer.Scope{Dir: "", Recursive: true}, syncer.ReasonOverflow)
 		return

@@ -41,10 +41,14 @@ type Config struct {
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
 
+	Listen     string `yaml:"listen"`
 	NatsListen string `yaml:"nats_listen"`
 	LogLevel   string `yaml:"log_level"`
 	LogFormat  string `yaml:"log_format"`
 }
+
+// defaultListen is the HTTP API's default address: loopback only.
+const defaultListen = "127.0.0.1:9797"
 
 // DefaultConfig is the configuration with nothing set.
 func DefaultConfig() Config {
@@ -57,6 +61,7 @@ func DefaultConfig() Config {
 		CollapseProject:  coalesce.DefaultMaxPending,
 		ShutdownTimeout:  30 * time.Second,
 		RsyncPath:        "rsync",
+		Listen:           defaultListen,
 		LogLevel:         "info",
 		LogFormat:        "auto",
 	}
@@ -93,6 +98,7 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for /metrics, /healthz, /readyz and the API (\"\" to disable)")
 	fs.StringVar(&c.NatsListen, "nats-listen", c.NatsListen, "also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console or auto (console on a terminal)")
@@ -221,6 +227,11 @@ func (c *Config) Validate() error {
 	case "json", "console", "auto":
 	default:
 		bad("log_format %q: want json, console or auto", c.LogFormat)
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("listen: %v", err)
+		}
 	}
 	if c.NatsListen != "" {
 		if _, _, err := net.SplitHostPort(c.NatsListen); err != nil {

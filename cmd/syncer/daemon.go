@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -20,37 +24,80 @@ import (
 	"github.com/syncer/syncer/worker"
 )
 
-// daemon is `syncer run`: embedded NATS, watcher, coalescer, workers and
-// reconcile in one process.
+// addrFile is where the daemon records its HTTP address in the state dir,
+// for `syncer status` and `syncer reconcile`.
+const addrFile = "http.addr"
+
+// daemon is `syncer run`: embedded NATS, watcher, coalescer, workers,
+// reconcile and the HTTP API in one process.
 type daemon struct {
-	cfg Config
-	log *zap.Logger
+	cfg     Config
+	log     *zap.Logger
+	metrics *metrics
+	started time.Time
 
 	ready     chan struct{} // closed when the initial reconcile is done
 	reconcile chan syncer.Scope
 
+	// Set once in Run before any goroutine reads them.
+	q    *queue.JetStream
+	w    *watcher.Watcher
+	pool *worker.Pool
+	addr string // HTTP listener, "" when none
+
 	mu       sync.Mutex
 	trackers map[*reconcile.Tracker]bool
+	projects map[string]*projectStatus
+	recon    reconcileStatus
 
-	// Counters for status and tests.
-	jobsDone   atomic.Int64
-	jobsFailed atomic.Int64
-	runs       atomic.Int64
+	runs atomic.Int64 // rsync runs, for tests and status
+}
+
+// projectStatus is the per-project state shown by `syncer status`.
+type projectStatus struct {
+	LastSync   time.Time `json:"last_sync,omitzero"`
+	LastLag    float64   `json:"last_lag_seconds"`
+	Done       int64     `json:"jobs_done"`
+	Failed     int64     `json:"jobs_failed"`
+	LastError  string    `json:"last_error,omitempty"`
+	failing    bool
+	lastFailed time.Time
+}
+
+type reconcileStatus struct {
+	Running      bool      `json:"running"`
+	LastStarted  time.Time `json:"last_started,omitzero"`
+	LastFinished time.Time `json:"last_finished,omitzero"`
+	LastJobs     int       `json:"last_jobs"`
+	LastFailed   int       `json:"last_failed"`
+	DriftFiles   int64     `json:"last_drift_files"`
+	DriftBytes   int64     `json:"last_drift_bytes"`
 }
 
 func newDaemon(cfg Config, log *zap.Logger) *daemon {
-	return &daemon{cfg: cfg, log: log, ready: make(chan struct{}),
-		reconcile: make(chan syncer.Scope, 64), trackers: map[*reconcile.Tracker]bool{}}
+	return &daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{}),
+		reconcile: make(chan syncer.Scope, 64), trackers: map[*reconcile.Tracker]bool{},
+		projects: map[string]*projectStatus{}}
 }
 
 // Ready is closed once the initial reconcile has made the backup equal to
 // the source as it was at start.
 func (d *daemon) Ready() <-chan struct{} { return d.ready }
 
+func (d *daemon) isReady() bool {
+	select {
+	case <-d.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Run blocks until ctx ends or a component fails, and returns once every
 // goroutine it started has exited.
 func (d *daemon) Run(ctx context.Context) error {
 	cfg := d.cfg
+	d.started = time.Now()
 	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(cfg.StateDir, "nats"), Listen: cfg.NatsListen})
 	if err != nil {
 		return err
@@ -61,51 +108,67 @@ func (d *daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
-	q, err := queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), EventAckWait: 3*cfg.MaxDelay + time.Minute})
-	if err != nil {
+	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), EventAckWait: 3*cfg.MaxDelay + time.Minute}); err != nil {
 		return err
 	}
-	d.log.Info("queue ready", zap.String("store", filepath.Join(cfg.StateDir, "nats")), zap.String("nats_listen", emb.ClientURL()))
-
 	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
 		Excludes: cfg.Exclude, Args: cfg.RsyncArgs, Logger: d.log.Named("rsync")})
 	if err != nil {
 		return err
 	}
-	w, err := watcher.New(watcher.Options{Root: cfg.Source, Excludes: cfg.Exclude, Logger: d.log.Named("watcher")})
-	if err != nil {
+	if d.w, err = watcher.New(watcher.Options{Root: cfg.Source, Excludes: cfg.Exclude, Logger: d.log.Named("watcher")}); err != nil {
 		return err
 	}
 	co, err := coalesce.New(coalesce.Config{
 		Options: coalesce.Options{Quiet: cfg.Debounce, MaxDelay: cfg.MaxDelay,
 			MaxChildren: cfg.CollapseChildren, MaxPending: cfg.CollapseProject},
-		Publisher: q, Logger: d.log.Named("coalesce"),
+		Publisher: d.q, Logger: d.log.Named("coalesce"),
+		OnJob: func(j syncer.Job, events int) {
+			d.metrics.published.WithLabelValues(string(j.Reason)).Inc()
+			d.metrics.coalesced.Add(float64(events))
+		},
 	})
 	if err != nil {
 		return err
 	}
-	pool, err := worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: q.Jobs(), Syncer: countingSyncer{runner, &d.runs},
-		ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
-		OnResult: func(r syncer.Result) {
-			if r.OK {
-				d.jobsDone.Add(1)
-			} else {
-				d.jobsFailed.Add(1)
-			}
-			if err := q.PublishResult(r); err != nil {
-				d.log.Warn("publish result", zap.Error(err))
-			}
-		}})
-	if err != nil {
+	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
+		Syncer: instrumented{runner, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
+		OnResult: d.onResult}); err != nil {
 		return err
 	}
-	stopResults, err := q.SubscribeResults(d.observe)
+	d.registerGauges()
+	stopResults, err := d.q.SubscribeResults(d.observe)
 	if err != nil {
 		return err
 	}
 	defer stopResults()
+
+	var srv *http.Server
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("http listen: %w", err)
+		}
+		d.addr = ln.Addr().String()
+		srv = &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http server", zap.Error(err))
+			}
+		}()
+		if err := os.WriteFile(filepath.Join(cfg.StateDir, addrFile), []byte(d.addr+"\n"), 0o600); err != nil {
+			d.log.Warn("record http address", zap.Error(err))
+		}
+		defer func() {
+			_ = os.Remove(filepath.Join(cfg.StateDir, addrFile))
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
 	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
-		zap.String("state_dir", cfg.StateDir), zap.Int("workers", pool.Workers()), zap.Int("batch", cfg.Batch),
+		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats_listen", emb.ClientURL()),
+		zap.Int("workers", d.pool.Workers()), zap.Int("batch", cfg.Batch),
 		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
 		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
 		zap.Strings("exclude", cfg.Exclude), zap.String("rsync_path", cfg.RsyncPath), zap.Strings("rsync_args", cfg.RsyncArgs))
@@ -115,21 +178,21 @@ func (d *daemon) Run(ctx context.Context) error {
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPool()
 	poolDone := make(chan error, 1)
-	go func() { poolDone <- pool.Run(poolCtx) }()
+	go func() { poolDone <- d.pool.Run(poolCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
 	events := make(chan coalesce.Input) // unbuffered: the stream is the buffer
 	g.Go(func() error { return co.Run(gctx, events) })
 	g.Go(func() error {
-		return q.ConsumeEvents(gctx, func(ev syncer.DirEvent, ack func() error) {
+		return d.q.ConsumeEvents(gctx, func(ev syncer.DirEvent, ack func() error) {
 			select {
 			case events <- coalesce.Input{Event: ev, Ack: ack}:
 			case <-gctx.Done():
 			}
 		})
 	})
-	g.Go(func() error { return w.Run(gctx, eventSink{q: q, d: d}) })
-	g.Go(func() error { return d.reconciler(gctx, q, w) })
+	g.Go(func() error { return d.w.Run(gctx, eventSink{d}) })
+	g.Go(func() error { return d.reconciler(gctx) })
 	err = g.Wait()
 	stopPool()
 	<-poolDone
@@ -137,22 +200,70 @@ func (d *daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// eventSink sends watcher events to the EVENTS stream, except those that
-// say events were lost: they ask for a reconcile of their scope instead.
-type eventSink struct {
-	q *queue.JetStream
-	d *daemon
+func (d *daemon) registerGauges() {
+	m := d.metrics
+	m.reg.MustRegister(newQueueCollector(d.q))
+	m.gaugeFunc("syncer_watches", "Directories watched with inotify.", func() float64 { return float64(d.w.Watches()) })
+	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", inotifyLimit)
+	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(d.pool.Workers()) })
+	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(d.pool.Busy()) })
 }
 
+func (d *daemon) onResult(r syncer.Result) {
+	d.metrics.result(r)
+	d.mu.Lock()
+	ps := d.project(r.Scope.Project())
+	if r.OK {
+		ps.Done++
+		ps.LastSync = r.Finished
+		if !r.FirstEvent.IsZero() {
+			ps.LastLag = r.Finished.Sub(r.FirstEvent).Seconds()
+		}
+		if r.Started.After(ps.lastFailed) {
+			ps.failing = false
+		}
+	} else {
+		ps.Failed++
+		ps.LastError = r.Error
+		ps.failing = true
+		ps.lastFailed = r.Finished
+	}
+	d.mu.Unlock()
+	if err := d.q.PublishResult(r); err != nil {
+		d.log.Warn("publish result", zap.Error(err))
+	}
+}
+
+// project returns the status entry of p; d.mu must be held.
+func (d *daemon) project(p string) *projectStatus {
+	ps := d.projects[p]
+	if ps == nil {
+		ps = &projectStatus{}
+		d.projects[p] = ps
+	}
+	return ps
+}
+
+// eventSink sends watcher events to the EVENTS stream, except those that
+// say events were lost: they ask for a reconcile of their scope instead.
+type eventSink struct{ d *daemon }
+
 func (s eventSink) Publish(ctx context.Context, ev syncer.DirEvent) error {
+	d := s.d
+	d.metrics.events.WithLabelValues(string(ev.Reason)).Inc()
 	if ev.Reason == syncer.ReasonOverflow {
-		s.d.requestReconcile(ev.Scope)
+		if ev.Scope.Dir == "" {
+			d.metrics.overflows.Inc()
+		} else {
+			d.metrics.watchFailures.Inc()
+		}
+		d.requestReconcile(ev.Scope)
 		return nil
 	}
-	if err := s.q.PublishEvent(ctx, ev); err != nil {
+	if err := d.q.PublishEvent(ctx, ev); err != nil {
 		// Not stored: nothing may be lost, so look at the whole project.
-		s.d.log.Warn("event not stored; reconciling its project", zap.Error(err))
-		s.d.requestReconcile(syncer.Scope{Dir: ev.Scope.Project(), Recursive: true})
+		d.log.Warn("event not stored; reconciling its project", zap.Error(err))
+		d.requestReconcile(syncer.Scope{Dir: ev.Scope.Project(), Recursive: true})
 	}
 	return nil
 }
@@ -160,7 +271,7 @@ func (s eventSink) Publish(ctx context.Context, ev syncer.DirEvent) error {
 func (d *daemon) requestReconcile(s syncer.Scope) {
 	select {
 	case d.reconcile <- s:
-	default: // one is queued already; it walks everything requested so far
+	default: // the queue of requests is full; one queued covers the whole tree soon
 		d.log.Debug("reconcile already requested")
 	}
 }
@@ -175,42 +286,42 @@ func (d *daemon) observe(r syncer.Result) {
 
 // reconciler runs the initial reconcile once the watcher is up (so that
 // nothing changed during the walk is missed), then one per request.
-func (d *daemon) reconciler(ctx context.Context, q *queue.JetStream, w *watcher.Watcher) error {
+func (d *daemon) reconciler(ctx context.Context) error {
 	select {
-	case <-w.Ready():
+	case <-d.w.Ready():
 	case <-ctx.Done():
 		return nil
 	}
-	if err := d.runReconcile(ctx, q, nil, "startup"); err != nil {
+	if _, err := d.runReconcile(ctx, nil, "startup"); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("initial reconcile: %w", err)
 	}
+	d.metrics.ready.Set(1)
 	close(d.ready)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case s := <-d.reconcile:
-			var projects []string
-			if s.Dir != "" {
-				projects = []string{s.Project()}
-			}
+			projects := map[string]bool{s.Project(): true}
 			// Drain what queued meanwhile: one walk serves them all.
 			for more := true; more; {
 				select {
 				case s2 := <-d.reconcile:
-					if s2.Dir == "" {
-						projects = nil
-					} else if projects != nil {
-						projects = append(projects, s2.Project())
-					}
+					projects[s2.Project()] = true
 				default:
 					more = false
 				}
 			}
-			if err := d.runReconcile(ctx, q, projects, "requested"); err != nil && ctx.Err() == nil {
+			var list []string
+			if !projects[""] {
+				for p := range projects {
+					list = append(list, p)
+				}
+			}
+			if _, err := d.runReconcile(ctx, list, "requested"); err != nil && ctx.Err() == nil {
 				d.log.Error("reconcile failed", zap.Error(err))
 			}
 		}
@@ -219,11 +330,22 @@ func (d *daemon) reconciler(ctx context.Context, q *queue.JetStream, w *watcher.
 
 var reconcileSeq atomic.Int64
 
-func (d *daemon) runReconcile(ctx context.Context, q *queue.JetStream, projects []string, why string) error {
+// runReconcile walks (the given projects of) the trees and waits until the
+// jobs it planned are settled. Failed jobs are reported, not returned: the
+// daemon goes on serving everything else.
+func (d *daemon) runReconcile(ctx context.Context, projects []string, why string) (reconcile.Summary, error) {
 	start := time.Now()
+	d.mu.Lock()
+	d.recon.Running, d.recon.LastStarted = true, start
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.recon.Running = false
+		d.mu.Unlock()
+	}()
 	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, Projects: projects})
 	if err != nil {
-		return err
+		return reconcile.Summary{}, err
 	}
 	walked := time.Since(start)
 	t := reconcile.NewTracker()
@@ -236,33 +358,71 @@ func (d *daemon) runReconcile(ctx context.Context, q *queue.JetStream, projects 
 		d.mu.Unlock()
 	}()
 	prefix := fmt.Sprintf("reconcile-%d-%d", start.Unix(), reconcileSeq.Add(1))
-	if err := t.Submit(ctx, q, prefix, plan.Scopes, syncer.ReasonReconcile); err != nil {
-		return err
+	if err := t.Submit(ctx, d.q, prefix, plan.Scopes, syncer.ReasonReconcile); err != nil {
+		return reconcile.Summary{}, err
 	}
+	d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(len(plan.Scopes)))
 	sum, err := t.Wait(ctx)
 	if err != nil {
-		return err
+		return sum, err
 	}
+	for p, dr := range plan.Drift {
+		d.metrics.driftFiles.WithLabelValues(projectLabel(p)).Add(float64(dr.Files))
+		d.metrics.driftBytes.WithLabelValues(projectLabel(p)).Add(float64(dr.Bytes))
+		if dr.Files > 0 && why != "startup" {
+			d.log.Warn("reconcile found changes the watcher missed", zap.String(syncer.LogProject, p),
+				zap.Int64(syncer.LogFiles, dr.Files), zap.Int64(syncer.LogBytes, dr.Bytes))
+		}
+	}
+	if sum.Failed == 0 {
+		done := projects
+		if done == nil {
+			done = d.sourceProjects()
+		}
+		for _, p := range done {
+			d.metrics.reconcileLast.WithLabelValues(projectLabel(p)).Set(float64(time.Now().Unix()))
+		}
+	}
+	d.mu.Lock()
+	d.recon.LastFinished, d.recon.LastJobs, d.recon.LastFailed = time.Now(), sum.Jobs, sum.Failed
+	d.recon.DriftFiles, d.recon.DriftBytes = plan.Files, plan.Bytes
+	d.mu.Unlock()
 	d.log.Info("reconcile done", zap.String(syncer.LogReason, why), zap.Strings("projects", projects),
 		zap.Int64("dirs", plan.Dirs), zap.Int64("entries", plan.Entries), zap.Int(syncer.LogJobs, sum.Jobs),
 		zap.Int("failed", sum.Failed), zap.Int64("drift_files", plan.Files), zap.Int64("drift_bytes", plan.Bytes),
 		zap.Int64(syncer.LogFiles, sum.Stats.Files), zap.Int64(syncer.LogBytes, sum.Stats.Bytes),
 		zap.Int64(syncer.LogDeleted, sum.Stats.Deleted), zap.Duration("walk", walked), zap.Duration(syncer.LogTook, time.Since(start)))
 	if sum.Failed > 0 {
-		// The failed jobs were logged by the workers; the daemon goes on
-		// serving everything else.
 		d.log.Error("reconcile jobs failed", zap.Int("failed", sum.Failed), zap.Strings("errors", sum.Errors))
 	}
-	return nil
+	return sum, nil
 }
 
-// countingSyncer counts rsync runs.
-type countingSyncer struct {
+// sourceProjects lists the top-level folders of the source.
+func (d *daemon) sourceProjects() []string {
+	ents, err := os.ReadDir(d.cfg.Source)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// instrumented counts and times rsync runs.
+type instrumented struct {
 	syncer.Syncer
-	n *atomic.Int64
+	d *daemon
 }
 
-func (c countingSyncer) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats, error) {
-	c.n.Add(1)
-	return c.Syncer.Sync(ctx, s)
+func (i instrumented) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats, error) {
+	i.d.runs.Add(1)
+	start := time.Now()
+	st, err := i.Syncer.Sync(ctx, s)
+	i.d.metrics.run(st, time.Since(start), err)
+	return st, err
 }

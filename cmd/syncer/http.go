@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// handler serves the daemon's HTTP API. It listens on loopback by default:
+// it has no authentication.
+func (d *daemon) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if why := d.notReady(r.Context()); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, d.status(r.Context()))
+	})
+	return mux
+}
+
+// notReady says why the daemon is not ready, "" when it is.
+func (d *daemon) notReady(ctx context.Context) string {
+	if !d.isReady() {
+		return "initial sync not done"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := d.q.Stats(ctx); err != nil {
+		return "queue unreachable: " + err.Error()
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// statusReport is what GET /api/status returns and `syncer status` prints.
+type statusReport struct {
+	Version      string          `json:"version"`
+	Source       string          `json:"source"`
+	Dest         string          `json:"dest"`
+	Started      time.Time       `json:"started"`
+	Ready        bool            `json:"ready"`
+	NotReady     string          `json:"not_ready,omitempty"`
+	Workers      int             `json:"workers"`
+	Busy         int             `json:"workers_busy"`
+	Queue        queueReport     `json:"queue"`
+	Watches      int             `json:"watches"`
+	WatchesLimit int64           `json:"watches_limit"`
+	Unwatched    []string        `json:"unwatched,omitempty"`
+	Overflows    int64           `json:"overflows"`
+	RsyncRuns    int64           `json:"rsync_runs"`
+	Reconcile    reconcileStatus `json:"reconcile"`
+	Projects     []projectReport `json:"projects"`
+}
+
+type queueReport struct {
+	Pending       uint64  `json:"pending"`
+	InFlight      int     `json:"inflight"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+	Events        uint64  `json:"events"`
+	Error         string  `json:"error,omitempty"`
+}
+
+type projectReport struct {
+	Name    string `json:"name"`
+	State   string `json:"state"` // ok, syncing, failing
+	Pending uint64 `json:"pending"`
+	projectStatus
+}
+
+func (d *daemon) status(ctx context.Context) statusReport {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
+		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: d.w.Watches(),
+		WatchesLimit: int64(inotifyLimit()), Unwatched: d.w.Unwatched(), Overflows: d.w.Overflows(), RsyncRuns: d.runs.Load()}
+	r.NotReady = d.notReady(ctx)
+	if st, err := d.q.Stats(ctx); err != nil {
+		r.Queue.Error = err.Error()
+	} else {
+		r.Queue = queueReport{Pending: st.Pending, InFlight: st.InFlight, OldestSeconds: st.OldestAge.Seconds(), Events: st.Events}
+	}
+	names := map[string]bool{}
+	for _, p := range d.sourceProjects() {
+		names[p] = true
+	}
+	d.mu.Lock()
+	for p := range d.projects {
+		names[p] = true
+	}
+	r.Reconcile = d.recon
+	d.mu.Unlock()
+	list := make([]string, 0, len(names))
+	for p := range names {
+		list = append(list, p)
+	}
+	sort.Strings(list)
+	pending, _ := d.q.PendingByProject(ctx, list)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range list {
+		pr := projectReport{Name: projectLabel(p), Pending: pending[p], State: "ok"}
+		if ps := d.projects[p]; ps != nil {
+			pr.projectStatus = *ps
+			if ps.failing {
+				pr.State = "failing"
+			}
+		}
+		if pr.State == "ok" && pr.Pending > 0 {
+			pr.State = "syncing"
+		}
+		r.Projects = append(r.Projects, pr)
+	}
+	return r
+}

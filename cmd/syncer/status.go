@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// clientFlags locate a running daemon's HTTP API.
+type clientFlags struct {
+	listen, stateDir, config string
+}
+
+func (f *clientFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.listen, "listen", "", "the daemon's HTTP address (default: recorded in the state dir)")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "the daemon's state dir (default: from --config, else "+defaultStateDir()+")")
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the daemon's config file")
+}
+
+// addr finds the daemon's address: --listen, else the file the daemon wrote
+// in its state dir, else the default address.
+func (f *clientFlags) addr(cmd *cobra.Command) (string, error) {
+	if f.listen != "" {
+		return f.listen, nil
+	}
+	dir := f.stateDir
+	if dir == "" {
+		cfg, err := loadConfig(f.config, cmd.Flags(), Config{})
+		if err != nil {
+			return "", usageError{err}
+		}
+		dir = cfg.StateDir
+	}
+	b, err := os.ReadFile(filepath.Join(dir, addrFile))
+	if err != nil {
+		return "", fmt.Errorf("no syncer daemon recorded in %s (is `syncer run` running with this state dir?)", dir)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// get fetches path from the daemon into v.
+func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
+	addr, err := f.addr(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("no syncer daemon answers at %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("daemon at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func newStatusCmd(stdout io.Writer) *cobra.Command {
+	var cf clientFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the running daemon is doing, per project",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var r statusReport
+			if err := cf.get(cmd, "/api/status", &r); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			printStatus(stdout, r)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+func printStatus(w io.Writer, r statusReport) {
+	state := "ready"
+	if !r.Ready || r.NotReady != "" {
+		state = "NOT READY: " + r.NotReady
+	}
+	fmt.Fprintf(w, "syncer %s  %s → %s  %s  (up %s)\n", r.Version, r.Source, r.Dest, state, time.Since(r.Started).Round(time.Second))
+	fmt.Fprintf(w, "workers %d/%d busy · queue %d pending, %d in flight, oldest %.1fs · events %d · watches %d of %d · rsync runs %d\n",
+		r.Busy, r.Workers, r.Queue.Pending, r.Queue.InFlight, r.Queue.OldestSeconds, r.Queue.Events, r.Watches, r.WatchesLimit, r.RsyncRuns)
+	if r.Queue.Error != "" {
+		fmt.Fprintf(w, "queue error: %s\n", r.Queue.Error)
+	}
+	if len(r.Unwatched) > 0 || r.Overflows > 0 {
+		fmt.Fprintf(w, "lost events: %d overflows, %d unwatched directories (covered by reconcile)\n", r.Overflows, len(r.Unwatched))
+	}
+	if !r.Reconcile.LastFinished.IsZero() || r.Reconcile.Running {
+		fmt.Fprintf(w, "reconcile: running=%v, last finished %s, %d jobs, %d failed, drift %d files / %d bytes\n",
+			r.Reconcile.Running, fmtTime(r.Reconcile.LastFinished), r.Reconcile.LastJobs, r.Reconcile.LastFailed,
+			r.Reconcile.DriftFiles, r.Reconcile.DriftBytes)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tLAST ERROR")
+	for _, p := range r.Projects {
+		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%s\n", p.Name, p.State, fmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed, p.LastError)
+	}
+	_ = tw.Flush()
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
