@@ -26,6 +26,7 @@ func BenchmarkRun_WriteLag(b *testing.B) {
 	rs := testutil.RequireRsync(b)
 	cfg := DefaultConfig()
 	cfg.Source, cfg.Dest, cfg.StateDir, cfg.RsyncPath = b.TempDir(), b.TempDir(), b.TempDir(), rs
+	cfg.Listen = ""
 	testutil.WriteTree(b, cfg.Source, testutil.Tree{"p/shot/": "", "q/": ""})
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
@@ -87,7 +88,7 @@ func BenchmarkRun_Footprint(b *testing.B) {
 		b.Fatalf("rsync: %v\n%s", err, out)
 	}
 	for range b.N {
-		cmd := exec.Command(bin, "run", "--source", src, "--dest", dst, "--state-dir", b.TempDir(), "--log-format", "json")
+		cmd := exec.Command(bin, "run", "--source", src, "--dest", dst, "--state-dir", b.TempDir(), "--log-format", "json", "--listen", "127.0.0.1:0")
 		stderr, _ := cmd.StderrPipe()
 		start := time.Now()
 		if err := cmd.Start(); err != nil {

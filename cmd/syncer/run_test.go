@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
@@ -36,19 +37,33 @@ func testConfig(t *testing.T) Config {
 	cfg.Source, cfg.Dest, cfg.StateDir = t.TempDir(), t.TempDir(), t.TempDir()
 	cfg.RsyncPath = rs
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Listen = "127.0.0.1:0"
 	return cfg
 }
 
 // start runs a daemon on cfg until the test ends and waits until it is ready.
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	h := launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)))
+	h.waitReady(t)
+	return h
+}
+
+// launch starts a daemon without waiting for it to be ready.
+func launch(t *testing.T, cfg Config, log *zap.Logger) *harness {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{cfg: cfg, d: newDaemon(cfg, zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))), cancel: cancel, done: make(chan error, 1)}
+	h := &harness{cfg: cfg, d: newDaemon(cfg, log), cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- h.d.Run(ctx) }()
 	t.Cleanup(func() { h.stop(t) })
+	return h
+}
+
+func (h *harness) waitReady(t *testing.T) {
+	t.Helper()
 	select {
 	case <-h.d.Ready():
 	case err := <-h.done:
@@ -56,7 +71,6 @@ func start(t *testing.T, cfg Config) *harness {
 	case <-time.After(60 * time.Second):
 		t.Fatal("daemon not ready after 60s")
 	}
-	return h
 }
 
 func (h *harness) stop(t *testing.T) {
