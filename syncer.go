@@ -16,6 +16,8 @@ const (
 	ReasonCollapse  Reason = "collapse"  // many pending descendants were merged into one subtree
 	ReasonOverflow  Reason = "overflow"  // the kernel dropped events: a reconcile is needed
 	ReasonReconcile Reason = "reconcile" // planned by a full-walk reconcile
+	ReasonVanished  Reason = "vanished"  // files vanished during the last rsync: look again
+	ReasonRetry     Reason = "retry"     // a dead-lettered job put back by an operator
 )
 
 // DirEvent says that the entries of Scope.Dir (and, when Scope.Recursive, of
@@ -43,6 +45,9 @@ type Stats struct {
 	Files   int64 // regular files transferred
 	Bytes   int64 // bytes of file data transferred
 	Deleted int64 // entries deleted on the backup
+	// Vanished is set when source files disappeared during the run (rsync
+	// exit 24): the run succeeded, but its scopes deserve another look.
+	Vanished bool
 }
 
 // Add accumulates o into s.
@@ -50,6 +55,7 @@ func (s *Stats) Add(o Stats) {
 	s.Files += o.Files
 	s.Bytes += o.Bytes
 	s.Deleted += o.Deleted
+	s.Vanished = s.Vanished || o.Vanished
 }
 
 // Result reports the end of one job. Workers publish one when a job is

@@ -104,6 +104,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 	}); err != nil {
 		return nil, err
 	}
+	if _, err = q.deadStream(ctx); err != nil {
+		return nil, err
+	}
 	if q.evCons, err = ensureConsumer(ctx, q.events, jetstream.ConsumerConfig{
 		Durable:       EventsConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -58,13 +59,14 @@ func TestJetStream_Jobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err := q.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Pending != 3 {
-		t.Errorf("pending = %d, want 3 (a newer job replaces a pending one of the same scope)", st.Pending)
-	}
+	// Consumer figures follow publishes asynchronously.
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		st, err := q.Stats(ctx)
+		if err == nil && st.Pending != 3 {
+			err = fmt.Errorf("pending = %d, want 3 (a newer job replaces a pending one of the same scope)", st.Pending)
+		}
+		return err
+	})
 	src := q.Jobs()
 	got := map[string]syncer.Scope{}
 	d, err := src.Next(ctx)
@@ -162,4 +164,36 @@ func TestOpen_External(t *testing.T) {
 			t.Fatalf("open #%d: %v", i, err)
 		}
 	}
+}
+
+func TestJetStream_Dead(t *testing.T) {
+	q := open(t)
+	ctx := t.Context()
+	for _, id := range []string{"a", "b"} {
+		r := syncer.Result{JobID: id, Scope: syncer.Scope{Dir: "p/\xff" + id}, Error: "rsync: exit 1", ExitCode: 1, Finished: time.Now()}
+		if err := q.PublishDead(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead, err := q.Dead(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 2 || dead[0].ID != "a" || dead[0].Job.Scope.Dir != "p/\xffa" || dead[0].ExitCode != 1 {
+		t.Fatalf("Dead() = %+v, want jobs a and b", dead)
+	}
+	if n, err := q.Retry(ctx, []string{"b"}); err != nil || n != 1 {
+		t.Fatalf("Retry(b) = %d, %v; want 1", n, err)
+	}
+	if dead, _ := q.Dead(ctx, 10); len(dead) != 1 || dead[0].ID != "a" {
+		t.Errorf("after Retry(b) Dead() = %+v, want only a", dead)
+	}
+	d, err := q.Jobs().Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Job.Scope.Dir != "p/\xffb" || d.Job.Reason != syncer.ReasonRetry {
+		t.Errorf("retried job = %+v, want scope p/\\xffb, reason retry", d.Job)
+	}
+	_ = d.Ack()
 }

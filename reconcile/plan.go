@@ -23,6 +23,9 @@ type Options struct {
 	Excludes []string
 	// Projects, when set, limits the plan to these top-level folders.
 	Projects []string
+	// IgnoreDest are names in the backup root that are not part of the
+	// mirror (the trash).
+	IgnoreDest []string
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
@@ -241,6 +244,11 @@ func (w *walker) dir(rel string) []task {
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // the source dir vanished: the watcher reports it
+	}
+	if rel == "" {
+		for _, n := range w.opts.IgnoreDest {
+			delete(dst, n)
+		}
 	}
 	if err != nil {
 		w.fail(fmt.Errorf("compare %s: %w", syncer.Join(w.opts.Source, rel), err))

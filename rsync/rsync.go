@@ -40,6 +40,15 @@ type Options struct {
 	Excludes []string
 	// Args are extra rsync arguments appended before the paths (e.g. --acls).
 	Args []string
+	// MaxDelete caps deletions per run (--max-delete); 0 means no cap.
+	// Hitting the cap ends the run with exit 25, a permanent failure.
+	MaxDelete int
+	// Trash, when set, is a directory name in the backup root: deleted and
+	// overwritten files move to Trash/<YYYY-MM-DD>/<path> instead of
+	// disappearing, and Trash itself is never synced or deleted.
+	Trash string
+	// Now gives the trash date; time.Now when nil.
+	Now func() time.Time
 	// MaxArgBytes bounds the bytes of path arguments of one invocation;
 	// larger batches run as several invocations.
 	MaxArgBytes int
@@ -155,6 +164,17 @@ func Args(opts Options, dirs []string, recursive bool) []string {
 	} else {
 		args = append(args, "--dirs")
 	}
+	if opts.MaxDelete > 0 {
+		args = append(args, "--max-delete="+strconv.Itoa(opts.MaxDelete))
+	}
+	if opts.Trash != "" {
+		now := time.Now
+		if opts.Now != nil {
+			now = opts.Now
+		}
+		// Anchored at the transfer root: with --relative that is the backup root.
+		args = append(args, "--backup", "--backup-dir="+opts.Trash+"/"+now().Format("2006-01-02"), "--exclude=/"+opts.Trash)
+	}
 	for _, e := range opts.Excludes {
 		args = append(args, "--exclude="+e)
 	}
@@ -206,6 +226,7 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 		// Files vanished while rsync ran: normal in a live tree. Their
 		// deletion reaches us as its own event.
 		r.log.Warn("rsync: source files vanished", zap.Int(syncer.LogExitCode, code))
+		st.Vanished = true
 		return st, nil
 	}
 	return st, &ExitError{Code: code, Stderr: tail.String()}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -15,7 +16,8 @@ import (
 )
 
 func TestArgs(t *testing.T) {
-	opts := rsync.Options{Source: "/data/prod", Dest: "/data/prod_backup/", Excludes: []string{"*.tmp"}}
+	opts := rsync.Options{Source: "/data/prod", Dest: "/data/prod_backup/", Excludes: []string{"*.tmp"}, MaxDelete: 500,
+		Trash: ".syncer-trash", Now: func() time.Time { return time.Date(2026, 11, 22, 23, 59, 0, 0, time.UTC) }}
 	tests := []struct {
 		name      string
 		dirs      []string
@@ -23,9 +25,9 @@ func TestArgs(t *testing.T) {
 		want      []string
 	}{
 		{"flat", []string{"p/a b", "-x"}, false, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
-			"--dirs", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
+			"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
 		{"root recursive", []string{""}, true, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
-			"--recursive", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
+			"--recursive", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,4 +147,51 @@ func TestRunner_Sync_OddNames(t *testing.T) {
 func OddNames() []string {
 	return []string{"with space", "new\nline", "tab\there", "-leading-dash", "star*", "quest?", `quo"te`, "sq'uote",
 		`back\slash`, "non-utf8-\xff\xfe", strings.Repeat("x", 255), "--", "[br]", "$HOME"}
+}
+
+func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst, Trash: ".syncer-trash", MaxDelete: 3, Now: func() time.Time { return day }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteTree(t, src, testutil.Tree{"p/keep": "k", "p/over": "old", "p/del": "d", "q/1": "1", "q/2": "2", "q/3": "3", "q/4": "4"})
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteTree(t, src, testutil.Tree{"p/over": "new"})
+	if err := os.Remove(filepath.Join(src, "p/del")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}); err != nil {
+		t.Fatal(err)
+	}
+	trash := filepath.Join(dst, ".syncer-trash/2026-11-22/p")
+	for name, want := range map[string]string{"del": "d", "over": "old"} {
+		got, err := os.ReadFile(filepath.Join(trash, name))
+		if err != nil || string(got) != want {
+			t.Errorf("trash %s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if d := testutil.DiffTrees(src, dst, ".syncer-trash"); d != "" {
+		t.Fatal(d)
+	}
+	// A root-level sync (which deletes extraneous projects) leaves the trash alone.
+	if _, err := os.Stat(filepath.Join(dst, ".syncer-trash")); err != nil {
+		t.Fatalf("root sync removed the trash: %v", err)
+	}
+
+	// Four deletions against a cap of three: a permanent failure, never a silent partial success.
+	for _, n := range []string{"1", "2", "3", "4"} {
+		if err := os.Remove(filepath.Join(src, "q", n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "q"}})
+	var ee *rsync.ExitError
+	if !errors.As(err, &ee) || ee.Code != 25 || ee.Transient() {
+		t.Fatalf("Sync() past --max-delete = %v, want a permanent exit 25", err)
+	}
 }

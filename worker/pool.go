@@ -19,6 +19,7 @@ const (
 	DefaultBusyDelay       = 200 * time.Millisecond
 	DefaultHeartbeat       = 15 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultPausedDelay     = 5 * time.Second
 	maxBackoff             = 10 * time.Minute
 )
 
@@ -48,12 +49,19 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Backoff is the redelivery delay after the n-th failure (n >= 1).
 	Backoff func(n int) time.Duration
+	// PausedDelay is how long a job refused by the deletion guard
+	// (syncer.ErrPaused) waits before it is tried again.
+	PausedDelay time.Duration
 
 	Source Source
 	Syncer syncer.Syncer
 	Locker Locker // a LocalLocker by default
 	// OnResult, when set, is called once per settled job (acked or given up).
 	OnResult func(syncer.Result)
+	// OnVanished, when set, is called after a successful run during which
+	// source files vanished (rsync exit 24), with its scopes, so that they
+	// are looked at again.
+	OnVanished func([]syncer.Scope)
 	Logger   *zap.Logger
 }
 
@@ -89,6 +97,9 @@ func New(opts Options) (*Pool, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if opts.PausedDelay <= 0 {
+		opts.PausedDelay = DefaultPausedDelay
 	}
 	if opts.Backoff == nil {
 		opts.Backoff = Backoff
@@ -190,6 +201,9 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.mu.Unlock()
 	stopHB()
 
+	if err == nil && st.Vanished && p.opts.OnVanished != nil {
+		p.opts.OnVanished(scopes)
+	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
 		for _, d := range c.ds {
@@ -300,6 +314,13 @@ func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.
 		// Shutdown or a lost lock: not the job's fault; run it again soon.
 		log.Warn("job interrupted, returned to the queue", fields...)
 		_ = d.Nak(0)
+		return
+	}
+	if errors.Is(err, syncer.ErrPaused) {
+		// Not the job's fault either: it waits until deleting is safe. The
+		// guard logs the trip once; here it is one line per held job.
+		log.Debug("job held: project paused", fields...)
+		_ = d.Nak(p.opts.PausedDelay)
 		return
 	}
 	var tr interface{ Transient() bool }

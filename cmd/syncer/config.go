@@ -41,6 +41,12 @@ type Config struct {
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
 
+	MaxDelete      int           `yaml:"max_delete"`
+	Trash          string        `yaml:"trash"`
+	TrashRetention time.Duration `yaml:"trash_retention"`
+	Marker         string        `yaml:"marker"`
+	RequireMount   bool          `yaml:"require_mount"`
+
 	Listen     string `yaml:"listen"`
 	NatsListen string `yaml:"nats_listen"`
 	LogLevel   string `yaml:"log_level"`
@@ -62,6 +68,9 @@ func DefaultConfig() Config {
 		ShutdownTimeout:  30 * time.Second,
 		RsyncPath:        "rsync",
 		Listen:           defaultListen,
+		MaxDelete:        10000,
+		Trash:            ".syncer-trash",
+		TrashRetention:   7 * 24 * time.Hour,
 		LogLevel:         "info",
 		LogFormat:        "auto",
 	}
@@ -98,6 +107,11 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.IntVar(&c.MaxDelete, "max-delete", c.MaxDelete, "most deletions one rsync may make; more is an error that needs an operator")
+	fs.StringVar(&c.Trash, "trash", c.Trash, "directory in the backup root that keeps deleted and overwritten files, by date")
+	fs.DurationVar(&c.TrashRetention, "trash-retention", c.TrashRetention, "how long trash is kept (0: no trash, deletions are final)")
+	fs.StringVar(&c.Marker, "marker", c.Marker, "file that must exist in the source root before anything is deleted (e.g. .syncer-source)")
+	fs.BoolVar(&c.RequireMount, "require-mount", c.RequireMount, "the source root must be a mount point (and stay the same filesystem)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for /metrics, /healthz, /readyz and the API (\"\" to disable)")
 	fs.StringVar(&c.NatsListen, "nats-listen", c.NatsListen, "also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -161,6 +175,13 @@ func applyEnv(c *Config) error {
 			f.SetInt(int64(d))
 		case []string:
 			f.Set(reflect.ValueOf(strings.Split(s, ",")))
+		case bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not true or false", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetBool(b)
 		}
 	}
 	return errors.Join(errs...)
@@ -209,6 +230,18 @@ func (c *Config) Validate() error {
 	}
 	if c.CollapseChildren < 1 || c.CollapseProject < 1 {
 		bad("collapse_children and collapse_project must be at least 1")
+	}
+	if c.MaxDelete < 1 {
+		bad("max_delete: %d, want at least 1", c.MaxDelete)
+	}
+	if c.TrashRetention < 0 {
+		bad("trash_retention: %v is negative", c.TrashRetention)
+	}
+	if c.TrashRetention > 0 && (c.Trash == "" || strings.ContainsAny(c.Trash, "/*?[") || c.Trash == "." || c.Trash == "..") {
+		bad("trash %q: want a plain directory name", c.Trash)
+	}
+	if strings.Contains(c.Marker, "/") {
+		bad("marker %q: want a file name in the source root", c.Marker)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout: %v, want a positive duration", c.ShutdownTimeout)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -40,15 +42,18 @@ type daemon struct {
 	reconcile chan syncer.Scope
 
 	// Set once in Run before any goroutine reads them.
-	q    *queue.JetStream
-	w    *watcher.Watcher
-	pool *worker.Pool
-	addr string // HTTP listener, "" when none
+	q     *queue.JetStream
+	pool  *worker.Pool
+	guard *guard.Guard
+	addr  string // HTTP listener, "" when none
+
+	w atomic.Pointer[watcher.Watcher] // replaced when the source root is
 
 	mu       sync.Mutex
 	trackers map[*reconcile.Tracker]bool
 	projects map[string]*projectStatus
 	recon    reconcileStatus
+	paused   string // why the deletion guard holds every job, "" when it does not
 
 	runs atomic.Int64 // rsync runs, for tests and status
 }
@@ -112,13 +117,17 @@ func (d *daemon) Run(ctx context.Context) error {
 		return err
 	}
 	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
-		Excludes: cfg.Exclude, Args: cfg.RsyncArgs, Logger: d.log.Named("rsync")})
+		Excludes: cfg.Exclude, Args: cfg.RsyncArgs, MaxDelete: cfg.MaxDelete, Trash: d.trash(), Logger: d.log.Named("rsync")})
 	if err != nil {
 		return err
 	}
-	if d.w, err = watcher.New(watcher.Options{Root: cfg.Source, Excludes: cfg.Exclude, Logger: d.log.Named("watcher")}); err != nil {
+	d.guard = guard.New(guard.Options{Source: cfg.Source, Dest: cfg.Dest, Marker: cfg.Marker, RequireMount: cfg.RequireMount,
+		IgnoreDest: d.ignoreDest()})
+	w, err := d.newWatcher()
+	if err != nil {
 		return err
 	}
+	d.w.Store(w)
 	co, err := coalesce.New(coalesce.Config{
 		Options: coalesce.Options{Quiet: cfg.Debounce, MaxDelay: cfg.MaxDelay,
 			MaxChildren: cfg.CollapseChildren, MaxPending: cfg.CollapseProject},
@@ -132,8 +141,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		return err
 	}
 	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
-		Syncer: instrumented{runner, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
-		OnResult: d.onResult}); err != nil {
+		Syncer: guarded{instrumented{runner, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
+		OnResult: d.onResult, OnVanished: d.followUp}); err != nil {
 		return err
 	}
 	d.registerGauges()
@@ -191,8 +200,9 @@ func (d *daemon) Run(ctx context.Context) error {
 			}
 		})
 	})
-	g.Go(func() error { return d.w.Run(gctx, eventSink{d}) })
+	g.Go(func() error { return d.watch(gctx) })
 	g.Go(func() error { return d.reconciler(gctx) })
+	g.Go(func() error { d.pruneTrash(gctx); return nil })
 	err = g.Wait()
 	stopPool()
 	<-poolDone
@@ -203,7 +213,14 @@ func (d *daemon) Run(ctx context.Context) error {
 func (d *daemon) registerGauges() {
 	m := d.metrics
 	m.reg.MustRegister(newQueueCollector(d.q))
-	m.gaugeFunc("syncer_watches", "Directories watched with inotify.", func() float64 { return float64(d.w.Watches()) })
+	m.gaugeFunc("syncer_watches", "Directories watched with inotify.", func() float64 { return float64(d.w.Load().Watches()) })
+	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
+		func() float64 {
+			if d.pausedReason() != "" {
+				return 1
+			}
+			return 0
+		})
 	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", inotifyLimit)
 	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(d.pool.Workers()) })
 	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(d.pool.Busy()) })
@@ -229,8 +246,25 @@ func (d *daemon) onResult(r syncer.Result) {
 		ps.lastFailed = r.Finished
 	}
 	d.mu.Unlock()
+	if !r.OK {
+		// Given up: keep it where an operator finds it (status) and can put it back (retry).
+		if err := d.q.PublishDead(context.Background(), r); err != nil {
+			d.log.Error("store dead-lettered job", zap.Error(err), zap.String(syncer.LogJobID, r.JobID))
+		}
+	}
 	if err := d.q.PublishResult(r); err != nil {
 		d.log.Warn("publish result", zap.Error(err))
+	}
+}
+
+// followUp queues another look at scopes whose rsync saw files vanish.
+func (d *daemon) followUp(scopes []syncer.Scope) {
+	for i, s := range scopes {
+		j := syncer.Job{ID: fmt.Sprintf("vanished-%d-%d", time.Now().UnixNano(), i), Scope: s, Reason: syncer.ReasonVanished, FirstEvent: time.Now()}
+		if err := d.q.PublishJob(context.Background(), j); err != nil {
+			d.log.Warn("publish follow-up job", zap.Error(err))
+			d.requestReconcile(syncer.Scope{Dir: s.Project(), Recursive: true})
+		}
 	}
 }
 
@@ -288,9 +322,17 @@ func (d *daemon) observe(r syncer.Result) {
 // nothing changed during the walk is missed), then one per request.
 func (d *daemon) reconciler(ctx context.Context) error {
 	select {
-	case <-d.w.Ready():
+	case <-d.w.Load().Ready():
 	case <-ctx.Done():
 		return nil
+	}
+	// Never plan deletions from a source that is not there.
+	for d.checkGuard() != nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 	if _, err := d.runReconcile(ctx, nil, "startup"); err != nil {
 		if ctx.Err() != nil {
@@ -343,7 +385,8 @@ func (d *daemon) runReconcile(ctx context.Context, projects []string, why string
 		d.recon.Running = false
 		d.mu.Unlock()
 	}()
-	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, Projects: projects})
+	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude,
+		Projects: projects, IgnoreDest: d.ignoreDest()})
 	if err != nil {
 		return reconcile.Summary{}, err
 	}
@@ -425,4 +468,138 @@ func (i instrumented) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats,
 	st, err := i.Syncer.Sync(ctx, s)
 	i.d.metrics.run(st, time.Since(start), err)
 	return st, err
+}
+
+// guarded refuses runs while the deletion guard is tripped: every run may
+// delete, so none may start from a source that vanished.
+type guarded struct {
+	syncer.Syncer
+	d *daemon
+}
+
+func (g guarded) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats, error) {
+	if err := g.d.checkGuard(); err != nil {
+		return syncer.Stats{}, err
+	}
+	return g.Syncer.Sync(ctx, s)
+}
+
+// checkGuard runs the deletion guard and logs when its verdict changes.
+func (d *daemon) checkGuard() error {
+	err := d.guard.Check()
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	d.mu.Lock()
+	was := d.paused
+	d.paused = reason
+	d.mu.Unlock()
+	switch {
+	case reason != "" && was != reason:
+		d.log.Error("every project paused: nothing is synced or deleted until the source is back", zap.Error(err))
+	case reason == "" && was != "":
+		d.log.Info("source healthy again: projects resumed", zap.String("was", was))
+		d.requestReconcile(syncer.Scope{Recursive: true})
+	}
+	return err
+}
+
+func (d *daemon) pausedReason() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.paused
+}
+
+// trash is the trash directory name, "" when trash is off.
+func (d *daemon) trash() string {
+	if d.cfg.TrashRetention <= 0 {
+		return ""
+	}
+	return d.cfg.Trash
+}
+
+func (d *daemon) ignoreDest() []string {
+	if t := d.trash(); t != "" {
+		return []string{t}
+	}
+	return nil
+}
+
+func (d *daemon) newWatcher() (*watcher.Watcher, error) {
+	return watcher.New(watcher.Options{Root: d.cfg.Source, Excludes: d.cfg.Exclude, Logger: d.log.Named("watcher")})
+}
+
+// watch runs the watcher and restarts it when the source root is replaced
+// (unmounted, remounted, moved away): its inotify watches would be on the
+// old directory and see nothing of the new one.
+func (d *daemon) watch(ctx context.Context) error {
+	for {
+		w := d.w.Load()
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx, eventSink{d}) }()
+		id, _ := rootID(d.cfg.Source)
+		replaced := false
+		for !replaced {
+			select {
+			case <-ctx.Done():
+				cancel()
+				return <-done
+			case err := <-done:
+				cancel()
+				return err
+			case <-time.After(2 * time.Second):
+				now, err := rootID(d.cfg.Source)
+				replaced = err == nil && now != id
+			}
+		}
+		cancel()
+		<-done
+		d.log.Warn("source root replaced (mount change?): restarting the watcher", zap.String("source", d.cfg.Source))
+		nw, err := d.newWatcher()
+		if err != nil {
+			return err
+		}
+		d.w.Store(nw)
+		d.requestReconcile(syncer.Scope{Recursive: true})
+	}
+}
+
+type fileID struct{ dev, ino uint64 }
+
+func rootID(p string) (fileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{uint64(st.Dev), st.Ino}, nil
+}
+
+// pruneTrash removes trash days older than the retention, at start and hourly.
+func (d *daemon) pruneTrash(ctx context.Context) {
+	if d.trash() == "" {
+		return
+	}
+	for {
+		dir := filepath.Join(d.cfg.Dest, d.trash())
+		ents, _ := os.ReadDir(dir)
+		cutoff := time.Now().Add(-d.cfg.TrashRetention)
+		for _, e := range ents {
+			day, err := time.ParseInLocation("2006-01-02", e.Name(), time.Local)
+			if err != nil || !e.IsDir() || !day.AddDate(0, 0, 1).Before(cutoff) {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				d.log.Warn("prune trash", zap.Error(err), zap.String(syncer.LogDir, e.Name()))
+				continue
+			}
+			d.log.Info("trash pruned", zap.String("day", e.Name()), zap.Duration("retention", d.cfg.TrashRetention))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }

@@ -8,7 +8,20 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/queue"
 )
+
+// retryRequest asks to put dead-lettered jobs back; no IDs means all.
+type retryRequest struct {
+	IDs []string `json:"ids"`
+}
+
+type retryResponse struct {
+	Retried int `json:"retried"`
+}
 
 // handler serves the daemon's HTTP API. It listens on loopback by default:
 // it has no authentication.
@@ -28,11 +41,28 @@ func (d *daemon) handler() http.Handler {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.status(r.Context()))
 	})
+	mux.HandleFunc("POST /api/retry", func(w http.ResponseWriter, r *http.Request) {
+		var req retryRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		n, err := d.q.Retry(r.Context(), req.IDs)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		d.log.Info("dead-lettered jobs put back", zap.Int(syncer.LogJobs, n), zap.Strings("ids", req.IDs))
+		writeJSON(w, retryResponse{Retried: n})
+	})
 	return mux
 }
 
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
+	if p := d.pausedReason(); p != "" {
+		return "paused: " + p
+	}
 	if !d.isReady() {
 		return "initial sync not done"
 	}
@@ -68,6 +98,8 @@ type statusReport struct {
 	Overflows    int64           `json:"overflows"`
 	RsyncRuns    int64           `json:"rsync_runs"`
 	Reconcile    reconcileStatus `json:"reconcile"`
+	Paused       string          `json:"paused,omitempty"`
+	Dead         []queue.DeadJob `json:"dead"`
 	Projects     []projectReport `json:"projects"`
 }
 
@@ -81,7 +113,7 @@ type queueReport struct {
 
 type projectReport struct {
 	Name    string `json:"name"`
-	State   string `json:"state"` // ok, syncing, failing
+	State   string `json:"state"` // ok, syncing, failing, paused
 	Pending uint64 `json:"pending"`
 	projectStatus
 }
@@ -89,9 +121,12 @@ type projectReport struct {
 func (d *daemon) status(ctx context.Context) statusReport {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	w := d.w.Load()
 	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
-		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: d.w.Watches(),
-		WatchesLimit: int64(inotifyLimit()), Unwatched: d.w.Unwatched(), Overflows: d.w.Overflows(), RsyncRuns: d.runs.Load()}
+		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
+		WatchesLimit: int64(inotifyLimit()), Unwatched: w.Unwatched(), Overflows: w.Overflows(), RsyncRuns: d.runs.Load(),
+		Paused: d.pausedReason()}
+	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx)
 	if st, err := d.q.Stats(ctx); err != nil {
 		r.Queue.Error = err.Error()
@@ -123,6 +158,9 @@ func (d *daemon) status(ctx context.Context) statusReport {
 			if ps.failing {
 				pr.State = "failing"
 			}
+		}
+		if r.Paused != "" {
+			pr.State = "paused"
 		}
 		if pr.State == "ok" && pr.Pending > 0 {
 			pr.State = "syncing"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,13 +50,26 @@ func (f *clientFlags) addr(cmd *cobra.Command) (string, error) {
 
 // get fetches path from the daemon into v.
 func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
+	return f.do(cmd, http.MethodGet, path, nil, v)
+}
+
+// do sends a request with an optional JSON body and decodes the JSON answer into v.
+func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) error {
 	addr, err := f.addr(cmd)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
 		return err
 	}
@@ -108,6 +122,9 @@ func printStatus(w io.Writer, r statusReport) {
 	if r.Queue.Error != "" {
 		fmt.Fprintf(w, "queue error: %s\n", r.Queue.Error)
 	}
+	if r.Paused != "" {
+		fmt.Fprintf(w, "PAUSED: %s\n", r.Paused)
+	}
 	if len(r.Unwatched) > 0 || r.Overflows > 0 {
 		fmt.Fprintf(w, "lost events: %d overflows, %d unwatched directories (covered by reconcile)\n", r.Overflows, len(r.Unwatched))
 	}
@@ -122,6 +139,38 @@ func printStatus(w io.Writer, r statusReport) {
 		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%s\n", p.Name, p.State, fmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed, p.LastError)
 	}
 	_ = tw.Flush()
+	if len(r.Dead) > 0 {
+		fmt.Fprintf(w, "\n%d dead-lettered jobs (put back with `syncer retry`):\n", len(r.Dead))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tSCOPE\tEXIT\tWHEN\tERROR")
+		for _, d := range r.Dead {
+			fmt.Fprintf(tw, "%s\t%q\t%d\t%s\t%s\n", d.ID, d.Scope, d.ExitCode, fmtTime(d.At), d.Error)
+		}
+		_ = tw.Flush()
+	}
+}
+
+func newRetryCmd(stdout io.Writer) *cobra.Command {
+	var cf clientFlags
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "retry [--all | JOB_ID...]",
+		Short: "Put dead-lettered jobs back on the queue (see `syncer status`)",
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if all == (len(ids) > 0) {
+				return usageError{fmt.Errorf("give job IDs or --all")}
+			}
+			var resp retryResponse
+			if err := cf.do(cmd, http.MethodPost, "/api/retry", retryRequest{IDs: ids}, &resp); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d jobs put back on the queue\n", resp.Retried)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().BoolVar(&all, "all", false, "put back every dead-lettered job")
+	return cmd
 }
 
 func fmtTime(t time.Time) string {

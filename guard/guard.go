@@ -1,0 +1,165 @@
+package guard
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/syncer/syncer"
+)
+
+// Options configure a Guard.
+type Options struct {
+	// Source and Dest are the tree roots.
+	Source, Dest string
+	// Marker, when set, is a file name that must exist in the source root.
+	Marker string
+	// RequireMount makes the source root have to be a mount point, and
+	// stay the filesystem it was at start.
+	RequireMount bool
+	// IgnoreDest are names in the backup root that do not make it "not
+	// empty" (the trash).
+	IgnoreDest []string
+}
+
+// TrippedError says why deleting is not safe now. It matches
+// syncer.ErrPaused with errors.Is.
+type TrippedError struct{ Reason string }
+
+func (e *TrippedError) Error() string { return "deletion guard: " + e.Reason }
+
+// Is makes errors.Is(err, syncer.ErrPaused) true.
+func (e *TrippedError) Is(target error) bool { return target == syncer.ErrPaused }
+
+// Guard checks the source before deleting runs. It is safe for concurrent use.
+type Guard struct {
+	opts Options
+	dev  atomic.Uint64 // the source mount's device, once seen mounted (RequireMount)
+}
+
+// New returns a Guard; it checks nothing yet.
+func New(opts Options) *Guard {
+	return &Guard{opts: opts}
+}
+
+// Check returns nil when deletions may proceed, a *TrippedError otherwise.
+func (g *Guard) Check() error {
+	src := g.opts.Source
+	fi, err := os.Stat(src)
+	switch {
+	case err != nil:
+		return &TrippedError{fmt.Sprintf("source root %s is not reachable: %v", src, err)}
+	case !fi.IsDir():
+		return &TrippedError{fmt.Sprintf("source root %s is not a directory", src)}
+	}
+	if g.opts.RequireMount {
+		mounted, err := IsMountPoint(src)
+		if err != nil {
+			return &TrippedError{fmt.Sprintf("read mounts: %v", err)}
+		}
+		if !mounted {
+			return &TrippedError{fmt.Sprintf("source root %s is not a mount point (require_mount)", src)}
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if st != nil {
+			// The first filesystem seen mounted is the expected one.
+			g.dev.CompareAndSwap(0, uint64(st.Dev))
+			if dev := g.dev.Load(); uint64(st.Dev) != dev {
+				return &TrippedError{fmt.Sprintf("source root %s is another filesystem than before (device %d, was %d)", src, st.Dev, dev)}
+			}
+		}
+	}
+	if g.opts.Marker != "" {
+		if _, err := os.Lstat(filepath.Join(src, g.opts.Marker)); err != nil {
+			return &TrippedError{fmt.Sprintf("marker file %s missing in the source root", g.opts.Marker)}
+		}
+	}
+	srcEmpty, err := empty(src, nil)
+	if err != nil {
+		return &TrippedError{fmt.Sprintf("read source root: %v", err)}
+	}
+	if srcEmpty {
+		dstEmpty, err := empty(g.opts.Dest, g.opts.IgnoreDest)
+		if err == nil && !dstEmpty {
+			return &TrippedError{fmt.Sprintf("source root %s is empty but the backup is not", src)}
+		}
+	}
+	return nil
+}
+
+// empty reports whether dir holds no entries other than ignore.
+func empty(dir string, ignore []string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(8)
+		for _, n := range names {
+			if !contains(ignore, n) {
+				return false, nil
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// IsMountPoint reports whether path is listed as a mount point in
+// /proc/self/mountinfo (which also sees bind mounts on the same device).
+func IsMountPoint(path string) (bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && unescape(fields[4]) == path {
+			return true, nil
+		}
+	}
+	return false, sc.Err()
+}
+
+// unescape decodes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
