@@ -94,7 +94,7 @@ func (h *harness) stop(t *testing.T) {
 func (h *harness) converge(t *testing.T) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, 25*time.Millisecond, func() error {
-		if d := testutil.DiffTrees(h.cfg.Source, h.cfg.Dest); d != "" {
+		if d := testutil.DiffTrees(h.cfg.Source, h.cfg.Dest, h.cfg.Trash); d != "" {
 			return errors.New(d)
 		}
 		return nil
@@ -209,7 +209,7 @@ func TestRun_Startup(t *testing.T) {
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/b/g": "2", "q/h": "3", "top": "4"})
 	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/a/f": "stale", "gone/x": "x"})
 	h := start(t, cfg)
-	if d := testutil.DiffTrees(cfg.Source, cfg.Dest); d != "" {
+	if d := testutil.DiffTrees(cfg.Source, cfg.Dest, cfg.Trash); d != "" {
 		t.Fatalf("backup differs when ready:\n%s", d)
 	}
 	h.stop(t)
