@@ -41,6 +41,8 @@ type Config struct {
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
 
+	RetryBackoff   time.Duration `yaml:"retry_backoff"`
+	RetryMax       int           `yaml:"retry_max"`
 	MaxDelete      int           `yaml:"max_delete"`
 	Trash          string        `yaml:"trash"`
 	TrashRetention time.Duration `yaml:"trash_retention"`
@@ -68,6 +70,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:  30 * time.Second,
 		RsyncPath:        "rsync",
 		Listen:           defaultListen,
+		RetryBackoff:     time.Second,
+		RetryMax:         8,
 		MaxDelete:        10000,
 		Trash:            ".syncer-trash",
 		TrashRetention:   7 * 24 * time.Hour,
@@ -107,6 +111,8 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first retry delay of a transiently failed job; doubles each time, at most 10m")
+	fs.IntVar(&c.RetryMax, "retry-max", c.RetryMax, "transient failures before a job is given up (dead-lettered)")
 	fs.IntVar(&c.MaxDelete, "max-delete", c.MaxDelete, "most deletions one rsync may make; more is an error that needs an operator")
 	fs.StringVar(&c.Trash, "trash", c.Trash, "directory in the backup root that keeps deleted and overwritten files, by date")
 	fs.DurationVar(&c.TrashRetention, "trash-retention", c.TrashRetention, "how long trash is kept (0: no trash, deletions are final)")
@@ -230,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CollapseChildren < 1 || c.CollapseProject < 1 {
 		bad("collapse_children and collapse_project must be at least 1")
+	}
+	if c.RetryBackoff <= 0 || c.RetryMax < 1 {
+		bad("retry_backoff must be positive and retry_max at least 1")
 	}
 	if c.MaxDelete < 1 {
 		bad("max_delete: %d, want at least 1", c.MaxDelete)

@@ -63,6 +63,10 @@ func TestMain_BadInput(t *testing.T) {
 		return p
 	}
 	ok := []string{"--source", src, "--dest", dst, "--state-dir", state}
+	oldRsync := filepath.Join(t.TempDir(), "rsync")
+	if err := os.WriteFile(oldRsync, []byte("#!/bin/sh\necho 'rsync  version 3.1.3  protocol version 31'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -82,7 +86,9 @@ func TestMain_BadInput(t *testing.T) {
 		{"bad duration in config", append(ok, "--config", cfgFile("debounce: often\n")), "often"},
 		{"unwritable state dir", []string{"--source", src, "--dest", dst, "--state-dir", file + "/sub"}, "not a directory"},
 		{"rsync missing", append(ok, "--rsync-path", "/nonexistent/rsync"), "not found: install it"},
+		{"rsync too old", append(ok, "--rsync-path", oldRsync), "needs 3.2 or newer"},
 		{"bad exclude", append(ok, "--exclude", "a/b"), "want a name glob"},
+		{"bad max delete", append(ok, "--max-delete", "0"), "max_delete"},
 		{"unknown flag", append(ok, "--frobnicate"), "unknown flag"},
 	}
 	for _, tt := range tests {

@@ -142,7 +142,8 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
 		Syncer: guarded{instrumented{runner, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
-		OnResult: d.onResult, OnVanished: d.followUp}); err != nil {
+		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax,
+		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
 		return err
 	}
 	d.registerGauges()

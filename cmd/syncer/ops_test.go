@@ -109,6 +109,7 @@ func TestRun_Metrics(t *testing.T) {
 		"syncer_workers":                                  {dto.MetricType_GAUGE, nil},
 		"syncer_workers_busy":                             {dto.MetricType_GAUGE, nil},
 		"syncer_ready":                                    {dto.MetricType_GAUGE, nil},
+		"syncer_paused":                                   {dto.MetricType_GAUGE, nil},
 		"syncer_build_info":                               {dto.MetricType_GAUGE, []string{"version"}},
 	}
 	for name, w := range want {
@@ -347,7 +348,7 @@ func TestDeploy_AlertRules(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range []string{"SyncerReplicationLagHigh", "SyncerJobsFailing", "SyncerReconcileStale", "SyncerWatchesNearLimit"} {
+	for _, a := range []string{"SyncerReplicationLagHigh", "SyncerJobsFailing", "SyncerPaused", "SyncerReconcileStale", "SyncerWatchesNearLimit"} {
 		if !alerts[a] {
 			t.Errorf("alert %s missing", a)
 		}

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/syncer/syncer/internal/testutil"
+)
+
+// requireRoot skips a fault test that needs mounts; CI runs as root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("SYNCER_TEST_REQUIRE_TOOLS") == "1" {
+			t.Fatal("fault tests need root (SYNCER_TEST_REQUIRE_TOOLS=1)")
+		}
+		t.Skip("fault tests need root to mount filesystems")
+	}
+}
+
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+}
+
+// files maps each non-directory entry of a tree to its content (or link
+// target): what a deletion guard must keep intact.
+func files(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.Type()&os.ModeSymlink != 0 {
+			out[rel], err = os.Readlink(p)
+			return err
+		}
+		b, err := os.ReadFile(p)
+		out[rel] = string(b)
+		return err
+	})
+	must(t, err)
+	return out
+}
+
+// unchanged reports what differs between a files() snapshot and dir now.
+func unchanged(t *testing.T, before map[string]string, dir string) string {
+	t.Helper()
+	now := files(t, dir)
+	var diffs []string
+	for p, c := range before {
+		if n, ok := now[p]; !ok {
+			diffs = append(diffs, "deleted: "+p)
+		} else if n != c {
+			diffs = append(diffs, "changed: "+p)
+		}
+	}
+	for p := range now {
+		if _, ok := before[p]; !ok {
+			diffs = append(diffs, "added: "+p)
+		}
+	}
+	return strings.Join(diffs, "\n")
+}
+
+func (h *harness) status(t *testing.T) statusReport {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"status", "--json", "--state-dir", h.cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("status: exit %d: %s", code, stderr.String())
+	}
+	var r statusReport
+	must(t, json.Unmarshal(stdout.Bytes(), &r))
+	return r
+}
+
+// TestRun_GuardSourceReplaced: the source replaced by an empty directory (an
+// unmounted NAS share looks like this) deletes nothing, pauses, and resumes
+// by itself when the source is back.
+func TestRun_GuardSourceReplaced(t *testing.T) {
+	base := t.TempDir()
+	cfg := testConfig(t)
+	cfg.Source = filepath.Join(base, "prod")
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/b/g": "2", "q/h": "3"})
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+
+	away := filepath.Join(base, "prod.away")
+	must(t, os.Rename(cfg.Source, away))
+	must(t, os.Mkdir(cfg.Source, 0o755))
+	// Changes on the old tree still raise events under the old paths.
+	must(t, os.Remove(filepath.Join(away, "q/h")))
+	must(t, os.WriteFile(filepath.Join(away, "p/a/new"), []byte("n"), 0o644))
+
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); r.Paused == "" {
+			return errors.New("not paused yet")
+		}
+		return nil
+	})
+	r := h.status(t)
+	if !strings.Contains(r.Paused, "empty") {
+		t.Errorf("paused reason = %q, want it to say the source is empty", r.Paused)
+	}
+	for _, p := range r.Projects {
+		if p.State != "paused" {
+			t.Errorf("project %s state = %s, want paused", p.Name, p.State)
+		}
+	}
+	if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "paused") {
+		t.Errorf("/readyz while paused = %d %q, want 503 paused", code, body)
+	}
+	time.Sleep(3 * time.Second) // jobs keep coming back while paused: none may delete
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("backup changed while the source was gone:\n%s", d)
+	}
+
+	// The source comes back: resumed without a restart, and its changes arrive.
+	must(t, os.Remove(cfg.Source))
+	must(t, os.Rename(away, cfg.Source))
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); r.Paused != "" {
+			return fmt.Errorf("still paused: %s", r.Paused)
+		}
+		return nil
+	})
+	h.converge(t)
+	must(t, os.WriteFile(h.path("p/b/after"), []byte("a"), 0o644))
+	h.converge(t)
+}
+
+// TestRun_GuardUnmount unmounts a tmpfs source from under the running
+// daemon, with require_mount and a marker.
+func TestRun_GuardUnmount(t *testing.T) {
+	requireRoot(t)
+	cfg := testConfig(t)
+	mountTmpfs(t, cfg.Source, "16m")
+	cfg.RequireMount, cfg.Marker = true, ".syncer-source"
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{".syncer-source": "", "p/a/f": "1", "q/h": "3"})
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+
+	// The marker goes missing: paused.
+	must(t, os.Remove(h.path(".syncer-source")))
+	must(t, os.Remove(h.path("p/a/f")))
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); !strings.Contains(r.Paused, "marker") {
+			return fmt.Errorf("paused = %q, want the marker reason", r.Paused)
+		}
+		return nil
+	})
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("backup changed with the marker missing:\n%s", d)
+	}
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{".syncer-source": "", "p/a/f": "1"})
+
+	// Unmounted: the mount point is an empty directory of the root filesystem.
+	must(t, syscall.Unmount(cfg.Source, 0))
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"stray": "written into the bare mount point"})
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); !strings.Contains(r.Paused, "mount") && !strings.Contains(r.Paused, "marker") {
+			return fmt.Errorf("paused = %q, want a mount or marker reason", r.Paused)
+		}
+		return nil
+	})
+	time.Sleep(3 * time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("backup changed with the source unmounted:\n%s", d)
+	}
+	must(t, os.Remove(h.path("stray")))
+	mountTmpfs(t, cfg.Source, "16m")
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{".syncer-source": "", "p/a/f": "1", "q/h": "3", "q/new": "n"})
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); r.Paused != "" {
+			return fmt.Errorf("still paused: %s", r.Paused)
+		}
+		return nil
+	})
+	h.converge(t)
+}
+
+// rsyncBreaker writes an rsync wrapper that makes the real rsync fail with a
+// syntax error (exit 1) for runs touching project "bad" while flag exists.
+func rsyncBreaker(t *testing.T, flag string) string {
+	t.Helper()
+	rs := testutil.RequireRsync(t)
+	script := filepath.Join(t.TempDir(), "rsync-breaker")
+	body := fmt.Sprintf(`#!/bin/bash
+extra=()
+if [ -e %q ]; then
+  for a in "$@"; do case "$a" in */./bad|*/./bad/*) extra=(--filter=bogus-rule);; esac; done
+fi
+exec %q "${extra[@]}" "$@"
+`, flag, rs)
+	must(t, os.WriteFile(script, []byte(body), 0o755))
+	return script
+}
+
+// TestRun_DeadLetter: a permanent rsync failure dead-letters that job, the
+// other projects keep syncing, status lists it and retry puts it back.
+func TestRun_DeadLetter(t *testing.T) {
+	cfg := testConfig(t)
+	flag := filepath.Join(t.TempDir(), "broken")
+	cfg.RsyncPath = rsyncBreaker(t, flag)
+	cfg.Batch = 1 // keep the bad project's runs apart from the good ones
+	h := start(t, cfg)
+	must(t, os.WriteFile(flag, nil, 0o644))
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"bad/f": "x", "good/g": "y"})
+	var r statusReport
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		r = h.status(t)
+		if len(r.Dead) == 0 {
+			return errors.New("nothing dead-lettered yet")
+		}
+		return nil
+	})
+	if d := r.Dead[0]; d.Project != "bad" || d.ExitCode != 1 {
+		t.Errorf("dead job = %+v, want project bad, exit 1", d)
+	}
+	for _, p := range r.Projects {
+		if p.Name == "bad" && p.State != "failing" {
+			t.Errorf("project bad state = %s, want failing", p.State)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dest, "good/g")); err != nil {
+		t.Errorf("good project not synced while bad failed: %v", err)
+	}
+	must(t, os.WriteFile(h.path("good/later"), []byte("z"), 0o644))
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, err := os.Stat(filepath.Join(cfg.Dest, "good/later"))
+		return err
+	})
+
+	// The cause is fixed; the operator puts the jobs back.
+	must(t, os.Remove(flag))
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"retry", "--all", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("retry: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "put back") {
+		t.Errorf("retry output = %q", stdout.String())
+	}
+	h.converge(t)
+	if r := h.status(t); len(r.Dead) != 0 {
+		t.Errorf("%d dead jobs after retry, want 0", len(r.Dead))
+	}
+}
+
+// TestRun_FullBackup: the backup filesystem fills up, then turns read-only;
+// jobs are retried with growing delays and never acked, and everything
+// arrives once the fault is cleared.
+func TestRun_FullBackup(t *testing.T) {
+	requireRoot(t)
+	cfg := testConfig(t)
+	mountTmpfs(t, cfg.Dest, "1m")
+	cfg.RetryBackoff = 200 * time.Millisecond
+	cfg.RetryMax = 100
+	core, logs := observer.New(zap.WarnLevel)
+	h := launch(t, cfg, zap.New(core))
+	h.waitReady(t)
+
+	must(t, os.MkdirAll(h.path("p"), 0o755))
+	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("x"), 3<<20), 0o644))
+	var delays []time.Duration
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		delays = delays[:0]
+		for _, e := range logs.FilterMessage("job failed, will retry").All() {
+			if d, ok := e.ContextMap()["retry_in"].(time.Duration); ok {
+				delays = append(delays, d)
+			}
+		}
+		if len(delays) < 3 {
+			return fmt.Errorf("%d retries so far", len(delays))
+		}
+		return nil
+	})
+	if !(delays[0] < delays[1] && delays[1] < delays[2]) {
+		t.Errorf("retry delays %v, want growing", delays[:3])
+	}
+	if r := h.status(t); len(r.Dead) != 0 {
+		t.Errorf("job dead-lettered during a transient fault: %+v", r.Dead)
+	}
+
+	// Room again, but read-only now: still retried.
+	must(t, syscall.Mount("tmpfs", cfg.Dest, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, "size=64m"))
+	n := logs.FilterMessage("job failed, will retry").Len()
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if logs.FilterMessage("job failed, will retry").Len() <= n {
+			return errors.New("no retry on the read-only backup yet")
+		}
+		return nil
+	})
+	must(t, syscall.Mount("tmpfs", cfg.Dest, "", syscall.MS_REMOUNT, "size=64m"))
+	h.converge(t)
+}
+
+// TestRun_Trash checks retention pruning and that the trash keeps deleted files.
+func TestRun_Trash(t *testing.T) {
+	cfg := testConfig(t)
+	old := filepath.Join(cfg.Dest, cfg.Trash, "2020-01-01")
+	today := filepath.Join(cfg.Dest, cfg.Trash, time.Now().Format("2006-01-02"))
+	testutil.WriteTree(t, old, testutil.Tree{"p/x": "old"})
+	testutil.WriteTree(t, today, testutil.Tree{"p/y": "recent"})
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/f": "1"})
+	h := start(t, cfg)
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if _, err := os.Stat(old); err == nil {
+			return errors.New("trash older than the retention still there")
+		}
+		return nil
+	})
+	must(t, os.Remove(h.path("p/f")))
+	h.converge(t)
+	for _, f := range []string{"p/y", "p/f"} {
+		if _, err := os.Stat(filepath.Join(today, f)); err != nil {
+			t.Errorf("trash lost %s: %v", f, err)
+		}
+	}
+}
+
+// TestRun_SecondDaemon: a second daemon on the same state dir is refused.
+func TestRun_SecondDaemon(t *testing.T) {
+	cfg := testConfig(t)
+	start(t, cfg)
+	var stderr bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", cfg.StateDir,
+		"--listen", "127.0.0.1:0", "--log-level", "error"}, &bytes.Buffer{}, &stderr)
+	if code == 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "in use") {
+		t.Errorf("second daemon: exit %d, stderr %q; want non-zero and one line saying the state dir is in use", code, stderr.String())
+	}
+}
+
+// TestRun_Kill9 kills the daemon process with SIGKILL at random moments of a
+// burst of writes, five times, and checks that nothing is lost.
+func TestRun_Kill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kill -9 loop: skipped with -short")
+	}
+	testutil.RequireRsync(t)
+	bin := filepath.Join(t.TempDir(), "syncer")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cfg := testConfig(t)
+	h := &harness{cfg: cfg}
+	args := []string{"run", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", cfg.StateDir, "--listen", "127.0.0.1:0",
+		"--log-level", "warn"}
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	n := 0
+	for round := range 5 {
+		cmd := exec.Command(bin, args...)
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		must(t, cmd.Start())
+		stop := time.After(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+	burst:
+		for {
+			select {
+			case <-stop:
+				break burst
+			default:
+			}
+			d := h.path(fmt.Sprintf("p%d/d%d", n%3, n%17))
+			must(t, os.MkdirAll(d, 0o755))
+			must(t, os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", n)), []byte(strings.Repeat("x", n%5000)), 0o644))
+			if n%11 == 0 {
+				_ = os.Remove(filepath.Join(d, fmt.Sprintf("f%d", n-7)))
+			}
+			n++
+		}
+		must(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+		// A write while the daemon is down.
+		must(t, os.WriteFile(h.path(fmt.Sprintf("p0/down%d", round)), []byte("while down"), 0o644))
+		if strings.Contains(logs.String(), `"level":"error"`) {
+			t.Logf("round %d logs:\n%s", round, logs.String())
+		}
+	}
+	cmd := exec.Command(bin, args...)
+	must(t, cmd.Start())
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	h.converge(t)
+	t.Logf("%d writes over 5 kills converged", n)
+}
