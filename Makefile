@@ -27,8 +27,8 @@ staticcheck: ## staticcheck (pinned as a go tool)
 	$(GO) tool staticcheck $(PKGS)
 
 depcheck: ## fail if pipeline packages import one another (only cmd/ wires them)
-	@bad=0; for p in watcher queue coalesce worker rsync reconcile; do \
-	  for q in watcher queue coalesce worker rsync reconcile; do \
+	@bad=0; for p in watcher queue coalesce worker rsync reconcile guard; do \
+	  for q in watcher queue coalesce worker rsync reconcile guard; do \
 	    [ $$p = $$q ] && continue; \
 	    if $(GO) list -deps ./$$p | grep -qx "github.com/syncer/syncer/$$q"; then echo "$$p imports $$q"; bad=1; fi; \
 	  done; done; exit $$bad

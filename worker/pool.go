@@ -62,7 +62,7 @@ type Options struct {
 	// source files vanished (rsync exit 24), with its scopes, so that they
 	// are looked at again.
 	OnVanished func([]syncer.Scope)
-	Logger   *zap.Logger
+	Logger     *zap.Logger
 }
 
 // Pool runs Workers slots, each running one rsync at a time.
