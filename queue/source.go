@@ -30,8 +30,13 @@ func (j *Jobs) Next(ctx context.Context) (syncer.Delivery, error) {
 		if err := ctx.Err(); err != nil {
 			return syncer.Delivery{}, err
 		}
-		b, err := j.q.jobCons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		b, err := j.q.jobCons.Fetch(1, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return syncer.Delivery{}, ctx.Err()
+			}
 			j.q.log.Warn("fetch job", zap.Error(err))
 			sleep(ctx, time.Second)
 			continue
@@ -42,6 +47,7 @@ func (j *Jobs) Next(ctx context.Context) (syncer.Delivery, error) {
 				got = append(got, d)
 			}
 		}
+		cancel()
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			j.q.log.Debug("fetch job", zap.Error(err))
 		}

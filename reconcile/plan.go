@@ -26,6 +26,12 @@ type Options struct {
 	// IgnoreDest are names in the backup root that are not part of the
 	// mirror (the trash).
 	IgnoreDest []string
+	// MaxFiles and MaxBytes bound one recursive job (fpart-style
+	// partitions): a missing subtree larger than that is split into its
+	// subdirectories, plus a non-recursive job for its own files, so that a
+	// project holding most of the data still keeps every worker busy.
+	MaxFiles int64
+	MaxBytes int64
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
@@ -52,7 +58,13 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8 * runtime.GOMAXPROCS(0)
 	}
-	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}}
+	if opts.MaxFiles <= 0 {
+		opts.MaxFiles = DefaultMaxFiles
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}}
 	w.plan.Drift = map[string]Drift{}
 	w.cond = sync.NewCond(&w.mu)
 	if len(opts.Projects) == 0 {
@@ -86,6 +98,10 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	}
 	p := w.plan
 	for s := range w.scopes {
+		if s.Recursive && w.nodes[s.Dir] != nil {
+			p.Scopes = append(p.Scopes, w.partition(s.Dir)...)
+			continue
+		}
 		p.Scopes = append(p.Scopes, s)
 	}
 	sort.Slice(p.Scopes, func(i, j int) bool {
@@ -95,6 +111,55 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		return !p.Scopes[i].Recursive
 	})
 	return p, nil
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxFiles = 20000
+	DefaultMaxBytes = 8 << 30
+)
+
+// node is a directory of a subtree missing from the backup, for partitioning.
+type node struct {
+	files, bytes int64    // direct regular files
+	subdirs      []string // direct subdirectories
+	totFiles     int64    // whole subtree, filled by total
+	totBytes     int64
+	totaled      bool
+}
+
+// total fills and returns the subtree totals of dir.
+func (w *walker) total(dir string) (int64, int64) {
+	n := w.nodes[dir]
+	if n == nil {
+		return 0, 0
+	}
+	if !n.totaled {
+		n.totFiles, n.totBytes = n.files, n.bytes
+		for _, c := range n.subdirs {
+			f, b := w.total(c)
+			n.totFiles += f
+			n.totBytes += b
+		}
+		n.totaled = true
+	}
+	return n.totFiles, n.totBytes
+}
+
+// partition cuts a missing subtree into disjoint scopes within the limits:
+// the subtree itself when it fits, else its own entries (non-recursive) and
+// each subdirectory, partitioned in turn.
+func (w *walker) partition(dir string) []syncer.Scope {
+	files, bytes := w.total(dir)
+	n := w.nodes[dir]
+	if (files <= w.opts.MaxFiles && bytes <= w.opts.MaxBytes) || n == nil || len(n.subdirs) == 0 {
+		return []syncer.Scope{{Dir: dir, Recursive: true}}
+	}
+	out := []syncer.Scope{{Dir: dir}}
+	for _, c := range n.subdirs {
+		out = append(out, w.partition(c)...)
+	}
+	return out
 }
 
 // task is a directory to compare (present on both sides, or a project root),
@@ -114,6 +179,7 @@ type walker struct {
 	stack  []task
 	active int
 	scopes map[syncer.Scope]bool
+	nodes  map[string]*node // dirs of missing subtrees
 	plan   Plan
 	err    error
 }
@@ -309,14 +375,19 @@ func (w *walker) missing(rel string) []task {
 		return nil // counting only
 	}
 	var kids []task
-	var files, bytes int64
+	n := &node{}
 	for name, s := range src {
 		if s.isDir {
 			kids = append(kids, task{dir: rel + "/" + name, missing: true})
+			n.subdirs = append(n.subdirs, rel+"/"+name)
 		} else if s.reg {
-			files, bytes = files+1, bytes+s.size
+			n.files, n.bytes = n.files+1, n.bytes+s.size
 		}
 	}
-	w.count(rel, int64(len(src)), files, bytes)
+	sort.Strings(n.subdirs)
+	w.mu.Lock()
+	w.nodes[rel] = n
+	w.mu.Unlock()
+	w.count(rel, int64(len(src)), n.files, n.bytes)
 	return kids
 }

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -92,5 +93,39 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWalk_Partitions(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	tree := testutil.Tree{"small/f": "1", "big/top": "t"}
+	for _, d := range []string{"a", "b", "c/deep"} {
+		for i := range 5 {
+			tree[fmt.Sprintf("big/%s/f%d", d, i)] = "x"
+		}
+	}
+	testutil.WriteTree(t, src, tree)
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, MaxFiles: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []syncer.Scope{{Dir: "big"}, {Dir: "big/a", Recursive: true}, {Dir: "big/b", Recursive: true},
+		{Dir: "big/c", Recursive: true}, {Dir: "small", Recursive: true}}
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Errorf("partitions mismatch (-want +got):\n%s", d)
+	}
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Disjoint but for the parent's own entries: run them in any order.
+	for i := len(p.Scopes) - 1; i >= 0; i-- {
+		if _, err := r.Sync(t.Context(), p.Scopes[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
 	}
 }

@@ -49,6 +49,10 @@ type Options struct {
 	Trash string
 	// Now gives the trash date; time.Now when nil.
 	Now func() time.Time
+	// DryRun changes nothing: rsync runs with --dry-run --itemize-changes
+	// and its itemized lines go to Itemize.
+	DryRun  bool
+	Itemize io.Writer
 	// MaxArgBytes bounds the bytes of path arguments of one invocation;
 	// larger batches run as several invocations.
 	MaxArgBytes int
@@ -178,6 +182,9 @@ func Args(opts Options, dirs []string, recursive bool) []string {
 	for _, e := range opts.Excludes {
 		args = append(args, "--exclude="+e)
 	}
+	if opts.DryRun {
+		args = append(args, "--dry-run", "--itemize-changes")
+	}
 	args = append(args, opts.Args...)
 	args = append(args, "--")
 	src := strings.TrimSuffix(opts.Source, "/")
@@ -211,6 +218,13 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 	// Whatever happened, leave no process of the group behind.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	st := ParseStats(stdout.Bytes())
+	if r.opts.DryRun && r.opts.Itemize != nil {
+		for _, l := range bytes.SplitAfter(stdout.Bytes(), []byte("\n")) {
+			if isItemized(l) {
+				_, _ = r.opts.Itemize.Write(l)
+			}
+		}
+	}
 	if err == nil {
 		return st, nil
 	}
@@ -254,6 +268,12 @@ func (r *Runner) drain(rd io.Reader) *bytes.Buffer {
 		tail.Next(tail.Len() - stderrTail)
 	}
 	return &tail
+}
+
+// isItemized reports whether l is an --itemize-changes line ("YXcstpoguax name"
+// or "*deleting   name"), not --stats output.
+func isItemized(l []byte) bool {
+	return len(l) > 12 && l[11] == ' ' && bytes.IndexByte([]byte("<>ch.*"), l[0]) >= 0
 }
 
 var statLine = regexp.MustCompile(`(?m)^(Number of regular files transferred|Total transferred file size|Number of deleted files): ([0-9,.]+)`)

@@ -41,13 +41,14 @@ type Config struct {
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
 
-	RetryBackoff   time.Duration `yaml:"retry_backoff"`
-	RetryMax       int           `yaml:"retry_max"`
-	MaxDelete      int           `yaml:"max_delete"`
-	Trash          string        `yaml:"trash"`
-	TrashRetention time.Duration `yaml:"trash_retention"`
-	Marker         string        `yaml:"marker"`
-	RequireMount   bool          `yaml:"require_mount"`
+	RetryBackoff      time.Duration `yaml:"retry_backoff"`
+	RetryMax          int           `yaml:"retry_max"`
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	MaxDelete         int           `yaml:"max_delete"`
+	Trash             string        `yaml:"trash"`
+	TrashRetention    time.Duration `yaml:"trash_retention"`
+	Marker            string        `yaml:"marker"`
+	RequireMount      bool          `yaml:"require_mount"`
 
 	Listen     string `yaml:"listen"`
 	NatsListen string `yaml:"nats_listen"`
@@ -61,22 +62,23 @@ const defaultListen = "127.0.0.1:9797"
 // DefaultConfig is the configuration with nothing set.
 func DefaultConfig() Config {
 	return Config{
-		StateDir:         defaultStateDir(),
-		Batch:            64,
-		Debounce:         coalesce.DefaultQuiet,
-		MaxDelay:         coalesce.DefaultMaxDelay,
-		CollapseChildren: coalesce.DefaultMaxChildren,
-		CollapseProject:  coalesce.DefaultMaxPending,
-		ShutdownTimeout:  30 * time.Second,
-		RsyncPath:        "rsync",
-		Listen:           defaultListen,
-		RetryBackoff:     time.Second,
-		RetryMax:         8,
-		MaxDelete:        10000,
-		Trash:            ".syncer-trash",
-		TrashRetention:   7 * 24 * time.Hour,
-		LogLevel:         "info",
-		LogFormat:        "auto",
+		StateDir:          defaultStateDir(),
+		Batch:             64,
+		Debounce:          coalesce.DefaultQuiet,
+		MaxDelay:          coalesce.DefaultMaxDelay,
+		CollapseChildren:  coalesce.DefaultMaxChildren,
+		CollapseProject:   coalesce.DefaultMaxPending,
+		ShutdownTimeout:   30 * time.Second,
+		RsyncPath:         "rsync",
+		Listen:            defaultListen,
+		RetryBackoff:      time.Second,
+		RetryMax:          8,
+		ReconcileInterval: 24 * time.Hour,
+		MaxDelete:         10000,
+		Trash:             ".syncer-trash",
+		TrashRetention:    7 * 24 * time.Hour,
+		LogLevel:          "info",
+		LogFormat:         "auto",
 	}
 }
 
@@ -113,6 +115,7 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first retry delay of a transiently failed job; doubles each time, at most 10m")
 	fs.IntVar(&c.RetryMax, "retry-max", c.RetryMax, "transient failures before a job is given up (dead-lettered)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "full reconcile every this long (±10% jitter; 0: only at start and after lost events)")
 	fs.IntVar(&c.MaxDelete, "max-delete", c.MaxDelete, "most deletions one rsync may make; more is an error that needs an operator")
 	fs.StringVar(&c.Trash, "trash", c.Trash, "directory in the backup root that keeps deleted and overwritten files, by date")
 	fs.DurationVar(&c.TrashRetention, "trash-retention", c.TrashRetention, "how long trash is kept (0: no trash, deletions are final)")
@@ -239,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryBackoff <= 0 || c.RetryMax < 1 {
 		bad("retry_backoff must be positive and retry_max at least 1")
+	}
+	if c.ReconcileInterval < 0 {
+		bad("reconcile_interval: %v is negative", c.ReconcileInterval)
 	}
 	if c.MaxDelete < 1 {
 		bad("max_delete: %d, want at least 1", c.MaxDelete)

@@ -52,8 +52,11 @@ type daemon struct {
 	mu       sync.Mutex
 	trackers map[*reconcile.Tracker]bool
 	projects map[string]*projectStatus
-	recon    reconcileStatus
+	recons   []*reconcileRun // recent reconciles, newest last
 	paused   string // why the deletion guard holds every job, "" when it does not
+
+	networkFS string          // the source's filesystem when it is a network one
+	runCtx    context.Context // ends when Run does; API-started work uses it
 
 	runs atomic.Int64 // rsync runs, for tests and status
 }
@@ -67,16 +70,6 @@ type projectStatus struct {
 	LastError  string    `json:"last_error,omitempty"`
 	failing    bool
 	lastFailed time.Time
-}
-
-type reconcileStatus struct {
-	Running      bool      `json:"running"`
-	LastStarted  time.Time `json:"last_started,omitzero"`
-	LastFinished time.Time `json:"last_finished,omitzero"`
-	LastJobs     int       `json:"last_jobs"`
-	LastFailed   int       `json:"last_failed"`
-	DriftFiles   int64     `json:"last_drift_files"`
-	DriftBytes   int64     `json:"last_drift_bytes"`
 }
 
 func newDaemon(cfg Config, log *zap.Logger) *daemon {
@@ -98,39 +91,113 @@ func (d *daemon) isReady() bool {
 	}
 }
 
-// Run blocks until ctx ends or a component fails, and returns once every
-// goroutine it started has exited.
-func (d *daemon) Run(ctx context.Context) error {
+// open starts what every mode needs: the embedded queue, the rsync runner
+// behind the deletion guard, the worker pool, result bookkeeping and the
+// HTTP API. stop shuts them down in order: pool (running jobs settle), HTTP,
+// connection, server.
+func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	d.started = time.Now()
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(cfg.StateDir, "nats"), Listen: cfg.NatsListen})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer emb.Shutdown()
-	nc, err := emb.Connect("syncer-run")
+	undo = append(undo, emb.Shutdown)
+	nc, err := emb.Connect("syncer")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer nc.Close()
+	undo = append(undo, nc.Close)
 	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), EventAckWait: 3*cfg.MaxDelay + time.Minute}); err != nil {
-		return err
+		return nil, err
 	}
 	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
 		Excludes: cfg.Exclude, Args: cfg.RsyncArgs, MaxDelete: cfg.MaxDelete, Trash: d.trash(), Logger: d.log.Named("rsync")})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.guard = guard.New(guard.Options{Source: cfg.Source, Dest: cfg.Dest, Marker: cfg.Marker, RequireMount: cfg.RequireMount,
 		IgnoreDest: d.ignoreDest()})
 	w, err := d.newWatcher()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.w.Store(w)
+	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
+		Syncer: guarded{instrumented{runner, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
+		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax,
+		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
+		return nil, err
+	}
+	d.registerGauges()
+	stopResults, err := d.q.SubscribeResults(d.observe)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, stopResults)
+
+	// The pool outlives the producers so that their last jobs settle.
+	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- d.pool.Run(poolCtx) }()
+	undo = append(undo, func() { stopPool(); <-poolDone })
+
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("http listen: %w", err)
+		}
+		d.addr = ln.Addr().String()
+		srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http server", zap.Error(err))
+			}
+		}()
+		if err := os.WriteFile(filepath.Join(cfg.StateDir, addrFile), []byte(d.addr+"\n"), 0o600); err != nil {
+			d.log.Warn("record http address", zap.Error(err))
+		}
+		undo = append(undo, func() {
+			_ = os.Remove(filepath.Join(cfg.StateDir, addrFile))
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
+		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats_listen", emb.ClientURL()),
+		zap.Int("workers", d.pool.Workers()), zap.Int("batch", cfg.Batch),
+		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
+		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
+		zap.Strings("exclude", cfg.Exclude), zap.String("rsync_path", cfg.RsyncPath), zap.Strings("rsync_args", cfg.RsyncArgs),
+		zap.Int("max_delete", cfg.MaxDelete), zap.String("trash", d.trash()), zap.Duration("trash_retention", cfg.TrashRetention),
+		zap.String("marker", cfg.Marker), zap.Bool("require_mount", cfg.RequireMount),
+		zap.Duration("reconcile_interval", cfg.ReconcileInterval))
+	return stop, nil
+}
+
+// Run is `syncer run`: it blocks until ctx ends or a component fails, and
+// returns once every goroutine it started has exited.
+func (d *daemon) Run(ctx context.Context) error {
+	stop, err := d.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	co, err := coalesce.New(coalesce.Config{
-		Options: coalesce.Options{Quiet: cfg.Debounce, MaxDelay: cfg.MaxDelay,
-			MaxChildren: cfg.CollapseChildren, MaxPending: cfg.CollapseProject},
+		Options: coalesce.Options{Quiet: d.cfg.Debounce, MaxDelay: d.cfg.MaxDelay,
+			MaxChildren: d.cfg.CollapseChildren, MaxPending: d.cfg.CollapseProject},
 		Publisher: d.q, Logger: d.log.Named("coalesce"),
 		OnJob: func(j syncer.Job, events int) {
 			d.metrics.published.WithLabelValues(string(j.Reason)).Inc()
@@ -140,57 +207,9 @@ func (d *daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
-		Syncer: guarded{instrumented{runner, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
-		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax,
-		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
-		return err
-	}
-	d.registerGauges()
-	stopResults, err := d.q.SubscribeResults(d.observe)
-	if err != nil {
-		return err
-	}
-	defer stopResults()
-
-	var srv *http.Server
-	if cfg.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("http listen: %w", err)
-		}
-		d.addr = ln.Addr().String()
-		srv = &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error("http server", zap.Error(err))
-			}
-		}()
-		if err := os.WriteFile(filepath.Join(cfg.StateDir, addrFile), []byte(d.addr+"\n"), 0o600); err != nil {
-			d.log.Warn("record http address", zap.Error(err))
-		}
-		defer func() {
-			_ = os.Remove(filepath.Join(cfg.StateDir, addrFile))
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-	}
-	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
-		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats_listen", emb.ClientURL()),
-		zap.Int("workers", d.pool.Workers()), zap.Int("batch", cfg.Batch),
-		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
-		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
-		zap.Strings("exclude", cfg.Exclude), zap.String("rsync_path", cfg.RsyncPath), zap.Strings("rsync_args", cfg.RsyncArgs))
-
-	// The pool outlives the producers so that their last jobs settle; it
-	// stops when every other component has.
-	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPool()
-	poolDone := make(chan error, 1)
-	go func() { poolDone <- d.pool.Run(poolCtx) }()
-
+	d.checkSourceFS()
 	g, gctx := errgroup.WithContext(ctx)
+	d.runCtx = gctx
 	events := make(chan coalesce.Input) // unbuffered: the stream is the buffer
 	g.Go(func() error { return co.Run(gctx, events) })
 	g.Go(func() error {
@@ -205,10 +224,19 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.reconciler(gctx) })
 	g.Go(func() error { d.pruneTrash(gctx); return nil })
 	err = g.Wait()
-	stopPool()
-	<-poolDone
-	d.log.Info("stopped")
+	d.log.Info("stopping")
 	return err
+}
+
+// Once is `syncer reconcile` with no daemon running: its own queue and
+// pool, one reconcile, then stop.
+func (d *daemon) Once(ctx context.Context, run *reconcileRun) error {
+	stop, err := d.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return d.runReconcile(ctx, run)
 }
 
 func (d *daemon) registerGauges() {
@@ -317,129 +345,6 @@ func (d *daemon) observe(r syncer.Result) {
 	for t := range d.trackers {
 		t.Observe(r)
 	}
-}
-
-// reconciler runs the initial reconcile once the watcher is up (so that
-// nothing changed during the walk is missed), then one per request.
-func (d *daemon) reconciler(ctx context.Context) error {
-	select {
-	case <-d.w.Load().Ready():
-	case <-ctx.Done():
-		return nil
-	}
-	// Never plan deletions from a source that is not there.
-	for d.checkGuard() != nil {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(5 * time.Second):
-		}
-	}
-	if _, err := d.runReconcile(ctx, nil, "startup"); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("initial reconcile: %w", err)
-	}
-	d.metrics.ready.Set(1)
-	close(d.ready)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case s := <-d.reconcile:
-			projects := map[string]bool{s.Project(): true}
-			// Drain what queued meanwhile: one walk serves them all.
-			for more := true; more; {
-				select {
-				case s2 := <-d.reconcile:
-					projects[s2.Project()] = true
-				default:
-					more = false
-				}
-			}
-			var list []string
-			if !projects[""] {
-				for p := range projects {
-					list = append(list, p)
-				}
-			}
-			if _, err := d.runReconcile(ctx, list, "requested"); err != nil && ctx.Err() == nil {
-				d.log.Error("reconcile failed", zap.Error(err))
-			}
-		}
-	}
-}
-
-var reconcileSeq atomic.Int64
-
-// runReconcile walks (the given projects of) the trees and waits until the
-// jobs it planned are settled. Failed jobs are reported, not returned: the
-// daemon goes on serving everything else.
-func (d *daemon) runReconcile(ctx context.Context, projects []string, why string) (reconcile.Summary, error) {
-	start := time.Now()
-	d.mu.Lock()
-	d.recon.Running, d.recon.LastStarted = true, start
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		d.recon.Running = false
-		d.mu.Unlock()
-	}()
-	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude,
-		Projects: projects, IgnoreDest: d.ignoreDest()})
-	if err != nil {
-		return reconcile.Summary{}, err
-	}
-	walked := time.Since(start)
-	t := reconcile.NewTracker()
-	d.mu.Lock()
-	d.trackers[t] = true
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.trackers, t)
-		d.mu.Unlock()
-	}()
-	prefix := fmt.Sprintf("reconcile-%d-%d", start.Unix(), reconcileSeq.Add(1))
-	if err := t.Submit(ctx, d.q, prefix, plan.Scopes, syncer.ReasonReconcile); err != nil {
-		return reconcile.Summary{}, err
-	}
-	d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(len(plan.Scopes)))
-	sum, err := t.Wait(ctx)
-	if err != nil {
-		return sum, err
-	}
-	for p, dr := range plan.Drift {
-		d.metrics.driftFiles.WithLabelValues(projectLabel(p)).Add(float64(dr.Files))
-		d.metrics.driftBytes.WithLabelValues(projectLabel(p)).Add(float64(dr.Bytes))
-		if dr.Files > 0 && why != "startup" {
-			d.log.Warn("reconcile found changes the watcher missed", zap.String(syncer.LogProject, p),
-				zap.Int64(syncer.LogFiles, dr.Files), zap.Int64(syncer.LogBytes, dr.Bytes))
-		}
-	}
-	if sum.Failed == 0 {
-		done := projects
-		if done == nil {
-			done = d.sourceProjects()
-		}
-		for _, p := range done {
-			d.metrics.reconcileLast.WithLabelValues(projectLabel(p)).Set(float64(time.Now().Unix()))
-		}
-	}
-	d.mu.Lock()
-	d.recon.LastFinished, d.recon.LastJobs, d.recon.LastFailed = time.Now(), sum.Jobs, sum.Failed
-	d.recon.DriftFiles, d.recon.DriftBytes = plan.Files, plan.Bytes
-	d.mu.Unlock()
-	d.log.Info("reconcile done", zap.String(syncer.LogReason, why), zap.Strings("projects", projects),
-		zap.Int64("dirs", plan.Dirs), zap.Int64("entries", plan.Entries), zap.Int(syncer.LogJobs, sum.Jobs),
-		zap.Int("failed", sum.Failed), zap.Int64("drift_files", plan.Files), zap.Int64("drift_bytes", plan.Bytes),
-		zap.Int64(syncer.LogFiles, sum.Stats.Files), zap.Int64(syncer.LogBytes, sum.Stats.Bytes),
-		zap.Int64(syncer.LogDeleted, sum.Stats.Deleted), zap.Duration("walk", walked), zap.Duration(syncer.LogTook, time.Since(start)))
-	if sum.Failed > 0 {
-		d.log.Error("reconcile jobs failed", zap.Int("failed", sum.Failed), zap.Strings("errors", sum.Errors))
-	}
-	return sum, nil
 }
 
 // sourceProjects lists the top-level folders of the source.

@@ -41,9 +41,18 @@ func (d *daemon) handler() http.Handler {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.status(r.Context()))
 	})
+	mux.HandleFunc("POST /api/reconcile", d.handleReconcile)
+	mux.HandleFunc("GET /api/reconcile/{id}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := d.reconcileView(r.PathValue("id"))
+		if !ok {
+			http.Error(w, "no such reconcile", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, v)
+	})
 	mux.HandleFunc("POST /api/retry", func(w http.ResponseWriter, r *http.Request) {
 		var req retryRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		if err := decodeJSON(r, &req); err != nil {
 			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -74,6 +83,12 @@ func (d *daemon) notReady(ctx context.Context) string {
 	return ""
 }
 
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -97,7 +112,8 @@ type statusReport struct {
 	Unwatched    []string        `json:"unwatched,omitempty"`
 	Overflows    int64           `json:"overflows"`
 	RsyncRuns    int64           `json:"rsync_runs"`
-	Reconcile    reconcileStatus `json:"reconcile"`
+	NetworkFS    string          `json:"network_fs,omitempty"`
+	Reconcile    *reconcileRun   `json:"reconcile,omitempty"`
 	Paused       string          `json:"paused,omitempty"`
 	Dead         []queue.DeadJob `json:"dead"`
 	Projects     []projectReport `json:"projects"`
@@ -141,8 +157,15 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	for p := range d.projects {
 		names[p] = true
 	}
-	r.Reconcile = d.recon
+	var lastID string
+	if len(d.recons) > 0 {
+		lastID = d.recons[len(d.recons)-1].ID
+	}
 	d.mu.Unlock()
+	if v, ok := d.reconcileView(lastID); ok && lastID != "" {
+		r.Reconcile = &v
+	}
+	r.NetworkFS = d.networkFS
 	list := make([]string, 0, len(names))
 	for p := range names {
 		list = append(list, p)

@@ -49,6 +49,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	return exitFailure
 }
 
@@ -79,7 +83,7 @@ compare walk (reconcile) runs at start and whenever events may have been lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stderr), newStatusCmd(stdout), newRetryCmd(stdout), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newVersionCmd(stdout))
 	return root
 }
 

@@ -128,10 +128,12 @@ func printStatus(w io.Writer, r statusReport) {
 	if len(r.Unwatched) > 0 || r.Overflows > 0 {
 		fmt.Fprintf(w, "lost events: %d overflows, %d unwatched directories (covered by reconcile)\n", r.Overflows, len(r.Unwatched))
 	}
-	if !r.Reconcile.LastFinished.IsZero() || r.Reconcile.Running {
-		fmt.Fprintf(w, "reconcile: running=%v, last finished %s, %d jobs, %d failed, drift %d files / %d bytes\n",
-			r.Reconcile.Running, fmtTime(r.Reconcile.LastFinished), r.Reconcile.LastJobs, r.Reconcile.LastFailed,
-			r.Reconcile.DriftFiles, r.Reconcile.DriftBytes)
+	if r.NetworkFS != "" {
+		fmt.Fprintf(w, "WARNING: the source is on %s: only this host's writes raise events; reconcile finds the rest\n", r.NetworkFS)
+	}
+	if rc := r.Reconcile; rc != nil {
+		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %d bytes\n",
+			rc.ID, rc.Why, rc.State, fmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, rc.DriftBytes)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tLAST ERROR")

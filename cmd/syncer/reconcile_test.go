@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer/internal/testutil"
+)
+
+func reconcileCLI(t *testing.T, cfg Config, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	all := append([]string{"reconcile", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", cfg.StateDir,
+		"--rsync-path", cfg.RsyncPath, "--log-level", "error", "--json"}, args...)
+	code := Main(context.Background(), all, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestReconcile_CLI: offline changes of every kind, fixed by one reconcile
+// with no daemon running; --dry-run changes nothing; a project filter syncs
+// only that project.
+func TestReconcile_CLI(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/a/sub/g": "2", "p/top": "3", "q/x": "4", "gone/y": "5", "root": "6"})
+	if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
+		t.Fatalf("first reconcile: exit %d: %s", code, stderr)
+	}
+	h := &harness{cfg: cfg}
+	h.converge(t)
+
+	// Offline changes.
+	time.Sleep(10 * time.Millisecond)
+	must(t, os.WriteFile(h.path("p/a/f"), []byte("9"), 0o644))
+	must(t, os.Remove(h.path("p/top")))
+	must(t, os.Rename(h.path("p/a/sub"), h.path("p/renamed")))
+	must(t, os.RemoveAll(h.path("gone")))
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"new/n/deep": "n", "q/added": "a"})
+
+	t.Run("DryRun", func(t *testing.T) {
+		before := files(t, cfg.Dest)
+		code, stdout, stderr := reconcileCLI(t, cfg, "--dry-run")
+		if code != 0 {
+			t.Fatalf("dry run: exit %d: %s", code, stderr)
+		}
+		if d := unchanged(t, before, cfg.Dest); d != "" {
+			t.Fatalf("dry run changed the backup:\n%s", d)
+		}
+		var out struct {
+			Changes []string `json:"changes"`
+		}
+		must(t, json.Unmarshal([]byte(stdout), &out))
+		joined := strings.Join(out.Changes, "\n")
+		for _, w := range []string{"*deleting   gone/", "p/a/f", "new/n/deep", "q/added"} {
+			if !strings.Contains(joined, w) {
+				t.Errorf("dry run lacks %q:\n%s", w, joined)
+			}
+		}
+	})
+	t.Run("ProjectFilter", func(t *testing.T) {
+		code, _, stderr := reconcileCLI(t, cfg, "q")
+		if code != 0 {
+			t.Fatalf("reconcile q: exit %d: %s", code, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.Dest, "q/added")); err != nil {
+			t.Errorf("q not synced: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.Dest, "new")); err == nil {
+			t.Error("project new synced by a reconcile of q only")
+		}
+	})
+	code, stdout, stderr := reconcileCLI(t, cfg)
+	if code != 0 {
+		t.Fatalf("reconcile: exit %d: %s", code, stderr)
+	}
+	h.converge(t)
+	var sum reconcileRun
+	must(t, json.Unmarshal([]byte(stdout), &sum))
+	if sum.State != "done" || sum.DriftFiles < 3 || sum.Jobs == 0 {
+		t.Errorf("summary = %+v, want done with drift", sum)
+	}
+	// Nothing left: the next reconcile plans nothing.
+	code, stdout, _ = reconcileCLI(t, cfg)
+	must(t, json.Unmarshal([]byte(stdout), &sum))
+	if code != 0 || sum.Jobs != 0 {
+		t.Errorf("reconcile of equal trees: exit %d, %d jobs; want 0, 0", code, sum.Jobs)
+	}
+}
+
+// TestReconcile_ThroughDaemon: with a daemon running, reconcile asks it.
+func TestReconcile_ThroughDaemon(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Exclude = []string{"*.skip"}
+	h := start(t, cfg)
+	// A change the watcher cannot see: written straight into the backup.
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/stray": "not in the source"})
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/ok": "1"})
+	h.converge(t)
+	code, stdout, stderr := reconcileCLI(t, cfg, "--exclude", "*.skip")
+	if code != 0 {
+		t.Fatalf("reconcile: exit %d: %s", code, stderr)
+	}
+	var sum reconcileRun
+	must(t, json.Unmarshal([]byte(stdout), &sum))
+	if sum.Why != "api" {
+		t.Errorf("reconcile ran as %q, want through the daemon (api)", sum.Why)
+	}
+	h.converge(t)
+}
+
+// TestReconcile_Refused: an empty source with a full backup is refused (exit 4).
+func TestReconcile_Refused(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/f": "precious"})
+	code, _, stderr := reconcileCLI(t, cfg)
+	if code != exitRefused || !strings.Contains(stderr, "empty") {
+		t.Errorf("reconcile of an empty source: exit %d, %q; want %d and the reason", code, stderr, exitRefused)
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.Dest, "p/f")); err != nil || string(b) != "precious" {
+		t.Errorf("backup touched: %q, %v", b, err)
+	}
+}
+
+// TestRun_Overflow lowers the kernel's inotify queue so that a burst
+// overflows it: the daemon reconciles and converges without restarting
+// its watcher.
+func TestRun_Overflow(t *testing.T) {
+	requireRoot(t)
+	const knob = "/proc/sys/fs/inotify/max_queued_events"
+	old, err := os.ReadFile(knob)
+	must(t, err)
+	must(t, os.WriteFile(knob, []byte("16"), 0o644))
+	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/d/": ""})
+	h := start(t, cfg)
+	// Queue size is fixed when the inotify instance is made: restore now.
+	must(t, os.WriteFile(knob, old, 0o644))
+	w := h.d.w.Load()
+	for i := range 3000 {
+		must(t, os.WriteFile(h.path(fmt.Sprintf("p/d/f%d", i)), []byte("x"), 0o644))
+	}
+	h.converge(t)
+	if n := w.Overflows(); n == 0 {
+		t.Fatal("no overflow seen: the test did not test anything")
+	}
+	if h.d.w.Load() != w {
+		t.Error("watcher was restarted")
+	}
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		v, ok := h.d.reconcileView("")
+		if !ok || v.Why != "requested" || !v.finished() {
+			return fmt.Errorf("last reconcile = %+v, want a requested one, finished", v)
+		}
+		return nil
+	})
+	// Events flow again after the overflow.
+	must(t, os.WriteFile(h.path("p/d/after"), []byte("y"), 0o644))
+	h.converge(t)
+}
