@@ -53,7 +53,7 @@ type daemon struct {
 	trackers map[*reconcile.Tracker]bool
 	projects map[string]*projectStatus
 	recons   []*reconcileRun // recent reconciles, newest last
-	paused   string // why the deletion guard holds every job, "" when it does not
+	paused   string          // why the deletion guard holds every job, "" when it does not
 
 	networkFS string          // the source's filesystem when it is a network one
 	runCtx    context.Context // ends when Run does; API-started work uses it
