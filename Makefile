@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: help rsync build test test-short lint fmt vet staticcheck depcheck check run install clean
+.PHONY: help rsync build bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,3 +54,6 @@ install: build ## install the binary, systemd unit and example config
 
 clean: ## remove build output
 	rm -rf bin
+
+bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project (RUNS=3)
+	$(GO) run ./bench/reconcile -runs $${RUNS:-3}

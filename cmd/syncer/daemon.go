@@ -127,8 +127,9 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.guard = guard.New(guard.Options{Source: cfg.Source, Dest: cfg.Dest, Marker: cfg.Marker, RequireMount: cfg.RequireMount,
-		IgnoreDest: d.ignoreDest()})
+	if d.guard == nil {
+		d.guard = d.newGuard()
+	}
 	w, err := d.newWatcher()
 	if err != nil {
 		return nil, err
@@ -228,15 +229,26 @@ func (d *daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// Once is `syncer reconcile` with no daemon running: its own queue and
-// pool, one reconcile, then stop.
-func (d *daemon) Once(ctx context.Context, run *reconcileRun) error {
+// Once is `syncer reconcile` with no daemon running: a walk, then, only
+// when something differs, its own queue and pool to sync it.
+func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
+	defer func() { d.finish(r, err) }()
+	d.guard = d.newGuard()
+	plan, err := d.plan(ctx, r)
+	if err != nil || len(plan.Scopes) == 0 {
+		return err
+	}
 	stop, err := d.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	return d.runReconcile(ctx, run)
+	return d.execute(ctx, r, plan)
+}
+
+func (d *daemon) newGuard() *guard.Guard {
+	return guard.New(guard.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Marker: d.cfg.Marker, RequireMount: d.cfg.RequireMount,
+		IgnoreDest: d.ignoreDest()})
 }
 
 func (d *daemon) registerGauges() {

@@ -52,6 +52,7 @@ type reconcileRun struct {
 	Error      string   `json:"error,omitempty"`
 
 	tracker *reconcile.Tracker
+	walked  time.Duration
 }
 
 func (r *reconcileRun) finished() bool {
@@ -109,7 +110,16 @@ func (d *daemon) update(r *reconcileRun, fn func(r *reconcileRun)) {
 // differs, and waits until those jobs are settled. Failed jobs are reported
 // in r, not returned: the daemon goes on serving everything else.
 func (d *daemon) runReconcile(ctx context.Context, r *reconcileRun) error {
-	err := d.reconcile1(ctx, r)
+	plan, err := d.plan(ctx, r)
+	if err == nil {
+		err = d.execute(ctx, r, plan)
+	}
+	d.finish(r, err)
+	return err
+}
+
+// finish records how a reconcile ended.
+func (d *daemon) finish(r *reconcileRun, err error) {
 	d.update(r, func(r *reconcileRun) {
 		r.Finished = time.Now()
 		switch {
@@ -123,20 +133,26 @@ func (d *daemon) runReconcile(ctx context.Context, r *reconcileRun) error {
 			r.State = "done"
 		}
 	})
-	return err
 }
 
-func (d *daemon) reconcile1(ctx context.Context, r *reconcileRun) error {
+// plan walks the trees for r. It needs no queue.
+func (d *daemon) plan(ctx context.Context, r *reconcileRun) (reconcile.Plan, error) {
 	// Never plan deletions from a source that is not there.
 	if err := d.checkGuard(); err != nil {
-		return err
+		return reconcile.Plan{}, err
 	}
 	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude,
 		Projects: r.Projects, IgnoreDest: d.ignoreDest()})
-	if err != nil {
-		return err
-	}
-	walked := time.Since(r.Started)
+	d.update(r, func(r *reconcileRun) {
+		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes, r.Jobs = plan.Dirs, plan.Entries, plan.Files, plan.Bytes, len(plan.Scopes)
+		r.walked = time.Since(r.Started)
+	})
+	return plan, err
+}
+
+// execute queues the plan's scopes and waits until they are settled.
+func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Plan) error {
+	walked := r.walked
 	t := reconcile.NewTracker()
 	d.mu.Lock()
 	d.trackers[t] = true
@@ -146,10 +162,7 @@ func (d *daemon) reconcile1(ctx context.Context, r *reconcileRun) error {
 		delete(d.trackers, t)
 		d.mu.Unlock()
 	}()
-	d.update(r, func(r *reconcileRun) {
-		r.State, r.tracker = "syncing", t
-		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes, r.Jobs = plan.Dirs, plan.Entries, plan.Files, plan.Bytes, len(plan.Scopes)
-	})
+	d.update(r, func(r *reconcileRun) { r.State, r.tracker = "syncing", t })
 	if err := t.Submit(ctx, d.q, "reconcile-"+r.ID, plan.Scopes, syncer.ReasonReconcile); err != nil {
 		return err
 	}
