@@ -50,10 +50,12 @@ type Config struct {
 	Marker            string        `yaml:"marker"`
 	RequireMount      bool          `yaml:"require_mount"`
 
-	Listen     string `yaml:"listen"`
-	NatsListen string `yaml:"nats_listen"`
-	LogLevel   string `yaml:"log_level"`
-	LogFormat  string `yaml:"log_format"`
+	Listen        string   `yaml:"listen"`
+	NatsURL       []string `yaml:"nats_url"`
+	NatsTokenFile string   `yaml:"nats_token_file"`
+	NatsListen    string   `yaml:"nats_listen"`
+	LogLevel      string   `yaml:"log_level"`
+	LogFormat     string   `yaml:"log_format"`
 }
 
 // defaultListen is the HTTP API's default address: loopback only.
@@ -122,6 +124,8 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.Marker, "marker", c.Marker, "file that must exist in the source root before anything is deleted (e.g. .syncer-source)")
 	fs.BoolVar(&c.RequireMount, "require-mount", c.RequireMount, "the source root must be a mount point (and stay the same filesystem)")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for /metrics, /healthz, /readyz and the API (\"\" to disable)")
+	fs.StringSliceVar(&c.NatsURL, "nats-url", c.NatsURL, "external NATS server(s) instead of the embedded one (nats://host:4222, repeatable)")
+	fs.StringVar(&c.NatsTokenFile, "nats-token-file", c.NatsTokenFile, "file holding the external NATS token")
 	fs.StringVar(&c.NatsListen, "nats-listen", c.NatsListen, "also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console or auto (console on a terminal)")
@@ -279,6 +283,14 @@ func (c *Config) Validate() error {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("listen: %v", err)
+		}
+	}
+	if len(c.NatsURL) > 0 && c.NatsListen != "" {
+		bad("nats_listen is for the embedded server; not with nats_url")
+	}
+	if c.NatsTokenFile != "" {
+		if _, err := os.Stat(c.NatsTokenFile); err != nil {
+			bad("nats_token_file: %v", err)
 		}
 	}
 	if c.NatsListen != "" {

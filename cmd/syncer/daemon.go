@@ -13,11 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/copier"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
@@ -99,27 +101,26 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	d.started = time.Now()
 	var undo []func()
-	stop = func() {
+	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
 		}
 	}
 	defer func() {
 		if err != nil {
-			stop()
+			cleanup()
 		}
 	}()
-	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(cfg.StateDir, "nats"), Listen: cfg.NatsListen})
+	nc, natsURL, err := d.connect(&undo)
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, emb.Shutdown)
-	nc, err := emb.Connect("syncer")
-	if err != nil {
-		return nil, err
+	replicas := 1
+	if len(cfg.NatsURL) > 1 {
+		replicas = 3 // a cluster: survive the loss of one server
 	}
-	undo = append(undo, nc.Close)
-	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), EventAckWait: 3*cfg.MaxDelay + time.Minute}); err != nil {
+	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), Replicas: replicas,
+		EventAckWait: 3*cfg.MaxDelay + time.Minute}); err != nil {
 		return nil, err
 	}
 	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
@@ -136,7 +137,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	d.w.Store(w)
 	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
-		Syncer: guarded{instrumented{runner, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
+		Syncer: guarded{instrumented{d.withCopier(runner), d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
 		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax,
 		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
 		return nil, err
@@ -177,7 +178,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		})
 	}
 	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
-		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats_listen", emb.ClientURL()),
+		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats", natsURL),
 		zap.Int("workers", d.pool.Workers()), zap.Int("batch", cfg.Batch),
 		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
 		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
@@ -185,7 +186,42 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		zap.Int("max_delete", cfg.MaxDelete), zap.String("trash", d.trash()), zap.Duration("trash_retention", cfg.TrashRetention),
 		zap.String("marker", cfg.Marker), zap.Bool("require_mount", cfg.RequireMount),
 		zap.Duration("reconcile_interval", cfg.ReconcileInterval))
-	return stop, nil
+	return cleanup, nil
+}
+
+// connect starts the embedded server (locking the state dir), or connects
+// to the external one; undo collects the matching cleanups.
+func (d *daemon) connect(undo *[]func()) (*nats.Conn, string, error) {
+	cfg := d.cfg
+	if len(cfg.NatsURL) > 0 {
+		// The state dir still holds the lock: one daemon per state dir.
+		lock, err := queue.LockDir(cfg.StateDir)
+		if err != nil {
+			return nil, "", err
+		}
+		*undo = append(*undo, func() { lock.Close() })
+		nc, err := queue.ConnectExternal(queue.ExternalOptions{URLs: cfg.NatsURL, TokenFile: cfg.NatsTokenFile, Name: "syncer"})
+		if err != nil {
+			return nil, "", err
+		}
+		*undo = append(*undo, nc.Close)
+		return nc, nc.ConnectedUrlRedacted(), nil
+	}
+	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(cfg.StateDir, "nats"), Listen: cfg.NatsListen})
+	if err != nil {
+		return nil, "", err
+	}
+	*undo = append(*undo, emb.Shutdown)
+	nc, err := emb.Connect("syncer")
+	if err != nil {
+		return nil, "", err
+	}
+	*undo = append(*undo, nc.Close)
+	url := "embedded"
+	if u := emb.ClientURL(); u != "" {
+		url = "embedded, listening on " + u
+	}
+	return nc, url, nil
 }
 
 // Run is `syncer run`: it blocks until ctx ends or a component fails, and
@@ -244,6 +280,16 @@ func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 	}
 	defer stop()
 	return d.execute(ctx, r, plan)
+}
+
+// withCopier puts the direct copier in front of rsync for subtrees missing
+// from the backup, unless extra rsync options (ACLs, xattrs, hard links...)
+// ask for what it does not keep.
+func (d *daemon) withCopier(r syncer.Syncer) syncer.Syncer {
+	if len(d.cfg.RsyncArgs) > 0 {
+		return r
+	}
+	return seeding{copier: copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude}), rsync: r}
 }
 
 func (d *daemon) newGuard() *guard.Guard {

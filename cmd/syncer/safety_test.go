@@ -404,3 +404,28 @@ func TestRun_Kill9(t *testing.T) {
 	h.converge(t)
 	t.Logf("%d writes over 5 kills converged", n)
 }
+
+// TestRun_ExternalNATS runs the daemon against a JetStream server on a
+// loopback port, and checks that an unreachable one is one clear error.
+func TestRun_ExternalNATS(t *testing.T) {
+	s := testutil.StartJetStream(t)
+	cfg := testConfig(t)
+	cfg.NatsURL = []string{s.ClientURL()}
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/f": "1"})
+	h := start(t, cfg)
+	must(t, os.WriteFile(h.path("p/g"), []byte("2"), 0o644))
+	h.converge(t)
+	h.stop(t)
+
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"keep": "k"})
+	before := files(t, cfg.Dest)
+	var stderr bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", t.TempDir(),
+		"--listen", "127.0.0.1:0", "--log-level", "error", "--nats-url", "nats://127.0.0.1:1"}, &bytes.Buffer{}, &stderr)
+	if code == 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "nats unreachable") {
+		t.Errorf("unreachable NATS: exit %d, stderr %q; want non-zero and one line", code, stderr.String())
+	}
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Errorf("backup touched:\n%s", d)
+	}
+}

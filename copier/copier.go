@@ -1,0 +1,289 @@
+package copier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer"
+)
+
+// ErrExists means the destination directory exists already: rsync's job.
+var ErrExists = errors.New("destination exists")
+
+// Options configure a Copier.
+type Options struct {
+	Source, Dest string
+	// Excludes are name globs; matching entries are not copied.
+	Excludes []string
+	// Concurrency bounds parallel file copies; 4×GOMAXPROCS by default.
+	Concurrency int
+}
+
+// Copier copies missing subtrees. It is safe for concurrent use on
+// disjoint scopes.
+type Copier struct{ opts Options }
+
+// New returns a Copier.
+func New(opts Options) *Copier {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4 * runtime.GOMAXPROCS(0)
+	}
+	return &Copier{opts: opts}
+}
+
+// dirAttr is a directory whose attributes are applied once its content is in.
+type dirAttr struct {
+	path string
+	st   unix.Stat_t
+}
+
+type run struct {
+	c     *Copier
+	g     *errgroup.Group
+	ctx   context.Context
+	mu    sync.Mutex
+	dirs  []dirAttr
+	stats syncer.Stats
+}
+
+// Copy creates Dest/dir as a copy of Source/dir. It returns ErrExists when
+// Dest/dir exists. Missing parents are created with their source attributes,
+// as rsync --relative does. Files that vanish while copying are skipped and
+// reported with Stats.Vanished.
+func (c *Copier) Copy(ctx context.Context, dir string) (syncer.Stats, error) {
+	dst := syncer.Join(c.opts.Dest, dir)
+	if _, err := os.Lstat(dst); err == nil {
+		return syncer.Stats{}, ErrExists
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return syncer.Stats{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opts.Concurrency)
+	r := &run{c: c, g: g, ctx: gctx}
+	if err := r.parents(dir); err != nil {
+		return syncer.Stats{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(syncer.Join(c.opts.Source, dir), &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return syncer.Stats{Vanished: true}, nil
+		}
+		return syncer.Stats{}, fmt.Errorf("lstat %s: %w", dir, err)
+	}
+	r.g.Go(func() error { return r.dir(dir, st) })
+	if err := g.Wait(); err != nil {
+		return r.stats, err
+	}
+	// Deepest first: creating entries changes a directory's mtime, and a
+	// read-only directory must get its mode after its content.
+	sort.Slice(r.dirs, func(i, j int) bool {
+		return strings.Count(r.dirs[i].path, "/") > strings.Count(r.dirs[j].path, "/")
+	})
+	for _, d := range r.dirs {
+		if err := setAttrs(d.path, &d.st); err != nil {
+			return r.stats, err
+		}
+	}
+	return r.stats, nil
+}
+
+// parents creates the missing ancestors of dir in the backup.
+func (r *run) parents(dir string) error {
+	var missing []string
+	for p := syncer.Parent(dir); ; p = syncer.Parent(p) {
+		if _, err := os.Lstat(syncer.Join(r.c.opts.Dest, p)); err == nil {
+			break
+		}
+		missing = append(missing, p)
+		if p == "" {
+			return fmt.Errorf("backup root %s missing", r.c.opts.Dest)
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		var st unix.Stat_t
+		if err := unix.Lstat(syncer.Join(r.c.opts.Source, missing[i]), &st); err != nil {
+			return fmt.Errorf("lstat %s: %w", missing[i], err)
+		}
+		p := syncer.Join(r.c.opts.Dest, missing[i])
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		r.addDir(p, st)
+	}
+	return nil
+}
+
+func (r *run) addDir(path string, st unix.Stat_t) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dirs = append(r.dirs, dirAttr{path, st})
+}
+
+func (r *run) count(files, bytes int64, vanished bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Files += files
+	r.stats.Bytes += bytes
+	r.stats.Vanished = r.stats.Vanished || vanished
+}
+
+// spawn runs fn on a new goroutine when one is free, else inline: the
+// goroutine count stays bounded and a full pool never deadlocks.
+func (r *run) spawn(fn func() error) error {
+	if r.g.TryGo(fn) {
+		return nil
+	}
+	return fn()
+}
+
+func (r *run) excluded(name string) bool {
+	for _, e := range r.c.opts.Excludes {
+		if ok, _ := filepath.Match(e, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// dir creates rel in the backup and copies its entries.
+func (r *run) dir(rel string, st unix.Stat_t) error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dst, err)
+	}
+	r.addDir(dst, st)
+	f, err := os.Open(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		r.count(0, 0, true)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", src, err)
+	}
+	fd := int(f.Fd())
+	for _, name := range names {
+		if r.excluded(name) {
+			continue
+		}
+		var est unix.Stat_t
+		if err := unix.Fstatat(fd, name, &est, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				r.count(0, 0, true)
+				continue
+			}
+			return fmt.Errorf("lstat %s: %w", filepath.Join(src, name), err)
+		}
+		child := name
+		if rel != "" {
+			child = rel + "/" + name
+		}
+		var err error
+		switch est.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			err = r.spawn(func() error { return r.dir(child, est) })
+		case unix.S_IFREG:
+			err = r.spawn(func() error { return r.file(child, &est) })
+		default:
+			err = r.special(child, &est)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// file copies one regular file, in the kernel where it can.
+func (r *run) file(rel string, st *unix.Stat_t) error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
+	in, err := os.Open(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		r.count(0, 0, true)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(out, in)
+	if err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	if err := setAttrs(dst, st); err != nil {
+		return err
+	}
+	r.count(1, n, false)
+	return nil
+}
+
+// special recreates a symlink, device, fifo or socket.
+func (r *run) special(rel string, st *unix.Stat_t) error {
+	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
+	var err error
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		var target string
+		target, err = os.Readlink(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			r.count(0, 0, true)
+			return nil
+		}
+		if err == nil {
+			err = os.Symlink(target, dst)
+		}
+	} else {
+		err = unix.Mknod(dst, st.Mode, int(st.Rdev))
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	return setAttrs(dst, st)
+}
+
+// setAttrs gives path the owner, mode and times of st, in the order that
+// keeps setuid bits (chown clears them) and never follows a symlink.
+func setAttrs(path string, st *unix.Stat_t) error {
+	if err := unix.Lchown(path, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Chmod(path, st.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times %s: %w", path, err)
+	}
+	return nil
+}
