@@ -13,24 +13,7 @@ import (
 	"github.com/syncer/syncer/queue"
 )
 
-func open(t *testing.T) *queue.JetStream {
-	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	q, err := queue.Open(t.Context(), nc, queue.Options{JobAckWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q
-}
+func open(t *testing.T) *queue.JetStream { return testutil.Queue(t, 2*time.Second) }
 
 func TestStartEmbedded_Locked(t *testing.T) {
 	dir := t.TempDir()

@@ -13,24 +13,7 @@ import (
 	"github.com/syncer/syncer/worker"
 )
 
-func openQueue(t *testing.T) *queue.JetStream {
-	t.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	q, err := queue.Open(t.Context(), nc, queue.Options{JobAckWait: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q
-}
+func openQueue(t *testing.T) *queue.JetStream { return testutil.Queue(t, 5*time.Second) }
 
 // recSyncer records running scopes, flags overlaps and fails on demand.
 type recSyncer struct {

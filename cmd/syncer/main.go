@@ -114,16 +114,9 @@ Settings come from --config (YAML, keys as the flag names with '_'), then
 SYNCER_<KEY> environment variables, then flags; flags win.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(configPath, cmd.Flags(), flags)
+			cfg, log, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
-				return usageError{err}
-			}
-			if err := cfg.Validate(); err != nil {
-				return usageError{err}
-			}
-			log, err := newLogger(cfg, stderr)
-			if err != nil {
-				return usageError{err}
+				return err
 			}
 			defer func() { _ = log.Sync() }()
 			ctx, stop := notifyContext(cmd.Context(), log)
@@ -134,6 +127,23 @@ SYNCER_<KEY> environment variables, then flags; flags win.`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
 	addFlags(cmd.Flags(), &flags)
 	return cmd
+}
+
+// prepare builds and validates the effective config of a command and its
+// logger; every error is a usage error.
+func prepare(cmd *cobra.Command, configPath string, flags Config, stderr io.Writer) (Config, *zap.Logger, error) {
+	cfg, err := loadConfig(configPath, cmd.Flags(), flags)
+	if err != nil {
+		return cfg, nil, usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, usageError{err}
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return cfg, nil, usageError{err}
+	}
+	return cfg, log, nil
 }
 
 // notifyContext ends ctx on the first SIGINT/SIGTERM and exits the process

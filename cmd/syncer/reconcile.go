@@ -385,16 +385,9 @@ the deletion guard (source unmounted, empty or without its marker).`,
 					return usageError{fmt.Errorf("project %q: want a top-level folder name", p)}
 				}
 			}
-			cfg, err := loadConfig(configPath, cmd.Flags(), flags)
+			cfg, log, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
-				return usageError{err}
-			}
-			if err := cfg.Validate(); err != nil {
-				return usageError{err}
-			}
-			log, err := newLogger(cfg, stderr)
-			if err != nil {
-				return usageError{err}
+				return err
 			}
 			defer func() { _ = log.Sync() }()
 			ctx, stop := notifyContext(cmd.Context(), log)

@@ -1,0 +1,29 @@
+package testutil
+
+import (
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer/queue"
+)
+
+// Queue opens syncer's queue on an embedded JetStream server in a temp dir,
+// with the given job ack wait; all of it is shut down when the test ends.
+func Queue(tb testing.TB, ackWait time.Duration) *queue.JetStream {
+	tb.Helper()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Shutdown)
+	nc, err := e.Connect("test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	q, err := queue.Open(tb.Context(), nc, queue.Options{JobAckWait: ackWait})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return q
+}
