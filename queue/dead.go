@@ -41,7 +41,7 @@ func (q *JetStream) deadStream(ctx context.Context) (jetstream.Stream, error) {
 		Name:      DeadStream,
 		Subjects:  []string{deadPrefix + ">"},
 		Retention: jetstream.LimitsPolicy,
-		Storage:   jetstream.FileStorage,
+		Storage:   q.opts.storage(),
 		Replicas:  q.opts.Replicas,
 		MaxAge:    90 * 24 * time.Hour,
 	})

@@ -40,7 +40,18 @@ type Options struct {
 	// EventAckWait is the same for events held by the coalescer; it must
 	// exceed the coalescer's max delay.
 	EventAckWait time.Duration
-	Logger       *zap.Logger
+	// Memory keeps the streams in memory: for a one-shot queue whose loss
+	// costs only a rerun (a standalone reconcile); it starts and stops
+	// without the file store's fsyncs.
+	Memory bool
+	Logger *zap.Logger
+}
+
+func (o Options) storage() jetstream.StorageType {
+	if o.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
 }
 
 // JetStream is the queue on a NATS connection. It is safe for concurrent use.
@@ -81,7 +92,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 		Name:      EventsStream,
 		Subjects:  []string{eventsPrefix + ">"},
 		Retention: jetstream.WorkQueuePolicy,
-		Storage:   jetstream.FileStorage,
+		Storage:   opts.storage(),
 		Replicas:  opts.Replicas,
 		// A stopped coalescer must not fill the disk; a refused publish
 		// makes the watcher ask for a reconcile instead.
@@ -94,7 +105,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 		Name:      JobsStream,
 		Subjects:  []string{jobsPrefix + ">"},
 		Retention: jetstream.WorkQueuePolicy,
-		Storage:   jetstream.FileStorage,
+		Storage:   opts.storage(),
 		Replicas:  opts.Replicas,
 		// One pending job per scope: a newer job replaces an older pending
 		// one, which is how repeated changes to a directory coalesce here.
@@ -225,6 +236,33 @@ func (q *JetStream) PublishJob(ctx context.Context, job syncer.Job) error {
 	}
 	if _, err := q.js.Publish(ctx, jobSubject(job.Scope), b, jetstream.WithMsgID(job.ID)); err != nil {
 		return fmt.Errorf("publish job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// PublishJobs stores many jobs with asynchronous publishes and waits until
+// every one is acknowledged by the server.
+func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
+	acks := make([]jetstream.PubAckFuture, 0, len(jobs))
+	for _, j := range jobs {
+		b, err := json.Marshal(toWireJob(j))
+		if err != nil {
+			return fmt.Errorf("encode job: %w", err)
+		}
+		f, err := q.js.PublishAsync(jobSubject(j.Scope), b, jetstream.WithMsgID(j.ID))
+		if err != nil {
+			return fmt.Errorf("publish job %s: %w", j.ID, err)
+		}
+		acks = append(acks, f)
+	}
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish job %s: %w", jobs[i].ID, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/syncer/syncer"
 )
 
-// Publisher puts jobs on the JOBS queue.
+// Publisher puts jobs on the JOBS queue, all of them or an error.
 type Publisher interface {
-	PublishJob(ctx context.Context, job syncer.Job) error
+	PublishJobs(ctx context.Context, jobs []syncer.Job) error
 }
 
 // Tracker follows submitted jobs to completion by watching results.
@@ -49,23 +49,28 @@ func NewTracker() *Tracker {
 
 // Submit publishes one job per scope and tracks it. IDs are prefix-n.
 func (t *Tracker) Submit(ctx context.Context, pub Publisher, prefix string, scopes []syncer.Scope, r syncer.Reason) error {
+	jobs := make([]syncer.Job, len(scopes))
+	now := time.Now()
+	t.mu.Lock()
 	for i, s := range scopes {
-		j := syncer.Job{ID: fmt.Sprintf("%s-%d", prefix, i), Scope: s, Reason: r, FirstEvent: time.Now()}
-		t.mu.Lock()
-		t.waiting[j.ID] = wait{scope: s, at: time.Now()}
+		jobs[i] = syncer.Job{ID: fmt.Sprintf("%s-%d", prefix, i), Scope: s, Reason: r, FirstEvent: now}
+		t.waiting[jobs[i].ID] = wait{scope: s, at: now}
 		if t.byDir[s.Dir] == nil {
 			t.byDir[s.Dir] = map[string]bool{}
 		}
-		t.byDir[s.Dir][j.ID] = true
+		t.byDir[s.Dir][jobs[i].ID] = true
 		t.sum.Jobs++
-		t.mu.Unlock()
-		if err := pub.PublishJob(ctx, j); err != nil {
-			t.mu.Lock()
+	}
+	t.mu.Unlock()
+	// All at once: workers then find full batches instead of a trickle.
+	if err := pub.PublishJobs(ctx, jobs); err != nil {
+		t.mu.Lock()
+		for _, j := range jobs {
 			t.remove(j.ID)
 			t.sum.Jobs--
-			t.mu.Unlock()
-			return err
 		}
+		t.mu.Unlock()
+		return err
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ type daemon struct {
 	paused   string          // why the deletion guard holds every job, "" when it does not
 
 	networkFS string          // the source's filesystem when it is a network one
+	oneShot   bool            // a standalone reconcile: in-memory queue
 	runCtx    context.Context // ends when Run does; API-started work uses it
 
 	runs atomic.Int64 // rsync runs, for tests and status
@@ -120,7 +121,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		replicas = 3 // a cluster: survive the loss of one server
 	}
 	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), Replicas: replicas,
-		EventAckWait: 3*cfg.MaxDelay + time.Minute}); err != nil {
+		EventAckWait: 3*cfg.MaxDelay + time.Minute, Memory: d.oneShot}); err != nil {
 		return nil, err
 	}
 	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
@@ -207,7 +208,21 @@ func (d *daemon) connect(undo *[]func()) (*nats.Conn, string, error) {
 		*undo = append(*undo, nc.Close)
 		return nc, nc.ConnectedUrlRedacted(), nil
 	}
-	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(cfg.StateDir, "nats"), Listen: cfg.NatsListen})
+	store := filepath.Join(cfg.StateDir, "nats")
+	if d.oneShot {
+		// A standalone reconcile: its queue lives in memory and dies with
+		// it, but it holds the state dir so no daemon starts meanwhile.
+		lock, err := queue.LockDir(store)
+		if err != nil {
+			return nil, "", err
+		}
+		*undo = append(*undo, func() { lock.Close() })
+		if store, err = os.MkdirTemp("", "syncer-reconcile-"); err != nil {
+			return nil, "", err
+		}
+		*undo = append(*undo, func() { os.RemoveAll(store) })
+	}
+	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: store, Listen: cfg.NatsListen})
 	if err != nil {
 		return nil, "", err
 	}
@@ -270,15 +285,22 @@ func (d *daemon) Run(ctx context.Context) error {
 func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 	defer func() { d.finish(r, err) }()
 	d.guard = d.newGuard()
+	d.oneShot = true
 	plan, err := d.plan(ctx, r)
 	if err != nil || len(plan.Scopes) == 0 {
 		return err
 	}
+	t0 := time.Now()
 	stop, err := d.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)))
+	defer func() {
+		t0 := time.Now()
+		stop()
+		d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
+	}()
 	return d.execute(ctx, r, plan)
 }
 
