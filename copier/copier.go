@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -233,17 +234,32 @@ func (r *run) file(rel string, st *unix.Stat_t) error {
 		return err
 	}
 	n, err := io.Copy(out, in)
+	if err == nil {
+		err = setFileAttrs(int(out.Fd()), st)
+	}
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
-		out.Close()
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	if err := setAttrs(dst, st); err != nil {
-		return err
-	}
 	r.count(1, n, false)
+	return nil
+}
+
+// setFileAttrs is setAttrs on an open file: no path lookups.
+func setFileAttrs(fd int, st *unix.Stat_t) error {
+	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	// futimens(2): utimensat with a NULL path sets the open file's times, to the nanosecond.
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return fmt.Errorf("set times: %w", e)
+	}
 	return nil
 }
 

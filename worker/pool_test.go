@@ -174,3 +174,40 @@ func TestPool_Run_Failures(t *testing.T) {
 		t.Errorf("always: ok=%v after %d attempts, want given up after MaxAttempts=3", r.OK, attempts["always"])
 	}
 }
+
+type vanishingSyncer struct{}
+
+func (vanishingSyncer) Sync(context.Context, []syncer.Scope) (syncer.Stats, error) {
+	return syncer.Stats{Vanished: true}, nil // rsync exit 24
+}
+
+// TestPool_Run_Vanished: a run during which files vanished succeeds and
+// asks for another look at its scopes.
+func TestPool_Run_Vanished(t *testing.T) {
+	q := openQueue(t)
+	again := make(chan []syncer.Scope, 1)
+	results := make(chan syncer.Result, 1)
+	p, err := worker.New(worker.Options{Workers: 1, Source: q.Jobs(), Syncer: vanishingSyncer{},
+		OnResult: func(r syncer.Result) { results <- r }, OnVanished: func(s []syncer.Scope) { again <- s }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := q.PublishJob(t.Context(), syncer.Job{ID: "v", Scope: syncer.Scope{Dir: "p/renders"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-again:
+		if len(s) != 1 || s[0].Dir != "p/renders" {
+			t.Errorf("follow-up for %v, want p/renders", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no follow-up after vanished files")
+	}
+	if r := <-results; !r.OK {
+		t.Errorf("result = %+v, want OK (exit 24 is success)", r)
+	}
+}
