@@ -183,6 +183,8 @@ func TestRun_Readyz(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RsyncPath = rsyncWrapper(t, t.TempDir(), 1500*time.Millisecond)
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/f": "needs a sync"})
+	// An existing directory: rsync's job (slow here), not the copier's.
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/f": "stale"})
 	h := launch(t, cfg, zap.NewNop())
 	var addr string
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"crypto/rand"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,7 +67,12 @@ func (r *reconcileRun) finished() bool {
 var reconcileSeq atomic.Int64
 
 func (d *daemon) newRun(why string, projects []string) *reconcileRun {
-	r := &reconcileRun{ID: fmt.Sprintf("r%d-%d", time.Now().Unix(), reconcileSeq.Add(1)), Why: why, Projects: projects,
+	// Unique across processes: job IDs derive from it and JetStream drops a
+	// publish whose ID it saw in the last two minutes (a restart within the
+	// same second would otherwise lose the whole startup reconcile).
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	r := &reconcileRun{ID: fmt.Sprintf("r%d-%d-%x", time.Now().Unix(), reconcileSeq.Add(1), b), Why: why, Projects: projects,
 		Started: time.Now(), State: "walking"}
 	d.mu.Lock()
 	d.recons = append(d.recons, r)
@@ -240,7 +246,7 @@ func (d *daemon) reconciler(ctx context.Context) error {
 		if iv <= 0 {
 			return nil
 		}
-		return time.After(time.Duration(float64(iv) * (0.9 + 0.2*rand.Float64())))
+		return time.After(time.Duration(float64(iv) * (0.9 + 0.2*mrand.Float64())))
 	}
 	scheduled := next(interval)
 	unwatched := time.NewTicker(unwatchedInterval)
