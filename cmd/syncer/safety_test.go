@@ -400,8 +400,15 @@ func TestRun_Kill9(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(bin, args...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
 	must(t, cmd.Start())
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("last daemon's logs:\n%s", logs.String())
+		}
+	}()
 	h.converge(t)
 	t.Logf("%d writes over 5 kills converged", n)
 }
