@@ -403,8 +403,9 @@ func TestRun_Kill9(t *testing.T) {
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	must(t, cmd.Start())
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait() // the logs are complete only now
 		if t.Failed() {
 			t.Logf("last daemon's logs:\n%s", logs.String())
 		}
