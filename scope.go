@@ -95,3 +95,16 @@ func Join(root, dir string) string {
 	}
 	return path.Join(root, dir)
 }
+
+// Excluded reports whether an entry name matches one of the exclude
+// patterns (path.Match globs against the name alone, as rsync applies an
+// --exclude pattern without a slash). The watcher, the reconcile walk and
+// the copier all decide with it, so that they skip exactly what rsync skips.
+func Excluded(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -149,14 +149,7 @@ func (r *run) spawn(fn func() error) error {
 	return fn()
 }
 
-func (r *run) excluded(name string) bool {
-	for _, e := range r.c.opts.Excludes {
-		if ok, _ := filepath.Match(e, name); ok {
-			return true
-		}
-	}
-	return false
-}
+func (r *run) excluded(name string) bool { return syncer.Excluded(r.c.opts.Excludes, name) }
 
 // dir creates rel in the backup and copies its entries.
 func (r *run) dir(rel string, st unix.Stat_t) error {

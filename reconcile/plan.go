@@ -299,14 +299,7 @@ func (w *walker) read(dir string) (map[string]meta, error) {
 	return out, nil
 }
 
-func (w *walker) excluded(name string) bool {
-	for _, e := range w.opts.Excludes {
-		if ok, _ := filepath.Match(e, name); ok {
-			return true
-		}
-	}
-	return false
-}
+func (w *walker) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
 
 // dir compares one directory present on both sides (or a project root)
 // and returns the subdirectories to visit next.

@@ -221,14 +221,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	}
 }
 
-func (w *Watcher) excluded(name string) bool {
-	for _, e := range w.opts.Excludes {
-		if ok, _ := filepath.Match(e, name); ok {
-			return true
-		}
-	}
-	return false
-}
+func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
 
 // addTree watches dir and every directory below it (not following symlinks,
 // skipping excluded names).

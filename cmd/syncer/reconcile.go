@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"crypto/rand"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
