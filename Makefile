@@ -11,8 +11,9 @@ help: ## list targets
 build: ## build bin/syncer
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/syncer ./cmd/syncer
 
-test: ## unit, component and end-to-end tests with the race detector (needs rsync)
+test: ## unit, component and end-to-end tests with the race detector (needs rsync), then the real-load diagnose tests alone
 	SYNCER_TEST_REQUIRE_RSYNC=$${SYNCER_TEST_REQUIRE_RSYNC:-1} $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	SYNCER_LOAD_TESTS=1 $(GO) test -count=1 -p 1 -run '^TestLoad_' ./diag
 
 test-short: ## the quick subset
 	$(GO) test -race -short $(PKGS)
@@ -27,8 +28,8 @@ staticcheck: ## staticcheck (pinned as a go tool)
 	$(GO) tool staticcheck $(PKGS)
 
 depcheck: ## fail if pipeline packages import one another (only cmd/ wires them)
-	@bad=0; for p in watcher queue coalesce worker rsync reconcile guard; do \
-	  for q in watcher queue coalesce worker rsync reconcile guard; do \
+	@bad=0; for p in watcher queue coalesce worker rsync reconcile guard copier diag; do \
+	  for q in watcher queue coalesce worker rsync reconcile guard copier diag; do \
 	    [ $$p = $$q ] && continue; \
 	    if $(GO) list -deps ./$$p | grep -qx "github.com/syncer/syncer/$$q"; then echo "$$p imports $$q"; bad=1; fi; \
 	  done; done; exit $$bad

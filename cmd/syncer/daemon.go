@@ -275,6 +275,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.watch(gctx) })
 	g.Go(func() error { return d.reconciler(gctx) })
 	g.Go(func() error { d.pruneTrash(gctx); return nil })
+	g.Go(func() error { d.diagnoseLoop(gctx, 30*time.Second); return nil })
 	err = g.Wait()
 	d.log.Info("stopping")
 	return err

@@ -83,7 +83,7 @@ compare walk (reconcile) runs at start and whenever events may have been lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer/diag"
+)
+
+func newDiagnoseCmd(stdout, stderr io.Writer) *cobra.Command {
+	var cf clientFlags
+	var duration time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "diagnose [--duration 10s] [--json] [-- COMMAND [ARGS...]]",
+		Short: "Tell what limits the backup: CPU, disk, network, memory or latency",
+		Long: `diagnose samples the machine (per-core CPU and iowait, per-disk busy time and
+throughput, network against link speed, memory and swap, rsync processes)
+and names the bottleneck with its evidence and what to do about it. It
+reads the running daemon's queue when one answers.
+
+With a COMMAND after "--" it runs it and diagnoses the whole run, so it
+answers the question for any backup job:
+
+    syncer diagnose -- rsync -a /data/prod/ /data/prod_backup/`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var s diag.Sampler
+			prev, err := s.Sample(ctx)
+			if err != nil {
+				return err
+			}
+			if len(args) > 0 {
+				c := exec.CommandContext(ctx, args[0], args[1:]...)
+				c.Stdout, c.Stderr = stderr, stderr
+				if err := c.Run(); err != nil {
+					fmt.Fprintf(stderr, "syncer: %s: %v\n", args[0], err)
+				}
+			} else {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(duration):
+				}
+			}
+			cur, err := s.Sample(ctx)
+			if err != nil {
+				return err
+			}
+			q := diag.Queue{}
+			var r statusReport
+			if err := cf.get(cmd, "/api/status", &r); err == nil {
+				q = diag.Queue{Known: true, Pending: int(r.Queue.Pending), InFlight: r.Queue.InFlight, Workers: r.Workers, Busy: r.Busy}
+			}
+			v := diag.Diagnose(prev, cur, q)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			printVerdict(stdout, v, cur.At.Sub(prev.At))
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().DurationVar(&duration, "duration", 10*time.Second, "how long to sample when no command is given")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printVerdict(w io.Writer, v diag.Verdict, over time.Duration) {
+	fmt.Fprintf(w, "%s (over %s)\n→ %s\n", v.Summary, over.Round(100*time.Millisecond), v.Advice)
+	for _, e := range v.Evidence {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+}
+
+// diagnoseLoop samples the machine every interval, exports the verdict as
+// syncer_bottleneck{resource} and logs when it changes.
+func (d *daemon) diagnoseLoop(ctx context.Context, interval time.Duration) {
+	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_bottleneck",
+		Help: "1 for the resource that limits the sync now (cpu, disk, network, memory, latency, idle), 0 for the others."},
+		[]string{"resource"})
+	d.metrics.reg.MustRegister(gauge)
+	var s diag.Sampler
+	prev, err := s.Sample(ctx)
+	if err != nil {
+		d.log.Warn("diagnose sample", zap.Error(err))
+		return
+	}
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		cur, err := s.Sample(ctx)
+		if err != nil {
+			continue
+		}
+		q := diag.Queue{Known: true, Workers: d.pool.Workers(), Busy: d.pool.Busy()}
+		if st, err := d.q.Stats(ctx); err == nil {
+			q.Pending, q.InFlight = int(st.Pending), st.InFlight
+		}
+		v := diag.Diagnose(prev, cur, q)
+		prev = cur
+		for _, r := range []string{diag.CPU, diag.Disk, diag.Network, diag.Memory, diag.Latency, diag.Idle} {
+			val := 0.0
+			if r == v.Bottleneck {
+				val = 1
+			}
+			gauge.WithLabelValues(r).Set(val)
+		}
+		if v.Bottleneck != last {
+			d.log.Info("bottleneck changed", zap.String("bottleneck", v.Bottleneck), zap.String("summary", v.Summary),
+				zap.String("advice", v.Advice), zap.Strings("evidence", v.Evidence))
+			last = v.Bottleneck
+		}
+	}
+}
+

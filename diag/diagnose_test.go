@@ -1,0 +1,69 @@
+package diag_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer/diag"
+)
+
+var t0 = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+// snap builds a pair of snapshots 10 s apart from per-core busy shares,
+// a disk busy share and MB/s, a link share, and swap MB/s.
+func snap(cores []float64, iowait, diskBusy, diskMBps, linkShare, swapMBps, availShare float64, rsyncs int) (diag.Snapshot, diag.Snapshot) {
+	const dt = 10.0
+	prev := diag.Snapshot{At: t0, Disks: map[string]diag.DiskIO{"sdb": {}}, Nets: map[string]diag.NetIO{"eth0": {SpeedMbps: 1000}},
+		MemTotal: 16 << 30, MemAvailable: uint64(availShare * float64(16<<30)), RsyncCount: rsyncs}
+	cur := prev
+	cur.At = t0.Add(dt * time.Second)
+	for _, u := range cores {
+		prev.Cores = append(prev.Cores, diag.CPUTimes{})
+		cur.Cores = append(cur.Cores, diag.CPUTimes{Busy: u * dt, Idle: (1 - u - iowait) * dt, Iowait: iowait * dt})
+	}
+	cur.Disks = map[string]diag.DiskIO{"sdb": {WriteBytes: uint64(diskMBps * 1e6 * dt), IOTimeMs: uint64(diskBusy * dt * 1000)}}
+	cur.Nets = map[string]diag.NetIO{"eth0": {SpeedMbps: 1000, BytesSent: uint64(linkShare * 1000e6 / 8 * dt)}}
+	cur.SwapOut = uint64(swapMBps * 1e6 * dt)
+	return prev, cur
+}
+
+func TestDiagnose(t *testing.T) {
+	pending := diag.Queue{Known: true, Pending: 40, InFlight: 1, Workers: 8, Busy: 1}
+	tests := []struct {
+		name     string
+		cores    []float64
+		iowait   float64
+		disk     [2]float64
+		link     float64
+		swap     float64
+		avail    float64
+		q        diag.Queue
+		want     string
+		inResult string
+	}{
+		{"one core busy, seven idle, jobs pending", []float64{0.98, 0.02, 0.03, 0.01, 0.02, 0.05, 0.01, 0.02}, 0, [2]float64{0.3, 40}, 0.05, 0, 0.6, pending,
+			diag.CPU, "1 of 8 cores busy, 7 idle"},
+		{"every core busy", []float64{0.97, 0.95, 0.99, 0.96}, 0, [2]float64{0.3, 40}, 0.05, 0, 0.6, pending, diag.CPU, "all 4 cores busy"},
+		{"disk saturated", []float64{0.3, 0.2}, 0.4, [2]float64{0.97, 180}, 0.05, 0, 0.6, pending, diag.Disk, "sdb 97% busy at 180.0 MB/s"},
+		{"link full", []float64{0.3, 0.2}, 0, [2]float64{0.2, 20}, 0.94, 0, 0.6, pending, diag.Network, "eth0 at 94% of its link"},
+		{"swapping", []float64{0.3, 0.2}, 0, [2]float64{0.2, 20}, 0.1, 25, 0.02, pending, diag.Memory, "swapping 25.0 MB/s"},
+		{"idle", []float64{0.01, 0.02}, 0, [2]float64{0.0, 0}, 0, 0, 0.8, diag.Queue{Known: true, Workers: 2}, diag.Idle, "nothing pending"},
+		{"latency", []float64{0.2, 0.15}, 0.1, [2]float64{0.2, 5}, 0.05, 0, 0.7, pending, diag.Latency, "no resource saturated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, cur := snap(tt.cores, tt.iowait, tt.disk[0], tt.disk[1], tt.link, tt.swap, tt.avail, 1)
+			v := diag.Diagnose(prev, cur, tt.q)
+			if v.Bottleneck != tt.want || !strings.Contains(v.Summary, tt.inResult) {
+				t.Errorf("Diagnose() = %s: %q, want %s mentioning %q\nevidence: %v", v.Bottleneck, v.Summary, tt.want, tt.inResult, v.Evidence)
+			}
+			if v.Advice == "" || len(v.Evidence) < 3 {
+				t.Errorf("verdict lacks advice or evidence: %+v", v)
+			}
+		})
+	}
+	if v := diag.Diagnose(diag.Snapshot{}, diag.Snapshot{}, diag.Queue{}); v.Bottleneck != diag.Idle {
+		t.Errorf("Diagnose(empty) = %+v", v)
+	}
+}
