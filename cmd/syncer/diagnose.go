@@ -127,4 +127,3 @@ func (d *daemon) diagnoseLoop(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
-
