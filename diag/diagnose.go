@@ -38,6 +38,7 @@ type Snapshot struct {
 	SwapOut      uint64
 	RsyncCount   int
 	RsyncCPU     float64 // cumulative CPU seconds of the rsync processes seen
+	RsyncIO      uint64  // cumulative bytes read and written by them
 }
 
 // Queue is what the daemon's queue says; Known is false without a daemon.
@@ -110,11 +111,12 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 	ev = append(ev, fmt.Sprintf("cpu: %d cores, %.0f%% busy on average (per core %s), iowait %.0f%%, load %.2f",
 		n, 100*cpuAvg, strings.Join(perCore, " "), 100*iowaitAvg, cur.Load1))
 	if cur.RsyncCount > 0 || prev.RsyncCount > 0 {
-		ev = append(ev, fmt.Sprintf("rsync: %d processes using %.1f cores", cur.RsyncCount, max(0, cur.RsyncCPU-prev.RsyncCPU)/dt))
+		ev = append(ev, fmt.Sprintf("rsync: %d processes using %.1f cores, %.1f MB/s of I/O", cur.RsyncCount,
+			max(0, cur.RsyncCPU-prev.RsyncCPU)/dt, float64(max(cur.RsyncIO, prev.RsyncIO)-prev.RsyncIO)/dt/1e6))
 	}
 	// Disks: the busiest.
 	var diskName string
-	var diskBusy, diskMBps float64
+	var diskBusy, diskMBps, diskIOPS float64
 	for _, name := range sortedKeys(cur.Disks) {
 		p, ok := prev.Disks[name]
 		if !ok {
@@ -125,10 +127,11 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 		if b > diskBusy || diskName == "" {
 			diskName, diskBusy = name, min(b, 1)
 			diskMBps = float64((c.ReadBytes-p.ReadBytes)+(c.WriteBytes-p.WriteBytes)) / dt / 1e6
+			diskIOPS = float64((c.Reads-p.Reads)+(c.Writes-p.Writes)) / dt
 		}
 	}
 	if diskName != "" {
-		ev = append(ev, fmt.Sprintf("disk: %s %.0f%% busy at %.1f MB/s", diskName, 100*diskBusy, diskMBps))
+		ev = append(ev, fmt.Sprintf("disk: %s %.0f%% busy at %.1f MB/s, %.0f IOPS", diskName, 100*diskBusy, diskMBps, diskIOPS))
 	}
 	// Network: the fullest link.
 	var netName string

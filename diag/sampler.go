@@ -65,6 +65,9 @@ func (Sampler) Sample(ctx context.Context) (Snapshot, error) {
 			if t, err := p.TimesWithContext(ctx); err == nil {
 				s.RsyncCPU += t.User + t.System
 			}
+			if io, err := p.IOCountersWithContext(ctx); err == nil {
+				s.RsyncIO += io.ReadBytes + io.WriteBytes
+			}
 		}
 	}
 	return s, nil

@@ -44,6 +44,7 @@ type Config struct {
 	RetryBackoff      time.Duration `yaml:"retry_backoff"`
 	RetryMax          int           `yaml:"retry_max"`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	DiagnoseInterval  time.Duration `yaml:"diagnose_interval"`
 	MaxDelete         int           `yaml:"max_delete"`
 	Trash             string        `yaml:"trash"`
 	TrashRetention    time.Duration `yaml:"trash_retention"`
@@ -76,6 +77,7 @@ func DefaultConfig() Config {
 		RetryBackoff:      time.Second,
 		RetryMax:          8,
 		ReconcileInterval: 24 * time.Hour,
+		DiagnoseInterval:  30 * time.Second,
 		MaxDelete:         10000,
 		Trash:             ".syncer-trash",
 		TrashRetention:    7 * 24 * time.Hour,
@@ -118,6 +120,7 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first retry delay of a transiently failed job; doubles each time, at most 10m")
 	fs.IntVar(&c.RetryMax, "retry-max", c.RetryMax, "transient failures before a job is given up (dead-lettered)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "full reconcile every this long (±10% jitter; 0: only at start and after lost events)")
+	fs.DurationVar(&c.DiagnoseInterval, "diagnose-interval", c.DiagnoseInterval, "how often the daemon samples the machine for syncer_bottleneck (0: never)")
 	fs.IntVar(&c.MaxDelete, "max-delete", c.MaxDelete, "most deletions one rsync may make; more is an error that needs an operator")
 	fs.StringVar(&c.Trash, "trash", c.Trash, "directory in the backup root that keeps deleted and overwritten files, by date")
 	fs.DurationVar(&c.TrashRetention, "trash-retention", c.TrashRetention, "how long trash is kept (0: no trash, deletions are final)")

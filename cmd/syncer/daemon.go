@@ -275,7 +275,9 @@ func (d *daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.watch(gctx) })
 	g.Go(func() error { return d.reconciler(gctx) })
 	g.Go(func() error { d.pruneTrash(gctx); return nil })
-	g.Go(func() error { d.diagnoseLoop(gctx, 30*time.Second); return nil })
+	if d.cfg.DiagnoseInterval > 0 {
+		g.Go(func() error { d.diagnoseLoop(gctx, d.cfg.DiagnoseInterval); return nil })
+	}
 	err = g.Wait()
 	d.log.Info("stopping")
 	return err

@@ -55,6 +55,7 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 // metric, its type and labels; then that the deploy files use only these names.
 func TestRun_Metrics(t *testing.T) {
 	cfg := testConfig(t)
+	cfg.DiagnoseInterval = 300 * time.Millisecond
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1"})
 	h := start(t, cfg)
 	const changes = 4
@@ -77,6 +78,9 @@ func TestRun_Metrics(t *testing.T) {
 		}
 		if n < changes+1 {
 			return fmt.Errorf("lag histogram counts %d changes, want at least %d", n, changes+1)
+		}
+		if len(fams["syncer_bottleneck"].GetMetric()) != 6 {
+			return fmt.Errorf("syncer_bottleneck not exported yet")
 		}
 		return nil
 	})
@@ -111,6 +115,7 @@ func TestRun_Metrics(t *testing.T) {
 		"syncer_ready":                                    {dto.MetricType_GAUGE, nil},
 		"syncer_paused":                                   {dto.MetricType_GAUGE, nil},
 		"syncer_build_info":                               {dto.MetricType_GAUGE, []string{"version"}},
+		"syncer_bottleneck":                               {dto.MetricType_GAUGE, []string{"resource"}},
 	}
 	for name, w := range want {
 		f := fams[name]
