@@ -174,7 +174,8 @@ type claim struct {
 }
 
 func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) {
-	claims, held := p.claim(ctx, log, batch)
+	claims, held, release := p.claim(ctx, log, batch)
+	defer release()
 	if len(claims) == 0 {
 		return
 	}
@@ -214,9 +215,10 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 
 // claim locks the scopes of a batch. A delivery whose scope is covered by an
 // already claimed one rides along; one that overlaps a held scope waits.
-func (p *Pool) claim(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) ([]*claim, context.Context) {
+// The returned release must be called once the run is over: it frees the
+// run's context and its lock watchers (the pool's context lives for days).
+func (p *Pool) claim(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) ([]*claim, context.Context, func()) {
 	var claims []*claim
-	held := ctx
 	var lctxs []context.Context
 next:
 	for _, d := range batch {
@@ -241,16 +243,20 @@ next:
 		claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock})
 		lctxs = append(lctxs, lctx)
 	}
-	if len(lctxs) > 0 {
-		// The run stops if any of its locks is lost.
-		var cancel context.CancelFunc
-		held, cancel = context.WithCancel(ctx)
-		for _, l := range lctxs {
-			context.AfterFunc(l, cancel)
+	// The run stops if any of its locks is lost.
+	held, cancel := context.WithCancel(ctx)
+	stops := []func() bool{}
+	for _, l := range lctxs {
+		if l != ctx {
+			stops = append(stops, context.AfterFunc(l, cancel))
 		}
-		context.AfterFunc(ctx, cancel)
 	}
-	return claims, held
+	return claims, held, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
 }
 
 func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {

@@ -60,6 +60,7 @@ type daemon struct {
 	networkFS string          // the source's filesystem when it is a network one
 	oneShot   bool            // a standalone reconcile: in-memory queue
 	runCtx    context.Context // ends when Run does; API-started work uses it
+	bg        sync.WaitGroup  // API-started work, joined before Run returns
 
 	runs atomic.Int64 // rsync runs, for tests and status
 }
@@ -279,6 +280,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		g.Go(func() error { d.diagnoseLoop(gctx, d.cfg.DiagnoseInterval); return nil })
 	}
 	err = g.Wait()
+	d.bg.Wait()
 	d.log.Info("stopping")
 	return err
 }

@@ -340,7 +340,9 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r := d.newRun("api", body.Projects)
+	d.bg.Add(1)
 	go func() {
+		defer d.bg.Done()
 		// Detached from the request: it goes on if the CLI goes away.
 		if err := d.runReconcile(d.runCtx, r); err != nil {
 			d.log.Warn("reconcile", zap.Error(err), zap.String("id", r.ID))
