@@ -61,6 +61,7 @@ type daemon struct {
 	oneShot   bool            // a standalone reconcile: in-memory queue
 	runCtx    context.Context // ends when Run does; API-started work uses it
 	bg        sync.WaitGroup  // API-started work, joined before Run returns
+	stopping  bool            // set under mu before bg.Wait: no more bg.Add
 
 	runs atomic.Int64 // rsync runs, for tests and status
 }
@@ -280,6 +281,9 @@ func (d *daemon) Run(ctx context.Context) error {
 		g.Go(func() error { d.diagnoseLoop(gctx, d.cfg.DiagnoseInterval); return nil })
 	}
 	err = g.Wait()
+	d.mu.Lock()
+	d.stopping = true
+	d.mu.Unlock()
 	d.bg.Wait()
 	d.log.Info("stopping")
 	return err

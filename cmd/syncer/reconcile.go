@@ -339,8 +339,15 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the startup reconcile is still running", http.StatusServiceUnavailable)
 		return
 	}
-	r := d.newRun("api", body.Projects)
+	d.mu.Lock()
+	if d.stopping {
+		d.mu.Unlock()
+		http.Error(w, "the daemon is stopping", http.StatusServiceUnavailable)
+		return
+	}
 	d.bg.Add(1)
+	d.mu.Unlock()
+	r := d.newRun("api", body.Projects)
 	go func() {
 		defer d.bg.Done()
 		// Detached from the request: it goes on if the CLI goes away.
