@@ -51,6 +51,9 @@ type daemon struct {
 
 	w atomic.Pointer[watcher.Watcher] // replaced when the source root is
 
+	// mu guards what follows. Lock order: mu before a Tracker's own lock
+	// (observe calls Tracker.Observe with mu held); nothing takes mu while
+	// holding another lock.
 	mu       sync.Mutex
 	trackers map[*reconcile.Tracker]bool
 	projects map[string]*projectStatus
