@@ -103,5 +103,8 @@ type Delivery struct {
 	Job Job
 	// Attempt counts deliveries of this message, starting at 1.
 	Attempt int
+	// Pending is how many more jobs were waiting when this one was
+	// delivered (0 when unknown); workers use it to share a backlog.
+	Pending int
 	Acker
 }

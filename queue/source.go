@@ -90,11 +90,11 @@ func (j *Jobs) decode(m jetstream.Msg) (syncer.Delivery, bool) {
 		_ = m.Term()
 		return syncer.Delivery{}, false
 	}
-	attempt := 1
+	attempt, pending := 1, 0
 	if md, err := m.Metadata(); err == nil {
-		attempt = int(md.NumDelivered)
+		attempt, pending = int(md.NumDelivered), int(md.NumPending)
 	}
-	return syncer.Delivery{Job: w.job(), Attempt: attempt, Acker: acker{m}}, true
+	return syncer.Delivery{Job: w.job(), Attempt: attempt, Pending: pending, Acker: acker{m}}, true
 }
 
 type acker struct{ m jetstream.Msg }

@@ -161,7 +161,10 @@ func (p *Pool) slot(ctx, runCtx context.Context, log *zap.Logger) {
 		if err != nil {
 			return // ctx ended
 		}
-		batch := append([]syncer.Delivery{d}, p.opts.Source.More(p.opts.Batch-1)...)
+		// Share a backlog between the slots instead of the first one taking
+		// it all: at most Batch, at least a fair share of what waits.
+		n := min(p.opts.Batch, max(1, (d.Pending+1+p.opts.Workers-1)/p.opts.Workers))
+		batch := append([]syncer.Delivery{d}, p.opts.Source.More(n-1)...)
 		p.runBatch(runCtx, log, batch)
 	}
 }

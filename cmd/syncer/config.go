@@ -66,7 +66,7 @@ const defaultListen = "127.0.0.1:9797"
 func DefaultConfig() Config {
 	return Config{
 		StateDir:          defaultStateDir(),
-		Batch:             64,
+		Batch:             256,
 		Debounce:          coalesce.DefaultQuiet,
 		MaxDelay:          coalesce.DefaultMaxDelay,
 		CollapseChildren:  coalesce.DefaultMaxChildren,

@@ -64,6 +64,7 @@ type daemon struct {
 	oneShot   bool            // a standalone reconcile: in-memory queue
 	runCtx    context.Context // ends when Run does; API-started work uses it
 	bg        sync.WaitGroup  // API-started work, joined before Run returns
+	startPool func()          // starts the worker pool once
 	stopping  bool            // set under mu before bg.Wait: no more bg.Add
 
 	runs atomic.Int64 // rsync runs, for tests and status
@@ -155,11 +156,16 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	undo = append(undo, stopResults)
 
-	// The pool outlives the producers so that their last jobs settle.
+	// The pool outlives the producers so that their last jobs settle. A
+	// standalone reconcile starts it once all its jobs are queued, so that
+	// the workers share full batches instead of a trickle.
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	poolDone := make(chan error, 1)
-	go func() { poolDone <- d.pool.Run(poolCtx) }()
-	undo = append(undo, func() { stopPool(); <-poolDone })
+	d.startPool = sync.OnceFunc(func() { go func() { poolDone <- d.pool.Run(poolCtx) }() })
+	if !d.oneShot {
+		d.startPool()
+	}
+	undo = append(undo, func() { stopPool(); d.startPool(); <-poolDone })
 
 	if cfg.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Listen)
@@ -222,16 +228,37 @@ func (d *daemon) connect(undo *[]func()) (*nats.Conn, string, error) {
 			return nil, "", err
 		}
 		*undo = append(*undo, func() { lock.Close() })
-		if store, err = os.MkdirTemp("", "syncer-reconcile-"); err != nil {
+		// A store dir of its own. The server is left to stop on its own
+		// (below) and removes it then; what a process exiting first leaves
+		// behind is removed by a later run.
+		parent := filepath.Join(cfg.StateDir, "reconcile-queue")
+		if ents, err := os.ReadDir(parent); err == nil {
+			for _, e := range ents {
+				if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
+					_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+				}
+			}
+		}
+		if err := os.MkdirAll(parent, 0o700); err != nil {
 			return nil, "", err
 		}
-		*undo = append(*undo, func() { os.RemoveAll(store) })
+		if store, err = os.MkdirTemp(parent, "run-"); err != nil {
+			return nil, "", err
+		}
 	}
 	emb, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: store, Listen: cfg.NatsListen})
 	if err != nil {
 		return nil, "", err
 	}
-	*undo = append(*undo, emb.Shutdown)
+	if d.oneShot {
+		// Memory only and the process is about to end: do not wait the
+		// ~50 ms the server takes to stop.
+		*undo = append(*undo, func() {
+			go func() { emb.Shutdown(); _ = os.RemoveAll(store) }()
+		})
+	} else {
+		*undo = append(*undo, emb.Shutdown)
+	}
 	nc, err := emb.Connect("syncer")
 	if err != nil {
 		return nil, "", err

@@ -172,6 +172,7 @@ func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Pl
 	if err := t.Submit(ctx, d.q, "reconcile-"+r.ID, plan.Scopes, syncer.ReasonReconcile); err != nil {
 		return err
 	}
+	d.startPool()
 	d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(len(plan.Scopes)))
 	sum, err := t.Wait(ctx)
 	d.update(r, func(r *reconcileRun) {
