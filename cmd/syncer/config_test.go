@@ -38,7 +38,7 @@ func TestLoadConfig(t *testing.T) {
 	if got.Workers != 5 || got.MaxDelay != 20*time.Second {
 		t.Errorf("workers, max_delay = %d, %v, want the environment's 5, 20s", got.Workers, got.MaxDelay)
 	}
-	if len(got.Exclude) != 2 || got.Batch != 64 {
+	if len(got.Exclude) != 2 || got.Batch != DefaultConfig().Batch {
 		t.Errorf("exclude = %q, batch = %d", got.Exclude, got.Batch)
 	}
 }
