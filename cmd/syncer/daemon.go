@@ -179,7 +179,11 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 				d.log.Error("http server", zap.Error(err))
 			}
 		}()
-		if err := os.WriteFile(filepath.Join(cfg.StateDir, addrFile), []byte(d.addr+"\n"), 0o600); err != nil {
+		// Written whole or not at all: the CLI may read it at any moment.
+		tmp := filepath.Join(cfg.StateDir, addrFile+".tmp")
+		if err := os.WriteFile(tmp, []byte(d.addr+"\n"), 0o600); err != nil {
+			d.log.Warn("record http address", zap.Error(err))
+		} else if err := os.Rename(tmp, filepath.Join(cfg.StateDir, addrFile)); err != nil {
 			d.log.Warn("record http address", zap.Error(err))
 		}
 		undo = append(undo, func() {

@@ -195,6 +195,9 @@ func TestRun_Readyz(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		b, err := os.ReadFile(filepath.Join(cfg.StateDir, addrFile))
 		addr = strings.TrimSpace(string(b))
+		if err == nil && addr == "" {
+			err = fmt.Errorf("address file empty")
+		}
 		return err
 	})
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
