@@ -114,13 +114,11 @@ Settings come from --config (YAML, keys as the flag names with '_'), then
 SYNCER_<KEY> environment variables, then flags; flags win.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := prepare(cmd, configPath, flags, stderr)
+			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = log.Sync() }()
-			ctx, stop := notifyContext(cmd.Context(), log)
-			defer stop()
+			defer done()
 			return newDaemon(cfg, log).Run(ctx)
 		},
 	}
@@ -129,21 +127,22 @@ SYNCER_<KEY> environment variables, then flags; flags win.`,
 	return cmd
 }
 
-// prepare builds and validates the effective config of a command and its
-// logger; every error is a usage error.
-func prepare(cmd *cobra.Command, configPath string, flags Config, stderr io.Writer) (Config, *zap.Logger, error) {
-	cfg, err := loadConfig(configPath, cmd.Flags(), flags)
-	if err != nil {
-		return cfg, nil, usageError{err}
+// prepare builds and validates the effective config of a command, its
+// logger and a context that signals end; every error is a usage error.
+// done stops watching signals and flushes the log.
+func prepare(cmd *cobra.Command, configPath string, flags Config, stderr io.Writer) (
+	ctx context.Context, cfg Config, log *zap.Logger, done func(), err error) {
+	if cfg, err = loadConfig(configPath, cmd.Flags(), flags); err != nil {
+		return nil, cfg, nil, nil, usageError{err}
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, usageError{err}
+		return nil, cfg, nil, nil, usageError{err}
 	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		return cfg, nil, usageError{err}
+	if log, err = newLogger(cfg, stderr); err != nil {
+		return nil, cfg, nil, nil, usageError{err}
 	}
-	return cfg, log, nil
+	ctx, stop := notifyContext(cmd.Context(), log)
+	return ctx, cfg, log, func() { stop(); _ = log.Sync() }, nil
 }
 
 // notifyContext ends ctx on the first SIGINT/SIGTERM and exits the process

@@ -401,13 +401,11 @@ the deletion guard (source unmounted, empty or without its marker).`,
 					return usageError{fmt.Errorf("project %q: want a top-level folder name", p)}
 				}
 			}
-			cfg, log, err := prepare(cmd, configPath, flags, stderr)
+			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = log.Sync() }()
-			ctx, stop := notifyContext(cmd.Context(), log)
-			defer stop()
+			defer done()
 			if dryRun {
 				return reconcileDryRun(ctx, cfg, projects, stdout, asJSON)
 			}
