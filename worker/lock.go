@@ -2,14 +2,13 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/syncer/syncer"
 )
 
 // ErrBusy means an overlapping scope is held by another run.
-var ErrBusy = errors.New("an overlapping scope is being synced")
+var ErrBusy = syncer.ErrBusy
 
 // Locker grants exclusive use of a scope against every overlapping scope
 // (the same directory, an ancestor or a descendant).
