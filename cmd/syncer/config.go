@@ -44,6 +44,8 @@ type Config struct {
 	RetryBackoff      time.Duration `yaml:"retry_backoff"`
 	RetryMax          int           `yaml:"retry_max"`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	JobAckWait        time.Duration `yaml:"job_ack_wait"`
+	LeaseTTL          time.Duration `yaml:"lease_ttl"`
 	DiagnoseInterval  time.Duration `yaml:"diagnose_interval"`
 	MaxDelete         int           `yaml:"max_delete"`
 	Trash             string        `yaml:"trash"`
@@ -77,6 +79,8 @@ func DefaultConfig() Config {
 		RetryBackoff:      time.Second,
 		RetryMax:          8,
 		ReconcileInterval: 24 * time.Hour,
+		JobAckWait:        60 * time.Second,
+		LeaseTTL:          30 * time.Second,
 		DiagnoseInterval:  30 * time.Second,
 		MaxDelete:         10000,
 		Trash:             ".syncer-trash",
@@ -120,6 +124,8 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first retry delay of a transiently failed job; doubles each time, at most 10m")
 	fs.IntVar(&c.RetryMax, "retry-max", c.RetryMax, "transient failures before a job is given up (dead-lettered)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "full reconcile every this long (±10% jitter; 0: only at start and after lost events)")
+	fs.DurationVar(&c.JobAckWait, "job-ack-wait", c.JobAckWait, "how long a job whose worker died stays unseen before another worker gets it")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "with --nats-url: how long a dead worker's scope lease blocks others (renewed every third of it)")
 	fs.DurationVar(&c.DiagnoseInterval, "diagnose-interval", c.DiagnoseInterval, "how often the daemon samples the machine for syncer_bottleneck (0: never)")
 	fs.IntVar(&c.MaxDelete, "max-delete", c.MaxDelete, "most deletions one rsync may make; more is an error that needs an operator")
 	fs.StringVar(&c.Trash, "trash", c.Trash, "directory in the backup root that keeps deleted and overwritten files, by date")
@@ -249,6 +255,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryBackoff <= 0 || c.RetryMax < 1 {
 		bad("retry_backoff must be positive and retry_max at least 1")
+	}
+	if c.LeaseTTL < time.Second {
+		bad("lease_ttl: %v, want at least 1s", c.LeaseTTL)
+	}
+	if c.JobAckWait < 3*time.Second {
+		bad("job_ack_wait: %v, want at least 3s", c.JobAckWait)
 	}
 	if c.ReconcileInterval < 0 {
 		bad("reconcile_interval: %v is negative", c.ReconcileInterval)

@@ -62,6 +62,7 @@ type daemon struct {
 
 	networkFS string          // the source's filesystem when it is a network one
 	oneShot   bool            // a standalone reconcile: in-memory queue
+	role      string          // "run" (everything), "watch" or "work"
 	runCtx    context.Context // ends when Run does; API-started work uses it
 	bg        sync.WaitGroup  // API-started work, joined before Run returns
 	startPool func()          // starts the worker pool once
@@ -126,7 +127,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if len(cfg.NatsURL) > 1 {
 		replicas = 3 // a cluster: survive the loss of one server
 	}
-	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), Replicas: replicas,
+	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), Replicas: replicas, JobAckWait: cfg.JobAckWait,
 		EventAckWait: 3*cfg.MaxDelay + time.Minute, Memory: d.oneShot}); err != nil {
 		return nil, err
 	}
@@ -143,9 +144,16 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	d.w.Store(w)
-	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(),
+	var locker worker.Locker // in-process by default
+	if len(cfg.NatsURL) > 0 {
+		// Workers on other hosts share this queue: lease scopes cluster-wide.
+		if locker, err = d.q.OpenLeases(ctx, cfg.LeaseTTL); err != nil {
+			return nil, err
+		}
+	}
+	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(), Locker: locker,
 		Syncer: guarded{instrumented{d.withCopier(runner), d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
-		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax,
+		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax, Heartbeat: cfg.JobAckWait / 4,
 		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
 		return nil, err
 	}
@@ -162,7 +170,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	poolDone := make(chan error, 1)
 	d.startPool = sync.OnceFunc(func() { go func() { poolDone <- d.pool.Run(poolCtx) }() })
-	if !d.oneShot {
+	if !d.oneShot && d.role != "watch" {
 		d.startPool()
 	}
 	undo = append(undo, func() { stopPool(); d.startPool(); <-poolDone })
@@ -295,22 +303,28 @@ func (d *daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.checkSourceFS()
 	g, gctx := errgroup.WithContext(ctx)
 	d.runCtx = gctx
-	events := make(chan coalesce.Input) // unbuffered: the stream is the buffer
-	g.Go(func() error { return co.Run(gctx, events) })
-	g.Go(func() error {
-		return d.q.ConsumeEvents(gctx, func(ev syncer.DirEvent, ack func() error) {
-			select {
-			case events <- coalesce.Input{Event: ev, Ack: ack}:
-			case <-gctx.Done():
-			}
+	if d.role == "work" {
+		// Workers only: the queue feeds them; nothing else to start.
+		d.metrics.ready.Set(1)
+		close(d.ready)
+	} else {
+		d.checkSourceFS()
+		events := make(chan coalesce.Input) // unbuffered: the stream is the buffer
+		g.Go(func() error { return co.Run(gctx, events) })
+		g.Go(func() error {
+			return d.q.ConsumeEvents(gctx, func(ev syncer.DirEvent, ack func() error) {
+				select {
+				case events <- coalesce.Input{Event: ev, Ack: ack}:
+				case <-gctx.Done():
+				}
+			})
 		})
-	})
-	g.Go(func() error { return d.watch(gctx) })
-	g.Go(func() error { return d.reconciler(gctx) })
-	g.Go(func() error { d.pruneTrash(gctx); return nil })
+		g.Go(func() error { return d.watch(gctx) })
+		g.Go(func() error { return d.reconciler(gctx) })
+		g.Go(func() error { d.pruneTrash(gctx); return nil })
+	}
 	if d.cfg.DiagnoseInterval > 0 {
 		g.Go(func() error { d.diagnoseLoop(gctx, d.cfg.DiagnoseInterval); return nil })
 	}

@@ -83,7 +83,7 @@ compare walk (reconcile) runs at start and whenever events may have been lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(stderr), newRoleCmd("watch", stderr), newRoleCmd("work", stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 
@@ -120,6 +120,44 @@ SYNCER_<KEY> environment variables, then flags; flags win.`,
 			}
 			defer done()
 			return newDaemon(cfg, log).Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
+	addFlags(cmd.Flags(), &flags)
+	return cmd
+}
+
+// newRoleCmd is `syncer watch` or `syncer work`: one half of run, against
+// an external NATS shared by several hosts.
+func newRoleCmd(role string, stderr io.Writer) *cobra.Command {
+	var configPath string
+	flags := DefaultConfig()
+	short := map[string]string{
+		"watch": "Watch the source and queue jobs on an external NATS (run it where the writes happen)",
+		"work":  "Run rsync workers for jobs from an external NATS (any host that reaches source and backup)",
+	}[role]
+	cmd := &cobra.Command{
+		Use:   role + " --nats-url URL --source DIR --dest DIR [flags]",
+		Short: short,
+		Long: short + `.
+
+The roles of 'syncer run', split across hosts: 'watch' runs the watcher, the
+coalescer and reconcile; 'work' runs the worker pool. Workers on every host
+share the queue, and scope leases in NATS KV keep two hosts from syncing
+overlapping directories at once. Both need --nats-url (a server >= 2.11).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if len(cfg.NatsURL) == 0 {
+				return usageError{fmt.Errorf("%s needs --nats-url: several hosts share an external NATS (one host: syncer run)", role)}
+			}
+			d := newDaemon(cfg, log)
+			d.role = role
+			return d.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer/internal/testutil"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func goBuild(t *testing.T, pkg, out string) {
+	t.Helper()
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+// proc starts a process whose output is kept for failures and which is
+// stopped when the test ends.
+func proc(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s %s:\n%s", filepath.Base(name), args[0], out.String())
+		}
+	})
+	return cmd
+}
+
+// TestCluster_WatchWork runs a real nats-server (built from the module we
+// embed) with a token, one `syncer watch` and two `syncer work` processes.
+// One worker is killed with SIGKILL mid-rsync; everything converges, both
+// workers worked, and no two rsyncs on overlapping scopes ever overlapped.
+func TestCluster_WatchWork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs four processes: skipped with -short")
+	}
+	testutil.RequireRsync(t)
+	bin := t.TempDir()
+	goBuild(t, ".", filepath.Join(bin, "syncer"))
+	goBuild(t, "github.com/nats-io/nats-server/v2", filepath.Join(bin, "nats-server"))
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	proc(t, filepath.Join(bin, "nats-server"), "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", "s3cret")
+	token := filepath.Join(t.TempDir(), "token")
+	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+
+	cfg := testConfig(t)
+	common := []string{"--nats-url", url, "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
+		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}
+	logA, logB := t.TempDir(), t.TempDir()
+	workA := proc(t, filepath.Join(bin, "syncer"), append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+		"--rsync-path", rsyncWrapper(t, logA, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
+	proc(t, filepath.Join(bin, "syncer"), append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+		"--rsync-path", rsyncWrapper(t, logB, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
+	proc(t, filepath.Join(bin, "syncer"), append([]string{"watch", "--state-dir", t.TempDir()}, common...)...)
+
+	h := &harness{cfg: cfg}
+	killed := false
+	for i := range 60 {
+		d := fmt.Sprintf("p%d/d%d", i%3, i%7)
+		must(t, os.MkdirAll(h.path(d), 0o755))
+		must(t, os.WriteFile(h.path(fmt.Sprintf("%s/f%d", d, i)), []byte(strconv.Itoa(i)), 0o644))
+		if !killed && i > 20 {
+			for _, r := range readRuns(t, logA, cfg.Source) {
+				if r.end <= 0 { // A is in the middle of an rsync
+					must(t, workA.Process.Kill())
+					killed = true
+					break
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !killed {
+		must(t, workA.Process.Kill())
+	}
+	testutil.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if d := testutil.DiffTrees(cfg.Source, cfg.Dest, cfg.Trash); d != "" {
+			return errors.New(d)
+		}
+		return nil
+	})
+	runsA, runsB := readRuns(t, logA, cfg.Source), readRuns(t, logB, cfg.Source)
+	t.Logf("worker A: %d rsyncs (killed mid-rsync: %v), worker B: %d rsyncs", len(runsA), killed, len(runsB))
+	if len(runsA) == 0 || len(runsB) == 0 {
+		t.Errorf("both workers should have worked: A %d, B %d rsyncs", len(runsA), len(runsB))
+	}
+	if o := overlaps(append(runsA, runsB...)); len(o) > 0 {
+		t.Errorf("%d overlapping rsyncs across hosts, want 0; first: %s", len(o), o[0])
+	}
+}
