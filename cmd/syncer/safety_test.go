@@ -225,6 +225,8 @@ func TestRun_DeadLetter(t *testing.T) {
 	flag := filepath.Join(t.TempDir(), "broken")
 	cfg.RsyncPath = rsyncBreaker(t, flag)
 	cfg.Batch = 1 // keep the bad project's runs apart from the good ones
+	// The projects exist on both sides: their changes go to rsync, not the copier.
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"bad/": "", "good/": ""})
 	h := start(t, cfg)
 	must(t, os.WriteFile(flag, nil, 0o644))
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"bad/f": "x", "good/g": "y"})
