@@ -133,22 +133,30 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 	if diskName != "" {
 		ev = append(ev, fmt.Sprintf("disk: %s %.0f%% busy at %.1f MB/s, %.0f IOPS", diskName, 100*diskBusy, diskMBps, diskIOPS))
 	}
-	// Network: the fullest link.
+	// Network: the fullest link, or the busiest interface when no link speed is known.
 	var netName string
 	var netShare, netMbps float64
 	for _, name := range sortedKeys(cur.Nets) {
 		p, ok := prev.Nets[name]
 		c := cur.Nets[name]
-		if !ok || c.SpeedMbps <= 0 {
+		if !ok {
 			continue
 		}
 		mbps := float64((c.BytesSent-p.BytesSent)+(c.BytesRecv-p.BytesRecv)) * 8 / dt / 1e6
-		if s := mbps / float64(c.SpeedMbps); s > netShare || netName == "" {
-			netName, netShare, netMbps = name, s, mbps
+		share := 0.0
+		if c.SpeedMbps > 0 {
+			share = mbps / float64(c.SpeedMbps)
+		}
+		if netName == "" || share > netShare || (share == netShare && mbps > netMbps) {
+			netName, netShare, netMbps = name, share, mbps
 		}
 	}
-	if netName != "" {
+	switch {
+	case netName == "":
+	case cur.Nets[netName].SpeedMbps > 0:
 		ev = append(ev, fmt.Sprintf("network: %s %.0f Mb/s, %.0f%% of its %d Mb/s link", netName, netMbps, 100*netShare, cur.Nets[netName].SpeedMbps))
+	default:
+		ev = append(ev, fmt.Sprintf("network: %s %.0f Mb/s (link speed unknown)", netName, netMbps))
 	}
 	// Memory.
 	swapRate := float64((cur.SwapIn-prev.SwapIn)+(cur.SwapOut-prev.SwapOut)) / dt
