@@ -121,3 +121,46 @@ func TestCluster_WatchWork(t *testing.T) {
 		t.Errorf("%d overlapping rsyncs across hosts, want 0; first: %s", len(o), o[0])
 	}
 }
+
+// TestCluster_BadServer: a wrong token, and Debian's nats-server 2.9 (too
+// old: it ignores newer stream settings), each end in one clear line and a
+// non-zero exit, with the backup untouched.
+func TestCluster_BadServer(t *testing.T) {
+	old := testutil.RequireTool(t, "nats-server") // Debian's package: 2.9.x
+	out, err := exec.Command(old, "--version").Output()
+	must(t, err)
+	if !bytes.Contains(out, []byte("v2.9")) && !bytes.Contains(out, []byte("v2.10")) {
+		t.Skipf("the nats-server on PATH is %s, not an old one", bytes.TrimSpace(out))
+	}
+	port := freePort(t)
+	proc(t, old, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", "right")
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"keep": "k"})
+	before := files(t, cfg.Dest)
+	for _, tt := range []struct{ name, token, want string }{
+		{"wrong token", "wrong", "uthorization"},
+		{"too old", "right", "too old"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := filepath.Join(t.TempDir(), "token")
+			must(t, os.WriteFile(tok, []byte(tt.token), 0o600))
+			var stderr bytes.Buffer
+			code := Main(t.Context(), []string{"work", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port), "--nats-token-file", tok,
+				"--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-level", "error"},
+				&bytes.Buffer{}, &stderr)
+			if code == 0 || bytes.Count(stderr.Bytes(), []byte("\n")) != 1 || !bytes.Contains(stderr.Bytes(), []byte(tt.want)) {
+				t.Errorf("exit %d, stderr %q; want non-zero and one line mentioning %q", code, stderr.String(), tt.want)
+			}
+		})
+	}
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Errorf("backup touched:\n%s", d)
+	}
+}
