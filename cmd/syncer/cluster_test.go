@@ -33,6 +33,23 @@ func goBuild(t *testing.T, pkg, out string) {
 	}
 }
 
+// startNATS starts a JetStream server binary on a free loopback port with an
+// auth token, waits until it accepts connections and returns its URL.
+func startNATS(t *testing.T, bin, token string) string {
+	t.Helper()
+	port := freePort(t)
+	proc(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", token)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return "nats://" + addr
+}
+
 // proc starts a process whose output is kept for failures and which is
 // stopped when the test ends.
 func proc(t *testing.T, name string, args ...string) *exec.Cmd {
@@ -63,18 +80,9 @@ func TestCluster_WatchWork(t *testing.T) {
 	bin := t.TempDir()
 	goBuild(t, ".", filepath.Join(bin, "syncer"))
 	goBuild(t, "github.com/nats-io/nats-server/v2", filepath.Join(bin, "nats-server"))
-	port := freePort(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	proc(t, filepath.Join(bin, "nats-server"), "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", "s3cret")
+	url := startNATS(t, filepath.Join(bin, "nats-server"), "s3cret")
 	token := filepath.Join(t.TempDir(), "token")
 	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
 
 	cfg := testConfig(t)
 	common := []string{"--nats-url", url, "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
@@ -132,15 +140,7 @@ func TestCluster_BadServer(t *testing.T) {
 	if !bytes.Contains(out, []byte("v2.9")) && !bytes.Contains(out, []byte("v2.10")) {
 		t.Skipf("the nats-server on PATH is %s, not an old one", bytes.TrimSpace(out))
 	}
-	port := freePort(t)
-	proc(t, old, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", "right")
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	url := startNATS(t, old, "right")
 	cfg := testConfig(t)
 	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"keep": "k"})
 	before := files(t, cfg.Dest)
@@ -152,7 +152,7 @@ func TestCluster_BadServer(t *testing.T) {
 			tok := filepath.Join(t.TempDir(), "token")
 			must(t, os.WriteFile(tok, []byte(tt.token), 0o600))
 			var stderr bytes.Buffer
-			code := Main(t.Context(), []string{"work", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port), "--nats-token-file", tok,
+			code := Main(t.Context(), []string{"work", "--nats-url", url, "--nats-token-file", tok,
 				"--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-level", "error"},
 				&bytes.Buffer{}, &stderr)
 			if code == 0 || bytes.Count(stderr.Bytes(), []byte("\n")) != 1 || !bytes.Contains(stderr.Bytes(), []byte(tt.want)) {

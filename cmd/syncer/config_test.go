@@ -18,7 +18,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	t.Setenv("SYNCER_WORKERS", "5")
 	t.Setenv("SYNCER_MAX_DELAY", "20s")
-	cmd := newRunCmd(&bytes.Buffer{})
+	cmd := newDaemonCmd("run", &bytes.Buffer{})
 	if err := cmd.ParseFlags([]string{"--source", "/from/flag", "--config", file}); err != nil {
 		t.Fatal(err)
 	}

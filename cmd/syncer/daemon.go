@@ -62,7 +62,7 @@ type daemon struct {
 
 	networkFS string          // the source's filesystem when it is a network one
 	oneShot   bool            // a standalone reconcile: in-memory queue
-	role      string          // "run" (everything), "watch" or "work"
+	role      string          // "run" or "" (everything), "watch" or "work"
 	runCtx    context.Context // ends when Run does; API-started work uses it
 	bg        sync.WaitGroup  // API-started work, joined before Run returns
 	startPool func()          // starts the worker pool once

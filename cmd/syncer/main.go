@@ -83,7 +83,7 @@ compare walk (reconcile) runs at start and whenever events may have been lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stderr), newRoleCmd("watch", stderr), newRoleCmd("work", stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout))
+	root.AddCommand(newDaemonCmd("run", stderr), newDaemonCmd("watch", stderr), newDaemonCmd("work", stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout))
 	return root
 }
 
@@ -99,60 +99,46 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-func newRunCmd(stderr io.Writer) *cobra.Command {
-	var configPath string
-	flags := DefaultConfig()
-	cmd := &cobra.Command{
-		Use:   "run --source DIR --dest DIR [flags]",
-		Short: "Replicate continuously (watcher, queue, workers and an embedded NATS in one process)",
-		Long: `run starts everything a single host needs: an embedded NATS JetStream server
+// daemonCmds describes the daemon commands: run (everything on one host),
+// and its two halves for several hosts sharing an external NATS.
+var daemonCmds = map[string]struct{ use, short, long string }{
+	"run": {"run --source DIR --dest DIR [flags]",
+		"Replicate continuously (watcher, queue, workers and an embedded NATS in one process)",
+		`run starts everything a single host needs: an embedded NATS JetStream server
 (file store in --state-dir, no network port), the inotify watcher, the
 debouncer, a pool of rsync workers (one per usable core) and a startup
 reconcile that syncs whatever changed while syncer was not running.
 
 Settings come from --config (YAML, keys as the flag names with '_'), then
-SYNCER_<KEY> environment variables, then flags; flags win.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return newDaemon(cfg, log).Run(ctx)
-		},
-	}
-	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
-	addFlags(cmd.Flags(), &flags)
-	return cmd
+SYNCER_<KEY> environment variables, then flags; flags win.`},
+	"watch": {"watch --nats-url URL --source DIR --dest DIR [flags]",
+		"Watch the source and queue jobs on an external NATS (run it where the writes happen)", roleLong},
+	"work": {"work --nats-url URL --source DIR --dest DIR [flags]",
+		"Run rsync workers for jobs from an external NATS (any host that reaches source and backup)", roleLong},
 }
 
-// newRoleCmd is `syncer watch` or `syncer work`: one half of run, against
-// an external NATS shared by several hosts.
-func newRoleCmd(role string, stderr io.Writer) *cobra.Command {
-	var configPath string
-	flags := DefaultConfig()
-	short := map[string]string{
-		"watch": "Watch the source and queue jobs on an external NATS (run it where the writes happen)",
-		"work":  "Run rsync workers for jobs from an external NATS (any host that reaches source and backup)",
-	}[role]
-	cmd := &cobra.Command{
-		Use:   role + " --nats-url URL --source DIR --dest DIR [flags]",
-		Short: short,
-		Long: short + `.
-
-The roles of 'syncer run', split across hosts: 'watch' runs the watcher, the
+const roleLong = `The roles of 'syncer run', split across hosts: 'watch' runs the watcher, the
 coalescer and reconcile; 'work' runs the worker pool. Workers on every host
 share the queue, and scope leases in NATS KV keep two hosts from syncing
-overlapping directories at once. Both need --nats-url (a server >= 2.11).`,
-		Args: cobra.NoArgs,
+overlapping directories at once. Both need --nats-url (a server >= 2.11).`
+
+// newDaemonCmd is `syncer run`, `syncer watch` or `syncer work`.
+func newDaemonCmd(role string, stderr io.Writer) *cobra.Command {
+	var configPath string
+	flags := DefaultConfig()
+	desc := daemonCmds[role]
+	cmd := &cobra.Command{
+		Use:   desc.use,
+		Short: desc.short,
+		Long:  desc.long,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
 			defer done()
-			if len(cfg.NatsURL) == 0 {
+			if role != "run" && len(cfg.NatsURL) == 0 {
 				return usageError{fmt.Errorf("%s needs --nats-url: several hosts share an external NATS (one host: syncer run)", role)}
 			}
 			d := newDaemon(cfg, log)
