@@ -28,7 +28,14 @@ const (
 	DefaultEventAckWait = 2 * time.Minute
 	DefaultPullExpiry   = 5 * time.Second
 	apiTimeout          = 10 * time.Second
+	// openTimeout bounds setting up streams: on a cluster that is still
+	// electing leaders, creating them fails for a few seconds.
+	openTimeout = 30 * time.Second
 )
+
+// Publishes outlive a stream leader election (a few seconds) by retrying
+// "no responders" instead of failing.
+var pubRetry = []jetstream.PublishOpt{jetstream.WithRetryAttempts(60), jetstream.WithRetryWait(250 * time.Millisecond)}
 
 // Options configure the JetStream queue.
 type Options struct {
@@ -86,7 +93,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	q := &JetStream{nc: nc, js: js, opts: opts, log: opts.Logger}
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	if q.events, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:      EventsStream,
@@ -142,45 +149,47 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 }
 
 // ensureStream reads the stream and creates it only when missing, so that
-// many processes starting at once never fight over its config.
+// many processes starting at once never fight over its config. Errors a
+// cluster gives while it forms or elects a leader are retried until ctx ends.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	for attempt := 0; ; attempt++ {
+	return retry(ctx, "stream "+cfg.Name, func() (jetstream.Stream, error) {
 		s, err := js.Stream(ctx, cfg.Name)
-		if err == nil {
-			return s, nil
-		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			s, err = js.CreateStream(ctx, cfg)
-			if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				if err != nil {
-					continue
-				}
-				return s, nil
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				s, err = js.Stream(ctx, cfg.Name) // another process won the race
 			}
 		}
-		if attempt >= 5 || ctx.Err() != nil {
-			return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
-		}
-		time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
-	}
+		return s, err
+	})
 }
 
 func ensureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	for attempt := 0; ; attempt++ {
+	return retry(ctx, "consumer "+cfg.Durable, func() (jetstream.Consumer, error) {
 		c, err := s.Consumer(ctx, cfg.Durable)
-		if err == nil {
-			return c, nil
-		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			c, err = s.CreateConsumer(ctx, cfg)
-			if err == nil {
-				return c, nil
-			}
 		}
-		if attempt >= 5 || ctx.Err() != nil {
-			return nil, fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		return c, err
+	})
+}
+
+// retry calls fn with a growing pause (100 ms up to 1 s) until it succeeds
+// or ctx ends, and then returns fn's last error, not ctx's.
+func retry[T any](ctx context.Context, what string, fn func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := fn()
+		if err == nil {
+			return v, nil
 		}
-		time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return v, fmt.Errorf("%s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%s: %w", what, err)
+		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
+		}
 	}
 }
 
@@ -190,7 +199,7 @@ func (q *JetStream) PublishEvent(ctx context.Context, ev syncer.DirEvent) error 
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, eventSubject(ev.Scope), b); err != nil {
+	if _, err := q.js.Publish(ctx, eventSubject(ev.Scope), b, pubRetry...); err != nil {
 		return fmt.Errorf("publish event: %w", err)
 	}
 	return nil
@@ -234,7 +243,7 @@ func (q *JetStream) PublishJob(ctx context.Context, job syncer.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, jobSubject(job.Scope), b, jetstream.WithMsgID(job.ID)); err != nil {
+	if _, err := q.js.Publish(ctx, jobSubject(job.Scope), b, append(pubRetry, jetstream.WithMsgID(job.ID))...); err != nil {
 		return fmt.Errorf("publish job %s: %w", job.ID, err)
 	}
 	return nil
@@ -249,7 +258,7 @@ func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
 		if err != nil {
 			return fmt.Errorf("encode job: %w", err)
 		}
-		f, err := q.js.PublishAsync(jobSubject(j.Scope), b, jetstream.WithMsgID(j.ID))
+		f, err := q.js.PublishAsync(jobSubject(j.Scope), b, append(pubRetry, jetstream.WithMsgID(j.ID))...)
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", j.ID, err)
 		}

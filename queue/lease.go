@@ -39,16 +39,21 @@ func (q *JetStream) OpenLeases(ctx context.Context, ttl time.Duration) (*Leaser,
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
-	kv, err := q.js.KeyValue(ctx, LeaseBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, TTL: ttl, History: 1,
-			Storage: q.opts.storage(), Replicas: q.opts.Replicas})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = q.js.KeyValue(ctx, LeaseBucket)
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	kv, err := retry(ctx, "lease bucket", func() (jetstream.KeyValue, error) {
+		kv, err := q.js.KeyValue(ctx, LeaseBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, TTL: ttl, History: 1,
+				Storage: q.opts.storage(), Replicas: q.opts.Replicas})
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				kv, err = q.js.KeyValue(ctx, LeaseBucket)
+			}
 		}
-	}
+		return kv, err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("lease bucket: %w", err)
+		return nil, err
 	}
 	return &Leaser{kv: kv, ttl: ttl}, nil
 }
@@ -92,21 +97,34 @@ func (l *Leaser) TryLock(ctx context.Context, s syncer.Scope) (context.Context, 
 	done := make(chan struct{})
 	var renewed sync.WaitGroup
 	renewed.Add(1)
-	go func() { // renews until unlocked; a failed renewal means the lease is lost
+	go func() { // renews until unlocked; the lease is lost when renewals fail for too long
 		defer renewed.Done()
-		t := time.NewTicker(l.ttl / 3)
+		every := l.ttl / 3
+		// The server expires the key ttl after the last update it stored,
+		// which was sent no earlier than lastSent: stop the holder with a
+		// margin before that.
+		lastSent := time.Now()
+		t := time.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
+				sent := time.Now()
 				r, err := l.kv.Update(context.WithoutCancel(ctx), key, []byte(s.Dir), rev)
-				if err != nil {
+				switch {
+				case err == nil:
+					rev, lastSent = r, sent
+					t.Reset(every)
+				case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || time.Since(lastSent) > l.ttl-l.ttl/6:
+					// Someone else's revision, or too late to be sure: fenced.
 					cancel()
 					return
+				default:
+					// A leader election or a reconnect: try again soon.
+					t.Reset(min(every, 250*time.Millisecond))
 				}
-				rev = r
 			}
 		}
 	}()
