@@ -18,13 +18,14 @@ func (e *ExitError) ExitCode() int { return e.Code }
 
 // Transient reports whether a retry may succeed: partial transfers and I/O,
 // socket, timeout and daemon-connection errors are transient; syntax,
-// protocol, unsupported-feature and --max-delete stops are not.
+// protocol, unsupported-feature and --max-delete stops are not. 255 is
+// ssh's own failure (host down, connection reset) on a remote backup.
 func (e *ExitError) Transient() bool { return Transient(e.Code) }
 
 // Transient classifies an rsync exit code; see ExitError.Transient.
 func Transient(code int) bool {
 	switch code {
-	case 5, 10, 11, 12, 23, 30, 35:
+	case 5, 10, 11, 12, 23, 30, 35, 255:
 		return true
 	}
 	return false
@@ -73,6 +74,8 @@ func Meaning(code int) string {
 		return "timeout in data send/receive"
 	case 35:
 		return "timeout waiting for daemon connection"
+	case 255:
+		return "remote shell (ssh) failed"
 	}
 	return "unknown"
 }

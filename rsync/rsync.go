@@ -34,8 +34,13 @@ type Options struct {
 	// Binary is the rsync executable, looked up in PATH; DefaultBinary when empty.
 	Binary string
 	// Source and Dest are the roots of the two trees. Source is a local
-	// directory; Dest is a local directory.
+	// directory; Dest is a local directory or a remote one (see
+	// ParseLocation).
 	Source, Dest string
+	// SSH configures the remote shell of a "host:/path" Dest.
+	SSH SSH
+	// PasswordFile is the rsync daemon password of an "rsync://" Dest.
+	PasswordFile string
 	// Excludes are rsync exclude patterns, applied to every run.
 	Excludes []string
 	// Args are extra rsync arguments appended before the paths (e.g. --acls).
@@ -185,6 +190,7 @@ func Args(opts Options, dirs []string, recursive bool) []string {
 	if opts.DryRun {
 		args = append(args, "--dry-run", "--itemize-changes")
 	}
+	args = append(args, remoteArgs(opts)...)
 	args = append(args, opts.Args...)
 	args = append(args, "--")
 	src := strings.TrimSuffix(opts.Source, "/")

@@ -1,0 +1,220 @@
+package rsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Location is a parsed backup root: a local directory, a path on a host
+// reached with rsync over ssh ("[user@]host:/path"), or a path in an rsync
+// daemon module ("rsync://[user@]host[:port]/module/path" or
+// "[user@]host::module/path"). The same rules as rsync's own decide.
+type Location struct {
+	Raw    string
+	Host   string // "" for a local directory
+	Path   string // the directory (for a daemon, module/path)
+	Daemon bool
+}
+
+// ParseLocation splits s the way rsync does: "rsync://" or "::" is a daemon,
+// a ':' before the first '/' is a remote shell, anything else is local.
+func ParseLocation(s string) (Location, error) {
+	l := Location{Raw: s}
+	switch {
+	case strings.HasPrefix(s, "rsync://"):
+		rest := strings.TrimPrefix(s, "rsync://")
+		i := strings.IndexByte(rest, '/')
+		if i <= 0 || i == len(rest)-1 {
+			return l, fmt.Errorf("%s: want rsync://host/module[/path]", s)
+		}
+		l.Host, l.Path, l.Daemon = rest[:i], rest[i+1:], true
+	case strings.Contains(s, ":") && (!strings.Contains(s, "/") || strings.Index(s, ":") < strings.Index(s, "/")):
+		i := strings.Index(s, ":")
+		l.Host, l.Path = s[:i], s[i+1:]
+		if strings.HasPrefix(l.Path, ":") {
+			l.Path, l.Daemon = l.Path[1:], true
+		}
+		if l.Host == "" || l.Path == "" || strings.HasSuffix(l.Host, "@") {
+			return l, fmt.Errorf("%s: want [user@]host:/path or [user@]host::module/path", s)
+		}
+	default:
+		l.Path = s
+	}
+	return l, nil
+}
+
+// Remote reports whether the backup is on another host.
+func (l Location) Remote() bool { return l.Host != "" }
+
+// SSH are the ssh settings of a remote-shell backup.
+type SSH struct {
+	// Identity is a private key file; Port the ssh port (0: ssh's default).
+	Identity string
+	Port     int
+	// KnownHosts is a known_hosts file that must list the host: with it
+	// the host key is checked strictly, never learned on first use.
+	KnownHosts string
+	// Binary is the ssh client; "ssh" when empty.
+	Binary string
+}
+
+// Command is the remote shell command line rsync's -e gets. It never asks
+// for a password or a host-key confirmation: a daemon has nobody to ask.
+func (s SSH) Command() string {
+	bin := s.Binary
+	if bin == "" {
+		bin = "ssh"
+	}
+	args := []string{bin, "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"}
+	if s.Port > 0 {
+		args = append(args, "-p", fmt.Sprint(s.Port))
+	}
+	if s.Identity != "" {
+		args = append(args, "-i", s.Identity, "-o", "IdentitiesOnly=yes")
+	}
+	if s.KnownHosts != "" {
+		args = append(args, "-o", "UserKnownHostsFile="+s.KnownHosts, "-o", "StrictHostKeyChecking=yes")
+	}
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes a for rsync's -e splitting, which honours single and
+// double quotes like a shell.
+func shellQuote(a string) string {
+	if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`") {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'"'"'`) + "'"
+}
+
+// remoteArgs are the transport options of a remote backup: the ssh command
+// or the daemon's password file and connect timeout, and an I/O timeout so
+// a dead link ends the run (exit 30, retried) instead of hanging it.
+func remoteArgs(opts Options) []string {
+	loc, err := ParseLocation(opts.Dest)
+	if err != nil || !loc.Remote() {
+		return nil
+	}
+	args := []string{"--timeout=300"}
+	if loc.Daemon {
+		args = append(args, "--contimeout=15")
+		if opts.PasswordFile != "" {
+			args = append(args, "--password-file="+opts.PasswordFile)
+		}
+		return args
+	}
+	return append(args, "-e", opts.SSH.Command())
+}
+
+// List returns the names in dir (relative to the backup root, "" for the
+// root) on the backup, read through rsync itself, so that it works the same
+// for a local, ssh or daemon backup. A missing dir lists as empty.
+func (r *Runner) List(ctx context.Context, dir string) ([]string, error) {
+	target := strings.TrimSuffix(r.opts.Dest, "/") + "/"
+	if dir != "" {
+		target += dir + "/"
+	}
+	args := append([]string{"--list-only", "--dirs", "--protect-args"}, remoteArgs(r.opts)...)
+	args = append(args, r.opts.Args...)
+	cmd := exec.CommandContext(ctx, r.bin, append(args, "--", target)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = r.opts.WaitDelay
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 23 && bytes.Contains(stderr.Bytes(), []byte("No such file or directory")) && dir != "" {
+		return nil, nil
+	}
+	if err != nil {
+		msg := firstLine(stderr.String()) // the cause; rsync's summary line follows it
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("list %s: %s", target, msg)
+	}
+	var names []string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		// "drwxr-xr-x          4,096 2026/11/22 10:00:00 name"
+		f := strings.SplitN(strings.TrimSpace(l), " ", 2)
+		if len(f) < 2 {
+			continue
+		}
+		rest := strings.TrimLeft(f[1], " ")
+		for range 3 { // size, date, time
+			i := strings.IndexByte(rest, ' ')
+			if i < 0 {
+				rest = ""
+				break
+			}
+			rest = strings.TrimLeft(rest[i:], " ")
+		}
+		if rest != "" && rest != "." {
+			names = append(names, rest)
+		}
+	}
+	return names, nil
+}
+
+// RemoveAll deletes the given subdirectories of dir on the backup (for
+// pruning trash days): rsync mirrors an empty directory onto dir with every
+// other entry protected.
+func (r *Runner) RemoveAll(ctx context.Context, dir string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	empty, err := os.MkdirTemp("", "syncer-empty-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(empty)
+	args := append([]string{"--recursive", "--delete", "--protect-args"}, remoteArgs(r.opts)...)
+	for _, n := range names {
+		args = append(args, "--filter=R /"+n, "--filter=R /"+n+"/***")
+	}
+	args = append(args, "--filter=P *")
+	args = append(args, r.opts.Args...)
+	target := strings.TrimSuffix(r.opts.Dest, "/") + "/" + dir + "/"
+	cmd := exec.CommandContext(ctx, r.bin, append(args, "--", empty+"/", target)...)
+	cmd.WaitDelay = r.opts.WaitDelay
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("remove %v in %s: %v: %s", names, target, err, strings.TrimSpace(lastLine(string(out))))
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// Reachable checks, within timeout, that the backup root can be listed.
+func (r *Runner) Reachable(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := r.List(ctx, "")
+	if ctx.Err() != nil {
+		return fmt.Errorf("backup %s: no answer within %v", r.opts.Dest, timeout)
+	}
+	return err
+}
