@@ -27,6 +27,9 @@ type Options struct {
 	// IgnoreDest are names in the backup root that do not make it "not
 	// empty" (the trash).
 	IgnoreDest []string
+	// ListDest lists the backup root's names when it is not a local
+	// directory (a remote backup); nil reads Dest.
+	ListDest func() ([]string, error)
 }
 
 // TrippedError says why deleting is not safe now. It matches
@@ -86,12 +89,28 @@ func (g *Guard) Check() error {
 		return &TrippedError{fmt.Sprintf("read source root: %v", err)}
 	}
 	if srcEmpty {
-		dstEmpty, err := empty(g.opts.Dest, g.opts.IgnoreDest)
+		dstEmpty, err := g.destEmpty()
 		if err == nil && !dstEmpty {
 			return &TrippedError{fmt.Sprintf("source root %s is empty but the backup is not", src)}
 		}
 	}
 	return nil
+}
+
+func (g *Guard) destEmpty() (bool, error) {
+	if g.opts.ListDest == nil {
+		return empty(g.opts.Dest, g.opts.IgnoreDest)
+	}
+	names, err := g.opts.ListDest()
+	if err != nil {
+		return false, err
+	}
+	for _, n := range names {
+		if !contains(g.opts.IgnoreDest, n) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // empty reports whether dir holds no entries other than ignore.

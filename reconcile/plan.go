@@ -18,7 +18,10 @@ import (
 
 // Options configure a Plan.
 type Options struct {
-	// Source and Dest are the roots of the two trees (local paths).
+	// Source and Dest are the roots of the two trees (local paths). An
+	// empty Dest is a backup that cannot be read directly (a remote one):
+	// the plan then covers the whole source in partitions and leaves the
+	// comparison to rsync.
 	Source, Dest string
 	// Excludes are name globs, as in the watcher; excluded entries are ignored on both sides.
 	Excludes []string
@@ -48,6 +51,10 @@ type Plan struct {
 	Files, Bytes int64
 	// Drift splits Files and Bytes by project.
 	Drift map[string]Drift
+	// Blind is a plan made without reading the backup (no Dest): Files
+	// and Bytes are the whole source, and Drift is unknown until rsync
+	// reports what it transferred.
+	Blind bool
 }
 
 // Drift is what one project's backup lacked.
@@ -68,14 +75,36 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}}
 	w.plan.Drift = map[string]Drift{}
 	w.cond = sync.NewCond(&w.mu)
-	if len(opts.Projects) == 0 {
+	projects := opts.Projects
+	switch {
+	case opts.Dest == "":
+		w.plan.Blind = true
+		if len(projects) == 0 {
+			// Whole projects removed from the source go with the root.
+			w.add(syncer.Scope{Dir: ""})
+			names, err := readNames(opts.Source)
+			if err != nil {
+				return Plan{}, err
+			}
+			for _, n := range names {
+				if fi, err := os.Lstat(filepath.Join(opts.Source, n)); err == nil && fi.IsDir() && !syncer.Excluded(opts.Excludes, n) {
+					projects = append(projects, n)
+				}
+			}
+		}
+	case len(projects) == 0:
 		w.push(task{dir: ""})
 	}
-	for _, p := range opts.Projects {
+	for _, p := range projects {
 		fi, err := os.Lstat(filepath.Join(opts.Source, p))
 		if err != nil || !fi.IsDir() {
 			// A project gone from the source: its removal is a change of the root.
 			w.add(syncer.Scope{Dir: ""})
+			continue
+		}
+		if w.plan.Blind {
+			w.add(syncer.Scope{Dir: p, Recursive: true})
+			w.push(task{dir: p, missing: true})
 			continue
 		}
 		w.push(task{dir: p})
@@ -98,6 +127,9 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	p := w.plan
+	if p.Blind {
+		p.Drift = map[string]Drift{}
+	}
 	for s := range w.scopes {
 		if s.Recursive && w.nodes[s.Dir] != nil {
 			p.Scopes = append(p.Scopes, w.partition(s.Dir)...)
@@ -119,6 +151,15 @@ const (
 	DefaultMaxFiles = 20000
 	DefaultMaxBytes = 8 << 30
 )
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
 
 // node is a directory of a subtree missing from the backup, for partitioning.
 type node struct {

@@ -129,3 +129,43 @@ func TestWalk_Partitions(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// TestWalk_Blind plans for a backup it cannot read (a remote one): the root's
+// own entries plus every project in partitions, so that rsync compares and a
+// project removed from the source is removed from the backup.
+func TestWalk_Blind(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	tree := testutil.Tree{"small/f": "1", "big/top": "t", "rootfile": "r"}
+	for _, d := range []string{"a", "b"} {
+		for i := range 5 {
+			tree[fmt.Sprintf("big/%s/f%d", d, i)] = "x"
+		}
+	}
+	testutil.WriteTree(t, src, tree)
+	testutil.WriteTree(t, dst, testutil.Tree{"gone/x": "old", "small/stale": "s"})
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, MaxFiles: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []syncer.Scope{{Dir: ""}, {Dir: "big"}, {Dir: "big/a", Recursive: true}, {Dir: "big/b", Recursive: true},
+		{Dir: "small", Recursive: true}}
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Errorf("blind plan mismatch (-want +got):\n%s", d)
+	}
+	if !p.Blind || p.Files != 12 {
+		t.Errorf("Blind %v, Files %d; want true, 12 (every file of the projects)", p.Blind, p.Files)
+	}
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Scopes {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
+	}
+}
