@@ -19,6 +19,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/rsync"
 )
 
 // Config is every setting of syncer. The YAML keys are the flag names with
@@ -41,6 +43,13 @@ type Config struct {
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
 
+	// A remote dest: ssh settings ("host:/path") or the rsync daemon's
+	// password ("rsync://host/module/path").
+	SSHIdentity       string `yaml:"ssh_identity"`
+	SSHPort           int    `yaml:"ssh_port"`
+	SSHKnownHosts     string `yaml:"ssh_known_hosts"`
+	RsyncPasswordFile string `yaml:"rsync_password_file"`
+
 	RetryBackoff      time.Duration `yaml:"retry_backoff"`
 	RetryMax          int           `yaml:"retry_max"`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
@@ -56,6 +65,14 @@ type Config struct {
 	Listen        string   `yaml:"listen"`
 	NatsURL       []string `yaml:"nats_url"`
 	NatsTokenFile string   `yaml:"nats_token_file"`
+	NatsUser      string   `yaml:"nats_user"`
+	NatsPassword  string   `yaml:"nats_password_file"`
+	NatsNkeyFile  string   `yaml:"nats_nkey_file"`
+	NatsCredsFile string   `yaml:"nats_creds_file"`
+	NatsTLSCA     string   `yaml:"nats_tls_ca"`
+	NatsTLSCert   string   `yaml:"nats_tls_cert"`
+	NatsTLSKey    string   `yaml:"nats_tls_key"`
+	NatsReplicas  int      `yaml:"nats_replicas"`
 	NatsListen    string   `yaml:"nats_listen"`
 	LogLevel      string   `yaml:"log_level"`
 	LogFormat     string   `yaml:"log_format"`
@@ -109,7 +126,7 @@ func defaultStateDir() string {
 // addFlags registers the flags of every Config field on fs.
 func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.Source, "source", c.Source, "source tree to back up, one folder per project (e.g. /data/prod)")
-	fs.StringVar(&c.Dest, "dest", c.Dest, "backup tree; must exist (e.g. /data/prod_backup)")
+	fs.StringVar(&c.Dest, "dest", c.Dest, "backup tree; must exist: /data/prod_backup, host:/path (ssh) or rsync://host/module/path")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "where the queue store and lock live")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent rsyncs (0: GOMAXPROCS, the usable cores)")
 	fs.IntVar(&c.Batch, "batch", c.Batch, "most directories one rsync may carry")
@@ -121,6 +138,10 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.StringVar(&c.SSHIdentity, "ssh-identity", c.SSHIdentity, "with a host:/path dest: ssh private key file")
+	fs.IntVar(&c.SSHPort, "ssh-port", c.SSHPort, "with a host:/path dest: ssh port (0: ssh's default)")
+	fs.StringVar(&c.SSHKnownHosts, "ssh-known-hosts", c.SSHKnownHosts, "with a host:/path dest: known_hosts file; the host key is then checked strictly")
+	fs.StringVar(&c.RsyncPasswordFile, "rsync-password-file", c.RsyncPasswordFile, "with an rsync:// dest: file holding the daemon user's password")
 	fs.DurationVar(&c.RetryBackoff, "retry-backoff", c.RetryBackoff, "first retry delay of a transiently failed job; doubles each time, at most 10m")
 	fs.IntVar(&c.RetryMax, "retry-max", c.RetryMax, "transient failures before a job is given up (dead-lettered)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", c.ReconcileInterval, "full reconcile every this long (±10% jitter; 0: only at start and after lost events)")
@@ -135,6 +156,14 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for /metrics, /healthz, /readyz and the API (\"\" to disable)")
 	fs.StringSliceVar(&c.NatsURL, "nats-url", c.NatsURL, "external NATS server(s) instead of the embedded one (nats://host:4222, repeatable)")
 	fs.StringVar(&c.NatsTokenFile, "nats-token-file", c.NatsTokenFile, "file holding the external NATS token")
+	fs.StringVar(&c.NatsUser, "nats-user", c.NatsUser, "external NATS user (with --nats-password-file)")
+	fs.StringVar(&c.NatsPassword, "nats-password-file", c.NatsPassword, "file holding the external NATS user's password")
+	fs.StringVar(&c.NatsNkeyFile, "nats-nkey-file", c.NatsNkeyFile, "file holding an nkey user seed for the external NATS")
+	fs.StringVar(&c.NatsCredsFile, "nats-creds-file", c.NatsCredsFile, "NATS credentials file (user JWT and seed)")
+	fs.StringVar(&c.NatsTLSCA, "nats-tls-ca", c.NatsTLSCA, "CA bundle that verifies the NATS servers (turns TLS on)")
+	fs.StringVar(&c.NatsTLSCert, "nats-tls-cert", c.NatsTLSCert, "client certificate for NATS servers that require one")
+	fs.StringVar(&c.NatsTLSKey, "nats-tls-key", c.NatsTLSKey, "client certificate's key")
+	fs.IntVar(&c.NatsReplicas, "nats-replicas", c.NatsReplicas, "copies of each stream on an external cluster (0: 3 on a cluster of three or more servers, else 1)")
 	fs.StringVar(&c.NatsListen, "nats-listen", c.NatsListen, "also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console or auto (console on a terminal)")
@@ -217,7 +246,17 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	src, srcOK := c.checkDir("source", &c.Source, &errs)
-	dst, dstOK := c.checkDir("dest", &c.Dest, &errs)
+	var dst string
+	dstOK := false
+	loc, err := rsync.ParseLocation(c.Dest)
+	switch {
+	case err != nil:
+		bad("dest %v", err)
+	case loc.Remote():
+		c.checkRemote(loc, &errs)
+	default:
+		dst, dstOK = c.checkDir("dest", &c.Dest, &errs)
+	}
 	if srcOK && dstOK {
 		switch {
 		case src == dst:
@@ -303,10 +342,15 @@ func (c *Config) Validate() error {
 	if len(c.NatsURL) > 0 && c.NatsListen != "" {
 		bad("nats_listen is for the embedded server; not with nats_url")
 	}
-	if c.NatsTokenFile != "" {
-		if _, err := os.Stat(c.NatsTokenFile); err != nil {
-			bad("nats_token_file: %v", err)
-		}
+	if err := c.external().Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.NatsURL) == 0 && strings.Join([]string{c.NatsTokenFile, c.NatsUser, c.NatsPassword, c.NatsNkeyFile,
+		c.NatsCredsFile, c.NatsTLSCA, c.NatsTLSCert, c.NatsTLSKey}, "") != "" {
+		bad("nats credentials and TLS settings need nats_url")
+	}
+	if c.NatsReplicas < 0 || c.NatsReplicas > 5 {
+		bad("nats_replicas: %d, want 0 (automatic) to 5", c.NatsReplicas)
 	}
 	if c.NatsListen != "" {
 		if _, _, err := net.SplitHostPort(c.NatsListen); err != nil {
@@ -317,6 +361,48 @@ func (c *Config) Validate() error {
 		bad("%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// remote reports whether the backup is on another host.
+func (c *Config) remote() bool {
+	l, err := rsync.ParseLocation(c.Dest)
+	return err == nil && l.Remote()
+}
+
+// checkRemote checks a remote dest's settings and files; whether the host
+// answers is checked when a worker starts.
+func (c *Config) checkRemote(loc rsync.Location, errs *[]error) {
+	bad := func(format string, a ...any) { *errs = append(*errs, fmt.Errorf(format, a...)) }
+	if loc.Daemon {
+		if c.SSHIdentity != "" || c.SSHPort != 0 || c.SSHKnownHosts != "" {
+			bad("ssh_* settings are for a host:/path dest, not an rsync daemon")
+		}
+	} else {
+		if c.RsyncPasswordFile != "" {
+			bad("rsync_password_file is for an rsync:// dest")
+		}
+		if _, err := exec.LookPath("ssh"); err != nil {
+			bad("dest %s needs ssh: install it (Debian: apt-get install openssh-client)", c.Dest)
+		}
+		if c.SSHPort < 0 || c.SSHPort > 65535 {
+			bad("ssh_port: %d is not a port", c.SSHPort)
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"ssh_identity", c.SSHIdentity}, {"ssh_known_hosts", c.SSHKnownHosts},
+		{"rsync_password_file", c.RsyncPasswordFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			bad("%s: %v", f.key, err)
+		}
+	}
+}
+
+// external is how to reach an external NATS.
+func (c *Config) external() queue.ExternalOptions {
+	return queue.ExternalOptions{URLs: c.NatsURL, TokenFile: c.NatsTokenFile, User: c.NatsUser, PasswordFile: c.NatsPassword,
+		NkeyFile: c.NatsNkeyFile, CredsFile: c.NatsCredsFile, TLSCA: c.NatsTLSCA, TLSCert: c.NatsTLSCert, TLSKey: c.NatsTLSKey, Name: "syncer"}
 }
 
 func (c *Config) checkDir(name string, p *string, errs *[]error) (string, bool) {

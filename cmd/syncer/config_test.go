@@ -90,6 +90,13 @@ func TestMain_BadInput(t *testing.T) {
 		{"bad exclude", append(ok, "--exclude", "a/b"), "want a name glob"},
 		{"bad max delete", append(ok, "--max-delete", "0"), "max_delete"},
 		{"unknown flag", append(ok, "--frobnicate"), "unknown flag"},
+		{"bad remote dest", []string{"--source", src, "--dest", "nas2:", "--state-dir", state}, "want [user@]host:/path"},
+		{"ssh settings for a daemon", []string{"--source", src, "--dest", "rsync://nas2/backup", "--state-dir", state, "--ssh-port", "22"}, "ssh_* settings"},
+		{"missing ssh identity", []string{"--source", src, "--dest", "nas2:/b", "--state-dir", state, "--ssh-identity", "/nonexistent/id"}, "ssh_identity"},
+		{"nats auth without url", append(ok, "--nats-user", "u", "--nats-password-file", file), "need nats_url"},
+		{"two nats auths", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-token-file", file, "--nats-creds-file", file), "one of"},
+		{"tls cert without key", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-tls-cert", file), "go together"},
+		{"bad replicas", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-replicas", "7"), "nats_replicas"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,8 +44,9 @@ type daemon struct {
 	reconcile chan syncer.Scope
 
 	// Set once in Run before any goroutine reads them.
-	q     *queue.JetStream
-	pool  *worker.Pool
+	q      *queue.JetStream
+	pool   *worker.Pool
+	runner *rsync.Runner
 	guard *guard.Guard
 	addr  string // HTTP listener, "" when none
 
@@ -123,18 +124,24 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	replicas := 1
-	if len(cfg.NatsURL) > 1 {
-		replicas = 3 // a cluster: survive the loss of one server
+	replicas := cfg.NatsReplicas
+	if replicas == 0 {
+		replicas = queue.Replicas(nc) // 3 on a cluster: survive the loss of a server
 	}
 	if d.q, err = queue.Open(ctx, nc, queue.Options{Logger: d.log.Named("queue"), Replicas: replicas, JobAckWait: cfg.JobAckWait,
 		EventAckWait: 3*cfg.MaxDelay + time.Minute, Memory: d.oneShot}); err != nil {
 		return nil, err
 	}
-	runner, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
-		Excludes: cfg.Exclude, Args: cfg.RsyncArgs, MaxDelete: cfg.MaxDelete, Trash: d.trash(), Logger: d.log.Named("rsync")})
+	runner, err := d.newRunner()
 	if err != nil {
 		return nil, err
+	}
+	d.runner = runner
+	if cfg.remote() && d.role != "watch" {
+		// A worker that cannot reach the backup says so now, not per job.
+		if err := runner.Reachable(ctx, 30*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	if d.guard == nil {
 		d.guard = d.newGuard()
@@ -224,7 +231,7 @@ func (d *daemon) connect(undo *[]func()) (*nats.Conn, string, error) {
 			return nil, "", err
 		}
 		*undo = append(*undo, func() { lock.Close() })
-		nc, err := queue.ConnectExternal(queue.ExternalOptions{URLs: cfg.NatsURL, TokenFile: cfg.NatsTokenFile, Name: "syncer"})
+		nc, err := queue.ConnectExternal(cfg.external())
 		if err != nil {
 			return nil, "", err
 		}
@@ -365,15 +372,44 @@ func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 // from the backup, unless extra rsync options (ACLs, xattrs, hard links...)
 // ask for what it does not keep.
 func (d *daemon) withCopier(r syncer.Syncer) syncer.Syncer {
-	if len(d.cfg.RsyncArgs) > 0 {
+	if len(d.cfg.RsyncArgs) > 0 || d.cfg.remote() {
 		return r
 	}
 	return seeding{copier: copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude}), rsync: r}
 }
 
 func (d *daemon) newGuard() *guard.Guard {
-	return guard.New(guard.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Marker: d.cfg.Marker, RequireMount: d.cfg.RequireMount,
-		IgnoreDest: d.ignoreDest()})
+	opts := guard.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Marker: d.cfg.Marker, RequireMount: d.cfg.RequireMount,
+		IgnoreDest: d.ignoreDest()}
+	if d.cfg.remote() && d.runner != nil {
+		r := d.runner
+		opts.ListDest = func() ([]string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return r.List(ctx, "")
+		}
+	}
+	return guard.New(opts)
+}
+
+// newRunner is the rsync runner for the configured backup.
+func (d *daemon) newRunner() (*rsync.Runner, error) { return rsync.New(d.rsyncOptions()) }
+
+func (d *daemon) rsyncOptions() rsync.Options {
+	cfg := d.cfg
+	return rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest,
+		SSH:          rsync.SSH{Identity: cfg.SSHIdentity, Port: cfg.SSHPort, KnownHosts: cfg.SSHKnownHosts},
+		PasswordFile: cfg.RsyncPasswordFile, Excludes: cfg.Exclude, Args: cfg.RsyncArgs, MaxDelete: cfg.MaxDelete,
+		Trash: d.trash(), Logger: d.log.Named("rsync")}
+}
+
+// walkDest is the backup root the reconcile walk reads: none for a remote
+// backup, whose comparison rsync does.
+func (d *daemon) walkDest() string {
+	if d.cfg.remote() {
+		return ""
+	}
+	return d.cfg.Dest
 }
 
 func (d *daemon) registerGauges() {
@@ -625,19 +661,24 @@ func (d *daemon) pruneTrash(ctx context.Context) {
 		return
 	}
 	for {
-		dir := filepath.Join(d.cfg.Dest, d.trash())
-		ents, _ := os.ReadDir(dir)
+		names, err := d.runner.List(ctx, d.trash())
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("prune trash: list", zap.Error(err))
+		}
 		cutoff := time.Now().Add(-d.cfg.TrashRetention)
-		for _, e := range ents {
-			day, err := time.ParseInLocation("2006-01-02", e.Name(), time.Local)
-			if err != nil || !e.IsDir() || !day.AddDate(0, 0, 1).Before(cutoff) {
-				continue
+		var old []string
+		for _, n := range names {
+			day, err := time.ParseInLocation("2006-01-02", n, time.Local)
+			if err == nil && day.AddDate(0, 0, 1).Before(cutoff) {
+				old = append(old, n)
 			}
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				d.log.Warn("prune trash", zap.Error(err), zap.String(syncer.LogDir, e.Name()))
-				continue
+		}
+		if len(old) > 0 {
+			if err := d.removeTrash(ctx, old); err != nil {
+				d.log.Warn("prune trash", zap.Error(err), zap.Strings("days", old))
+			} else {
+				d.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", d.cfg.TrashRetention))
 			}
-			d.log.Info("trash pruned", zap.String("day", e.Name()), zap.Duration("retention", d.cfg.TrashRetention))
 		}
 		select {
 		case <-ctx.Done():
@@ -645,4 +686,17 @@ func (d *daemon) pruneTrash(ctx context.Context) {
 		case <-time.After(time.Hour):
 		}
 	}
+}
+
+// removeTrash deletes trash days: directly on a local backup, through
+// rsync on a remote one.
+func (d *daemon) removeTrash(ctx context.Context, days []string) error {
+	if d.cfg.remote() {
+		return d.runner.RemoveAll(ctx, d.trash(), days)
+	}
+	var errs []error
+	for _, day := range days {
+		errs = append(errs, os.RemoveAll(filepath.Join(d.cfg.Dest, d.trash(), day)))
+	}
+	return errors.Join(errs...)
 }

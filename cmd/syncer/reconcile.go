@@ -147,7 +147,7 @@ func (d *daemon) plan(ctx context.Context, r *reconcileRun) (reconcile.Plan, err
 	if err := d.checkGuard(); err != nil {
 		return reconcile.Plan{}, err
 	}
-	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude,
+	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
 		Projects: r.Projects, IgnoreDest: d.ignoreDest()})
 	d.update(r, func(r *reconcileRun) {
 		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes, r.Jobs = plan.Dirs, plan.Entries, plan.Files, plan.Bytes, len(plan.Scopes)
@@ -181,6 +181,11 @@ func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Pl
 	})
 	if err != nil {
 		return err
+	}
+	if plan.Blind {
+		// A remote backup: what rsync had to transfer is the drift.
+		plan.Files, plan.Bytes = sum.Stats.Files, sum.Stats.Bytes
+		d.update(r, func(r *reconcileRun) { r.DriftFiles, r.DriftBytes = plan.Files, plan.Bytes })
 	}
 	for p, dr := range plan.Drift {
 		d.metrics.driftFiles.WithLabelValues(projectLabel(p)).Add(float64(dr.Files))
@@ -422,14 +427,15 @@ the deletion guard (source unmounted, empty or without its marker).`,
 // reconcileDryRun plans and asks rsync what it would do, changing nothing.
 func reconcileDryRun(ctx context.Context, cfg Config, projects []string, stdout io.Writer, asJSON bool) error {
 	d := newDaemon(cfg, zap.NewNop())
-	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: cfg.Source, Dest: cfg.Dest, Excludes: cfg.Exclude,
+	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: cfg.Source, Dest: d.walkDest(), Excludes: cfg.Exclude,
 		Projects: projects, IgnoreDest: d.ignoreDest()})
 	if err != nil {
 		return err
 	}
 	var items bytes.Buffer
-	r, err := rsync.New(rsync.Options{Binary: cfg.RsyncPath, Source: cfg.Source, Dest: cfg.Dest, Excludes: cfg.Exclude,
-		Args: cfg.RsyncArgs, Trash: d.trash(), DryRun: true, Itemize: &items})
+	opts := d.rsyncOptions()
+	opts.MaxDelete, opts.DryRun, opts.Itemize = 0, true, &items
+	r, err := rsync.New(opts)
 	if err != nil {
 		return err
 	}
