@@ -47,8 +47,8 @@ type daemon struct {
 	q      *queue.JetStream
 	pool   *worker.Pool
 	runner *rsync.Runner
-	guard *guard.Guard
-	addr  string // HTTP listener, "" when none
+	guard  *guard.Guard
+	addr   string // HTTP listener, "" when none
 
 	w atomic.Pointer[watcher.Watcher] // replaced when the source root is
 
