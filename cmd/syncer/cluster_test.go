@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,11 +27,41 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func goBuild(t *testing.T, pkg, out string) {
-	t.Helper()
-	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+// builds holds the syncer and upstream nats-server binaries, built once
+// per test binary and removed by TestMain.
+var builds struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
+	os.Exit(code)
+}
+
+// binaries builds syncer and the nats-server of the module version syncer
+// embeds (Debian's is too old), once.
+func binaries(t *testing.T) (syncerBin, natsBin string) {
+	t.Helper()
+	builds.once.Do(func() {
+		if builds.dir, builds.err = os.MkdirTemp("", "syncer-bin-"); builds.err != nil {
+			return
+		}
+		for _, b := range [][2]string{{".", "syncer"}, {"github.com/nats-io/nats-server/v2", "nats-server"}} {
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(builds.dir, b[1]), b[0]).CombinedOutput(); err != nil {
+				builds.err = fmt.Errorf("build %s: %v\n%s", b[0], err, out)
+				return
+			}
+		}
+	})
+	if builds.err != nil {
+		t.Fatal(builds.err)
+	}
+	return filepath.Join(builds.dir, "syncer"), filepath.Join(builds.dir, "nats-server")
 }
 
 // startNATS starts a JetStream server binary on a free loopback port with an
@@ -77,10 +108,8 @@ func TestCluster_WatchWork(t *testing.T) {
 		t.Skip("builds nats-server and runs four processes: skipped with -short")
 	}
 	testutil.RequireRsync(t)
-	bin := t.TempDir()
-	goBuild(t, ".", filepath.Join(bin, "syncer"))
-	goBuild(t, "github.com/nats-io/nats-server/v2", filepath.Join(bin, "nats-server"))
-	url := startNATS(t, filepath.Join(bin, "nats-server"), "s3cret")
+	syncerBin, natsBin := binaries(t)
+	url := startNATS(t, natsBin, "s3cret")
 	token := filepath.Join(t.TempDir(), "token")
 	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
 
@@ -88,11 +117,12 @@ func TestCluster_WatchWork(t *testing.T) {
 	common := []string{"--nats-url", url, "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
 		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}
 	logA, logB := t.TempDir(), t.TempDir()
-	workA := proc(t, filepath.Join(bin, "syncer"), append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+	workA := proc(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
 		"--rsync-path", rsyncWrapper(t, logA, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
-	proc(t, filepath.Join(bin, "syncer"), append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+	proc(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
 		"--rsync-path", rsyncWrapper(t, logB, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
-	proc(t, filepath.Join(bin, "syncer"), append([]string{"watch", "--state-dir", t.TempDir()}, common...)...)
+	watchLog := t.TempDir()
+	proc(t, syncerBin, append([]string{"watch", "--state-dir", t.TempDir(), "--rsync-path", rsyncWrapper(t, watchLog, 0)}, common...)...)
 
 	h := &harness{cfg: cfg}
 	killed := false
@@ -124,6 +154,9 @@ func TestCluster_WatchWork(t *testing.T) {
 	t.Logf("worker A: %d rsyncs (killed mid-rsync: %v), worker B: %d rsyncs", len(runsA), killed, len(runsB))
 	if len(runsA) == 0 || len(runsB) == 0 {
 		t.Errorf("both workers should have worked: A %d, B %d rsyncs", len(runsA), len(runsB))
+	}
+	if n := len(readRuns(t, watchLog, cfg.Source)); n > 0 {
+		t.Errorf("the watch role ran %d rsyncs, want none", n)
 	}
 	if o := overlaps(append(runsA, runsB...)); len(o) > 0 {
 		t.Errorf("%d overlapping rsyncs across hosts, want 0; first: %s", len(o), o[0])

@@ -41,7 +41,7 @@ type daemon struct {
 	started time.Time
 
 	ready     chan struct{} // closed when the initial reconcile is done
-	reconcile chan syncer.Scope
+	reconcile chan struct{} // wakes the reconciler: wanted has projects
 
 	// Set once in Run before any goroutine reads them.
 	q      *queue.JetStream
@@ -60,6 +60,7 @@ type daemon struct {
 	projects map[string]*projectStatus
 	recons   []*reconcileRun // recent reconciles, newest last
 	paused   string          // why the deletion guard holds every job, "" when it does not
+	wanted   map[string]bool // projects to reconcile ("" is all), until a reconcile of them succeeds
 
 	networkFS string          // the source's filesystem when it is a network one
 	oneShot   bool            // a standalone reconcile: in-memory queue
@@ -85,7 +86,7 @@ type projectStatus struct {
 
 func newDaemon(cfg Config, log *zap.Logger) *daemon {
 	return &daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{}),
-		reconcile: make(chan syncer.Scope, 64), trackers: map[*reconcile.Tracker]bool{},
+		reconcile: make(chan struct{}, 1), wanted: map[string]bool{}, trackers: map[*reconcile.Tracker]bool{},
 		projects: map[string]*projectStatus{}}
 }
 
@@ -176,8 +177,14 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	// the workers share full batches instead of a trickle.
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	poolDone := make(chan error, 1)
-	d.startPool = sync.OnceFunc(func() { go func() { poolDone <- d.pool.Run(poolCtx) }() })
-	if !d.oneShot && d.role != "watch" {
+	d.startPool = sync.OnceFunc(func() {
+		if d.role == "watch" {
+			poolDone <- nil // the watch role queues work, it never runs rsync
+			return
+		}
+		go func() { poolDone <- d.pool.Run(poolCtx) }()
+	})
+	if !d.oneShot {
 		d.startPool()
 	}
 	undo = append(undo, func() { stopPool(); d.startPool(); <-poolDone })
@@ -505,11 +512,31 @@ func (s eventSink) Publish(ctx context.Context, ev syncer.DirEvent) error {
 }
 
 func (d *daemon) requestReconcile(s syncer.Scope) {
-	select {
-	case d.reconcile <- s:
-	default: // the queue of requests is full; one queued covers the whole tree soon
-		d.log.Debug("reconcile already requested")
+	d.wantReconcile([]string{s.Project()})
+}
+
+// wantReconcile records projects to reconcile and wakes the reconciler.
+// Requests are a set, never dropped: each stays until a reconcile that
+// covers it succeeds.
+func (d *daemon) wantReconcile(projects []string) {
+	d.mu.Lock()
+	for _, p := range projects {
+		d.wanted[p] = true
 	}
+	d.mu.Unlock()
+	select {
+	case d.reconcile <- struct{}{}:
+	default: // already awake
+	}
+}
+
+// takeWanted returns and clears the projects to reconcile.
+func (d *daemon) takeWanted() map[string]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.wanted
+	d.wanted = map[string]bool{}
+	return w
 }
 
 func (d *daemon) observe(r syncer.Result) {

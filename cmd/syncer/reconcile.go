@@ -276,16 +276,11 @@ func (d *daemon) reconciler(ctx context.Context) error {
 			for _, dir := range dirs {
 				projects[syncer.Project(dir)] = true
 			}
-		case s := <-d.reconcile:
-			projects = map[string]bool{s.Project(): true}
-		}
-		// Drain what queued meanwhile: one walk serves them all.
-		for more := true; more; {
-			select {
-			case s := <-d.reconcile:
-				projects[s.Project()] = true
-			default:
-				more = false
+		case <-d.reconcile:
+			// Everything requested meanwhile: one walk serves them all.
+			projects = d.takeWanted()
+			if len(projects) == 0 {
+				continue
 			}
 		}
 		var list []string
@@ -296,12 +291,22 @@ func (d *daemon) reconciler(ctx context.Context) error {
 			sort.Strings(list)
 		}
 		if err := d.runReconcile(ctx, d.newRun(why, list)); err != nil && ctx.Err() == nil {
-			d.log.Error("reconcile failed", zap.Error(err), zap.String(syncer.LogReason, why))
+			// Not done (the queue unreachable, the guard tripped): ask
+			// again, so that what it was for is not forgotten.
+			d.log.Error("reconcile failed; retrying in a while", zap.Error(err), zap.String(syncer.LogReason, why),
+				zap.Duration("retry_in", reconcileRetry))
+			again := list
+			if again == nil {
+				again = []string{""}
+			}
+			time.AfterFunc(reconcileRetry, func() { d.wantReconcile(again) })
 		}
 	}
 }
 
 const (
+	// reconcileRetry is the pause before a failed reconcile runs again.
+	reconcileRetry = 10 * time.Second
 	// networkInterval is how often a source on a network filesystem is
 	// reconciled: inotify sees only this host's writes there.
 	networkInterval = 15 * time.Minute
