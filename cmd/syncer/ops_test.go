@@ -329,6 +329,28 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 	}
 }
 
+// TestDeploy_NATSConfig checks the cluster node config with the nats-server
+// syncer embeds, for each of the three node names.
+func TestDeploy_NATSConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server: skipped with -short")
+	}
+	_, natsBin := binaries(t)
+	dir := t.TempDir()
+	for _, f := range [][2]string{{"nats-server.conf", "nats-server.conf"}, {"auth.conf.example", "auth.conf"}} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", f[0]))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, f[1]), b, 0o600))
+	}
+	for _, name := range []string{"nats1", "nats2", "nats3"} {
+		cmd := exec.Command(natsBin, "-t", "-c", filepath.Join(dir, "nats-server.conf"))
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "NATS_SERVER_NAME="+name)
+		if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("is valid")) {
+			t.Errorf("%s: nats-server -t: %v\n%s", name, err, out)
+		}
+	}
+}
+
 // TestDeploy_AlertRules checks the alert rules with promtool and their structure.
 func TestDeploy_AlertRules(t *testing.T) {
 	path := filepath.Join("..", "..", "deploy", "alerts.yml")
