@@ -30,7 +30,8 @@ const (
 	apiTimeout          = 10 * time.Second
 	// openTimeout bounds setting up streams: on a cluster that is still
 	// electing leaders, creating them fails for a few seconds.
-	openTimeout = 30 * time.Second
+	openTimeout    = 60 * time.Second
+	attemptTimeout = 5 * time.Second
 )
 
 // Publishes outlive a stream leader election (a few seconds) by retrying
@@ -152,7 +153,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 // many processes starting at once never fight over its config. Errors a
 // cluster gives while it forms or elects a leader are retried until ctx ends.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	return retry(ctx, "stream "+cfg.Name, func() (jetstream.Stream, error) {
+	return retry(ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
 		s, err := js.Stream(ctx, cfg.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			s, err = js.CreateStream(ctx, cfg)
@@ -165,7 +166,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 }
 
 func ensureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	return retry(ctx, "consumer "+cfg.Durable, func() (jetstream.Consumer, error) {
+	return retry(ctx, "consumer "+cfg.Durable, func(ctx context.Context) (jetstream.Consumer, error) {
 		c, err := s.Consumer(ctx, cfg.Durable)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			c, err = s.CreateConsumer(ctx, cfg)
@@ -175,10 +176,14 @@ func ensureConsumer(ctx context.Context, s jetstream.Stream, cfg jetstream.Consu
 }
 
 // retry calls fn with a growing pause (100 ms up to 1 s) until it succeeds
-// or ctx ends, and then returns fn's last error, not ctx's.
-func retry[T any](ctx context.Context, what string, fn func() (T, error)) (T, error) {
+// or ctx ends, and then returns fn's last error, not ctx's. Each attempt
+// gets at most attemptTimeout: a request that went to a server that just
+// died must not use up the whole budget.
+func retry[T any](ctx context.Context, what string, fn func(context.Context) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
-		v, err := fn()
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := fn(actx)
+		cancel()
 		if err == nil {
 			return v, nil
 		}

@@ -41,7 +41,7 @@ func (q *JetStream) OpenLeases(ctx context.Context, ttl time.Duration) (*Leaser,
 	}
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	kv, err := retry(ctx, "lease bucket", func() (jetstream.KeyValue, error) {
+	kv, err := retry(ctx, "lease bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
 		kv, err := q.js.KeyValue(ctx, LeaseBucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, TTL: ttl, History: 1,

@@ -1,0 +1,699 @@
+// Command live measures syncer against lsyncd, one after the other on the
+// same workloads on this machine: replication lag under a steady writer,
+// an event storm, the footprint of watching a large tree, and large-file
+// throughput against cp. Every run ends with a full equality check of source
+// and backup; a difference fails the benchmark.
+//
+//	go run ./bench/live [-cases lag,storm,footprint,throughput] [-tools syncer,lsyncd-1s,lsyncd]
+//
+// It needs root only to install lsyncd when it is missing (make bench does).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var (
+	cases   = flag.String("cases", "lag,storm,footprint,throughput", "what to measure")
+	tools   = flag.String("tools", "syncer,lsyncd-1s,lsyncd", "who to measure: syncer, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
+	rates   = flag.String("rates", "20,100,500", "steady writer rates, changes per second")
+	lagFor  = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
+	storm   = flag.Int("storm-files", 50000, "files of the storm")
+	dirs    = flag.Int("footprint-dirs", 100000, "directories of the footprint tree")
+	idleFor = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
+	bigGB   = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
+	keep    = flag.Bool("keep", false, "keep the work directory")
+)
+
+func main() {
+	flag.Parse()
+	syncerBin, err := build()
+	check(err)
+	for _, need := range []string{"rsync", "lsyncd"} {
+		if _, err := exec.LookPath(need); err != nil {
+			fail("%s is not installed (Debian: apt-get install %s; make bench installs it)", need, need)
+		}
+	}
+	work, err := os.MkdirTemp("", "syncer-bench-live-")
+	check(err)
+	if !*keep {
+		defer os.RemoveAll(work)
+	}
+	b := &bench{syncer: syncerBin, work: work}
+	fmt.Printf("# syncer live benchmark, %s, %d cores\n\n", time.Now().Format(time.DateTime), numCPU())
+	for _, c := range strings.Split(*cases, ",") {
+		switch c {
+		case "lag":
+			b.lag()
+		case "storm":
+			b.storm()
+		case "footprint":
+			b.footprint()
+		case "throughput":
+			b.throughput()
+		default:
+			fail("unknown case %q", c)
+		}
+	}
+	if failed {
+		fail("FAILED: a run ended with changes missing or the backup not equal to the source (see the table)")
+	}
+}
+
+type bench struct {
+	syncer string
+	work   string
+	n      int
+}
+
+// tree makes a fresh source and backup pair.
+func (b *bench) tree() (src, dst string) {
+	b.n++
+	src, dst = filepath.Join(b.work, fmt.Sprint(b.n), "prod"), filepath.Join(b.work, fmt.Sprint(b.n), "backup")
+	check(os.MkdirAll(src, 0o755))
+	check(os.MkdirAll(dst, 0o755))
+	return src, dst
+}
+
+// daemon is a running replicator under test.
+type daemon struct {
+	name  string
+	cmd   *exec.Cmd
+	runs  string // file with one line per rsync started
+	log   string
+	ready time.Duration
+}
+
+// start runs tool on src → dst through an rsync wrapper that counts runs,
+// and waits until its startup sync is done.
+func (b *bench) start(tool, src, dst string) *daemon {
+	dir := filepath.Join(filepath.Dir(src), tool)
+	check(os.MkdirAll(dir, 0o755))
+	d := &daemon{name: tool, runs: filepath.Join(dir, "runs"), log: filepath.Join(dir, "log")}
+	rsync, _ := exec.LookPath("rsync")
+	wrapper := filepath.Join(dir, "rsync")
+	check(os.WriteFile(wrapper, []byte(fmt.Sprintf("#!/bin/sh\necho >> %q\nexec %q \"$@\"\n", d.runs, rsync)), 0o755))
+	logf, err := os.Create(d.log)
+	check(err)
+	var readyLine string
+	switch tool {
+	case "syncer":
+		d.cmd = exec.Command(b.syncer, "run", "--source", src, "--dest", dst, "--state-dir", filepath.Join(dir, "state"),
+			"--rsync-path", wrapper, "--log-format", "json", "--listen", "", "--diagnose-interval", "0")
+		readyLine = `"msg":"reconcile done"`
+	case "lsyncd", "lsyncd-1s":
+		delay := ""
+		if tool == "lsyncd-1s" {
+			delay = "delay = 1,"
+		}
+		conf := filepath.Join(dir, "lsyncd.conf")
+		check(os.WriteFile(conf, []byte(fmt.Sprintf(`settings { nodaemon = true, logfile = %q, insist = true }
+sync { default.rsync, source = %q, target = %q, %s rsync = { binary = %q, archive = true } }
+`, d.log+".lsyncd", src, dst, delay, wrapper)), 0o644))
+		d.cmd = exec.Command("lsyncd", conf)
+		readyLine = "Startup of"
+	default:
+		fail("unknown tool %q", tool)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	t0 := time.Now()
+	check(d.cmd.Start())
+	deadline := time.Now().Add(10 * time.Minute)
+	for !d.logged(readyLine) {
+		if time.Now().After(deadline) {
+			fail("%s not ready after 10 min; log %s", tool, d.log)
+		}
+		if d.cmd.ProcessState != nil {
+			fail("%s exited; log %s", tool, d.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.ready = time.Since(t0)
+	return d
+}
+
+func (d *daemon) logged(s string) bool {
+	for _, f := range []string{d.log, d.log + ".lsyncd"} {
+		if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(s)) {
+			if s == "Startup of" {
+				return bytes.Contains(b, []byte("finished"))
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func (d *daemon) rsyncs() int {
+	b, _ := os.ReadFile(d.runs)
+	return bytes.Count(b, []byte("\n"))
+}
+
+// peakRSS is the process's high-water resident memory in MiB.
+func (d *daemon) peakRSS() float64 { return procStatus(d.cmd.Process.Pid, "VmHWM:") / 1024 }
+func (d *daemon) rss() float64     { return procStatus(d.cmd.Process.Pid, "VmRSS:") / 1024 }
+
+// cpu is the process's user+system CPU time so far.
+func (d *daemon) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	check(err)
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / 100 // USER_HZ
+}
+
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// ---- steady lag ------------------------------------------------------------
+
+// op is one change of the steady writer and what the backup must show for it.
+type op struct {
+	at      time.Time
+	path    string // must hold version ver or later ("" when only gone matters)
+	ver     int
+	gone    string // must not exist
+	seen    time.Duration
+	pending bool
+}
+
+func (b *bench) lag() {
+	fmt.Println("## Steady lag: time until each change is on the backup")
+	fmt.Println()
+	fmt.Println("| tool | rate/s | changes | p50 | p95 | p99 | max | rsyncs | converged |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, rs := range strings.Split(*rates, ",") {
+		rate, err := strconv.Atoi(rs)
+		check(err)
+		for _, tool := range strings.Split(*tools, ",") {
+			src, dst := b.tree()
+			// A modest existing tree: 8 projects × 10 directories.
+			for p := range 8 {
+				for d := range 10 {
+					check(os.MkdirAll(filepath.Join(src, fmt.Sprintf("p%d/d%d", p, d)), 0o755))
+				}
+			}
+			dm := b.start(tool, src, dst)
+			ops := steadyWriter(src, dst, rate, *lagFor)
+			converged := waitEqual(src, dst, time.Minute)
+			dm.stop()
+			// A change renamed away or deleted before it could be seen
+			// is superseded, not missed.
+			goneAt := map[string]time.Time{}
+			for _, o := range ops {
+				if o.gone != "" {
+					goneAt[o.gone] = o.at
+				}
+			}
+			var lags []time.Duration
+			missed := 0
+			for _, o := range ops {
+				if o.pending {
+					if t, ok := goneAt[o.path]; ok && t.After(o.at) {
+						continue
+					}
+					missed++
+					continue
+				}
+				lags = append(lags, o.seen)
+			}
+			slices.Sort(lags)
+			status := "yes"
+			if missed > 0 || converged != nil {
+				status = fmt.Sprintf("**NO**: %d changes never seen; %v", missed, converged)
+			}
+			fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %d | %s |\n", tool, rate, len(ops),
+				pct(lags, 50), pct(lags, 95), pct(lags, 99), pct(lags, 100), dm.rsyncs(), status)
+			if status != "yes" {
+				fail2(tool)
+			}
+		}
+	}
+	fmt.Println()
+}
+
+// failed is set when syncer ends a run with the backup not equal to the
+// source; the run then exits non-zero. The others' failures are findings,
+// shown in the table.
+var failed bool
+
+func fail2(tool string) {
+	if tool == "syncer" {
+		failed = true
+	}
+}
+
+// steadyWriter changes src at rate changes/s for dur (creates in new and
+// existing directories, overwrites, renames, deletes) while a checker polls
+// dst; it returns every change with its lag. It waits up to 60 s after the
+// last write for stragglers.
+func steadyWriter(src, dst string, rate int, dur time.Duration) []*op {
+	rng := rand.New(rand.NewPCG(1, uint64(rate)))
+	var ops []*op
+	var live []string // files that exist, relative
+	ver := map[string]int{}
+	dirs := []string{}
+	for p := range 8 {
+		for d := range 10 {
+			dirs = append(dirs, fmt.Sprintf("p%d/d%d", p, d))
+		}
+	}
+	write := func(rel string) {
+		ver[rel]++
+		content := fmt.Sprintf("%d\n%s", ver[rel], strings.Repeat("x", 200+rng.IntN(2000)))
+		check(os.WriteFile(filepath.Join(src, rel), []byte(content), 0o644))
+	}
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	n := 0
+	checkerDone := make(chan struct{})
+	opsCh := make(chan *op, 1<<16)
+	go checker(dst, opsCh, checkerDone)
+	for time.Since(start) < dur {
+		next := start.Add(time.Duration(n) * interval)
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		n++
+		o := &op{at: time.Now(), pending: true}
+		switch r := rng.IntN(100); {
+		case r < 5: // a new subdirectory with a file
+			d := fmt.Sprintf("%s/n%d", dirs[rng.IntN(len(dirs))], n)
+			check(os.Mkdir(filepath.Join(src, d), 0o755))
+			dirs = append(dirs, d)
+			rel := d + "/f" + strconv.Itoa(n)
+			write(rel)
+			live = append(live, rel)
+			o.path, o.ver = rel, ver[rel]
+		case r < 15 && len(live) > 10: // overwrite
+			rel := live[rng.IntN(len(live))]
+			write(rel)
+			o.path, o.ver = rel, ver[rel]
+		case r < 20 && len(live) > 10: // rename within or across directories
+			i := rng.IntN(len(live))
+			old := live[i]
+			rel := dirs[rng.IntN(len(dirs))] + "/r" + strconv.Itoa(n)
+			check(os.Rename(filepath.Join(src, old), filepath.Join(src, rel)))
+			ver[rel] = ver[old]
+			live[i] = rel
+			o.path, o.ver, o.gone = rel, ver[rel], old
+		case r < 25 && len(live) > 10: // delete
+			i := rng.IntN(len(live))
+			old := live[i]
+			check(os.Remove(filepath.Join(src, old)))
+			live = slices.Delete(live, i, i+1)
+			o.gone = old
+		default: // create
+			rel := dirs[rng.IntN(len(dirs))] + "/f" + strconv.Itoa(n)
+			write(rel)
+			live = append(live, rel)
+			o.path, o.ver = rel, ver[rel]
+		}
+		ops = append(ops, o)
+		opsCh <- o
+	}
+	close(opsCh)
+	<-checkerDone
+	return ops
+}
+
+// checker polls the backup for every pending change until each is seen or
+// 60 s have passed since the last one arrived.
+func checker(dst string, in <-chan *op, done chan<- struct{}) {
+	defer close(done)
+	var pending []*op
+	closed := false
+	var last time.Time
+	for {
+		for more := true; more; {
+			select {
+			case o, ok := <-in:
+				if !ok {
+					closed, in = true, nil
+					if last.IsZero() {
+						last = time.Now()
+					}
+					more = false
+					continue
+				}
+				pending = append(pending, o)
+				last = time.Now()
+			default:
+				more = false
+			}
+		}
+		now := time.Now()
+		kept := pending[:0]
+		for _, o := range pending {
+			if satisfied(dst, o) {
+				o.seen, o.pending = now.Sub(o.at), false
+				continue
+			}
+			kept = append(kept, o)
+		}
+		pending = kept
+		if closed && (len(pending) == 0 || time.Since(last) > 60*time.Second) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func satisfied(dst string, o *op) bool {
+	if o.gone != "" {
+		if _, err := os.Lstat(filepath.Join(dst, o.gone)); err == nil {
+			return false
+		}
+	}
+	if o.path == "" {
+		return true
+	}
+	f, err := os.Open(filepath.Join(dst, o.path))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil {
+		return false
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(line))
+	return err == nil && v >= o.ver
+}
+
+func pct(s []time.Duration, p int) string {
+	if len(s) == 0 {
+		return "–"
+	}
+	i := min(len(s)*p/100, len(s)-1)
+	return fmt.Sprintf("%.3f s", s[i].Seconds())
+}
+
+// ---- storm -----------------------------------------------------------------
+
+func (b *bench) storm() {
+	fmt.Printf("## Storm: %d small files created as fast as possible in one project\n\n", *storm)
+	fmt.Println("| tool | write time | converged after last write | one `rsync -a` of the project | ratio | rsyncs | files per rsync | peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, tool := range strings.Split(*tools, ",") {
+		src, dst := b.tree()
+		check(os.MkdirAll(filepath.Join(src, "p0"), 0o755))
+		check(os.MkdirAll(filepath.Join(src, "p1/old"), 0o755))
+		dm := b.start(tool, src, dst)
+		before := dm.rsyncs()
+		t0 := time.Now()
+		per := 1000
+		for i := range *storm {
+			if i%per == 0 {
+				check(os.Mkdir(filepath.Join(src, fmt.Sprintf("p0/d%03d", i/per)), 0o755))
+			}
+			check(os.WriteFile(filepath.Join(src, fmt.Sprintf("p0/d%03d/f%05d", i/per, i)), []byte(strconv.Itoa(i)), 0o644))
+		}
+		wrote := time.Since(t0)
+		last := time.Now()
+		conv := waitEqual(src, dst, 10*time.Minute)
+		after := time.Since(last)
+		runs := dm.rsyncs() - before
+		peak := dm.peakRSS()
+		dm.stop()
+		// The reference: one rsync of the project into an empty directory.
+		ref := filepath.Join(filepath.Dir(src), "ref")
+		t1 := time.Now()
+		run("rsync", "-a", src+"/p0/", ref+"/")
+		rs := time.Since(t1)
+		res := fmt.Sprintf("%.2f s", after.Seconds())
+		if conv != nil {
+			res = "**NOT EQUAL**: " + conv.Error()
+			fail2(tool)
+		}
+		fmt.Printf("| %s | %.2f s | %s | %.2f s | %.2f× | %d | %d | %.1f MiB |\n", tool, wrote.Seconds(), res, rs.Seconds(),
+			after.Seconds()/rs.Seconds(), runs, *storm/max(runs, 1), peak)
+	}
+	fmt.Println()
+}
+
+// ---- footprint -------------------------------------------------------------
+
+func (b *bench) footprint() {
+	fmt.Printf("## Footprint: %d directories watched\n\n", *dirs)
+	fmt.Printf("| tool | startup until synced | RSS idle | CPU over %s idle |\n", *idleFor)
+	fmt.Println("|---|---|---|---|")
+	src, dst := b.tree()
+	for i := range *dirs {
+		check(os.MkdirAll(filepath.Join(src, fmt.Sprintf("p%02d/g%03d/d%d", i%20, (i/20)%100, i)), 0o755))
+	}
+	run("rsync", "-a", src+"/", dst+"/") // the backup holds the tree: measure watching, not copying
+	for _, tool := range strings.Split(*tools, ",") {
+		dm := b.start(tool, src, dst)
+		time.Sleep(3 * time.Second) // settle
+		c0 := dm.cpu()
+		time.Sleep(*idleFor)
+		idle := dm.cpu() - c0
+		rss := dm.rss()
+		// Still alive and watching: a write arrives.
+		check(os.WriteFile(filepath.Join(src, "p00/g000/d0/probe"), []byte(tool), 0o644))
+		err := waitEqual(src, dst, 2*time.Minute)
+		dm.stop()
+		if err != nil {
+			fail2(tool)
+			fmt.Printf("| %s | **NOT EQUAL**: %v | | |\n", tool, err)
+			continue
+		}
+		check(os.Remove(filepath.Join(src, "p00/g000/d0/probe")))
+		run("rsync", "-a", "--delete", src+"/", dst+"/")
+		fmt.Printf("| %s | %.2f s | %.1f MiB | %.2f%% |\n", tool, dm.ready.Seconds(), rss, 100*idle.Seconds()/idleFor.Seconds())
+	}
+	fmt.Println()
+}
+
+// ---- throughput ------------------------------------------------------------
+
+func (b *bench) throughput() {
+	total := int64(*bigGB * (1 << 30))
+	const fileSize = 512 << 20
+	nfiles := int(max(total/fileSize, 1))
+	fmt.Printf("## Throughput: %d × 512 MiB written at full speed\n\n", nfiles)
+	fmt.Println("| tool | write | on the backup after first byte | backup MB/s | `cp` MB/s | ratio |")
+	fmt.Println("|---|---|---|---|---|---|")
+	// The same bytes for everyone: one random block repeated, generated once.
+	block := make([]byte, 8<<20)
+	for i := range block {
+		block[i] = byte(rand.Uint32())
+	}
+	stage := filepath.Join(b.work, "big")
+	check(os.MkdirAll(stage, 0o755))
+	for i := range nfiles {
+		f, err := os.Create(filepath.Join(stage, fmt.Sprintf("clip%d.mov", i)))
+		check(err)
+		for w := 0; w < fileSize; w += len(block) {
+			_, err = f.Write(block)
+			check(err)
+		}
+		check(f.Close())
+	}
+	// cp, caches dropped like for everyone below: its MB/s is the ceiling.
+	cpDst := filepath.Join(b.work, "cp")
+	dropCaches()
+	t0 := time.Now()
+	run("cp", "-a", stage, cpDst)
+	syncFS()
+	cpTime := time.Since(t0)
+	cpMBs := float64(int64(nfiles)*fileSize) / cpTime.Seconds() / 1e6
+	check(os.RemoveAll(cpDst))
+	for _, tool := range strings.Split(*tools, ",") {
+		src, dst := b.tree()
+		check(os.MkdirAll(filepath.Join(src, "p0"), 0o755))
+		dm := b.start(tool, src, dst)
+		dropCaches()
+		t0 := time.Now()
+		// The writer copies the staged files in: a render or an ingest.
+		run("cp", "-a", stage, filepath.Join(src, "p0/big"))
+		wrote := time.Since(t0)
+		err := waitEqual(src, dst, 20*time.Minute)
+		syncFS()
+		took := time.Since(t0)
+		dm.stop()
+		if err != nil {
+			fail2(tool)
+			fmt.Printf("| %s | **NOT EQUAL**: %v |||||\n", tool, err)
+			continue
+		}
+		mbs := float64(int64(nfiles)*fileSize) / took.Seconds() / 1e6
+		fmt.Printf("| %s | %.1f s | %.1f s | %.0f | %.0f | %.2f× |\n", tool, wrote.Seconds(), took.Seconds(), mbs, cpMBs, mbs/cpMBs)
+		check(os.RemoveAll(filepath.Dir(src)))
+	}
+	fmt.Println()
+}
+
+// ---- equality --------------------------------------------------------------
+
+// waitEqual polls until dst equals src or timeout passes; it returns the last difference.
+func waitEqual(src, dst string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := equal(src, dst)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// equal compares the trees: names, types, sizes, modes, mtimes (of files),
+// symlink targets, and the content of files up to 64 KiB. syncer's trash is
+// not part of the mirror.
+func equal(src, dst string) error {
+	a, err := scan(src)
+	if err != nil {
+		return err
+	}
+	b, err := scan(dst)
+	if err != nil {
+		return err
+	}
+	var diffs []string
+	for p, x := range a {
+		if y, ok := b[p]; !ok {
+			diffs = append(diffs, "missing "+p)
+		} else if x != y {
+			diffs = append(diffs, "differs "+p)
+		}
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			diffs = append(diffs, "extra "+p)
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	return fmt.Errorf("%d differences, first: %s", len(diffs), diffs[0])
+}
+
+func scan(root string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // changing under us: the next poll sees it
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == ".syncer-trash" {
+			return filepath.SkipDir
+		}
+		if p == root {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		desc := fi.Mode().String()
+		switch {
+		case fi.Mode().IsRegular():
+			desc += fmt.Sprintf(" %d %d", fi.Size(), fi.ModTime().UnixNano())
+			if fi.Size() <= 64<<10 {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return nil
+				}
+				desc += " " + string(b)
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, _ := os.Readlink(p)
+			desc += " -> " + t
+		}
+		out[rel] = desc
+		return nil
+	})
+	return out, err
+}
+
+// ---- helpers ---------------------------------------------------------------
+
+func build() (string, error) {
+	dir, err := os.MkdirTemp("", "syncer-bench-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "syncer")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/syncer").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build syncer: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func procStatus(pid int, key string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == key {
+			n, _ := strconv.ParseFloat(f[1], 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func dropCaches() {
+	syncFS()
+	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200) // root only; best effort
+}
+
+func syncFS() { syscall.Sync() }
+
+func numCPU() int {
+	out, err := exec.Command("nproc").Output()
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+func run(name string, args ...string) {
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		fail("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fail("%v", err)
+	}
+}
+
+func fail(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+	os.Exit(1)
+}
