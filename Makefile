@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: help rsync build bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
+.PHONY: help rsync build bench bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ install: build ## install the binary, systemd unit and example config
 
 clean: ## remove build output
 	rm -rf bin
+
+bench: ## syncer against lsyncd: lag at 20/100/500 changes/s, a 50k-file storm, 100k watched dirs, large-file throughput vs cp
+	@command -v lsyncd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq lsyncd >/dev/null; } || { echo "bench needs lsyncd: apt-get install lsyncd" >&2; exit 1; }
+	$(GO) run ./bench/live $(BENCH_ARGS)
 
 bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project (RUNS=3)
 	$(GO) run ./bench/reconcile -runs $${RUNS:-3}

@@ -82,7 +82,8 @@ type Result struct {
 //
 // Sync must be idempotent: running it twice leaves the backup as running it
 // once. It is safe for concurrent use, but callers never run two Syncs on
-// overlapping scopes at once (see Scope.Overlaps). A returned error may
+// overlapping scopes at once (see Scope.Overlaps). The scopes of one call
+// may overlap each other: Sync runs them one after the other, never at once. A returned error may
 // implement interface{ Transient() bool } to ask for a retry.
 type Syncer interface {
 	Sync(ctx context.Context, scopes []Scope) (Stats, error)

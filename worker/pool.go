@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +19,7 @@ import (
 const (
 	DefaultBatch           = 64
 	DefaultMaxAttempts     = 8
-	DefaultBusyDelay       = 200 * time.Millisecond
+	DefaultBusyDelay       = 25 * time.Millisecond
 	DefaultHeartbeat       = 15 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultPausedDelay     = 5 * time.Second
@@ -39,7 +42,8 @@ type Options struct {
 	// MaxAttempts is how many transient failures a job may have before it
 	// is given up (Term).
 	MaxAttempts int
-	// BusyDelay is how long a job whose scope is busy waits before redelivery.
+	// BusyDelay is how long a job whose scope is busy first waits before
+	// redelivery; it doubles with each delivery, up to 2 s.
 	BusyDelay time.Duration
 	// Heartbeat is how often a running job tells the queue it is alive; it
 	// must be well under the queue's ack wait.
@@ -174,6 +178,15 @@ type claim struct {
 	scope  syncer.Scope
 	ds     []syncer.Delivery
 	unlock func()
+	locked bool // holds its own lock (not riding on an ancestor's)
+}
+
+// depth counts the components of dir ("" is 0).
+func depth(dir string) int {
+	if dir == "" {
+		return 0
+	}
+	return strings.Count(dir, "/") + 1
 }
 
 func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) {
@@ -223,14 +236,26 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 func (p *Pool) claim(ctx context.Context, log *zap.Logger, batch []syncer.Delivery) ([]*claim, context.Context, func()) {
 	var claims []*claim
 	var lctxs []context.Context
+	// Shallow scopes first: a lock on a directory keeps every other worker
+	// out of its whole subtree (and its ancestors), so a deeper scope of
+	// the same batch can run under it, in this run, after it.
+	batch = slices.Clone(batch)
+	slices.SortStableFunc(batch, func(a, b syncer.Delivery) int {
+		return cmp.Compare(depth(a.Job.Scope.Dir), depth(b.Job.Scope.Dir))
+	})
 next:
 	for _, d := range batch {
 		for _, c := range claims {
-			if c.scope.Covers(d.Job.Scope) {
+			switch {
+			case c.scope.Covers(d.Job.Scope):
 				c.ds = append(c.ds, d)
 				continue next
-			}
-			if c.scope.Overlaps(d.Job.Scope) {
+			case c.locked && (c.scope.Dir == d.Job.Scope.Dir || syncer.IsAncestor(c.scope.Dir, d.Job.Scope.Dir)):
+				// A new directory's own job and its parent's, typically:
+				// one run instead of one waiting for the other.
+				claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: func() {}})
+				continue next
+			case c.scope.Overlaps(d.Job.Scope):
 				p.busyNak(log, d)
 				continue next
 			}
@@ -243,7 +268,7 @@ next:
 			p.busyNak(log, d)
 			continue
 		}
-		claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock})
+		claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock, locked: true})
 		lctxs = append(lctxs, lctx)
 	}
 	// The run stops if any of its locks is lost.
@@ -266,7 +291,11 @@ func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {
 	if ce := log.Check(zap.DebugLevel, "scope busy, job deferred"); ce != nil {
 		ce.Write(zap.String(syncer.LogJobID, d.Job.ID), zap.String(syncer.LogScope, d.Job.Scope.String()))
 	}
-	if err := d.Nak(p.opts.BusyDelay); err != nil {
+	// Soon at first (a directory's follow-up waits for its running sync,
+	// typically tens of milliseconds), then backing off to 2 s so that jobs
+	// under a long sync do not spin.
+	delay := min(p.opts.BusyDelay<<min(max(d.Attempt-1, 0), 10), 2*time.Second)
+	if err := d.Nak(delay); err != nil {
 		log.Warn("nak job", zap.Error(err), zap.String(syncer.LogJobID, d.Job.ID))
 	}
 }

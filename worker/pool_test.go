@@ -211,3 +211,37 @@ func TestPool_Run_Vanished(t *testing.T) {
 		t.Errorf("result = %+v, want OK (exit 24 is success)", r)
 	}
 }
+
+// TestPool_Run_RidesAlong: a new directory's recursive job and its parent's
+// flat job, fetched together, run in one Sync under the parent's lock
+// instead of one waiting for the other.
+func TestPool_Run_RidesAlong(t *testing.T) {
+	q := openQueue(t)
+	for _, s := range []syncer.Scope{{Dir: "p/new", Recursive: true}, {Dir: "p/new/deeper"}, {Dir: "p"}} {
+		if err := q.PublishJob(t.Context(), syncer.Job{ID: s.String(), Scope: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recSyncer{}
+	p, err := worker.New(worker.Options{Workers: 1, Batch: 8, Source: q.Jobs(), Syncer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.synced) < 3 {
+			return fmt.Errorf("synced %v", rec.synced)
+		}
+		return nil
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.runs != 1 {
+		t.Errorf("%d runs, want 1 carrying the parent and its new subdirectory", rec.runs)
+	}
+}
