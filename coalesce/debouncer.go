@@ -11,7 +11,7 @@ import (
 // see; the max delay bounds how often a directory that never goes quiet (a
 // render writing frames, a file being streamed) is copied.
 const (
-	DefaultQuiet       = 100 * time.Millisecond
+	DefaultQuiet       = 50 * time.Millisecond
 	DefaultMaxDelay    = 10 * time.Second
 	DefaultMaxChildren = 128
 	DefaultMaxPending  = 4096

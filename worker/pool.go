@@ -43,7 +43,7 @@ type Options struct {
 	// is given up (Term).
 	MaxAttempts int
 	// BusyDelay is how long a job whose scope is busy first waits before
-	// redelivery; it doubles with each delivery, up to 2 s.
+	// redelivery; it doubles with each delivery, up to 250 ms.
 	BusyDelay time.Duration
 	// Heartbeat is how often a running job tells the queue it is alive; it
 	// must be well under the queue's ack wait.
@@ -292,9 +292,10 @@ func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {
 		ce.Write(zap.String(syncer.LogJobID, d.Job.ID), zap.String(syncer.LogScope, d.Job.Scope.String()))
 	}
 	// Soon at first (a directory's follow-up waits for its running sync,
-	// typically tens of milliseconds), then backing off to 2 s so that jobs
-	// under a long sync do not spin.
-	delay := min(p.opts.BusyDelay<<min(max(d.Attempt-1, 0), 10), 2*time.Second)
+	// typically tens of milliseconds), then every 250 ms: a job waiting
+	// under a long sync costs a few redeliveries a second, and starts at
+	// most 250 ms after it ends.
+	delay := min(p.opts.BusyDelay<<min(max(d.Attempt-1, 0), 10), 250*time.Millisecond)
 	if err := d.Nak(delay); err != nil {
 		log.Warn("nak job", zap.Error(err), zap.String(syncer.LogJobID, d.Job.ID))
 	}

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -26,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 var (
@@ -38,6 +39,7 @@ var (
 	idleFor = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
 	bigGB   = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
 	keep    = flag.Bool("keep", false, "keep the work directory")
+	extra   = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
 )
 
 func main() {
@@ -113,8 +115,9 @@ func (b *bench) start(tool, src, dst string) *daemon {
 	var readyLine string
 	switch tool {
 	case "syncer":
-		d.cmd = exec.Command(b.syncer, "run", "--source", src, "--dest", dst, "--state-dir", filepath.Join(dir, "state"),
-			"--rsync-path", wrapper, "--log-format", "json", "--listen", "", "--diagnose-interval", "0")
+		args := []string{"run", "--source", src, "--dest", dst, "--state-dir", filepath.Join(dir, "state"),
+			"--rsync-path", wrapper, "--log-format", "json", "--listen", "", "--diagnose-interval", "0"}
+		d.cmd = exec.Command(b.syncer, append(args, strings.Fields(*extra)...)...)
 		readyLine = `"msg":"reconcile done"`
 	case "lsyncd", "lsyncd-1s":
 		delay := ""
@@ -342,45 +345,98 @@ func steadyWriter(src, dst string, rate int, dur time.Duration) []*op {
 	return ops
 }
 
-// checker polls the backup for every pending change until each is seen or
-// 60 s have passed since the last one arrived.
+// checker watches the backup with inotify and checks a pending change as
+// soon as its path changes there, with a
+// full poll every 100 ms as a safety net. Polling every change every few
+// milliseconds instead costs more CPU than the replicators under test at
+// 500 changes/s. It returns once every change is seen, or 60 s after the
+// last one arrived.
 func checker(dst string, in <-chan *op, done chan<- struct{}) {
 	defer close(done)
-	var pending []*op
-	closed := false
+	w, err := fsnotify.NewWatcher()
+	check(err)
+	defer w.Close()
+	watch := func(dir string) {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = w.Add(p)
+			}
+			return nil
+		})
+	}
+	watch(dst)
+	byPath := map[string][]*op{} // pending changes by the backup path they wait on
+	pending := 0
+	add := func(o *op) {
+		for _, p := range []string{o.path, o.gone} {
+			if p != "" {
+				k := filepath.Join(dst, p)
+				byPath[k] = append(byPath[k], o)
+			}
+		}
+		pending++
+	}
+	try := func(path string, now time.Time) {
+		ops := byPath[path]
+		kept := ops[:0]
+		for _, o := range ops {
+			if o.pending && satisfied(dst, o) {
+				o.seen, o.pending = now.Sub(o.at), false
+				pending--
+			}
+			if o.pending {
+				kept = append(kept, o)
+			}
+		}
+		if len(kept) == 0 {
+			delete(byPath, path)
+		} else {
+			byPath[path] = kept
+		}
+	}
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
 	var last time.Time
 	for {
-		for more := true; more; {
-			select {
-			case o, ok := <-in:
-				if !ok {
-					closed, in = true, nil
-					if last.IsZero() {
-						last = time.Now()
-					}
-					more = false
-					continue
-				}
-				pending = append(pending, o)
+		select {
+		case o, ok := <-in:
+			if !ok {
+				in = nil
 				last = time.Now()
-			default:
-				more = false
+				break
+			}
+			add(o)
+			last = time.Now()
+			// It may be there already (a fast replicator).
+			for _, p := range []string{o.path, o.gone} {
+				if p != "" {
+					try(filepath.Join(dst, p), time.Now())
+				}
+			}
+		case ev := <-w.Events:
+			now := time.Now()
+			if ev.Op&fsnotify.Create != 0 {
+				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+					watch(ev.Name)
+					// Everything below a new directory may be complete already.
+					for p := range byPath {
+						if strings.HasPrefix(p, ev.Name+"/") {
+							try(p, now)
+						}
+					}
+				}
+			}
+			try(ev.Name, now)
+		case <-w.Errors:
+		case <-poll.C:
+			now := time.Now()
+			for p := range byPath {
+				try(p, now)
 			}
 		}
-		now := time.Now()
-		kept := pending[:0]
-		for _, o := range pending {
-			if satisfied(dst, o) {
-				o.seen, o.pending = now.Sub(o.at), false
-				continue
-			}
-			kept = append(kept, o)
-		}
-		pending = kept
-		if closed && (len(pending) == 0 || time.Since(last) > 60*time.Second) {
+		if in == nil && (pending == 0 || time.Since(last) > 60*time.Second) {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -398,11 +454,13 @@ func satisfied(dst string, o *op) bool {
 		return false
 	}
 	defer f.Close()
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil {
+	var buf [24]byte
+	n, _ := f.Read(buf[:])
+	line, _, ok := strings.Cut(string(buf[:n]), "\n")
+	if !ok {
 		return false
 	}
-	v, err := strconv.Atoi(strings.TrimSpace(line))
+	v, err := strconv.Atoi(line)
 	return err == nil && v >= o.ver
 }
 
