@@ -133,8 +133,11 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 		zap.Duration(syncer.LogTook, time.Since(start)))
 	close(w.ready)
 
-	flush := time.NewTicker(w.opts.Flush)
-	defer flush.Stop()
+	// The flush timer runs only while events wait: an idle watcher on a
+	// large tree must not wake up a hundred times a second.
+	flush := time.NewTimer(w.opts.Flush)
+	flush.Stop()
+	armed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,7 +154,12 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 			}
 			w.handleError(err)
 		case <-flush.C:
+			armed = false
 			w.publish(ctx, pub)
+		}
+		if !armed && len(w.pending) > 0 {
+			flush.Reset(w.opts.Flush)
+			armed = true
 		}
 	}
 }

@@ -203,6 +203,8 @@ type op struct {
 	gone    string // must not exist
 	seen    time.Duration
 	pending bool
+	// superseded: renamed away or deleted before it could be seen.
+	superseded bool
 }
 
 func (b *bench) lag() {
@@ -225,25 +227,16 @@ func (b *bench) lag() {
 			ops := steadyWriter(src, dst, rate, *lagFor)
 			converged := waitEqual(src, dst, time.Minute)
 			dm.stop()
-			// A change renamed away or deleted before it could be seen
-			// is superseded, not missed.
-			goneAt := map[string]time.Time{}
-			for _, o := range ops {
-				if o.gone != "" {
-					goneAt[o.gone] = o.at
-				}
-			}
 			var lags []time.Duration
 			missed := 0
 			for _, o := range ops {
-				if o.pending {
-					if t, ok := goneAt[o.path]; ok && t.After(o.at) {
-						continue
-					}
+				switch {
+				case o.superseded:
+				case o.pending:
 					missed++
-					continue
+				default:
+					lags = append(lags, o.seen)
 				}
-				lags = append(lags, o.seen)
 			}
 			slices.Sort(lags)
 			status := "yes"
@@ -368,6 +361,16 @@ func checker(dst string, in <-chan *op, done chan<- struct{}) {
 	byPath := map[string][]*op{} // pending changes by the backup path they wait on
 	pending := 0
 	add := func(o *op) {
+		if o.gone != "" {
+			// Changes still waiting on a name that is now gone can never
+			// be seen: superseded, not missed.
+			for _, e := range byPath[filepath.Join(dst, o.gone)] {
+				if e.pending && e.path == o.gone {
+					e.pending, e.superseded = false, true
+					pending--
+				}
+			}
+		}
 		for _, p := range []string{o.path, o.gone} {
 			if p != "" {
 				k := filepath.Join(dst, p)
