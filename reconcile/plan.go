@@ -36,6 +36,10 @@ type Options struct {
 	// project holding most of the data still keeps every worker busy.
 	MaxFiles int64
 	MaxBytes int64
+	// BeforeRead, when set, is called before a source directory is read;
+	// the daemon's startup reconcile uses it to wait until the watcher
+	// watches that directory, so that it can walk while watches are added.
+	BeforeRead func(dir string)
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
@@ -345,6 +349,9 @@ func (w *walker) excluded(name string) bool { return syncer.Excluded(w.opts.Excl
 // dir compares one directory present on both sides (or a project root)
 // and returns the subdirectories to visit next.
 func (w *walker) dir(rel string) []task {
+	if w.opts.BeforeRead != nil {
+		w.opts.BeforeRead(rel)
+	}
 	src, err := w.read(syncer.Join(w.opts.Source, rel))
 	var dst map[string]meta
 	if err == nil {
@@ -415,6 +422,9 @@ func (w *walker) dir(rel string) []task {
 // missing counts the files of a subtree absent from the backup, for drift
 // and progress; the subtree is already planned as one recursive scope.
 func (w *walker) missing(rel string) []task {
+	if w.opts.BeforeRead != nil {
+		w.opts.BeforeRead(rel)
+	}
 	src, err := w.read(syncer.Join(w.opts.Source, rel))
 	if err != nil {
 		return nil // counting only

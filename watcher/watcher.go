@@ -63,6 +63,13 @@ type Watcher struct {
 
 	mu       sync.Mutex
 	unwatchd []string // dirs whose watch could not be added
+
+	// Startup progress, for WaitWatched: the dirs whose watch was added
+	// (or failed) so far; nil once the whole tree is done.
+	setupMu   sync.Mutex
+	setupCond *sync.Cond
+	setupSeen map[string]bool
+	setupN    int
 }
 
 type pendingEvent struct {
@@ -89,11 +96,47 @@ func New(opts Options) (*Watcher, error) {
 			return nil, fmt.Errorf("watcher: exclude %q: %w", e, err)
 		}
 	}
-	return &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{})}, nil
+	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{}}
+	w.setupCond = sync.NewCond(&w.setupMu)
+	return w, nil
 }
 
 // Ready is closed once every directory present at start is watched.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+// WaitWatched blocks until the startup walk has added the watch of dir (or
+// failed to), or finished. A reader that looks at dir only after this
+// misses nothing: what changes later is reported. It lets the startup
+// reconcile walk the tree while the watches are still being added.
+func (w *Watcher) WaitWatched(dir string) {
+	w.setupMu.Lock()
+	defer w.setupMu.Unlock()
+	for w.setupSeen != nil && !w.setupSeen[dir] {
+		w.setupCond.Wait()
+	}
+}
+
+// setupMark records that dir's watch is in place (or failed), waking
+// waiters in groups so that a large tree does not wake them per directory.
+func (w *Watcher) setupMark(dir string) {
+	w.setupMu.Lock()
+	defer w.setupMu.Unlock()
+	if w.setupSeen == nil {
+		return
+	}
+	w.setupSeen[dir] = true
+	if w.setupN++; w.setupN%64 == 0 {
+		w.setupCond.Broadcast()
+	}
+}
+
+// setupDone ends the startup walk for WaitWatched.
+func (w *Watcher) setupDone() {
+	w.setupMu.Lock()
+	defer w.setupMu.Unlock()
+	w.setupSeen = nil
+	w.setupCond.Broadcast()
+}
 
 // Watches is the number of directories watched now.
 func (w *Watcher) Watches() int { return int(w.watches.Load()) }
@@ -115,6 +158,7 @@ func (w *Watcher) Unwatched() []string {
 // Run watches the tree and publishes events until ctx ends. It returns an
 // error only when watching cannot start at all.
 func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
+	defer w.setupDone() // whatever happens, nobody waits for a walk that is over
 	fsw, err := fsnotify.NewBufferedWatcher(uint(w.opts.Buffer))
 	if err != nil {
 		return fmt.Errorf("start watcher: %w", err)
@@ -126,7 +170,9 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	w.pending = map[syncer.Scope]pendingEvent{}
 
 	start := time.Now()
-	if err := w.addTree(""); err != nil {
+	err = w.addTree("")
+	w.setupDone()
+	if err != nil {
 		return err
 	}
 	w.log.Info("watching", zap.String("root", w.opts.Root), zap.Int(syncer.LogWatches, w.Watches()),
@@ -235,7 +281,9 @@ func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Exc
 // skipping excluded names).
 func (w *Watcher) addTree(dir string) error {
 	abs := syncer.Join(w.opts.Root, dir)
-	if err := w.fsw.Add(abs); err != nil {
+	err := w.fsw.Add(abs)
+	w.setupMark(dir) // watched, or failed: either way done before its entries are read
+	if err != nil {
 		if dir == "" {
 			return fmt.Errorf("watch %s: %w", abs, err)
 		}

@@ -147,8 +147,14 @@ func (d *daemon) plan(ctx context.Context, r *reconcileRun) (reconcile.Plan, err
 	if err := d.checkGuard(); err != nil {
 		return reconcile.Plan{}, err
 	}
-	plan, err := reconcile.Walk(ctx, reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
-		Projects: r.Projects, IgnoreDest: d.ignoreDest()})
+	opts := reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
+		Projects: r.Projects, IgnoreDest: d.ignoreDest()}
+	if r.Why == "startup" {
+		// Walk while the watches go in, reading each directory only once
+		// it is watched: nothing changed meanwhile is missed.
+		opts.BeforeRead = d.w.Load().WaitWatched
+	}
+	plan, err := reconcile.Walk(ctx, opts)
 	d.update(r, func(r *reconcileRun) {
 		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes, r.Jobs = plan.Dirs, plan.Entries, plan.Files, plan.Bytes, len(plan.Scopes)
 		r.walked = time.Since(r.Started)
@@ -219,11 +225,6 @@ func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Pl
 // nothing changed during the walk is missed), then one per request (lost
 // events, unwatched directories, the API) and on the schedule.
 func (d *daemon) reconciler(ctx context.Context) error {
-	select {
-	case <-d.w.Load().Ready():
-	case <-ctx.Done():
-		return nil
-	}
 	for {
 		err := d.runReconcile(ctx, d.newRun("startup", nil))
 		if err == nil {
