@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -244,6 +245,9 @@ func (d *daemon) reconciler(ctx context.Context) error {
 	}
 	d.metrics.ready.Set(1)
 	close(d.ready)
+	// The startup walk's garbage is large on a big tree and will not come
+	// back: return it to the system now rather than hold it idle.
+	debug.FreeOSMemory()
 
 	interval := d.cfg.ReconcileInterval
 	if d.networkFS != "" && (interval == 0 || interval > networkInterval) {
