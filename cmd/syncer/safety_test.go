@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
 )
 
@@ -288,16 +289,21 @@ func TestRun_FullBackup(t *testing.T) {
 	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("x"), 3<<20), 0o644))
 	var delays []time.Duration
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
-		delays = delays[:0]
+		// Per job: the directory and its new subdirectory may fail apart.
+		byJob := map[any][]time.Duration{}
 		for _, e := range logs.FilterMessage("job failed, will retry").All() {
-			if d, ok := e.ContextMap()["retry_in"].(time.Duration); ok {
-				delays = append(delays, d)
+			m := e.ContextMap()
+			if d, ok := m["retry_in"].(time.Duration); ok {
+				byJob[m[syncer.LogJobID]] = append(byJob[m[syncer.LogJobID]], d)
 			}
 		}
-		if len(delays) < 3 {
-			return fmt.Errorf("%d retries so far", len(delays))
+		for _, ds := range byJob {
+			if len(ds) >= 3 {
+				delays = ds
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("retries so far: %v", byJob)
 	})
 	if !(delays[0] < delays[1] && delays[1] < delays[2]) {
 		t.Errorf("retry delays %v, want growing", delays[:3])
