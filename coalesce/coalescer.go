@@ -34,6 +34,7 @@ type Coalescer struct {
 	prefix  string
 	seq     uint64
 	onJob   func(job syncer.Job, events int)
+	onErr   func(error)
 	backoff time.Duration // after a failed publish, doubling
 	retryAt time.Time     // no publish before this
 }
@@ -46,6 +47,9 @@ type Config struct {
 	// OnJob, when set, is called after each job is published with the
 	// number of events it covers (metrics).
 	OnJob func(job syncer.Job, events int)
+	// OnPublishError, when set, is called when a job could not be
+	// published (it is retried): the queue is failing over or unreachable.
+	OnPublishError func(err error)
 }
 
 // New returns a Coalescer; it starts nothing.
@@ -64,6 +68,7 @@ func New(c Config) (*Coalescer, error) {
 		log:    c.Logger,
 		prefix: hex.EncodeToString(b),
 		onJob:  c.OnJob,
+		onErr:  c.OnPublishError,
 	}, nil
 }
 
@@ -137,6 +142,9 @@ func (c *Coalescer) flush(ctx context.Context) {
 			c.backoff = min(max(2*c.backoff, 100*time.Millisecond), 5*time.Second)
 			c.retryAt = time.Now().Add(c.backoff)
 			c.log.Warn("publish job failed; will retry", zap.Error(err), zap.Duration("backoff", c.backoff))
+			if c.onErr != nil {
+				c.onErr(err)
+			}
 			return
 		}
 		c.backoff = 0

@@ -372,3 +372,29 @@ func (q *JetStream) PendingByProject(ctx context.Context, projects []string) (ma
 	}
 	return out, nil
 }
+
+// OnLeaderElected calls fn (on its own goroutine) whenever a new leader is
+// elected for one of syncer's streams or consumers on a cluster, with the
+// stream or consumer name, until stop is called. A failover is when stored
+// work can be redelivered or, in rare cases, skipped; syncer answers every
+// one with a reconcile.
+func (q *JetStream) OnLeaderElected(fn func(what string)) (stop func(), err error) {
+	var subs []*nats.Subscription
+	stop = func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	for _, subj := range []string{"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.SYNCER_*", "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.SYNCER_*.*"} {
+		s, err := q.nc.Subscribe(subj, func(m *nats.Msg) {
+			what := m.Subject[len("$JS.EVENT.ADVISORY."):]
+			go fn(what)
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("subscribe leader advisories: %w", err)
+		}
+		subs = append(subs, s)
+	}
+	return stop, nil
+}

@@ -62,6 +62,8 @@ type daemon struct {
 	paused   string          // why the deletion guard holds every job, "" when it does not
 	wanted   map[string]bool // projects to reconcile ("" is all), until a reconcile of them succeeds
 
+	failoverPending bool // a reconcile after a NATS leader election is scheduled
+
 	networkFS string          // the source's filesystem when it is a network one
 	oneShot   bool            // a standalone reconcile: in-memory queue
 	role      string          // "run" or "" (everything), "watch" or "work"
@@ -171,6 +173,18 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	undo = append(undo, stopResults)
+	if len(cfg.NatsURL) > 0 && d.role != "work" {
+		// The half that reconciles follows every failover with a
+		// reconcile: a leader change may redeliver work or, rarely, skip it.
+		stopElections, err := d.q.OnLeaderElected(d.afterFailover)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, stopElections)
+		// Advisories are not stored: one sent while this process was
+		// reconnecting is missed. A reconnect is a failover of its own.
+		nc.SetReconnectHandler(func(*nats.Conn) { d.afterFailover("reconnected") })
+	}
 
 	// The pool outlives the producers so that their last jobs settle. A
 	// standalone reconcile starts it once all its jobs are queued, so that
@@ -313,6 +327,7 @@ func (d *daemon) Run(ctx context.Context) error {
 			d.metrics.published.WithLabelValues(string(j.Reason)).Inc()
 			d.metrics.coalesced.Add(float64(events))
 		},
+		OnPublishError: func(error) { d.afterFailover("job publish failed") },
 	})
 	if err != nil {
 		return err
@@ -506,9 +521,38 @@ func (s eventSink) Publish(ctx context.Context, ev syncer.DirEvent) error {
 	if err := d.q.PublishEvent(ctx, ev); err != nil {
 		// Not stored: nothing may be lost, so look at the whole project.
 		d.log.Warn("event not stored; reconciling its project", zap.Error(err))
+		d.afterFailover("event publish failed")
 		d.requestReconcile(syncer.Scope{Dir: ev.Scope.Project(), Recursive: true})
 	}
 	return nil
+}
+
+// failoverSettle is how long after a leader election the reconcile runs:
+// the cluster settles and queued work drains first.
+const failoverSettle = 15 * time.Second
+
+// afterFailover schedules one full reconcile for a failover: leader
+// elections (several streams and consumers elect at once), a reconnect, or
+// work that could not be stored.
+func (d *daemon) afterFailover(what string) {
+	if !d.isReady() {
+		return // elections while starting: the startup reconcile covers them
+	}
+	d.mu.Lock()
+	pending := d.failoverPending
+	d.failoverPending = true
+	d.mu.Unlock()
+	if pending {
+		return
+	}
+	d.log.Warn("NATS failover; reconciling once the cluster settles", zap.String("cause", what),
+		zap.Duration("in", failoverSettle))
+	time.AfterFunc(failoverSettle, func() {
+		d.mu.Lock()
+		d.failoverPending = false
+		d.mu.Unlock()
+		d.requestReconcile(syncer.Scope{Recursive: true})
+	})
 }
 
 func (d *daemon) requestReconcile(s syncer.Scope) {
