@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,16 +15,6 @@ import (
 
 	"github.com/syncer/syncer/internal/testutil"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // builds holds the syncer and upstream nats-server binaries, built once
 // per test binary and removed by TestMain.
@@ -68,16 +57,9 @@ func binaries(t *testing.T) (syncerBin, natsBin string) {
 // auth token, waits until it accepts connections and returns its URL.
 func startNATS(t *testing.T, bin, token string) string {
 	t.Helper()
-	port := freePort(t)
-	proc(t, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", token)
+	port := testutil.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	testutil.Serve(t, addr, bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "--auth", token)
 	return "nats://" + addr
 }
 
