@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -116,9 +118,23 @@ func remoteArgs(opts Options) []string {
 }
 
 // List returns the names in dir (relative to the backup root, "" for the
-// root) on the backup, read through rsync itself, so that it works the same
-// for a local, ssh or daemon backup. A missing dir lists as empty.
+// root) on the backup: read directly on a local backup, through rsync itself
+// on an ssh or daemon one. A missing dir lists as empty.
 func (r *Runner) List(ctx context.Context, dir string) ([]string, error) {
+	if !r.loc.Remote() {
+		ents, err := os.ReadDir(filepath.Join(r.opts.Dest, dir))
+		if errors.Is(err, fs.ErrNotExist) && dir != "" {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", filepath.Join(r.opts.Dest, dir), err)
+		}
+		names := make([]string, len(ents))
+		for i, e := range ents {
+			names[i] = e.Name()
+		}
+		return names, nil
+	}
 	target := strings.TrimSuffix(r.opts.Dest, "/") + "/"
 	if dir != "" {
 		target += dir + "/"
@@ -165,11 +181,18 @@ func (r *Runner) List(ctx context.Context, dir string) ([]string, error) {
 }
 
 // RemoveAll deletes the given subdirectories of dir on the backup (for
-// pruning trash days): rsync mirrors an empty directory onto dir with every
-// other entry protected.
+// pruning trash days): directly on a local backup; on a remote one rsync
+// mirrors an empty directory onto dir with every other entry protected.
 func (r *Runner) RemoveAll(ctx context.Context, dir string, names []string) error {
 	if len(names) == 0 {
 		return nil
+	}
+	if !r.loc.Remote() {
+		var errs []error
+		for _, n := range names {
+			errs = append(errs, os.RemoveAll(filepath.Join(r.opts.Dest, dir, n)))
+		}
+		return errors.Join(errs...)
 	}
 	empty, err := os.MkdirTemp("", "syncer-empty-")
 	if err != nil {

@@ -69,6 +69,7 @@ type Options struct {
 // Runner syncs scopes with rsync. It is safe for concurrent use.
 type Runner struct {
 	opts Options
+	loc  Location // Dest, parsed
 	bin  string
 	log  *zap.Logger
 }
@@ -92,11 +93,15 @@ func New(opts Options) (*Runner, error) {
 	if opts.Source == "" || opts.Dest == "" {
 		return nil, errors.New("rsync: source and dest are required")
 	}
+	loc, err := ParseLocation(opts.Dest)
+	if err != nil {
+		return nil, fmt.Errorf("rsync dest: %w", err)
+	}
 	bin, err := exec.LookPath(opts.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("find rsync %q: %w", opts.Binary, err)
 	}
-	return &Runner{opts: opts, bin: bin, log: opts.Logger}, nil
+	return &Runner{opts: opts, loc: loc, bin: bin, log: opts.Logger}, nil
 }
 
 // Sync makes the backup of each scope equal to the source. Scopes whose

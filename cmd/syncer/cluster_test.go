@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,24 +62,6 @@ func startNATS(t *testing.T, bin, token string) string {
 	return "nats://" + addr
 }
 
-// proc starts a process whose output is kept for failures and which is
-// stopped when the test ends.
-func proc(t *testing.T, name string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	must(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s %s:\n%s", filepath.Base(name), args[0], out.String())
-		}
-	})
-	return cmd
-}
-
 // TestCluster_WatchWork runs a real nats-server (built from the module we
 // embed) with a token, one `syncer watch` and two `syncer work` processes.
 // One worker is killed with SIGKILL mid-rsync; everything converges, both
@@ -99,12 +80,12 @@ func TestCluster_WatchWork(t *testing.T) {
 	common := []string{"--nats-url", url, "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
 		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}
 	logA, logB := t.TempDir(), t.TempDir()
-	workA := proc(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+	workA := testutil.Start(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
 		"--rsync-path", rsyncWrapper(t, logA, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
-	proc(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
+	testutil.Start(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
 		"--rsync-path", rsyncWrapper(t, logB, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)
 	watchLog := t.TempDir()
-	proc(t, syncerBin, append([]string{"watch", "--state-dir", t.TempDir(), "--rsync-path", rsyncWrapper(t, watchLog, 0)}, common...)...)
+	testutil.Start(t, syncerBin, append([]string{"watch", "--state-dir", t.TempDir(), "--rsync-path", rsyncWrapper(t, watchLog, 0)}, common...)...)
 
 	h := &harness{cfg: cfg}
 	killed := false

@@ -745,7 +745,7 @@ func (d *daemon) pruneTrash(ctx context.Context) {
 			}
 		}
 		if len(old) > 0 {
-			if err := d.removeTrash(ctx, old); err != nil {
+			if err := d.runner.RemoveAll(ctx, d.trash(), old); err != nil {
 				d.log.Warn("prune trash", zap.Error(err), zap.Strings("days", old))
 			} else {
 				d.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", d.cfg.TrashRetention))
@@ -757,17 +757,4 @@ func (d *daemon) pruneTrash(ctx context.Context) {
 		case <-time.After(time.Hour):
 		}
 	}
-}
-
-// removeTrash deletes trash days: directly on a local backup, through
-// rsync on a remote one.
-func (d *daemon) removeTrash(ctx context.Context, days []string) error {
-	if d.cfg.remote() {
-		return d.runner.RemoveAll(ctx, d.trash(), days)
-	}
-	var errs []error
-	for _, day := range days {
-		errs = append(errs, os.RemoveAll(filepath.Join(d.cfg.Dest, d.trash(), day)))
-	}
-	return errors.Join(errs...)
 }

@@ -88,11 +88,11 @@ func TestCluster_LeaderKill(t *testing.T) {
 	logs := []string{t.TempDir(), t.TempDir()}
 	for _, l := range logs {
 		// One directory per rsync, each taking at least 200 ms: the queue stays full for a while.
-		proc(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2", "--batch", "1",
+		testutil.Start(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2", "--batch", "1",
 			"--rsync-path", rsyncWrapper(t, l, 200*time.Millisecond)}, common...)...)
 	}
 	watchState, watchLog := t.TempDir(), t.TempDir()
-	proc(t, syncerBin, append([]string{"watch", "--state-dir", watchState, "--rsync-path", rsyncWrapper(t, watchLog, 0)}, common...)...)
+	testutil.Start(t, syncerBin, append([]string{"watch", "--state-dir", watchState, "--rsync-path", rsyncWrapper(t, watchLog, 0)}, common...)...)
 	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error { // watches are up
 		addr, err := os.ReadFile(filepath.Join(watchState, addrFile))
 		if err != nil {

@@ -23,10 +23,9 @@ func FreePort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Serve starts a long-running process whose output is kept for a failing
-// test, waits until addr accepts connections, and stops it (SIGTERM) when
-// the test ends.
-func Serve(tb testing.TB, addr string, name string, args ...string) *exec.Cmd {
+// Start starts a long-running process whose output is kept for a failing
+// test, and stops it (SIGTERM) when the test ends.
+func Start(tb testing.TB, name string, args ...string) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(name, args...)
 	var out bytes.Buffer
@@ -38,9 +37,16 @@ func Serve(tb testing.TB, addr string, name string, args ...string) *exec.Cmd {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if tb.Failed() {
-			tb.Logf("%s:\n%s", filepath.Base(name), out.String())
+			tb.Logf("%s %s:\n%s", filepath.Base(name), args[0], out.String())
 		}
 	})
+	return cmd
+}
+
+// Serve is Start for a server: it also waits until addr accepts connections.
+func Serve(tb testing.TB, addr string, name string, args ...string) *exec.Cmd {
+	tb.Helper()
+	cmd := Start(tb, name, args...)
 	Eventually(tb, 10*time.Second, 20*time.Millisecond, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
