@@ -246,7 +246,7 @@ func (b *bench) lag() {
 			fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %d | %s |\n", tool, rate, len(ops),
 				pct(lags, 50), pct(lags, 95), pct(lags, 99), pct(lags, 100), dm.rsyncs(), status)
 			if status != "yes" {
-				fail2(tool)
+				recordDiff(tool)
 			}
 		}
 	}
@@ -258,7 +258,7 @@ func (b *bench) lag() {
 // shown in the table.
 var failed bool
 
-func fail2(tool string) {
+func recordDiff(tool string) {
 	if tool == "syncer" {
 		failed = true
 	}
@@ -510,7 +510,7 @@ func (b *bench) storm() {
 		res := fmt.Sprintf("%.2f s", after.Seconds())
 		if conv != nil {
 			res = "**NOT EQUAL**: " + conv.Error()
-			fail2(tool)
+			recordDiff(tool)
 		}
 		fmt.Printf("| %s | %.2f s | %s | %.2f s | %.2f× | %d | %d | %.1f MiB |\n", tool, wrote.Seconds(), res, rs.Seconds(),
 			after.Seconds()/rs.Seconds(), runs, *storm/max(runs, 1), peak)
@@ -543,7 +543,7 @@ func (b *bench) footprint() {
 		err := waitEqual(src, dst, 2*time.Minute)
 		dm.stop()
 		if err != nil {
-			fail2(tool)
+			recordDiff(tool)
 			fmt.Printf("| %s | **NOT EQUAL**: %v | | |\n", tool, err)
 			continue
 		}
@@ -602,7 +602,7 @@ func (b *bench) throughput() {
 		took := time.Since(t0)
 		dm.stop()
 		if err != nil {
-			fail2(tool)
+			recordDiff(tool)
 			fmt.Printf("| %s | **NOT EQUAL**: %v |||||\n", tool, err)
 			continue
 		}
