@@ -39,6 +39,15 @@ func (s Scope) Covers(o Scope) bool {
 	return s.Recursive && IsAncestor(s.Dir, o.Dir)
 }
 
+// HasFile reports whether the file at path (relative to the source root)
+// is one of the entries s syncs.
+func (s Scope) HasFile(path string) bool {
+	if s.Recursive {
+		return IsAncestor(s.Dir, path)
+	}
+	return path != "" && Parent(path) == s.Dir
+}
+
 // Overlaps reports whether two syncs of s and o may touch the same backup
 // paths, so they must not run at the same time: the same directory, or one
 // inside the other. A non-recursive sync counts as touching its subtree too,

@@ -27,6 +27,11 @@ type DirEvent struct {
 	Scope  Scope
 	Reason Reason
 	At     time.Time
+	// Open lists the files below Scope (paths relative to the source root)
+	// that were still open for writing at At. The event speaks for its whole
+	// scope: a file it does not list is not open. The watcher sends another
+	// event for each one once it is closed.
+	Open []string
 }
 
 // Job asks a worker to make the backup of Scope equal to the source. One job
@@ -38,6 +43,11 @@ type Job struct {
 	// FirstEvent is when the oldest change this job covers was seen; the
 	// replication lag of the job is measured from it.
 	FirstEvent time.Time
+	// Skip lists files below Scope still open for writing when the job was
+	// made: copying them now would copy half a file and then all of it
+	// again once written. They are left as they are on the backup; the
+	// watcher makes another job for each once it is closed.
+	Skip []string
 }
 
 // Stats are what one rsync run moved, parsed from its --stats output.
@@ -83,10 +93,12 @@ type Result struct {
 // Sync must be idempotent: running it twice leaves the backup as running it
 // once. It is safe for concurrent use, but callers never run two Syncs on
 // overlapping scopes at once (see Scope.Overlaps). The scopes of one call
-// may overlap each other: Sync runs them one after the other, never at once. A returned error may
-// implement interface{ Transient() bool } to ask for a retry.
+// may overlap each other: Sync runs them one after the other, never at
+// once. Files listed in skip (paths relative to the source root, see
+// Job.Skip) are neither copied nor deleted. A returned error may implement
+// interface{ Transient() bool } to ask for a retry.
 type Syncer interface {
-	Sync(ctx context.Context, scopes []Scope) (Stats, error)
+	Sync(ctx context.Context, scopes []Scope, skip []string) (Stats, error)
 }
 
 // Acker mirrors JetStream's acknowledgement verbs. Exactly one of Ack, Nak or

@@ -107,7 +107,9 @@ func (c *Coalescer) add(in Input) {
 	if now := time.Now(); at.IsZero() || at.After(now) {
 		at = now
 	}
-	c.d.Add(in.Event.Scope, in.Event.Reason, at, toks...)
+	ev := in.Event
+	ev.At = at
+	c.d.Add(ev, toks...)
 	if ce := c.log.Check(zap.DebugLevel, "event coalesced"); ce != nil {
 		ce.Write(zap.String(syncer.LogScope, in.Event.Scope.String()), zap.Int(syncer.LogPending, c.d.Len()))
 	}
@@ -136,6 +138,7 @@ func (c *Coalescer) flush(ctx context.Context) {
 			Scope:      p.Scope,
 			Reason:     p.Reason,
 			FirstEvent: p.First,
+			Skip:       p.OpenFiles(),
 		}
 		if err := c.pub.PublishJob(ctx, job); err != nil {
 			c.d.Restore(due[i:])

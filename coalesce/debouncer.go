@@ -60,6 +60,51 @@ type Pending[T any] struct {
 	First  time.Time
 	Last   time.Time
 	Tokens []T
+	// Open are the files below Scope still open for writing, as the latest
+	// event on each part of Scope reported them (syncer.DirEvent.Open).
+	Open map[string]bool
+}
+
+// setOpen applies what an event on s says: exactly open are open below s.
+func (p *Pending[T]) setOpen(s syncer.Scope, open []string) {
+	for f := range p.Open {
+		if s.HasFile(f) {
+			delete(p.Open, f)
+		}
+	}
+	p.addOpen(open)
+}
+
+func (p *Pending[T]) addOpen(open []string) {
+	if len(open) > 0 && p.Open == nil {
+		p.Open = make(map[string]bool, len(open))
+	}
+	for _, f := range open {
+		p.Open[f] = true
+	}
+}
+
+// OpenFiles lists Open, sorted.
+func (p *Pending[T]) OpenFiles() []string {
+	if len(p.Open) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(p.Open))
+	for f := range p.Open {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p *Pending[T]) merge(q *Pending[T]) {
+	if q.First.Before(p.First) {
+		p.First = q.First
+	}
+	p.Tokens = append(p.Tokens, q.Tokens...)
+	for f := range q.Open {
+		p.addOpen([]string{f})
+	}
 }
 
 // Debouncer merges directory events until they are due. It is not safe for
@@ -84,10 +129,11 @@ func NewDebouncer[T any](opts Options) *Debouncer[T] {
 // Len is the number of pending directories.
 func (d *Debouncer[T]) Len() int { return len(d.pending) }
 
-// Add records an event seen at now. It merges into a pending scope that
+// Add records an event, seen at ev.At. It merges into a pending scope that
 // covers it, absorbs pending scopes it covers, and collapses to the parent or
 // the project when the limits are passed.
-func (d *Debouncer[T]) Add(s syncer.Scope, r syncer.Reason, now time.Time, tok ...T) {
+func (d *Debouncer[T]) Add(ev syncer.DirEvent, tok ...T) {
+	s, now := ev.Scope, ev.At
 	// A pending recursive scope on the dir or an ancestor absorbs the event.
 	for dir := s.Dir; ; dir = syncer.Parent(dir) {
 		if p, ok := d.pending[dir]; ok && p.Scope.Covers(s) {
@@ -98,23 +144,22 @@ func (d *Debouncer[T]) Add(s syncer.Scope, r syncer.Reason, now time.Time, tok .
 				p.First = now
 			}
 			p.Tokens = append(p.Tokens, tok...)
+			p.setOpen(s, ev.Open)
 			return
 		}
 		if dir == "" {
 			break
 		}
 	}
-	p := &Pending[T]{Scope: s, Reason: r, First: now, Last: now, Tokens: tok}
+	p := &Pending[T]{Scope: s, Reason: ev.Reason, First: now, Last: now, Tokens: tok}
 	if old, ok := d.pending[s.Dir]; ok { // the same dir, not covering: s is recursive
 		d.remove(old)
-		if old.First.Before(p.First) {
-			p.First = old.First
-		}
-		p.Tokens = append(old.Tokens, tok...)
+		p.merge(old)
 	}
 	if s.Recursive {
 		d.absorb(p)
 	}
+	p.setOpen(s, ev.Open)
 	d.insert(p)
 	if s.Dir != "" && d.children[syncer.Parent(s.Dir)] > d.opts.MaxChildren {
 		d.collapse(syncer.Parent(s.Dir), syncer.ReasonCollapse, now)
@@ -129,8 +174,7 @@ func (d *Debouncer[T]) collapse(dir string, r syncer.Reason, now time.Time) {
 	p := &Pending[T]{Scope: syncer.Scope{Dir: dir, Recursive: true}, Reason: r, First: now, Last: now}
 	if old, ok := d.pending[dir]; ok {
 		d.remove(old)
-		p.First = old.First
-		p.Tokens = old.Tokens
+		p.merge(old)
 	}
 	d.absorb(p)
 	d.insert(p)
@@ -142,10 +186,7 @@ func (d *Debouncer[T]) absorb(p *Pending[T]) {
 	for dir, q := range d.pending {
 		if syncer.IsAncestor(p.Scope.Dir, dir) {
 			d.remove(q)
-			if q.First.Before(p.First) {
-				p.First = q.First
-			}
-			p.Tokens = append(p.Tokens, q.Tokens...)
+			p.merge(q)
 		}
 	}
 }
@@ -216,6 +257,6 @@ func (d *Debouncer[T]) Next() (time.Time, bool) {
 // failed publish), with their first-seen times and tokens.
 func (d *Debouncer[T]) Restore(ps []Pending[T]) {
 	for _, p := range ps {
-		d.Add(p.Scope, p.Reason, p.First, p.Tokens...)
+		d.Add(syncer.DirEvent{Scope: p.Scope, Reason: p.Reason, At: p.First, Open: p.OpenFiles()}, p.Tokens...)
 	}
 }

@@ -16,6 +16,10 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+func ev(s syncer.Scope, at time.Time, open ...string) syncer.DirEvent {
+	return syncer.DirEvent{Scope: s, Reason: syncer.ReasonChange, At: at, Open: open}
+}
+
 func ms(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
 
 func flat(d string) syncer.Scope { return syncer.Scope{Dir: d} }
@@ -65,7 +69,7 @@ func TestDebouncer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := coalesce.NewDebouncer[int](opts)
 			for i, a := range tt.adds {
-				d.Add(a.scope, syncer.ReasonChange, ms(a.at), i)
+				d.Add(ev(a.scope, ms(a.at)), i)
 			}
 			var got []syncer.Scope
 			tokens := 0
@@ -91,12 +95,12 @@ func TestDebouncer_Next(t *testing.T) {
 	if _, ok := d.Next(); ok {
 		t.Fatal("Next() on empty debouncer reported a time")
 	}
-	d.Add(flat("a"), syncer.ReasonChange, ms(0))
-	d.Add(flat("a"), syncer.ReasonChange, ms(250))
+	d.Add(ev(flat("a"), ms(0)))
+	d.Add(ev(flat("a"), ms(250)))
 	if got, _ := d.Next(); !got.Equal(ms(300)) {
 		t.Errorf("Next() = %v, want max delay at %v", got, ms(300))
 	}
-	d.Add(flat("b"), syncer.ReasonChange, ms(100))
+	d.Add(ev(flat("b"), ms(100)))
 	if got, _ := d.Next(); !got.Equal(ms(200)) {
 		t.Errorf("Next() = %v, want quiet end of b at %v", got, ms(200))
 	}
@@ -107,7 +111,7 @@ func TestDebouncer_Next(t *testing.T) {
 func TestDebouncer_Storm(t *testing.T) {
 	d := coalesce.NewDebouncer[struct{}](coalesce.Options{})
 	for i := range 200000 {
-		d.Add(flat(fmt.Sprintf("p/d%d/e%d", i%5000, i%7)), syncer.ReasonChange, ms(i/100))
+		d.Add(ev(flat(fmt.Sprintf("p/d%d/e%d", i%5000, i%7)), ms(i/100)))
 	}
 	if d.Len() > coalesce.DefaultMaxPending {
 		t.Errorf("Len() = %d after storm, want <= %d", d.Len(), coalesce.DefaultMaxPending)
@@ -170,4 +174,41 @@ func TestCoalescer_Run(t *testing.T) {
 			t.Errorf("first job published after %v, want max delay plus backoff", got)
 		}
 	})
+}
+
+// TestDebouncer_Open checks that a pending scope skips exactly the files the
+// latest event on their part of the tree reported open: a file reported
+// closed, by any later event covering it, is never skipped again.
+func TestDebouncer_Open(t *testing.T) {
+	tests := []struct {
+		name string
+		evs  []syncer.DirEvent
+		want []string
+	}{
+		{"open then closed", []syncer.DirEvent{ev(flat("p/a"), ms(0), "p/a/clip"), ev(flat("p/a"), ms(1))}, nil},
+		{"closed then open", []syncer.DirEvent{ev(flat("p/a"), ms(0)), ev(flat("p/a"), ms(1), "p/a/clip")}, []string{"p/a/clip"}},
+		{"a new dir's event, then its closed file's", []syncer.DirEvent{ev(deep("p/new"), ms(0), "p/new/x/f", "p/new/g"),
+			ev(flat("p/new/x"), ms(1))}, []string{"p/new/g"}},
+		{"absorbed children keep theirs", []syncer.DirEvent{ev(flat("p/a"), ms(0), "p/a/f"), ev(flat("p/b"), ms(0), "p/b/g"),
+			ev(flat("p/c"), ms(1)), ev(flat("p/d"), ms(1)), ev(flat("p/e"), ms(1))}, []string{"p/a/f", "p/b/g"}},
+		{"a recursive event speaks for its subtree", []syncer.DirEvent{ev(flat("p/a"), ms(0), "p/a/f"), ev(deep("p"), ms(1), "p/b/g")},
+			[]string{"p/b/g"}},
+		{"a flat event speaks for its own files only", []syncer.DirEvent{ev(deep("p"), ms(0), "p/a/f", "p/g"), ev(flat("p"), ms(1))},
+			[]string{"p/a/f"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := coalesce.NewDebouncer[int](coalesce.Options{Quiet: 100 * time.Millisecond, MaxChildren: 4})
+			for _, e := range tt.evs {
+				d.Add(e)
+			}
+			var got []string
+			for _, p := range d.Due(ms(1000)) {
+				got = append(got, p.OpenFiles()...)
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("open files mismatch (-want +got):\n%s", d)
+			}
+		})
+	}
 }

@@ -54,6 +54,7 @@ type run struct {
 	c     *Copier
 	g     *errgroup.Group
 	ctx   context.Context
+	skip  map[string]bool
 	mu    sync.Mutex
 	dirs  []dirAttr
 	stats syncer.Stats
@@ -62,8 +63,9 @@ type run struct {
 // Copy creates Dest/dir as a copy of Source/dir. It returns ErrExists when
 // Dest/dir exists. Missing parents are created with their source attributes,
 // as rsync --relative does. Files that vanish while copying are skipped and
-// reported with Stats.Vanished.
-func (c *Copier) Copy(ctx context.Context, dir string) (syncer.Stats, error) {
+// reported with Stats.Vanished. Regular files in skip (paths relative to
+// the source root, see syncer.Job.Skip) are left out.
+func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.Stats, error) {
 	dst := syncer.Join(c.opts.Dest, dir)
 	if _, err := os.Lstat(dst); err == nil {
 		return syncer.Stats{}, ErrExists
@@ -73,6 +75,12 @@ func (c *Copier) Copy(ctx context.Context, dir string) (syncer.Stats, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
 	r := &run{c: c, g: g, ctx: gctx}
+	if len(skip) > 0 {
+		r.skip = make(map[string]bool, len(skip))
+		for _, p := range skip {
+			r.skip[p] = true
+		}
+	}
 	if err := r.parents(dir); err != nil {
 		return syncer.Stats{}, err
 	}
@@ -196,6 +204,9 @@ func (r *run) dir(rel string, st unix.Stat_t) error {
 		case unix.S_IFDIR:
 			err = r.spawn(func() error { return r.dir(child, est) })
 		case unix.S_IFREG:
+			if r.skip[child] {
+				continue
+			}
 			err = r.spawn(func() error { return r.file(child, &est) })
 		default:
 			err = r.special(child, &est)

@@ -38,7 +38,7 @@ func TestCopier_Copy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}})
-	st, err := c.Copy(t.Context(), "p")
+	st, err := c.Copy(t.Context(), "p", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestCopier_Copy(t *testing.T) {
 	if d := testutil.DiffTrees(src, dst, "p/skip.tmp"); d != "" {
 		t.Fatal(d)
 	}
-	if _, err := c.Copy(t.Context(), "p"); !errors.Is(err, copier.ErrExists) {
+	if _, err := c.Copy(t.Context(), "p", nil); !errors.Is(err, copier.ErrExists) {
 		t.Errorf("second Copy() = %v, want ErrExists", err)
 	}
 }
@@ -60,7 +60,7 @@ func TestCopier_Copy_Parents(t *testing.T) {
 	if err := os.Chmod(filepath.Join(src, "p/q"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := copier.New(copier.Options{Source: src, Dest: dst}).Copy(t.Context(), "p/q/r"); err != nil {
+	if _, err := copier.New(copier.Options{Source: src, Dest: dst}).Copy(t.Context(), "p/q/r", nil); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(dst, "p/q"))

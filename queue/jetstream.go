@@ -200,7 +200,7 @@ func retry[T any](ctx context.Context, what string, fn func(context.Context) (T,
 
 // PublishEvent stores one watcher event in the EVENTS stream.
 func (q *JetStream) PublishEvent(ctx context.Context, ev syncer.DirEvent) error {
-	b, err := json.Marshal(wireEvent{Dir: []byte(ev.Scope.Dir), Recursive: ev.Scope.Recursive, Reason: string(ev.Reason), At: ev.At})
+	b, err := json.Marshal(toWireEvent(ev))
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
@@ -236,8 +236,7 @@ func (q *JetStream) ConsumeEvents(ctx context.Context, fn func(ev syncer.DirEven
 			_ = m.Term()
 			continue
 		}
-		fn(syncer.DirEvent{Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-			Reason: syncer.Reason(w.Reason), At: w.At}, m.Ack)
+		fn(w.event(), m.Ack)
 	}
 }
 

@@ -51,6 +51,7 @@ type wireEvent struct {
 	Recursive bool      `json:"rec,omitempty"`
 	Reason    string    `json:"reason"`
 	At        time.Time `json:"at"`
+	Open      [][]byte  `json:"open,omitempty"`
 }
 
 type wireJob struct {
@@ -59,6 +60,7 @@ type wireJob struct {
 	Recursive  bool      `json:"rec,omitempty"`
 	Reason     string    `json:"reason"`
 	FirstEvent time.Time `json:"first_event"`
+	Skip       [][]byte  `json:"skip,omitempty"`
 }
 
 type wireResult struct {
@@ -73,12 +75,45 @@ type wireResult struct {
 }
 
 func toWireJob(j syncer.Job) wireJob {
-	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason), FirstEvent: j.FirstEvent}
+	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason),
+		FirstEvent: j.FirstEvent, Skip: toBytes(j.Skip)}
 }
 
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent}
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Skip: fromBytes(w.Skip)}
+}
+
+func toWireEvent(ev syncer.DirEvent) wireEvent {
+	return wireEvent{Dir: []byte(ev.Scope.Dir), Recursive: ev.Scope.Recursive, Reason: string(ev.Reason), At: ev.At, Open: toBytes(ev.Open)}
+}
+
+func (w wireEvent) event() syncer.DirEvent {
+	return syncer.DirEvent{Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
+		Reason: syncer.Reason(w.Reason), At: w.At, Open: fromBytes(w.Open)}
+}
+
+// Paths travel as bytes: JSON strings would mangle names that are not UTF-8.
+func toBytes(ss []string) [][]byte {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
+
+func fromBytes(bs [][]byte) []string {
+	if len(bs) == 0 {
+		return nil
+	}
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = string(b)
+	}
+	return out
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -24,7 +24,7 @@ func TestWalk(t *testing.T) {
 	}
 	apply := func(p reconcile.Plan) {
 		t.Helper()
-		if _, err := r.Sync(t.Context(), p.Scopes); err != nil {
+		if _, err := r.Sync(t.Context(), p.Scopes, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestWalk_Partitions(t *testing.T) {
 	}
 	// Disjoint but for the parent's own entries: run them in any order.
 	for i := len(p.Scopes) - 1; i >= 0; i-- {
-		if _, err := r.Sync(t.Context(), p.Scopes[i:i+1]); err != nil {
+		if _, err := r.Sync(t.Context(), p.Scopes[i:i+1], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +161,7 @@ func TestWalk_Blind(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range p.Scopes {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{s}); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{s}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -107,8 +107,9 @@ func New(opts Options) (*Runner, error) {
 // Sync makes the backup of each scope equal to the source. Scopes whose
 // directory no longer exists in the source are skipped: their removal shows
 // up as a change of an existing ancestor, which carries the deletion.
-// Recursive and non-recursive scopes run as separate invocations.
-func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats, error) {
+// Recursive and non-recursive scopes run as separate invocations. Files in
+// skip are excluded, which also keeps them from being deleted.
+func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
 	var total syncer.Stats
 	var flat, deep []string
 	for _, s := range scopes {
@@ -131,7 +132,7 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats,
 		recursive bool
 	}{{deep, true}, {flat, false}} {
 		for _, chunk := range r.chunks(set.dirs) {
-			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive))
+			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(skip, chunk, set.recursive)))
 			total.Add(st)
 			if err != nil {
 				return total, err
@@ -161,7 +162,30 @@ func (r *Runner) chunks(dirs []string) [][]string {
 	return out
 }
 
-// Args builds the argument list (without the binary) that syncs dirs.
+// skipped returns the paths of skip that the scopes of dirs cover, as many
+// as fit in maxSkipBytes of arguments: the rest are copied as they are.
+func skipped(skip, dirs []string, recursive bool) []string {
+	var out []string
+	n := 0
+	for _, p := range skip {
+		for _, d := range dirs {
+			if (syncer.Scope{Dir: d, Recursive: recursive}).HasFile(p) {
+				if n += len(p) + 12; n > maxSkipBytes {
+					return out
+				}
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// maxSkipBytes bounds the arguments one invocation spends on Job.Skip.
+const maxSkipBytes = 32 << 10
+
+// Args builds the argument list (without the binary) that syncs dirs,
+// leaving out the files in skip (relative to the source root).
 //
 // Archive semantics without -r (-lptgoD), --numeric-ids so a backup host with
 // other users keeps the owners, --delete without --ignore-errors, and
@@ -171,7 +195,7 @@ func (r *Runner) chunks(dirs []string) [][]string {
 // compares mtimes to the nanosecond: two edits within one second that keep a
 // file's size are still seen, and directory times converge. Paths always follow
 // "--", so names starting with "-" are never read as options.
-func Args(opts Options, dirs []string, recursive bool) []string {
+func Args(opts Options, dirs []string, recursive bool, skip []string) []string {
 	args := []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1"}
 	if recursive {
 		args = append(args, "--recursive")
@@ -192,6 +216,10 @@ func Args(opts Options, dirs []string, recursive bool) []string {
 	for _, e := range opts.Excludes {
 		args = append(args, "--exclude="+e)
 	}
+	for _, p := range skip {
+		// Anchored at the transfer root, which --relative makes the source root.
+		args = append(args, "--exclude=/"+literal(p))
+	}
 	if opts.DryRun {
 		args = append(args, "--dry-run", "--itemize-changes")
 	}
@@ -207,6 +235,23 @@ func Args(opts Options, dirs []string, recursive bool) []string {
 		}
 	}
 	return append(args, strings.TrimSuffix(opts.Dest, "/")+"/")
+}
+
+// literal escapes a path for an rsync pattern. rsync reads a backslash as
+// an escape only in a pattern with a wildcard, so a name without one is
+// already literal.
+func literal(p string) string {
+	if !strings.ContainsAny(p, "*?[") {
+		return p
+	}
+	var b strings.Builder
+	for _, c := range []byte(p) {
+		if c == '*' || c == '?' || c == '[' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {

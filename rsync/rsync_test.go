@@ -22,16 +22,26 @@ func TestArgs(t *testing.T) {
 		name      string
 		dirs      []string
 		recursive bool
+		skip      []string
 		want      []string
 	}{
-		{"flat", []string{"p/a b", "-x"}, false, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
+		{"flat", []string{"p/a b", "-x"}, false, nil, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
 			"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
-		{"root recursive", []string{""}, true, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
+		{"root recursive", []string{""}, true, nil, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
 			"--recursive", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
 	}
+	tests = append(tests, struct {
+		name      string
+		dirs      []string
+		recursive bool
+		skip      []string
+		want      []string
+	}{"skip", []string{"p"}, false, []string{"p/clip.mov", "p/a*b?[c]\\d"}, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
+		"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp",
+		"--exclude=/p/clip.mov", `--exclude=/p/a\*b\?\[c]\\d`, "--", "/data/prod/./p/", "/data/prod_backup/"}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := rsync.Args(opts, tt.dirs, tt.recursive)
+			got := rsync.Args(opts, tt.dirs, tt.recursive, tt.skip)
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("Args() mismatch (-want +got):\n%s", d)
 			}
@@ -75,7 +85,7 @@ func TestRunner_Sync(t *testing.T) {
 	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "1", "p/a/sub/g": "2", "p/top": "3", "q/x": "4"})
 
 	t.Run("Flat", func(t *testing.T) {
-		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}})
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +100,7 @@ func TestRunner_Sync(t *testing.T) {
 		}
 	})
 	t.Run("RecursiveAndDelete", func(t *testing.T) {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if d := testutil.DiffTrees(src, dst); d != "" {
@@ -99,7 +109,7 @@ func TestRunner_Sync(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(src, "p/a/sub")); err != nil {
 			t.Fatal(err)
 		}
-		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}})
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,10 +121,54 @@ func TestRunner_Sync(t *testing.T) {
 		}
 	})
 	t.Run("VanishedScopeSkipped", func(t *testing.T) {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/gone"}, {Dir: "q"}}); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/gone"}, {Dir: "q"}}, nil); err != nil {
 			t.Fatalf("Sync() with a vanished scope: %v", err)
 		}
 	})
+}
+
+// TestRunner_Sync_Skip checks that skipped files are neither copied nor
+// deleted, whatever their names, while the rest of their scope syncs.
+func TestRunner_Sync_Skip(t *testing.T) {
+	r, src, dst := newRunner(t)
+	odd := []string{"clip.mov", "a*b", "q?[x]", `back\slash`, `st*r\[`, "-dash", "new\nline"}
+	tree := testutil.Tree{"p/keep": "k", "p/sub/deep": "d"}
+	for _, n := range odd {
+		tree["p/"+n] = "partial"
+		tree["p/sub/"+n] = "partial"
+	}
+	testutil.WriteTree(t, src, tree)
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a*b": "old", "p/sub/a*b": "old"})
+	var skip []string
+	for _, n := range odd {
+		skip = append(skip, "p/"+n, "p/sub/"+n)
+	}
+	for _, sc := range []syncer.Scope{{Dir: "p"}, {Dir: "p", Recursive: true}} {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{sc}, skip); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range odd {
+			for _, p := range []string{"p/" + n, "p/sub/" + n} {
+				b, err := os.ReadFile(filepath.Join(dst, p))
+				if n == "a*b" {
+					if string(b) != "old" {
+						t.Errorf("%s: skipped file on the backup = %q, %v; want it left as it was", sc, b, err)
+					}
+				} else if !errors.Is(err, os.ErrNotExist) && (sc.Recursive || filepath.Dir(p) == "p") {
+					t.Errorf("%s: skipped %q was copied", sc, p)
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "p/sub/deep")); string(b) != "d" {
+		t.Errorf("unskipped file not copied: %q, %v", b, err)
+	}
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p", Recursive: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatal(d)
+	}
 }
 
 // TestRunner_Sync_OddNames checks invariant 6: any name Linux allows arrives byte-exactly.
@@ -131,11 +185,11 @@ func TestRunner_Sync_OddNames(t *testing.T) {
 		scopes = append(scopes, syncer.Scope{Dir: "p/" + n})
 	}
 	scopes = append(scopes, syncer.Scope{Dir: strings.TrimSuffix(deep, "/")}, syncer.Scope{Dir: "p"})
-	if _, err := r.Sync(t.Context(), scopes); err != nil {
+	if _, err := r.Sync(t.Context(), scopes, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The deep chain's middle directories come from --relative's implied dirs.
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/d", Recursive: true}}); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/d", Recursive: true}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := testutil.DiffTrees(src, dst); d != "" {
@@ -158,14 +212,14 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WriteTree(t, src, testutil.Tree{"p/keep": "k", "p/over": "old", "p/del": "d", "q/1": "1", "q/2": "2", "q/3": "3", "q/4": "4"})
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WriteTree(t, src, testutil.Tree{"p/over": "new"})
 	if err := os.Remove(filepath.Join(src, "p/del")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	trash := filepath.Join(dst, ".syncer-trash/2026-11-22/p")
@@ -189,7 +243,7 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "q"}})
+	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "q"}}, nil)
 	var ee *rsync.ExitError
 	if !errors.As(err, &ee) || ee.Code != 25 || ee.Transient() {
 		t.Fatalf("Sync() past --max-delete = %v, want a permanent exit 25", err)

@@ -20,8 +20,17 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultFlush  = 10 * time.Millisecond
-	DefaultBuffer = 4096
+	DefaultFlush    = 10 * time.Millisecond
+	DefaultBuffer   = 4096
+	DefaultOpenWait = 5 * time.Minute
+)
+
+// A file still open for writing is looked at again every openProbe; at
+// most maxOpen files are followed at once (past that, files are synced as
+// they are, as if nobody had them open).
+const (
+	openProbe = 50 * time.Millisecond
+	maxOpen   = 4096
 )
 
 // Publisher receives the watcher's directory events. Publish may block; it
@@ -42,7 +51,12 @@ type Options struct {
 	Flush time.Duration
 	// Buffer is the size of fsnotify's event channel.
 	Buffer int
-	Logger *zap.Logger
+	// OpenWait is how long a file that is still open for writing is left
+	// out of syncs (syncer.DirEvent.Open): copying a file half-written
+	// means copying it again, whole, once it is done. It is synced when
+	// closed, or as it is once open this long. Negative turns this off.
+	OpenWait time.Duration
+	Logger   *zap.Logger
 }
 
 // Watcher watches a tree. Create it with New, start it with Run.
@@ -54,12 +68,15 @@ type Watcher struct {
 	watches   atomic.Int64
 	failed    atomic.Int64
 	overflows atomic.Int64
+	waiting   atomic.Int64
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
 	watched  map[string]bool
 	children map[string]map[string]bool
 	pending  map[syncer.Scope]pendingEvent
+	open     map[string]*openFile // written files, by path, until seen closed
+	started  bool                 // the startup walk is over
 
 	mu       sync.Mutex
 	unwatchd []string // dirs whose watch could not be added
@@ -77,6 +94,12 @@ type pendingEvent struct {
 	at     time.Time
 }
 
+// openFile is a file seen written: since its first write event, and when to
+// look whether it is still open for writing.
+type openFile struct {
+	since, next time.Time
+}
+
 // New checks the options; it starts nothing.
 func New(opts Options) (*Watcher, error) {
 	if opts.Flush <= 0 {
@@ -84,6 +107,9 @@ func New(opts Options) (*Watcher, error) {
 	}
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultBuffer
+	}
+	if opts.OpenWait == 0 {
+		opts.OpenWait = DefaultOpenWait
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -141,6 +167,10 @@ func (w *Watcher) setupDone() {
 // Watches is the number of directories watched now.
 func (w *Watcher) Watches() int { return int(w.watches.Load()) }
 
+// Waiting is the number of files left out of syncs because they are still
+// open for writing.
+func (w *Watcher) Waiting() int { return int(w.waiting.Load()) }
+
 // Overflows counts kernel event queue overflows.
 func (w *Watcher) Overflows() int64 { return w.overflows.Load() }
 
@@ -168,6 +198,8 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	w.watched = map[string]bool{}
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
+	w.open = map[string]*openFile{}
+	defer w.waiting.Store(0)
 
 	start := time.Now()
 	err = w.addTree("")
@@ -175,6 +207,7 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	if err != nil {
 		return err
 	}
+	w.started = true
 	w.log.Info("watching", zap.String("root", w.opts.Root), zap.Int(syncer.LogWatches, w.Watches()),
 		zap.Duration(syncer.LogTook, time.Since(start)))
 	close(w.ready)
@@ -201,29 +234,89 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 			w.handleError(err)
 		case <-flush.C:
 			armed = false
+			w.probe(time.Now())
 			w.publish(ctx, pub)
 		}
-		if !armed && len(w.pending) > 0 {
+		if !armed && (len(w.pending) > 0 || len(w.open) > 0) {
 			flush.Reset(w.opts.Flush)
 			armed = true
 		}
 	}
 }
 
-func (w *Watcher) note(s syncer.Scope, r syncer.Reason) {
+func (w *Watcher) note(s syncer.Scope, r syncer.Reason) { w.noteAt(s, r, time.Now()) }
+
+// noteAt records that s changed at at.
+func (w *Watcher) noteAt(s syncer.Scope, r syncer.Reason, at time.Time) {
 	if p, ok := w.pending[s]; ok {
 		if r != syncer.ReasonChange {
 			p.reason = r
-			w.pending[s] = p
 		}
+		if at.Before(p.at) {
+			p.at = at
+		}
+		w.pending[s] = p
 		return
 	}
-	w.pending[s] = pendingEvent{reason: r, at: time.Now()}
+	w.pending[s] = pendingEvent{reason: r, at: at}
+}
+
+// track follows a written file until it is seen closed; false when it
+// cannot be followed and its directory must be synced now.
+func (w *Watcher) track(rel string) bool {
+	if w.opts.OpenWait < 0 {
+		return false
+	}
+	if _, ok := w.open[rel]; ok {
+		return true
+	}
+	if len(w.open) >= maxOpen {
+		return false
+	}
+	now := time.Now()
+	w.open[rel] = &openFile{since: now, next: now}
+	return true
+}
+
+// probe looks at the followed files that are due. A closed one (or one that
+// cannot be checked) makes its directory change now, dated from its first
+// write; so does one open for longer than OpenWait, which is then synced
+// as it is and followed again on its next write.
+func (w *Watcher) probe(now time.Time) {
+	for f, o := range w.open {
+		if now.Before(o.next) {
+			continue
+		}
+		open, _ := openForWrite(syncer.Join(w.opts.Root, f))
+		if open {
+			if now.Sub(o.since) < w.opts.OpenWait {
+				o.next = now.Add(openProbe)
+				continue
+			}
+			w.log.Info("file open for writing too long; syncing it as it is", zap.String(syncer.LogDir, f),
+				zap.Duration("open_for", now.Sub(o.since)))
+		}
+		delete(w.open, f)
+		w.noteAt(syncer.Scope{Dir: syncer.Parent(f)}, syncer.ReasonChange, o.since)
+	}
+	w.waiting.Store(int64(len(w.open)))
+}
+
+// openBelow lists the followed files that s covers: all are open for
+// writing, as probe left only those.
+func (w *Watcher) openBelow(s syncer.Scope) []string {
+	var out []string
+	for f := range w.open {
+		if s.HasFile(f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 	for s, p := range w.pending {
-		if err := pub.Publish(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at}); err != nil {
+		if err := pub.Publish(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.openBelow(s)}); err != nil {
 			w.log.Warn("publish event; will retry", zap.Error(err), zap.String(syncer.LogScope, s.String()))
 			return
 		}
@@ -255,7 +348,14 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	if w.excluded(filepath.Base(rel)) {
 		return
 	}
-	// Whatever happened to an entry, its directory's listing changed.
+	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+		delete(w.open, rel)
+	}
+	// A file's content changed: its directory is due once the writer is
+	// done (see probe). Any other event changed the directory's listing.
+	if ev.Op == fsnotify.Write && w.track(rel) {
+		return
+	}
 	w.note(syncer.Scope{Dir: syncer.Parent(rel)}, syncer.ReasonChange)
 	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 && w.watched[rel] {
 		// Renamed or removed directory: drop its watches, and its children's,
@@ -264,6 +364,9 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	}
 	if ev.Op&fsnotify.Create != 0 {
 		fi, err := os.Lstat(ev.Name)
+		if err == nil && fi.Mode().IsRegular() {
+			w.track(rel)
+		}
 		if err == nil && fi.IsDir() {
 			// Watch first, then sync the whole subtree: entries created
 			// before the watches existed are never reported.
@@ -312,12 +415,20 @@ func (w *Watcher) addTree(dir string) error {
 		return fmt.Errorf("read %s: %w", abs, err)
 	}
 	for _, e := range entries {
-		if !e.IsDir() || w.excluded(e.Name()) {
+		if w.excluded(e.Name()) {
 			continue
 		}
 		child := e.Name()
 		if dir != "" {
 			child = dir + "/" + e.Name()
+		}
+		if !e.IsDir() {
+			// A file created in a new directory before its watch: it may
+			// be written still, with no event left to tell.
+			if w.started && e.Type().IsRegular() {
+				w.track(child)
+			}
+			continue
 		}
 		if err := w.addTree(child); err != nil {
 			w.log.Warn("watch directory", zap.Error(err), zap.String(syncer.LogDir, child))

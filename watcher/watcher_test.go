@@ -141,3 +141,116 @@ func TestWatcher_Run(t *testing.T) {
 		}
 	})
 }
+
+// last returns the newest event whose scope covers s.
+func (r *rec) last(s syncer.Scope) (syncer.DirEvent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.evs) - 1; i >= 0; i-- {
+		if r.evs[i].Scope.Covers(s) {
+			return r.evs[i], true
+		}
+	}
+	return syncer.DirEvent{}, false
+}
+
+// TestWatcher_OpenFiles checks that a file still open for writing is
+// reported as open, both in an existing directory and in a new one, that
+// it does not hold back the directory's other changes, and that its
+// closing brings an event that no longer lists it.
+func TestWatcher_OpenFiles(t *testing.T) {
+	root := t.TempDir()
+	testutil.WriteTree(t, root, testutil.Tree{"p/a/": ""})
+	w, r := start(t, root)
+
+	big, err := os.Create(filepath.Join(root, "p/a/clip.mov"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	if _, err := big.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteTree(t, root, testutil.Tree{"p/a/small": "done"})
+	// A new directory whose file was created before its watch existed.
+	if err := os.Mkdir(filepath.Join(root, "p/new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inNew, err := os.Create(filepath.Join(root, "p/new/render.exr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inNew.Close()
+
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		ev, ok := r.last(syncer.Scope{Dir: "p/a"})
+		if !ok || len(ev.Open) != 1 || ev.Open[0] != "p/a/clip.mov" {
+			return fmt.Errorf("last event on p/a = %+v, want one listing p/a/clip.mov open", ev)
+		}
+		ev, ok = r.last(syncer.Scope{Dir: "p/new", Recursive: true})
+		if !ok || len(ev.Open) != 1 || ev.Open[0] != "p/new/render.exr" {
+			return fmt.Errorf("last event on p/new/... = %+v, want one listing p/new/render.exr open", ev)
+		}
+		return nil
+	})
+	if n := w.Waiting(); n != 2 {
+		t.Errorf("Waiting() = %d, want 2", n)
+	}
+	// Still being written: no event speaks of the file as closed.
+	if _, err := big.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ev, _ := r.last(syncer.Scope{Dir: "p/a"}); len(ev.Open) != 1 {
+		t.Fatalf("while written: last event on p/a = %+v, want clip.mov still open", ev)
+	}
+
+	for _, f := range []*os.File{big, inNew} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []syncer.Scope{{Dir: "p/a"}, {Dir: "p/new"}} {
+		testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+			if ev, ok := r.last(s); !ok || len(ev.Open) != 0 {
+				return fmt.Errorf("after close: last event on %s = %+v, want one with nothing open", s, ev)
+			}
+			return nil
+		})
+	}
+	if n := w.Waiting(); n != 0 {
+		t.Errorf("Waiting() = %d after close, want 0", n)
+	}
+}
+
+// TestWatcher_OpenWait checks that a file open for writing longer than
+// OpenWait is reported (and so copied) as it is.
+func TestWatcher_OpenWait(t *testing.T) {
+	root := t.TempDir()
+	w, err := watcher.New(watcher.Options{Root: root, OpenWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rec{}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = w.Run(ctx, r) }()
+	<-w.Ready()
+	f, err := os.Create(filepath.Join(root, "app.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if ev, ok := r.last(syncer.Scope{}); !ok || len(ev.Open) != 1 {
+			return fmt.Errorf("last root event = %+v, want app.db open", ev)
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if ev, _ := r.last(syncer.Scope{}); len(ev.Open) != 0 || w.Waiting() != 0 {
+			return fmt.Errorf("last root event = %+v, waiting %d; want app.db given up on", ev, w.Waiting())
+		}
+		return nil
+	})
+}

@@ -204,6 +204,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
+	skip := batchSkip(claims)
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	go p.heartbeat(hbCtx, claims)
@@ -211,7 +212,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.busy++
 	p.mu.Unlock()
 	start := time.Now()
-	st, err := p.opts.Syncer.Sync(held, scopes)
+	st, err := p.opts.Syncer.Sync(held, scopes, skip)
 	took := time.Since(start)
 	p.mu.Lock()
 	p.busy--
@@ -227,6 +228,40 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 			p.settle(log, d, run, st, err, start, took, len(claims))
 		}
 	}
+}
+
+// batchSkip is what a run leaves out: a file that some job asks to skip,
+// and that every job of the run covering it asks to skip too. A job that
+// covers the file without skipping it may be the follow-up sent once the
+// file was closed, and skipping it there would lose that follow-up.
+func batchSkip(claims []*claim) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range claims {
+		for _, d := range c.ds {
+			for _, p := range d.Job.Skip {
+				if seen[p] {
+					continue
+				}
+				seen[p] = true
+				if skippedByAll(claims, p) {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func skippedByAll(claims []*claim, path string) bool {
+	for _, c := range claims {
+		for _, d := range c.ds {
+			if d.Job.Scope.HasFile(path) && !slices.Contains(d.Job.Skip, path) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // claim locks the scopes of a batch. A delivery whose scope is covered by an

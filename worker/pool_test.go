@@ -23,10 +23,12 @@ type recSyncer struct {
 	runs     int
 	synced   map[syncer.Scope]int
 	fail     func(scopes []syncer.Scope) error
+	skips    [][]string
 }
 
-func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats, error) {
+func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
 	r.mu.Lock()
+	r.skips = append(r.skips, skip)
 	for _, s := range scopes {
 		for _, o := range r.running {
 			if s.Overlaps(o) {
@@ -177,7 +179,7 @@ func TestPool_Run_Failures(t *testing.T) {
 
 type vanishingSyncer struct{}
 
-func (vanishingSyncer) Sync(context.Context, []syncer.Scope) (syncer.Stats, error) {
+func (vanishingSyncer) Sync(context.Context, []syncer.Scope, []string) (syncer.Stats, error) {
 	return syncer.Stats{Vanished: true}, nil // rsync exit 24
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/syncer/syncer/coalesce"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/watcher"
 )
 
 // Config is every setting of syncer. The YAML keys are the flag names with
@@ -39,6 +40,7 @@ type Config struct {
 	CollapseProject  int           `yaml:"collapse_project"`
 	Exclude          []string      `yaml:"exclude"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	OpenFileWait     time.Duration `yaml:"open_file_wait"`
 
 	RsyncPath string   `yaml:"rsync_path"`
 	RsyncArgs []string `yaml:"rsync_args"`
@@ -91,6 +93,7 @@ func DefaultConfig() Config {
 		CollapseChildren:  coalesce.DefaultMaxChildren,
 		CollapseProject:   coalesce.DefaultMaxPending,
 		ShutdownTimeout:   30 * time.Second,
+		OpenFileWait:      watcher.DefaultOpenWait,
 		RsyncPath:         "rsync",
 		Listen:            defaultListen,
 		RetryBackoff:      time.Second,
@@ -136,6 +139,7 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.IntVar(&c.CollapseProject, "collapse-project", c.CollapseProject, "pending directories that collapse into their whole project")
 	fs.StringSliceVar(&c.Exclude, "exclude", c.Exclude, "name glob to skip (repeatable), e.g. '*.tmp'")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running rsyncs get to finish on stop")
+	fs.DurationVar(&c.OpenFileWait, "open-file-wait", c.OpenFileWait, "longest a file still open for writing waits to be copied (0: copy at once)")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
 	fs.StringVar(&c.SSHIdentity, "ssh-identity", c.SSHIdentity, "with a host:/path dest: ssh private key file")
@@ -318,6 +322,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout: %v, want a positive duration", c.ShutdownTimeout)
+	}
+	if c.OpenFileWait < 0 {
+		bad("open_file_wait: %v, want 0 or a positive duration", c.OpenFileWait)
 	}
 	for _, e := range c.Exclude {
 		if _, err := filepath.Match(e, ""); err != nil || strings.Contains(e, "/") {

@@ -438,6 +438,7 @@ func (d *daemon) registerGauges() {
 	m := d.metrics
 	m.reg.MustRegister(newQueueCollector(d.q))
 	m.gaugeFunc("syncer_watches", "Directories watched with inotify.", func() float64 { return float64(d.w.Load().Watches()) })
+	m.gaugeFunc("syncer_open_files_waiting", "Files left out of syncs until their writer closes them.", func() float64 { return float64(d.w.Load().Waiting()) })
 	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
 		func() float64 {
 			if d.pausedReason() != "" {
@@ -612,10 +613,10 @@ type instrumented struct {
 	d *daemon
 }
 
-func (i instrumented) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats, error) {
+func (i instrumented) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
 	i.d.runs.Add(1)
 	start := time.Now()
-	st, err := i.Syncer.Sync(ctx, s)
+	st, err := i.Syncer.Sync(ctx, s, skip)
 	i.d.metrics.run(st, time.Since(start), err)
 	return st, err
 }
@@ -627,11 +628,11 @@ type guarded struct {
 	d *daemon
 }
 
-func (g guarded) Sync(ctx context.Context, s []syncer.Scope) (syncer.Stats, error) {
+func (g guarded) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
 	if err := g.d.checkGuard(); err != nil {
 		return syncer.Stats{}, err
 	}
-	return g.Syncer.Sync(ctx, s)
+	return g.Syncer.Sync(ctx, s, skip)
 }
 
 // checkGuard runs the deletion guard and logs when its verdict changes.
@@ -677,7 +678,11 @@ func (d *daemon) ignoreDest() []string {
 }
 
 func (d *daemon) newWatcher() (*watcher.Watcher, error) {
-	return watcher.New(watcher.Options{Root: d.cfg.Source, Excludes: d.cfg.Exclude, Logger: d.log.Named("watcher")})
+	wait := d.cfg.OpenFileWait
+	if wait == 0 {
+		wait = -1 // off
+	}
+	return watcher.New(watcher.Options{Root: d.cfg.Source, Excludes: d.cfg.Exclude, OpenWait: wait, Logger: d.log.Named("watcher")})
 }
 
 // watch runs the watcher and restarts it when the source root is replaced

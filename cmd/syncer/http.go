@@ -117,6 +117,7 @@ type statusReport struct {
 	WatchesLimit int64           `json:"watches_limit"`
 	Unwatched    []string        `json:"unwatched,omitempty"`
 	Overflows    int64           `json:"overflows"`
+	OpenWaiting  int             `json:"open_files_waiting"`
 	RsyncRuns    int64           `json:"rsync_runs"`
 	NetworkFS    string          `json:"network_fs,omitempty"`
 	Reconcile    *reconcileRun   `json:"reconcile,omitempty"`
@@ -146,7 +147,7 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	w := d.w.Load()
 	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
 		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
-		WatchesLimit: int64(inotifyLimit()), Unwatched: w.Unwatched(), Overflows: w.Overflows(), RsyncRuns: d.runs.Load(),
+		WatchesLimit: int64(inotifyLimit()), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load(),
 		Paused: d.pausedReason()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx)

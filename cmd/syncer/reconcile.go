@@ -450,7 +450,7 @@ func reconcileDryRun(ctx context.Context, cfg Config, projects []string, stdout 
 		return err
 	}
 	for _, s := range plan.Scopes {
-		if _, err := r.Sync(ctx, []syncer.Scope{s}); err != nil {
+		if _, err := r.Sync(ctx, []syncer.Scope{s}, nil); err != nil {
 			return fmt.Errorf("dry run of %s: %w", s, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,5 +433,56 @@ func TestRun_Shutdown(t *testing.T) {
 	// The unfinished job comes back: the next start converges quickly.
 	cfg.RsyncPath = testutil.RequireRsync(t)
 	h = start(t, cfg)
+	h.converge(t)
+}
+
+// TestRun_OpenFiles checks that a file still open for writing is left as it
+// is on the backup (an old version stays, a new file is not copied half
+// written) while the rest of its directory syncs, in an existing directory
+// (rsync) and in a new one (the direct copier), and that it is copied once
+// closed.
+func TestRun_OpenFiles(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/clip.mov": "old"})
+	h := start(t, cfg)
+	h.converge(t)
+	backup := func(rel string) string {
+		b, err := os.ReadFile(filepath.Join(cfg.Dest, rel))
+		if err != nil {
+			return err.Error()
+		}
+		return string(b)
+	}
+	clip, err := os.OpenFile(h.path("p/a/clip.mov"), os.O_WRONLY|os.O_TRUNC, 0)
+	must(t, err)
+	defer clip.Close()
+	_, err = clip.Write(bytes.Repeat([]byte("n"), 1<<20))
+	must(t, err)
+	must(t, os.WriteFile(h.path("p/a/small"), []byte("s"), 0o644))
+	must(t, os.Mkdir(h.path("p/new"), 0o755))
+	render, err := os.Create(h.path("p/new/render.exr"))
+	must(t, err)
+	defer render.Close()
+	_, err = render.Write(bytes.Repeat([]byte("r"), 1<<20))
+	must(t, err)
+	must(t, os.WriteFile(h.path("p/new/done"), []byte("d"), 0o644))
+
+	testutil.Eventually(t, 10*time.Second, 25*time.Millisecond, func() error {
+		if backup("p/a/small") != "s" || backup("p/new/done") != "d" {
+			return errors.New("the closed files are not on the backup yet")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // any sync of the open files would have run by now
+	if got := backup("p/a/clip.mov"); got != "old" {
+		t.Errorf("open file on the backup = %.20q, want the old version left alone", got)
+	}
+	if _, err := os.Lstat(filepath.Join(cfg.Dest, "p/new/render.exr")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a new file open for writing was copied: %v", err)
+	}
+	_, err = clip.Write([]byte("end"))
+	must(t, err)
+	must(t, clip.Close())
+	must(t, render.Close())
 	h.converge(t)
 }

@@ -18,12 +18,12 @@ type seeding struct {
 	rsync  syncer.Syncer
 }
 
-func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats, error) {
+func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
 	var total syncer.Stats
 	var rest []syncer.Scope
 	for _, sc := range scopes {
 		if sc.Recursive {
-			st, err := s.copier.Copy(ctx, sc.Dir)
+			st, err := s.copier.Copy(ctx, sc.Dir, skip)
 			total.Add(st)
 			switch {
 			case err == nil:
@@ -41,7 +41,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope) (syncer.Stats,
 	if len(rest) == 0 {
 		return total, nil
 	}
-	st, err := s.rsync.Sync(ctx, rest)
+	st, err := s.rsync.Sync(ctx, rest, skip)
 	total.Add(st)
 	return total, err
 }

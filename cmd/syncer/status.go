@@ -125,6 +125,9 @@ func printStatus(w io.Writer, r statusReport) {
 	if r.Paused != "" {
 		fmt.Fprintf(w, "PAUSED: %s\n", r.Paused)
 	}
+	if r.OpenWaiting > 0 {
+		fmt.Fprintf(w, "%d files still open for writing wait to be copied\n", r.OpenWaiting)
+	}
 	if len(r.Unwatched) > 0 || r.Overflows > 0 {
 		fmt.Fprintf(w, "lost events: %d overflows, %d unwatched directories (covered by reconcile)\n", r.Overflows, len(r.Unwatched))
 	}

@@ -1,0 +1,36 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/syncer/syncer"
+)
+
+func TestBatchSkip(t *testing.T) {
+	job := func(dir string, rec bool, skip ...string) *claim {
+		return &claim{scope: syncer.Scope{Dir: dir, Recursive: rec},
+			ds: []syncer.Delivery{{Job: syncer.Job{Scope: syncer.Scope{Dir: dir, Recursive: rec}, Skip: skip}}}}
+	}
+	tests := []struct {
+		name   string
+		claims []*claim
+		want   []string
+	}{
+		{"one job", []*claim{job("p/a", false, "p/a/clip")}, []string{"p/a/clip"}},
+		{"an unrelated job does not matter", []*claim{job("p/a", false, "p/a/clip"), job("q", true)}, []string{"p/a/clip"}},
+		// The second job may be the follow-up sent once clip was closed.
+		{"a covering job that copies it wins", []*claim{job("p/a", false, "p/a/clip"), job("p/a", false)}, nil},
+		{"a recursive ancestor that copies it wins", []*claim{job("p", true), job("p/a", false, "p/a/clip")}, nil},
+		{"every covering job skips it", []*claim{job("p", true, "p/a/clip"), job("p/a", false, "p/a/clip", "p/a/x")},
+			[]string{"p/a/clip"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := cmp.Diff(tt.want, batchSkip(tt.claims)); d != "" {
+				t.Errorf("batchSkip() mismatch (-want +got):\n%s", d)
+			}
+		})
+	}
+}
