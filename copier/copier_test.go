@@ -71,3 +71,48 @@ func TestCopier_Copy_Parents(t *testing.T) {
 		t.Errorf("p/q/r/f = %q, %v", b, err)
 	}
 }
+
+// TestCopier_CopyNew checks that only large files missing from the backup
+// are copied, exactly, without temporary files left behind; that existing
+// files are never replaced; and that skipped, excluded and small files and
+// subdirectories are left alone.
+func TestCopier_CopyNew(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	big := strings.Repeat("b", 2<<20)
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/new.mov": big, "p/a/new2.mov": big + "2", "p/a/old.mov": big + "new",
+		"p/a/small": "s", "p/a/open.mov": big, "p/a/x.tmp": big, "p/a/sub/deep.mov": big, "p/a/-odd\n name": big})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/old.mov": "old"})
+	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}})
+	st, _, err := c.CopyNew(t.Context(), "p/a", 1<<20, []string{"p/a/open.mov"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != 3 || st.Bytes != 3*(2<<20)+1 {
+		t.Errorf("stats = %+v, want 3 files", st)
+	}
+	ents, err := os.ReadDir(filepath.Join(dst, "p/a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if got, want := strings.Join(names, ","), "-odd\n name,new.mov,new2.mov,old.mov"; got != want {
+		t.Errorf("backup holds %q, want %q", got, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "p/a/old.mov")); string(b) != "old" {
+		t.Error("an existing file was replaced")
+	}
+	if d := testutil.DiffTrees(filepath.Join(src, "p/a"), filepath.Join(dst, "p/a"), "small", "open.mov", "x.tmp", "sub", "old.mov"); d != "" {
+		t.Error(d)
+	}
+	// A directory missing from the backup is created, parents included.
+	testutil.WriteTree(t, src, testutil.Tree{"q/r/s/clip.mov": big})
+	if _, _, err := c.CopyNew(t.Context(), "q/r/s", 1<<20, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.DiffTrees(filepath.Join(src, "q"), filepath.Join(dst, "q")); d != "" {
+		t.Error(d)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/lease"
 )
 
 // Defaults for Options.
@@ -80,6 +81,7 @@ type Watcher struct {
 
 	mu       sync.Mutex
 	unwatchd []string // dirs whose watch could not be added
+	openSnap []string // the followed files, as of the last probe
 
 	// Startup progress, for WaitWatched: the dirs whose watch was added
 	// (or failed) so far; nil once the whole tree is done.
@@ -199,7 +201,12 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
 	w.open = map[string]*openFile{}
-	defer w.waiting.Store(0)
+	defer func() {
+		w.waiting.Store(0)
+		w.mu.Lock()
+		w.openSnap = nil
+		w.mu.Unlock()
+	}()
 
 	start := time.Now()
 	err = w.addTree("")
@@ -287,7 +294,7 @@ func (w *Watcher) probe(now time.Time) {
 		if now.Before(o.next) {
 			continue
 		}
-		open, _ := openForWrite(syncer.Join(w.opts.Root, f))
+		open, _ := lease.OpenForWrite(syncer.Join(w.opts.Root, f))
 		if open {
 			if now.Sub(o.since) < w.opts.OpenWait {
 				o.next = now.Add(openProbe)
@@ -300,6 +307,32 @@ func (w *Watcher) probe(now time.Time) {
 		w.noteAt(syncer.Scope{Dir: syncer.Parent(f)}, syncer.ReasonChange, o.since)
 	}
 	w.waiting.Store(int64(len(w.open)))
+	snap := make([]string, 0, len(w.open))
+	for f := range w.open {
+		snap = append(snap, f)
+	}
+	w.mu.Lock()
+	w.openSnap = snap
+	w.mu.Unlock()
+}
+
+// OpenBelow lists the files below the scopes that are being written now,
+// as far as the watcher knows (checked every 50 ms). Each one brings an
+// event once it is closed, so a sync may leave them out even when its job
+// was made before they were opened.
+func (w *Watcher) OpenBelow(scopes []syncer.Scope) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, f := range w.openSnap {
+		for _, s := range scopes {
+			if s.HasFile(f) {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // openBelow lists the followed files that s covers: all are open for

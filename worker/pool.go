@@ -219,14 +219,36 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.mu.Unlock()
 	stopHB()
 
+	var open *syncer.OpenFilesError
+	if errors.As(err, &open) {
+		err = nil // for every job but those covering the open files
+	}
 	if err == nil && st.Vanished && p.opts.OnVanished != nil {
 		p.opts.OnVanished(scopes)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
 		for _, d := range c.ds {
+			if open != nil && open.Covers(d.Job.Scope) {
+				p.later(log, d, open)
+				continue
+			}
 			p.settle(log, d, run, st, err, start, took, len(claims))
 		}
+	}
+}
+
+// later sends back a job whose run left out files still being written: a
+// second after the first time, then less and less often, up to every 30 s.
+// The watcher's job for the closed file usually replaces it before.
+func (p *Pool) later(log *zap.Logger, d syncer.Delivery, open *syncer.OpenFilesError) {
+	delay := min(time.Second<<min(max(d.Attempt-1, 0), 5), 30*time.Second)
+	if ce := log.Check(zap.DebugLevel, "files still open for writing; job comes back"); ce != nil {
+		ce.Write(zap.String(syncer.LogJobID, d.Job.ID), zap.String(syncer.LogScope, d.Job.Scope.String()),
+			zap.Strings("open", open.Paths), zap.Duration("retry_in", delay))
+	}
+	if err := d.Nak(delay); err != nil {
+		log.Warn("nak job", zap.Error(err), zap.String(syncer.LogJobID, d.Job.ID))
 	}
 }
 

@@ -214,6 +214,22 @@ func TestPool_Run_Vanished(t *testing.T) {
 	}
 }
 
+// together hands out its first n deliveries as one batch, however the
+// queue's pull requests happen to split them.
+type together struct {
+	worker.Source
+	n int
+}
+
+func (s *together) More(n int) []syncer.Delivery {
+	var out []syncer.Delivery
+	for deadline := time.Now().Add(5 * time.Second); len(out) < min(n, s.n-1) && time.Now().Before(deadline); {
+		out = append(out, s.Source.More(min(n, s.n-1)-len(out))...)
+	}
+	s.n = 0 // the first batch only
+	return out
+}
+
 // TestPool_Run_RidesAlong: a new directory's recursive job and its parent's
 // flat job, fetched together, run in one Sync under the parent's lock
 // instead of one waiting for the other.
@@ -225,7 +241,7 @@ func TestPool_Run_RidesAlong(t *testing.T) {
 		}
 	}
 	rec := &recSyncer{}
-	p, err := worker.New(worker.Options{Workers: 1, Batch: 8, Source: q.Jobs(), Syncer: rec})
+	p, err := worker.New(worker.Options{Workers: 1, Batch: 8, Source: &together{Source: q.Jobs(), n: 3}, Syncer: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

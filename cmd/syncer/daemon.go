@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -397,7 +398,8 @@ func (d *daemon) withCopier(r syncer.Syncer) syncer.Syncer {
 	if len(d.cfg.RsyncArgs) > 0 || d.cfg.remote() {
 		return r
 	}
-	return seeding{copier: copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude}), rsync: r}
+	cp := copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, OpenWait: d.cfg.OpenFileWait})
+	return seeding{copier: cp, rsync: r, log: d.log.Named("copier")}
 }
 
 func (d *daemon) newGuard() *guard.Guard {
@@ -621,6 +623,16 @@ func (i instrumented) Sync(ctx context.Context, s []syncer.Scope, skip []string)
 	return st, err
 }
 
+// skipWriting adds to a run the files this process's watcher sees being
+// written below its scopes: a job made before they were opened does not
+// list them. The watcher sends a job for each once it is closed.
+func (g guarded) skipWriting(scopes []syncer.Scope, skip []string) []string {
+	if open := g.d.w.Load().OpenBelow(scopes); len(open) > 0 {
+		return append(slices.Clone(skip), open...)
+	}
+	return skip
+}
+
 // guarded refuses runs while the deletion guard is tripped: every run may
 // delete, so none may start from a source that vanished.
 type guarded struct {
@@ -632,7 +644,7 @@ func (g guarded) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syn
 	if err := g.d.checkGuard(); err != nil {
 		return syncer.Stats{}, err
 	}
-	return g.Syncer.Sync(ctx, s, skip)
+	return g.Syncer.Sync(ctx, s, g.skipWriting(s, skip))
 }
 
 // checkGuard runs the deletion guard and logs when its verdict changes.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -115,7 +116,8 @@ func (m *metrics) result(r syncer.Result) {
 func (m *metrics) run(st syncer.Stats, took time.Duration, err error) {
 	m.rsyncDuration.Observe(took.Seconds())
 	res := "ok"
-	if err != nil {
+	var open *syncer.OpenFilesError
+	if err != nil && !errors.As(err, &open) {
 		res = "error"
 	}
 	m.rsyncRuns.WithLabelValues(res).Inc()

@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/copier"
@@ -13,14 +17,25 @@ import (
 // everything else to rsync. Measured on the reconcile benchmark, rsync's
 // three processes and pipes cost several times what an in-kernel copy does
 // for a cold copy of many small files.
+//
+// For a directory that exists on the backup, it first copies the large
+// files directly in it that the backup does not have yet (copier.CopyNew):
+// a finished render or ingest lands in parallel in-kernel copies instead of
+// one rsync stream, and the rsync that follows finds them done.
 type seeding struct {
 	copier *copier.Copier
 	rsync  syncer.Syncer
+	log    *zap.Logger
 }
+
+// seedMinSize is the smallest new file the copier takes ahead of rsync in a
+// directory that exists: below it, rsync's cost is per file, not per byte.
+const seedMinSize = 1 << 20
 
 func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
 	var total syncer.Stats
 	var rest []syncer.Scope
+	var found []string // new files being written, that the jobs did not know of
 	for _, sc := range scopes {
 		if sc.Recursive {
 			st, err := s.copier.Copy(ctx, sc.Dir, skip)
@@ -36,13 +51,37 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string)
 				return total, copyError{err}
 			}
 		}
+		// The directory exists on the backup: its new large files first.
+		t0 := time.Now()
+		st, open, err := s.copier.CopyNew(ctx, sc.Dir, seedMinSize, skip)
+		total.Add(st)
+		found = append(found, open...)
+		if ce := s.log.Check(zap.DebugLevel, "new files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
+			ce.Write(zap.String(syncer.LogScope, sc.String()), zap.Int64(syncer.LogFiles, st.Files),
+				zap.Int64(syncer.LogBytes, st.Bytes), zap.Strings("open", open), zap.Duration(syncer.LogTook, time.Since(t0)))
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return total, ctx.Err()
+			}
+			// rsync copies what the copier could not.
+			s.log.Warn("direct copy of new files", zap.Error(err), zap.String(syncer.LogScope, sc.String()))
+		}
 		rest = append(rest, sc)
 	}
 	if len(rest) == 0 {
 		return total, nil
 	}
+	if len(found) > 0 {
+		skip = append(slices.Clone(skip), found...)
+	}
 	st, err := s.rsync.Sync(ctx, rest, skip)
 	total.Add(st)
+	if err == nil && len(found) > 0 {
+		// The watcher will say when they are closed; in case it cannot
+		// (restarted, or following too many), their jobs come back.
+		return total, &syncer.OpenFilesError{Paths: found}
+	}
 	return total, err
 }
 

@@ -1,12 +1,16 @@
-package watcher
+// Package lease tells whether a file is open for writing, by asking the
+// kernel for a read lease (fcntl F_SETLEASE), the way Samba and the NFS
+// server learn about local writers.
+package lease
 
 import (
 	"errors"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// openForWrite reports whether some process has the regular file at path
+// OpenForWrite reports whether some process has the regular file at path
 // open for writing. It asks the kernel for a read lease, which is refused
 // with EAGAIN exactly while the file is open for writing (or held by a
 // writer's lease: an NFS write delegation, a Samba oplock), and gives the
@@ -16,7 +20,7 @@ import (
 // file (devices and FIFOs are never opened), or leases are not available
 // (network filesystems, /proc/sys/fs/leases-enable off, a non-root user on
 // someone else's file).
-func openForWrite(path string) (open, known bool) {
+func OpenForWrite(path string) (open, known bool) {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, false
@@ -38,4 +42,15 @@ func openForWrite(path string) (open, known bool) {
 	}
 	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
 	return false, true
+}
+
+// Born returns when the file at path was created, if the filesystem keeps
+// it (statx btime: ext4, xfs, btrfs, tmpfs).
+func Born(path string) (time.Time, bool) {
+	var sx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &sx); err != nil ||
+		sx.Mask&unix.STATX_BTIME == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(sx.Btime.Sec, int64(sx.Btime.Nsec)), true
 }
