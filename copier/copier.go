@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,9 +31,14 @@ type Options struct {
 	Excludes []string
 	// Concurrency bounds parallel file copies; 4×GOMAXPROCS by default.
 	Concurrency int
-	// OpenWait, when positive, makes CopyNew leave out new files that are
+	// OpenWait, when positive, makes SyncFlat leave out new files that are
 	// still open for writing, unless they were created longer ago.
 	OpenWait time.Duration
+	// Trash, when set, is a directory name in the backup root: a file
+	// SyncFlat replaces moves to Trash/<YYYY-MM-DD>/<path> first, as with
+	// rsync.Options.Trash. Now gives the date; time.Now when nil.
+	Trash string
+	Now   func() time.Time
 }
 
 // Copier copies missing subtrees. It is safe for concurrent use on
@@ -112,124 +115,6 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 		}
 	}
 	return r.stats, nil
-}
-
-// CopyNew copies the regular files directly in dir (not below) of at least
-// minSize bytes that the backup does not have: new files, with nothing to
-// compare and nothing to replace, such as media just written. They are
-// copied in parallel, each under a temporary name renamed into place
-// without replacing anything, so no half-copied file shows under a real
-// name. dir and its missing parents are created. Everything else (small
-// files, changed ones, deletions, the directory's attributes) is left to
-// the rsync that follows.
-//
-// Files in skip are left out, and so are those still being written (see
-// Options.OpenWait). The directory is looked at again after each round of
-// copies, so that what was written meanwhile is copied too, or, when still
-// open, returned: the rsync that follows must leave those out as well.
-func (c *Copier) CopyNew(ctx context.Context, dir string, minSize int64, skip []string) (syncer.Stats, []string, error) {
-	r := &run{c: c, ctx: ctx}
-	for round := 0; ; round++ {
-		files, open, dstMissing, err := c.newFiles(dir, minSize, skip)
-		if err == nil && dstMissing {
-			err = r.parents(dir + "/")
-		}
-		if err != nil || len(files) == 0 || round == maxRounds {
-			for _, d := range r.dirs {
-				if aerr := setAttrs(d.path, &d.st); err == nil {
-					err = aerr
-				}
-			}
-			return r.stats, open, err
-		}
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(min(c.opts.Concurrency, runtime.GOMAXPROCS(0))) // bandwidth-bound: one stream per core
-		for _, f := range files {
-			g.Go(func() error { return r.newFile(gctx, f.rel, &f.st) })
-		}
-		if err := g.Wait(); err != nil {
-			return r.stats, open, err
-		}
-	}
-}
-
-// maxRounds bounds how often CopyNew looks again at a directory that keeps
-// getting new files.
-const maxRounds = 8
-
-type newFile struct {
-	rel string
-	st  unix.Stat_t
-}
-
-// newFiles lists the files of dir CopyNew copies now, and those it leaves
-// because they are being written. dstMissing: dir is not on the backup.
-func (c *Copier) newFiles(dir string, minSize int64, skip []string) (files []newFile, open []string, dstMissing bool, err error) {
-	f, err := os.Open(syncer.Join(c.opts.Source, dir))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, false, nil
-		}
-		return nil, nil, false, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	dstMissing = !exists(syncer.Join(c.opts.Dest, dir))
-	for _, name := range names {
-		rel := name
-		if dir != "" {
-			rel = dir + "/" + name
-		}
-		if syncer.Excluded(c.opts.Excludes, name) || slices.Contains(skip, rel) {
-			continue
-		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(int(f.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
-			st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size < minSize {
-			continue
-		}
-		if !dstMissing {
-			var dst unix.Stat_t
-			if err := unix.Lstat(syncer.Join(c.opts.Dest, rel), &dst); !errors.Is(err, unix.ENOENT) {
-				continue // there, or not a directory: rsync's
-			}
-		}
-		if c.writing(rel) {
-			open = append(open, rel)
-			continue
-		}
-		files = append(files, newFile{rel, st})
-	}
-	return files, open, dstMissing, nil
-}
-
-// newFile copies one new file into place under a temporary name.
-func (r *run) newFile(ctx context.Context, rel string, st *unix.Stat_t) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dst := syncer.Join(r.c.opts.Dest, rel)
-	tmp := filepath.Join(filepath.Dir(dst), fmt.Sprintf(".syncer-%x.tmp", rand.Uint64()))
-	n, err := copyFile(syncer.Join(r.c.opts.Source, rel), tmp, st)
-	if errors.Is(err, fs.ErrNotExist) {
-		r.count(0, 0, true)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
-		_ = os.Remove(tmp)
-		if errors.Is(err, unix.EEXIST) {
-			return nil // rsync's now
-		}
-		return fmt.Errorf("rename into %s: %w", dst, err)
-	}
-	r.count(1, n, false)
-	return nil
 }
 
 func exists(path string) bool {

@@ -3,6 +3,7 @@ package copier_test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -72,47 +73,70 @@ func TestCopier_Copy_Parents(t *testing.T) {
 	}
 }
 
-// TestCopier_CopyNew checks that only large files missing from the backup
-// are copied, exactly, without temporary files left behind; that existing
-// files are never replaced; and that skipped, excluded and small files and
-// subdirectories are left alone.
-func TestCopier_CopyNew(t *testing.T) {
+// TestCopier_SyncFlat checks the direct path for a directory whose files
+// changed: new and changed files arrive exactly (attributes too), a
+// replaced file goes to the trash, no temporary file is left, skipped and
+// excluded files and subdirectories are left alone, and anything else
+// (a deletion, a symlink) is left to rsync by reporting not done.
+func TestCopier_SyncFlat(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	big := strings.Repeat("b", 2<<20)
-	testutil.WriteTree(t, src, testutil.Tree{"p/a/new.mov": big, "p/a/new2.mov": big + "2", "p/a/old.mov": big + "new",
-		"p/a/small": "s", "p/a/open.mov": big, "p/a/x.tmp": big, "p/a/sub/deep.mov": big, "p/a/-odd\n name": big})
-	testutil.WriteTree(t, dst, testutil.Tree{"p/a/old.mov": "old"})
-	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}})
-	st, _, err := c.CopyNew(t.Context(), "p/a", 1<<20, []string{"p/a/open.mov"})
-	if err != nil {
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/new.mov": big, "p/a/changed": "new content", "p/a/same": "s",
+		"p/a/chmod": "c", "p/a/open.mov": "o", "p/a/x.tmp": "t", "p/a/sub/deep": "d", "p/a/-odd\n name": "odd"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/changed": "old", "p/a/sub/": ""})
+	for _, f := range []string{"same", "chmod"} {
+		if err := exec.Command("cp", "-a", filepath.Join(src, "p/a", f), filepath.Join(dst, "p/a", f)).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(src, "p/a/chmod"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if st.Files != 3 || st.Bytes != 3*(2<<20)+1 {
-		t.Errorf("stats = %+v, want 3 files", st)
+	sub, dir := filepath.Join(src, "p/a/sub"), filepath.Join(src, "p/a")
+	for _, d := range []string{sub, dir, filepath.Join(src, "p")} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mt := fi.ModTime()
+		if err := os.Chtimes(filepath.Join(dst, strings.TrimPrefix(d, src)), mt, mt); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ents, err := os.ReadDir(filepath.Join(dst, "p/a"))
-	if err != nil {
-		t.Fatal(err)
+	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}, Trash: ".trash", Now: func() time.Time { return day }})
+	st, open, done, err := c.SyncFlat(t.Context(), "p/a", []string{"p/a/open.mov"})
+	if err != nil || !done || len(open) != 0 {
+		t.Fatalf("SyncFlat() = %+v, %v, done=%v, %v; want done", st, open, done, err)
 	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
+	if st.Files != 3 {
+		t.Errorf("stats = %+v, want 3 files copied (new.mov, changed, the odd name)", st)
 	}
-	if got, want := strings.Join(names, ","), "-odd\n name,new.mov,new2.mov,old.mov"; got != want {
-		t.Errorf("backup holds %q, want %q", got, want)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dst, "p/a/old.mov")); string(b) != "old" {
-		t.Error("an existing file was replaced")
-	}
-	if d := testutil.DiffTrees(filepath.Join(src, "p/a"), filepath.Join(dst, "p/a"), "small", "open.mov", "x.tmp", "sub", "old.mov"); d != "" {
+	if d := testutil.DiffTrees(src, dst, ".trash", "p/a/open.mov", "p/a/x.tmp", "p/a/sub/deep"); d != "" {
 		t.Error(d)
 	}
-	// A directory missing from the backup is created, parents included.
-	testutil.WriteTree(t, src, testutil.Tree{"q/r/s/clip.mov": big})
-	if _, _, err := c.CopyNew(t.Context(), "q/r/s", 1<<20, nil); err != nil {
-		t.Fatal(err)
+	if b, err := os.ReadFile(filepath.Join(dst, ".trash/2026-11-22/p/a/changed")); string(b) != "old" {
+		t.Errorf("the replaced file in the trash = %q, %v; want the old content", b, err)
 	}
-	if d := testutil.DiffTrees(filepath.Join(src, "q"), filepath.Join(dst, "q")); d != "" {
-		t.Error(d)
+	for _, f := range []string{"open.mov", "x.tmp", "sub/deep"} {
+		if _, err := os.Lstat(filepath.Join(dst, "p/a", f)); err == nil {
+			t.Errorf("%s was copied", f)
+		}
+	}
+
+	// A deletion, a symlink: copied what it could, the rest is rsync's.
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/gone": "g"})
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/link": "-> same", "p/a/more": "m"})
+	_, _, done, err = c.SyncFlat(t.Context(), "p/a", nil)
+	if err != nil || done {
+		t.Errorf("with a deletion and a symlink: done=%v, %v; want not done", done, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "p/a/more")); string(b) != "m" {
+		t.Error("a new file was not copied alongside")
+	}
+	// A directory missing from the backup is not its case.
+	testutil.WriteTree(t, src, testutil.Tree{"q/f": "f"})
+	if _, _, done, err := c.SyncFlat(t.Context(), "q", nil); err != nil || done {
+		t.Errorf("missing directory: done=%v, %v; want not done", done, err)
 	}
 }

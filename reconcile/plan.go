@@ -43,11 +43,18 @@ type Options struct {
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
+	// OnScope, when set, is handed each non-recursive scope as soon as its
+	// directory is compared, so that syncing starts while the walk goes on;
+	// those scopes are then counted in Plan.Streamed, not listed in
+	// Plan.Scopes. It is called from several goroutines at once.
+	OnScope func(syncer.Scope)
 }
 
 // Plan is what a reconcile has to sync.
 type Plan struct {
 	Scopes []syncer.Scope
+	// Streamed counts the scopes handed to Options.OnScope.
+	Streamed int
 	// Dirs and Entries count what was compared.
 	Dirs, Entries int64
 	// Files and Bytes count regular files that differ or are missing
@@ -135,11 +142,12 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		p.Drift = map[string]Drift{}
 	}
 	for s := range w.scopes {
-		if s.Recursive && w.nodes[s.Dir] != nil {
+		switch {
+		case s.Recursive && w.nodes[s.Dir] != nil:
 			p.Scopes = append(p.Scopes, w.partition(s.Dir)...)
-			continue
+		case s.Recursive || w.opts.OnScope == nil:
+			p.Scopes = append(p.Scopes, s)
 		}
-		p.Scopes = append(p.Scopes, s)
 	}
 	sort.Slice(p.Scopes, func(i, j int) bool {
 		if p.Scopes[i].Dir != p.Scopes[j].Dir {
@@ -264,8 +272,16 @@ func (w *walker) work(ctx context.Context) {
 
 func (w *walker) add(s syncer.Scope) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	seen := w.scopes[s]
 	w.scopes[s] = true
+	stream := !seen && !s.Recursive && w.opts.OnScope != nil
+	if stream {
+		w.plan.Streamed++
+	}
+	w.mu.Unlock()
+	if stream {
+		w.opts.OnScope(s)
+	}
 }
 
 func (w *walker) count(rel string, entries, files, bytes int64) {

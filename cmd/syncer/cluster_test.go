@@ -78,7 +78,8 @@ func TestCluster_WatchWork(t *testing.T) {
 
 	cfg := testConfig(t)
 	common := []string{"--nats-url", url, "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
-		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json"}
+		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json",
+		"--direct-copy=false"} // the test follows work through rsync runs
 	logA, logB := t.TempDir(), t.TempDir()
 	workA := testutil.Start(t, syncerBin, append([]string{"work", "--state-dir", t.TempDir(), "--workers", "2",
 		"--rsync-path", rsyncWrapper(t, logA, 400*time.Millisecond), "--job-ack-wait", "3s", "--lease-ttl", "3s"}, common...)...)

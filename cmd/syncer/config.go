@@ -42,8 +42,9 @@ type Config struct {
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
 	OpenFileWait     time.Duration `yaml:"open_file_wait"`
 
-	RsyncPath string   `yaml:"rsync_path"`
-	RsyncArgs []string `yaml:"rsync_args"`
+	RsyncPath  string   `yaml:"rsync_path"`
+	RsyncArgs  []string `yaml:"rsync_args"`
+	DirectCopy bool     `yaml:"direct_copy"`
 
 	// A remote dest: ssh settings ("host:/path") or the rsync daemon's
 	// password ("rsync://host/module/path").
@@ -95,6 +96,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		OpenFileWait:      watcher.DefaultOpenWait,
 		RsyncPath:         "rsync",
+		DirectCopy:        true,
 		Listen:            defaultListen,
 		RetryBackoff:      time.Second,
 		RetryMax:          8,
@@ -142,6 +144,7 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.OpenFileWait, "open-file-wait", c.OpenFileWait, "longest a file still open for writing waits to be copied (0: copy at once)")
 	fs.StringVar(&c.RsyncPath, "rsync-path", c.RsyncPath, "rsync binary")
 	fs.StringSliceVar(&c.RsyncArgs, "rsync-args", c.RsyncArgs, "extra rsync arguments (repeatable), e.g. --acls")
+	fs.BoolVar(&c.DirectCopy, "direct-copy", c.DirectCopy, "copy new subtrees and changed files in the kernel where rsync is not needed (local backups)")
 	fs.StringVar(&c.SSHIdentity, "ssh-identity", c.SSHIdentity, "with a host:/path dest: ssh private key file")
 	fs.IntVar(&c.SSHPort, "ssh-port", c.SSHPort, "with a host:/path dest: ssh port (0: ssh's default)")
 	fs.StringVar(&c.SSHKnownHosts, "ssh-known-hosts", c.SSHKnownHosts, "with a host:/path dest: known_hosts file; the host key is then checked strictly")

@@ -367,38 +367,60 @@ func (d *daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// Once is `syncer reconcile` with no daemon running: a walk, then, only
-// when something differs, its own queue and pool to sync it.
+// Once is `syncer reconcile` with no daemon running: a walk, with its own
+// queue and pool opened meanwhile to sync what it finds.
 func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 	defer func() { d.finish(r, err) }()
 	d.guard = d.newGuard()
 	d.oneShot = true
-	plan, err := d.plan(ctx, r)
-	if err != nil || len(plan.Scopes) == 0 {
-		return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type opened struct {
+		stop func()
+		err  error
 	}
-	t0 := time.Now()
-	stop, err := d.open(ctx)
-	if err != nil {
-		return err
-	}
-	d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)))
-	defer func() {
+	open := make(chan opened, 1)
+	want := make(chan struct{})
+	go func() {
+		select {
+		case <-want:
+		case <-ctx.Done():
+		}
 		t0 := time.Now()
-		stop()
-		d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
+		stop, err := d.open(ctx)
+		d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(err))
+		open <- opened{stop, err}
 	}()
-	return d.execute(ctx, r, plan)
+	var o *opened
+	ready := func() error {
+		if o == nil {
+			close(want)
+			x := <-open
+			o = &x
+		}
+		return o.err
+	}
+	defer func() {
+		if o == nil {
+			cancel() // nothing was queued: stop opening
+		}
+		if ready() == nil {
+			t0 := time.Now()
+			o.stop()
+			d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
+		}
+	}()
+	return d.walkAndSync(ctx, r, ready)
 }
 
 // withCopier puts the direct copier in front of rsync for subtrees missing
 // from the backup, unless extra rsync options (ACLs, xattrs, hard links...)
 // ask for what it does not keep.
 func (d *daemon) withCopier(r syncer.Syncer) syncer.Syncer {
-	if len(d.cfg.RsyncArgs) > 0 || d.cfg.remote() {
+	if !d.cfg.DirectCopy || len(d.cfg.RsyncArgs) > 0 || d.cfg.remote() {
 		return r
 	}
-	cp := copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, OpenWait: d.cfg.OpenFileWait})
+	cp := copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, OpenWait: d.cfg.OpenFileWait, Trash: d.trash()})
 	return seeding{copier: cp, rsync: r, log: d.log.Named("copier")}
 }
 

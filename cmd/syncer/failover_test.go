@@ -84,7 +84,8 @@ func TestCluster_LeaderKill(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Join(cfg.Source, fmt.Sprintf("p%d/d%03d", i%4, i)), 0o755))
 	}
 	common := []string{"--nats-url", strings.Join(cl.urls, ","), "--nats-token-file", token, "--source", cfg.Source, "--dest", cfg.Dest,
-		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json", "--job-ack-wait", "10s", "--lease-ttl", "6s"}
+		"--listen", "127.0.0.1:0", "--log-level", "warn", "--log-format", "json", "--job-ack-wait", "10s", "--lease-ttl", "6s",
+		"--direct-copy=false"} // the test follows work through rsync runs
 	logs := []string{t.TempDir(), t.TempDir()}
 	for _, l := range logs {
 		// One directory per rsync, each taking at least 200 ms: the queue stays full for a while.

@@ -187,6 +187,7 @@ func label(m *dto.Metric, name string) string {
 func TestRun_Readyz(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RsyncPath = rsyncWrapper(t, t.TempDir(), 1500*time.Millisecond)
+	cfg.DirectCopy = false // a slow startup sync needs rsync
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/f": "needs a sync"})
 	// An existing directory: rsync's job (slow here), not the copier's.
 	testutil.WriteTree(t, cfg.Dest, testutil.Tree{"p/f": "stale"})

@@ -101,7 +101,7 @@ func (d *daemon) reconcileView(id string) (reconcileRun, bool) {
 	d.mu.Unlock()
 	if t != nil && !v.finished() {
 		s := t.Summary()
-		v.Done, v.Failed, v.Files, v.Bytes, v.Deleted = s.Done, s.Failed, s.Stats.Files, s.Stats.Bytes, s.Stats.Deleted
+		v.Jobs, v.Done, v.Failed, v.Files, v.Bytes, v.Deleted = s.Jobs, s.Done, s.Failed, s.Stats.Files, s.Stats.Bytes, s.Stats.Deleted
 	}
 	v.tracker = nil
 	return v, true
@@ -117,10 +117,7 @@ func (d *daemon) update(r *reconcileRun, fn func(r *reconcileRun)) {
 // differs, and waits until those jobs are settled. Failed jobs are reported
 // in r, not returned: the daemon goes on serving everything else.
 func (d *daemon) runReconcile(ctx context.Context, r *reconcileRun) error {
-	plan, err := d.plan(ctx, r)
-	if err == nil {
-		err = d.execute(ctx, r, plan)
-	}
+	err := d.walkAndSync(ctx, r, nil)
 	d.finish(r, err)
 	return err
 }
@@ -142,30 +139,17 @@ func (d *daemon) finish(r *reconcileRun, err error) {
 	})
 }
 
-// plan walks the trees for r. It needs no queue.
-func (d *daemon) plan(ctx context.Context, r *reconcileRun) (reconcile.Plan, error) {
+// walkAndSync walks the trees for r and queues each directory that differs
+// as soon as it is found, so that the workers sync while the walk goes on;
+// the missing subtrees, which are partitioned by size, follow the walk.
+// Then it waits until every job is settled. queueReady, when set, blocks
+// until the queue can take jobs (a one-shot reconcile opens its own while
+// it walks).
+func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, queueReady func() error) error {
 	// Never plan deletions from a source that is not there.
 	if err := d.checkGuard(); err != nil {
-		return reconcile.Plan{}, err
+		return err
 	}
-	opts := reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
-		Projects: r.Projects, IgnoreDest: d.ignoreDest()}
-	if r.Why == "startup" {
-		// Walk while the watches go in, reading each directory only once
-		// it is watched: nothing changed meanwhile is missed.
-		opts.BeforeRead = d.w.Load().WaitWatched
-	}
-	plan, err := reconcile.Walk(ctx, opts)
-	d.update(r, func(r *reconcileRun) {
-		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes, r.Jobs = plan.Dirs, plan.Entries, plan.Files, plan.Bytes, len(plan.Scopes)
-		r.walked = time.Since(r.Started)
-	})
-	return plan, err
-}
-
-// execute queues the plan's scopes and waits until they are settled.
-func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Plan) error {
-	walked := r.walked
 	t := reconcile.NewTracker()
 	d.mu.Lock()
 	d.trackers[t] = true
@@ -175,12 +159,40 @@ func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Pl
 		delete(d.trackers, t)
 		d.mu.Unlock()
 	}()
-	d.update(r, func(r *reconcileRun) { r.State, r.tracker = "syncing", t })
-	if err := t.Submit(ctx, d.q, "reconcile-"+r.ID, plan.Scopes, syncer.ReasonReconcile); err != nil {
-		return err
+	d.update(r, func(r *reconcileRun) { r.tracker = t })
+
+	found := make(chan syncer.Scope, 1024)
+	submitted := make(chan error, 1)
+	go func() { submitted <- d.submit(ctx, r, t, found, queueReady) }()
+	opts := reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
+		Projects: r.Projects, IgnoreDest: d.ignoreDest(), OnScope: func(s syncer.Scope) { found <- s }}
+	if r.Why == "startup" {
+		// Walk while the watches go in, reading each directory only once
+		// it is watched: nothing changed meanwhile is missed.
+		opts.BeforeRead = d.w.Load().WaitWatched
 	}
-	d.startPool()
-	d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(len(plan.Scopes)))
+	t0 := time.Now()
+	plan, werr := reconcile.Walk(ctx, opts)
+	d.log.Debug("walk done", zap.Int64("dirs", plan.Dirs), zap.Int64("entries", plan.Entries), zap.Int("streamed", plan.Streamed),
+		zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(werr))
+	if werr == nil {
+		for _, s := range plan.Scopes {
+			found <- s
+		}
+	}
+	close(found)
+	serr := <-submitted
+	d.update(r, func(r *reconcileRun) {
+		r.Dirs, r.Entries, r.DriftFiles, r.DriftBytes = plan.Dirs, plan.Entries, plan.Files, plan.Bytes
+		r.Jobs, r.walked, r.State = t.Summary().Jobs, time.Since(r.Started), "syncing"
+	})
+	if werr != nil {
+		return werr // what was queued already still runs: each job stands alone
+	}
+	if serr != nil {
+		return serr
+	}
+	walked := r.walked
 	sum, err := t.Wait(ctx)
 	d.update(r, func(r *reconcileRun) {
 		r.Done, r.Failed, r.Errors = sum.Done, sum.Failed, sum.Errors
@@ -221,6 +233,54 @@ func (d *daemon) execute(ctx context.Context, r *reconcileRun, plan reconcile.Pl
 	}
 	return nil
 }
+
+// submit queues the scopes a walk finds, in batches: as many as arrived
+// within submitEvery, so that workers find full batches rather than a
+// trickle. After a failed publish it keeps draining found, queueing nothing.
+func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Tracker, found <-chan syncer.Scope, queueReady func() error) error {
+	var batch []syncer.Scope
+	var err error
+	n := 0
+	flush := func() {
+		if len(batch) == 0 || err != nil {
+			batch = batch[:0]
+			return
+		}
+		if n == 0 && queueReady != nil {
+			err = queueReady()
+		}
+		if err == nil {
+			err = t.Submit(ctx, d.q, fmt.Sprintf("reconcile-%s-%d", r.ID, n), batch, syncer.ReasonReconcile)
+		}
+		if err == nil {
+			if n == 0 {
+				d.startPool()
+			}
+			d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(len(batch)))
+			n++
+		}
+		batch = batch[:0]
+	}
+	tick := time.NewTicker(submitEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case s, ok := <-found:
+			if !ok {
+				flush()
+				return err
+			}
+			if batch = append(batch, s); len(batch) >= 512 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// submitEvery is how often a walk's findings are queued.
+const submitEvery = time.Second
 
 // reconciler runs the startup reconcile once the watcher is up (so that
 // nothing changed during the walk is missed), then one per request (lost

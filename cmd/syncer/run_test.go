@@ -322,6 +322,7 @@ func TestRun_NoOverlap(t *testing.T) {
 	cfg := testConfig(t)
 	logDir := t.TempDir()
 	cfg.RsyncPath = rsyncWrapper(t, logDir, 300*time.Millisecond)
+	cfg.DirectCopy = false // about rsync runs
 	cfg.Workers = 4
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/b/c/f": "0", "q/f": "0"})
 	h := start(t, cfg)
@@ -405,6 +406,7 @@ func TestRun_Shutdown(t *testing.T) {
 	cfg := testConfig(t)
 	logDir := t.TempDir()
 	cfg.RsyncPath = rsyncWrapper(t, logDir, 5*time.Second)
+	cfg.DirectCopy = false // about rsync runs
 	cfg.ShutdownTimeout = 200 * time.Millisecond
 	h := start(t, cfg)
 	must(t, os.WriteFile(h.path("f"), []byte("x"), 0o644))

@@ -225,7 +225,8 @@ func TestRun_DeadLetter(t *testing.T) {
 	cfg := testConfig(t)
 	flag := filepath.Join(t.TempDir(), "broken")
 	cfg.RsyncPath = rsyncBreaker(t, flag)
-	cfg.Batch = 1 // keep the bad project's runs apart from the good ones
+	cfg.DirectCopy = false // about rsync failures
+	cfg.Batch = 1          // keep the bad project's runs apart from the good ones
 	// The projects exist on both sides: their changes go to rsync, not the copier.
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"bad/": "", "good/": ""})
 	h := start(t, cfg)
