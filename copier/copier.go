@@ -117,10 +117,6 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	return r.stats, nil
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
 
 // parents creates the missing ancestors of dir in the backup.
 func (r *run) parents(dir string) error {
