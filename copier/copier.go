@@ -117,7 +117,6 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	return r.stats, nil
 }
 
-
 // parents creates the missing ancestors of dir in the backup.
 func (r *run) parents(dir string) error {
 	var missing []string
