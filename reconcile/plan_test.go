@@ -3,7 +3,11 @@ package reconcile_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,5 +171,36 @@ func TestWalk_Blind(t *testing.T) {
 	}
 	if d := testutil.DiffTrees(src, dst); d != "" {
 		t.Fatal(d)
+	}
+}
+
+// TestWalk_OnScope checks that directories that differ are handed out
+// while the walk goes on, each once, and that the plan then lists only the
+// missing subtrees.
+func TestWalk_OnScope(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "new", "p/b/g": "same", "p/new/h": "h", "q/x": "x", "top": "t"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/f": "old", "p/b/": "", "q/": "", "q/gone": "g"})
+	must(t, exec.Command("cp", "-a", filepath.Join(src, "p/b/g"), filepath.Join(dst, "p/b/g")).Run())
+	var mu sync.Mutex
+	var got []syncer.Scope
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, OnScope: func(s syncer.Scope) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, s)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(a, b syncer.Scope) int { return strings.Compare(a.Dir, b.Dir) })
+	// p/b's own time differs (its file was copied in): its parent p lists it.
+	if d := cmp.Diff([]syncer.Scope{{Dir: ""}, {Dir: "p"}, {Dir: "p/a"}, {Dir: "q"}}, got); d != "" {
+		t.Errorf("streamed scopes mismatch (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]syncer.Scope{{Dir: "p/new", Recursive: true}}, p.Scopes); d != "" {
+		t.Errorf("plan scopes mismatch (-want +got):\n%s", d)
+	}
+	if p.Streamed != len(got) {
+		t.Errorf("Streamed = %d, want %d", p.Streamed, len(got))
 	}
 }

@@ -367,46 +367,28 @@ func (d *daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// Once is `syncer reconcile` with no daemon running: a walk, with its own
-// queue and pool opened meanwhile to sync what it finds.
+// Once is `syncer reconcile` with no daemon running: a walk, and once it
+// finds something to sync, its own queue and pool.
 func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 	defer func() { d.finish(r, err) }()
 	d.guard = d.newGuard()
 	d.oneShot = true
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type opened struct {
-		stop func()
-		err  error
-	}
-	open := make(chan opened, 1)
-	want := make(chan struct{})
-	go func() {
-		select {
-		case <-want:
-		case <-ctx.Done():
+	var stop func()
+	var openErr error
+	opened := false
+	ready := func() error { // called by one goroutine, and done before walkAndSync returns
+		if !opened {
+			opened = true
+			t0 := time.Now()
+			stop, openErr = d.open(ctx)
+			d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(openErr))
 		}
-		t0 := time.Now()
-		stop, err := d.open(ctx)
-		d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(err))
-		open <- opened{stop, err}
-	}()
-	var o *opened
-	ready := func() error {
-		if o == nil {
-			close(want)
-			x := <-open
-			o = &x
-		}
-		return o.err
+		return openErr
 	}
 	defer func() {
-		if o == nil {
-			cancel() // nothing was queued: stop opening
-		}
-		if ready() == nil {
+		if stop != nil {
 			t0 := time.Now()
-			o.stop()
+			stop()
 			d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
 		}
 	}()
