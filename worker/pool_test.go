@@ -215,16 +215,24 @@ func TestPool_Run_Vanished(t *testing.T) {
 }
 
 // together hands out its first n deliveries as one batch, however the
-// queue's pull requests happen to split them.
+// queue's pull requests happen to split them and however few the pool
+// asked for (it asks by the backlog the first delivery reported).
 type together struct {
 	worker.Source
 	n int
 }
 
 func (s *together) More(n int) []syncer.Delivery {
+	if s.n == 0 {
+		return s.Source.More(n)
+	}
 	var out []syncer.Delivery
-	for deadline := time.Now().Add(5 * time.Second); len(out) < min(n, s.n-1) && time.Now().Before(deadline); {
-		out = append(out, s.Source.More(min(n, s.n-1)-len(out))...)
+	for deadline := time.Now().Add(5 * time.Second); len(out) < s.n-1 && time.Now().Before(deadline); {
+		more := s.Source.More(s.n - 1 - len(out))
+		if len(more) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		out = append(out, more...)
 	}
 	s.n = 0 // the first batch only
 	return out
