@@ -19,6 +19,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/lease"
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // ErrExists means the destination directory exists already: rsync's job.
@@ -178,7 +179,7 @@ func (r *run) dir(rel string, st unix.Stat_t) error {
 		return fmt.Errorf("mkdir %s: %w", dst, err)
 	}
 	r.addDir(dst, st)
-	f, err := os.Open(src)
+	f, err := osx.OpenDir(src)
 	if errors.Is(err, fs.ErrNotExist) {
 		r.count(0, 0, true)
 		return nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // bigFile is the size from which a new file still open for writing is left
@@ -118,7 +119,7 @@ type listing struct {
 
 // list reads root/dir, leaving out excluded names and the paths in skip.
 func (c *Copier) list(root, dir string, skip []string) (listing, error) {
-	f, err := os.Open(syncer.Join(root, dir))
+	f, err := osx.OpenDir(syncer.Join(root, dir))
 	if err != nil {
 		return listing{}, err
 	}

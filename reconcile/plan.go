@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // Options configure a Plan.
@@ -165,7 +166,7 @@ const (
 )
 
 func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+	f, err := osx.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +320,7 @@ type meta struct {
 // read lists dir with one fstatat per entry relative to the open directory
 // (no path lookups, no sorting): on a large tree this is most of the work.
 func (w *walker) read(dir string) (map[string]meta, error) {
-	f, err := os.Open(dir)
+	f, err := osx.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
