@@ -79,6 +79,7 @@ type Watcher struct {
 	open     map[string]*openFile // written files, by path, until seen closed
 	started  bool                 // the startup walk is over
 
+	treeMu   sync.Mutex // watched and children, while the startup walk adds watches in parallel
 	mu       sync.Mutex
 	unwatchd []string // dirs whose watch could not be added
 	openSnap []string // the followed files, as of the last probe
@@ -209,7 +210,7 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	}()
 
 	start := time.Now()
-	err = w.addTree("")
+	err = w.addTreeParallel("")
 	w.setupDone()
 	if err != nil {
 		return err
@@ -414,21 +415,95 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
 
 // addTree watches dir and every directory below it (not following symlinks,
-// skipping excluded names).
+// skipping excluded names). Only an error on dir itself is returned.
 func (w *Watcher) addTree(dir string) error {
+	kids, err := w.addDir(dir)
+	if err != nil {
+		return err
+	}
+	for len(kids) > 0 {
+		d := kids[len(kids)-1]
+		kids = kids[:len(kids)-1]
+		more, err := w.addDir(d)
+		if err != nil {
+			w.failedDir(d, err)
+			continue
+		}
+		kids = append(kids, more...)
+	}
+	return nil
+}
+
+// addTreeParallel is addTree for the startup walk: setupWorkers goroutines
+// add watches and read directories, so that reading one directory does
+// not wait for the watch of another (half the setup time measured on
+// 110,000 directories with two cores).
+func (w *Watcher) addTreeParallel(dir string) error {
+	kids, err := w.addDir(dir)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	active := 0
+	type failure struct {
+		dir string
+		err error
+	}
+	var failures []failure
+	var wg sync.WaitGroup
+	for range setupWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			for {
+				for len(kids) == 0 && active > 0 {
+					cond.Wait()
+				}
+				if len(kids) == 0 {
+					cond.Broadcast()
+					return
+				}
+				d := kids[len(kids)-1]
+				kids = kids[:len(kids)-1]
+				active++
+				mu.Unlock()
+				more, err := w.addDir(d)
+				mu.Lock()
+				active--
+				if err != nil {
+					failures = append(failures, failure{d, err})
+				}
+				kids = append(kids, more...)
+				cond.Broadcast()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range failures {
+		w.failedDir(f.dir, f.err)
+	}
+	return nil
+}
+
+// setupWorkers is how many goroutines add watches at startup.
+const setupWorkers = 4
+
+// addDir watches one directory and returns its subdirectories. It is safe
+// for concurrent use on different directories.
+func (w *Watcher) addDir(dir string) ([]string, error) {
 	abs := syncer.Join(w.opts.Root, dir)
 	err := w.fsw.Add(abs)
 	w.setupMark(dir) // watched, or failed: either way done before its entries are read
 	if err != nil {
 		if dir == "" {
-			return fmt.Errorf("watch %s: %w", abs, err)
+			return nil, fmt.Errorf("watch %s: %w", abs, err)
 		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // gone already; its parent's event covers it
-		}
-		w.unwatched(dir, err)
-		return nil
+		return nil, err
 	}
+	w.treeMu.Lock()
 	if !w.watched[dir] {
 		w.watched[dir] = true
 		w.watches.Add(1)
@@ -440,13 +515,15 @@ func (w *Watcher) addTree(dir string) error {
 			w.children[p][dir] = true
 		}
 	}
+	w.treeMu.Unlock()
 	entries, err := os.ReadDir(abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+			return nil, nil
 		}
-		return fmt.Errorf("read %s: %w", abs, err)
+		return nil, readError{fmt.Errorf("read %s: %w", abs, err)}
 	}
+	var kids []string
 	for _, e := range entries {
 		if w.excluded(e.Name()) {
 			continue
@@ -455,19 +532,34 @@ func (w *Watcher) addTree(dir string) error {
 		if dir != "" {
 			child = dir + "/" + e.Name()
 		}
-		if !e.IsDir() {
+		if e.IsDir() {
+			kids = append(kids, child)
+		} else if w.started && e.Type().IsRegular() {
 			// A file created in a new directory before its watch: it may
 			// be written still, with no event left to tell.
-			if w.started && e.Type().IsRegular() {
-				w.track(child)
-			}
-			continue
-		}
-		if err := w.addTree(child); err != nil {
-			w.log.Warn("watch directory", zap.Error(err), zap.String(syncer.LogDir, child))
+			w.track(child)
 		}
 	}
-	return nil
+	return kids, nil
+}
+
+// readError is a directory that is watched but could not be listed.
+type readError struct{ error }
+
+func (e readError) Unwrap() error { return e.error }
+
+// failedDir handles a directory below the root that could not be watched
+// or read.
+func (w *Watcher) failedDir(dir string, err error) {
+	var re readError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// gone already; its parent's event covers it
+	case errors.As(err, &re):
+		w.log.Warn("watch directory", zap.Error(err), zap.String(syncer.LogDir, dir))
+	default:
+		w.unwatched(dir, err)
+	}
 }
 
 func (w *Watcher) unwatched(dir string, err error) {
