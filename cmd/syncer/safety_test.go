@@ -314,7 +314,10 @@ func TestRun_FullBackup(t *testing.T) {
 	}
 
 	// Room again, but read-only now: still retried.
-	must(t, syscall.Mount("tmpfs", cfg.Dest, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, "size=64m"))
+	// EBUSY while a retry has a file open for writing there: try again.
+	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		return syscall.Mount("tmpfs", cfg.Dest, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, "size=64m")
+	})
 	n := logs.FilterMessage("job failed, will retry").Len()
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 		if logs.FilterMessage("job failed, will retry").Len() <= n {
