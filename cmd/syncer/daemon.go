@@ -368,31 +368,61 @@ func (d *daemon) Run(ctx context.Context) error {
 }
 
 // Once is `syncer reconcile` with no daemon running: a walk, and once it
-// finds something to sync, its own queue and pool.
+// finds something to sync, its own queue and pool, opened while the walk
+// goes on.
 func (d *daemon) Once(ctx context.Context, r *reconcileRun) (err error) {
 	defer func() { d.finish(r, err) }()
 	d.guard = d.newGuard()
 	d.oneShot = true
-	var stop func()
-	var openErr error
-	opened := false
-	ready := func() error { // called by one goroutine, and done before walkAndSync returns
-		if !opened {
-			opened = true
+	lq := &lazyQueue{open: d.open, log: d.log, ctx: ctx, done: make(chan struct{})}
+	defer lq.close()
+	return d.walkAndSync(ctx, r, lq)
+}
+
+// lazyQueue opens a one-shot reconcile's queue and pool at most once, in
+// the background, when start is first called.
+type lazyQueue struct {
+	open func(context.Context) (func(), error)
+	log  *zap.Logger
+	ctx  context.Context
+
+	once    sync.Once
+	started atomic.Bool
+	done    chan struct{} // closed once opening ended
+	stop    func()
+	err     error
+}
+
+func (q *lazyQueue) start() {
+	q.once.Do(func() {
+		q.started.Store(true)
+		go func() {
+			defer close(q.done)
 			t0 := time.Now()
-			stop, openErr = d.open(ctx)
-			d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(openErr))
-		}
-		return openErr
+			q.stop, q.err = q.open(q.ctx)
+			q.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(q.err))
+		}()
+	})
+}
+
+// ready starts opening if need be and waits until the queue takes jobs.
+func (q *lazyQueue) ready() error {
+	q.start()
+	<-q.done
+	return q.err
+}
+
+// close stops what was opened.
+func (q *lazyQueue) close() {
+	if !q.started.Load() {
+		return
 	}
-	defer func() {
-		if stop != nil {
-			t0 := time.Now()
-			stop()
-			d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
-		}
-	}()
-	return d.walkAndSync(ctx, r, ready)
+	<-q.done
+	if q.stop != nil {
+		t0 := time.Now()
+		q.stop()
+		q.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
+	}
 }
 
 // withCopier puts the direct copier in front of rsync for subtrees missing

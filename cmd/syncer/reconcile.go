@@ -142,10 +142,10 @@ func (d *daemon) finish(r *reconcileRun, err error) {
 // walkAndSync walks the trees for r and queues each directory that differs
 // as soon as it is found, so that the workers sync while the walk goes on;
 // the missing subtrees, which are partitioned by size, follow the walk.
-// Then it waits until every job is settled. queueReady, when set, blocks
-// until the queue can take jobs (a one-shot reconcile opens its own while
-// it walks).
-func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, queueReady func() error) error {
+// Then it waits until every job is settled. lq, when set, is the queue of a
+// one-shot reconcile: opened once the walk finds a first difference, while
+// the walk goes on.
+func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, lq *lazyQueue) error {
 	// Never plan deletions from a source that is not there.
 	if err := d.checkGuard(); err != nil {
 		return err
@@ -163,9 +163,13 @@ func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, queueReady fu
 
 	found := make(chan syncer.Scope, 1024)
 	submitted := make(chan error, 1)
-	go func() { submitted <- d.submit(ctx, r, t, found, queueReady) }()
+	go func() { submitted <- d.submit(ctx, r, t, found, lq) }()
+	onScope := func(s syncer.Scope) { found <- s }
+	if lq != nil {
+		onScope = func(s syncer.Scope) { lq.start(); found <- s }
+	}
 	opts := reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
-		Projects: r.Projects, IgnoreDest: d.ignoreDest(), OnScope: func(s syncer.Scope) { found <- s }}
+		Projects: r.Projects, IgnoreDest: d.ignoreDest(), OnScope: onScope}
 	if r.Why == "startup" {
 		// Walk while the watches go in, reading each directory only once
 		// it is watched: nothing changed meanwhile is missed.
@@ -237,7 +241,7 @@ func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, queueReady fu
 // submit queues the scopes a walk finds, in batches: as many as arrived
 // within submitEvery, so that workers find full batches rather than a
 // trickle. After a failed publish it keeps draining found, queueing nothing.
-func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Tracker, found <-chan syncer.Scope, queueReady func() error) error {
+func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Tracker, found <-chan syncer.Scope, lq *lazyQueue) error {
 	var batch []syncer.Scope
 	var err error
 	n := 0
@@ -246,8 +250,8 @@ func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Track
 			batch = batch[:0]
 			return
 		}
-		if n == 0 && queueReady != nil {
-			err = queueReady()
+		if n == 0 && lq != nil {
+			err = lq.ready()
 		}
 		if err == nil {
 			err = t.Submit(ctx, d.q, fmt.Sprintf("reconcile-%s-%d", r.ID, n), batch, syncer.ReasonReconcile)
