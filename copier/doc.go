@@ -1,15 +1,22 @@
-// Package copier creates subtrees that do not exist on the backup at all,
-// the first copy of a project or a new directory, by copying them directly
-// with bounded parallelism and in-kernel copies (copy_file_range), keeping
-// what rsync -a --numeric-ids keeps: types, permissions, numeric owners,
-// nanosecond mtimes (symlinks' too), symlink targets, devices, fifos and
-// sockets. Hard links, ACLs and xattrs are not kept: with rsync options that
-// ask for them, the copier is not used.
+// Package copier is syncer's in-kernel copy path on a local backup, in front
+// of rsync for the two cases where rsync's cost is all overhead:
 //
-// It is an accelerator for one case, not a second sync path: it never
-// deletes and never compares; anything that already exists on the backup is
-// rsync's, and a copy interrupted half-way is completed by rsync on the next
-// run, because the directory then exists.
+//   - Copy creates a subtree that does not exist on the backup at all (the
+//     first copy of a project, a new directory): nothing to compare,
+//     nothing to delete.
+//   - SyncFlat brings the new and changed regular files of one directory,
+//     and reports whether that was all that differed, so that the run needs
+//     no rsync.
 //
-// It imports the root package only.
+// Copies use copy_file_range (sendfile between filesystems), with bounded
+// parallelism, and keep what rsync -a --numeric-ids keeps: types,
+// permissions, numeric owners, nanosecond mtimes (symlinks' too), symlink
+// targets, devices, fifos and sockets. Hard links, ACLs and xattrs are not
+// kept: with rsync options that ask for them, the copier is not used.
+//
+// It never deletes: deletions, with their cap and trash, are rsync's, and
+// so is anything it reports it did not do. A copy interrupted half-way is
+// completed by rsync on the next run.
+//
+// It imports the root package and internal helpers only.
 package copier
