@@ -284,38 +284,14 @@ func copyFile(src, dst string, st *unix.Stat_t) (int64, error) {
 func kernelCopy(out, in int, size int64) (int64, error) {
 	const chunk = 1 << 30
 	var n int64
-	unsupported := func(err error) bool {
-		return n == 0 && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) ||
-			errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM))
-	}
-	for n < size || size == 0 {
-		m, err := unix.CopyFileRange(in, nil, out, nil, chunk, 0)
-		if err != nil {
-			if unsupported(err) {
-				break
-			}
+	for _, step := range []func() (int, error){
+		func() (int, error) { return unix.CopyFileRange(in, nil, out, nil, chunk, 0) },
+		func() (int, error) { return unix.Sendfile(out, in, nil, chunk) },
+	} {
+		done, err := pump(&n, size, step)
+		if done || err != nil {
 			return n, err
 		}
-		if m == 0 {
-			return n, nil
-		}
-		n += int64(m)
-	}
-	for n < size || size == 0 {
-		m, err := unix.Sendfile(out, in, nil, chunk)
-		if err != nil {
-			if unsupported(err) {
-				break
-			}
-			return n, err
-		}
-		if m == 0 {
-			return n, nil
-		}
-		n += int64(m)
-	}
-	if n >= size && size > 0 {
-		return n, nil
 	}
 	buf := make([]byte, 1<<20)
 	for {
@@ -331,6 +307,27 @@ func kernelCopy(out, in int, size int64) (int64, error) {
 		}
 		n += int64(m)
 	}
+}
+
+// pump calls step until end of file or size bytes, adding to n. done is
+// false, with no error, when step is not supported here and nothing was
+// copied yet: the next way may be tried.
+func pump(n *int64, size int64, step func() (int, error)) (done bool, err error) {
+	for *n < size || size == 0 {
+		m, err := step()
+		if err != nil {
+			if *n == 0 && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) ||
+				errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM)) {
+				return false, nil
+			}
+			return true, err
+		}
+		if m == 0 {
+			return true, nil
+		}
+		*n += int64(m)
+	}
+	return true, nil
 }
 
 func writeFull(fd int, b []byte) (int, error) {
