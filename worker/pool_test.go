@@ -81,8 +81,14 @@ func (permanentErr) Error() string { return "injected permanent failure" }
 
 func startPool(t *testing.T, q *queue.JetStream, s syncer.Syncer, onResult func(syncer.Result)) {
 	t.Helper()
-	p, err := worker.New(worker.Options{Workers: 4, Batch: 8, Source: q.Jobs(), Syncer: s, OnResult: onResult,
+	runPool(t, worker.Options{Workers: 4, Batch: 8, Source: q.Jobs(), Syncer: s, OnResult: onResult,
 		BusyDelay: 20 * time.Millisecond, Backoff: func(int) time.Duration { return 50 * time.Millisecond }, MaxAttempts: 3})
+}
+
+// runPool runs a pool on opts until the test ends.
+func runPool(t *testing.T, opts worker.Options) {
+	t.Helper()
+	p, err := worker.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,15 +195,8 @@ func TestPool_Run_Vanished(t *testing.T) {
 	q := openQueue(t)
 	again := make(chan []syncer.Scope, 1)
 	results := make(chan syncer.Result, 1)
-	p, err := worker.New(worker.Options{Workers: 1, Source: q.Jobs(), Syncer: vanishingSyncer{},
+	runPool(t, worker.Options{Workers: 1, Source: q.Jobs(), Syncer: vanishingSyncer{},
 		OnResult: func(r syncer.Result) { results <- r }, OnVanished: func(s []syncer.Scope) { again <- s }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 	if err := q.PublishJob(t.Context(), syncer.Job{ID: "v", Scope: syncer.Scope{Dir: "p/renders"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -249,14 +248,7 @@ func TestPool_Run_RidesAlong(t *testing.T) {
 		}
 	}
 	rec := &recSyncer{}
-	p, err := worker.New(worker.Options{Workers: 1, Batch: 8, Source: &together{Source: q.Jobs(), n: 3}, Syncer: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runPool(t, worker.Options{Workers: 1, Batch: 8, Source: &together{Source: q.Jobs(), n: 3}, Syncer: rec})
 	testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
