@@ -69,20 +69,21 @@ type Watcher struct {
 	watches   atomic.Int64
 	failed    atomic.Int64
 	overflows atomic.Int64
-	waiting   atomic.Int64
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
 	watched  map[string]bool
 	children map[string]map[string]bool
 	pending  map[syncer.Scope]pendingEvent
-	open     map[string]*openFile // written files, by path, until seen closed
-	started  bool                 // the startup walk is over
+	// Written files, by path, until seen closed. Changed by the Run
+	// goroutine under openMu, which other goroutines take to read it.
+	openMu  sync.Mutex
+	open    map[string]*openFile
+	started bool // the startup walk is over
 
 	treeMu   sync.Mutex // watched and children, while the startup walk adds watches in parallel
 	mu       sync.Mutex
 	unwatchd []string // dirs whose watch could not be added
-	openSnap []string // the followed files, as of the last probe
 
 	// Startup progress, for WaitWatched: the dirs whose watch was added
 	// (or failed) so far; nil once the whole tree is done.
@@ -125,7 +126,8 @@ func New(opts Options) (*Watcher, error) {
 			return nil, fmt.Errorf("watcher: exclude %q: %w", e, err)
 		}
 	}
-	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{}}
+	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{},
+		open: map[string]*openFile{}}
 	w.setupCond = sync.NewCond(&w.setupMu)
 	return w, nil
 }
@@ -172,7 +174,11 @@ func (w *Watcher) Watches() int { return int(w.watches.Load()) }
 
 // Waiting is the number of files left out of syncs because they are still
 // open for writing.
-func (w *Watcher) Waiting() int { return int(w.waiting.Load()) }
+func (w *Watcher) Waiting() int {
+	w.openMu.Lock()
+	defer w.openMu.Unlock()
+	return len(w.open)
+}
 
 // Overflows counts kernel event queue overflows.
 func (w *Watcher) Overflows() int64 { return w.overflows.Load() }
@@ -201,12 +207,10 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	w.watched = map[string]bool{}
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
-	w.open = map[string]*openFile{}
 	defer func() {
-		w.waiting.Store(0)
-		w.mu.Lock()
-		w.openSnap = nil
-		w.mu.Unlock()
+		w.openMu.Lock()
+		clear(w.open)
+		w.openMu.Unlock()
 	}()
 
 	start := time.Now()
@@ -282,7 +286,9 @@ func (w *Watcher) track(rel string) bool {
 		return false
 	}
 	now := time.Now()
+	w.openMu.Lock()
 	w.open[rel] = &openFile{since: now, next: now}
+	w.openMu.Unlock()
 	return true
 }
 
@@ -304,28 +310,22 @@ func (w *Watcher) probe(now time.Time) {
 			w.log.Info("file open for writing too long; syncing it as it is", zap.String(syncer.LogDir, f),
 				zap.Duration("open_for", now.Sub(o.since)))
 		}
+		w.openMu.Lock()
 		delete(w.open, f)
+		w.openMu.Unlock()
 		w.noteAt(syncer.Scope{Dir: syncer.Parent(f)}, syncer.ReasonChange, o.since)
 	}
-	w.waiting.Store(int64(len(w.open)))
-	snap := make([]string, 0, len(w.open))
-	for f := range w.open {
-		snap = append(snap, f)
-	}
-	w.mu.Lock()
-	w.openSnap = snap
-	w.mu.Unlock()
 }
 
 // OpenBelow lists the files below the scopes that are being written now,
 // as far as the watcher knows (checked every 50 ms). Each one brings an
 // event once it is closed, so a sync may leave them out even when its job
 // was made before they were opened.
-func (w *Watcher) OpenBelow(scopes []syncer.Scope) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+func (w *Watcher) OpenBelow(scopes ...syncer.Scope) []string {
+	w.openMu.Lock()
+	defer w.openMu.Unlock()
 	var out []string
-	for _, f := range w.openSnap {
+	for f := range w.open {
 		for _, s := range scopes {
 			if s.HasFile(f) {
 				out = append(out, f)
@@ -336,21 +336,9 @@ func (w *Watcher) OpenBelow(scopes []syncer.Scope) []string {
 	return out
 }
 
-// openBelow lists the followed files that s covers: all are open for
-// writing, as probe left only those.
-func (w *Watcher) openBelow(s syncer.Scope) []string {
-	var out []string
-	for f := range w.open {
-		if s.HasFile(f) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 	for s, p := range w.pending {
-		if err := pub.Publish(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.openBelow(s)}); err != nil {
+		if err := pub.Publish(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.OpenBelow(s)}); err != nil {
 			w.log.Warn("publish event; will retry", zap.Error(err), zap.String(syncer.LogScope, s.String()))
 			return
 		}
@@ -383,7 +371,9 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 		return
 	}
 	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+		w.openMu.Lock()
 		delete(w.open, rel)
+		w.openMu.Unlock()
 	}
 	// A file's content changed: its directory is due once the writer is
 	// done (see probe). Any other event changed the directory's listing.

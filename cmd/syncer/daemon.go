@@ -163,7 +163,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		}
 	}
 	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(), Locker: locker,
-		Syncer: guarded{instrumented{d.withCopier(runner), d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
+		Syncer: guarded{skipWriting{instrumented{d.withCopier(runner), d}, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
 		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax, Heartbeat: cfg.JobAckWait / 4,
 		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
 		return nil, err
@@ -657,14 +657,19 @@ func (i instrumented) Sync(ctx context.Context, s []syncer.Scope, skip []string)
 	return st, err
 }
 
-// skipWriting adds to a run the files this process's watcher sees being
-// written below its scopes: a job made before they were opened does not
-// list them. The watcher sends a job for each once it is closed.
-func (g guarded) skipWriting(scopes []syncer.Scope, skip []string) []string {
-	if open := g.d.w.Load().OpenBelow(scopes); len(open) > 0 {
-		return append(slices.Clone(skip), open...)
+// skipWriting leaves out of a run the files this process's watcher sees
+// being written below its scopes: a job made before they were opened does
+// not list them. The watcher sends a job for each once it is closed.
+type skipWriting struct {
+	syncer.Syncer
+	d *daemon
+}
+
+func (w skipWriting) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
+	if open := w.d.w.Load().OpenBelow(s...); len(open) > 0 {
+		skip = append(slices.Clone(skip), open...)
 	}
-	return skip
+	return w.Syncer.Sync(ctx, s, skip)
 }
 
 // guarded refuses runs while the deletion guard is tripped: every run may
@@ -678,7 +683,7 @@ func (g guarded) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syn
 	if err := g.d.checkGuard(); err != nil {
 		return syncer.Stats{}, err
 	}
-	return g.Syncer.Sync(ctx, s, g.skipWriting(s, skip))
+	return g.Syncer.Sync(ctx, s, skip)
 }
 
 // checkGuard runs the deletion guard and logs when its verdict changes.
