@@ -119,37 +119,16 @@ type listing struct {
 
 // list reads root/dir, leaving out excluded names and the paths in skip.
 func (c *Copier) list(root, dir string, skip []string) (listing, error) {
-	f, err := osx.OpenDir(syncer.Join(root, dir))
-	if err != nil {
-		return listing{}, err
-	}
-	defer f.Close()
+	path := syncer.Join(root, dir)
 	var l listing
-	if err := unix.Fstat(int(f.Fd()), &l.self); err != nil {
-		return listing{}, err
+	if err := unix.Lstat(path, &l.self); err != nil {
+		return listing{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
 	}
-	if l.self.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return listing{}, unix.ENOTDIR
-	}
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return listing{}, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	l.ents = make(map[string]unix.Stat_t, len(names))
-	for _, name := range names {
-		if syncer.Excluded(c.opts.Excludes, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name))) {
-			continue
-		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(int(f.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // vanished meanwhile: its event follows
-			}
-			return listing{}, fmt.Errorf("lstat %s: %w", filepath.Join(f.Name(), name), err)
-		}
-		l.ents[name] = st
-	}
-	return l, nil
+	l.ents = map[string]unix.Stat_t{}
+	err := osx.ListDir(path, func(name string) bool {
+		return syncer.Excluded(c.opts.Excludes, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name)))
+	}, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
+	return l, err
 }
 
 // sameEntry compares a non-regular entry the way rsync -a --dirs would

@@ -320,29 +320,8 @@ type meta struct {
 // read lists dir with one fstatat per entry relative to the open directory
 // (no path lookups, no sorting): on a large tree this is most of the work.
 func (w *walker) read(dir string) (map[string]meta, error) {
-	f, err := osx.OpenDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	fd := int(f.Fd())
-	out := make(map[string]meta, len(names))
-	var st unix.Stat_t
-	for _, name := range names {
-		if w.excluded(name) {
-			continue
-		}
-		err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-		if errors.Is(err, unix.ENOENT) {
-			continue // vanished while we looked: the watcher reports it
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "lstat", Path: filepath.Join(dir, name), Err: err}
-		}
+	out := map[string]meta{}
+	err := osx.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
@@ -357,6 +336,9 @@ func (w *walker) read(dir string) (map[string]meta, error) {
 			m.mtime = 0 // not every backup filesystem keeps symlink times
 		}
 		out[name] = m
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
