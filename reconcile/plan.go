@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -243,7 +245,11 @@ func (w *walker) push(t task) {
 	w.stack = append(w.stack, t)
 }
 
+// scratch is one walking goroutine's reusable listings.
+type scratch struct{ src, dst []entry }
+
 func (w *walker) work(ctx context.Context) {
+	var sc scratch
 	w.mu.Lock()
 	for {
 		for len(w.stack) == 0 && w.active > 0 && ctx.Err() == nil && w.err == nil {
@@ -260,9 +266,9 @@ func (w *walker) work(ctx context.Context) {
 		w.mu.Unlock()
 		var kids []task
 		if t.missing {
-			kids = w.missing(t.dir)
+			kids = w.missing(t.dir, &sc)
 		} else {
-			kids = w.dir(t.dir)
+			kids = w.dir(t.dir, &sc)
 		}
 		w.mu.Lock()
 		w.active--
@@ -317,10 +323,18 @@ type meta struct {
 	isDir, reg bool
 }
 
-// read lists dir with one fstatat per entry relative to the open directory
-// (no path lookups, no sorting): on a large tree this is most of the work.
-func (w *walker) read(dir string) (map[string]meta, error) {
-	out := map[string]meta{}
+// entry is a directory entry and its metadata.
+type entry struct {
+	name string
+	meta
+}
+
+// read lists dir into buf with one fstatat per entry relative to the open
+// directory (no path lookups), sorted by name for a merge with the other
+// side: on a large tree this is most of the work, and sorted slices reused
+// from one directory to the next cost a fraction of a map per directory.
+func (w *walker) read(dir string, buf []entry) ([]entry, error) {
+	out := buf[:0]
 	err := osx.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
 		switch st.Mode & unix.S_IFMT {
@@ -335,11 +349,12 @@ func (w *walker) read(dir string) (map[string]meta, error) {
 			}
 			m.mtime = 0 // not every backup filesystem keeps symlink times
 		}
-		out[name] = m
+		out = append(out, entry{name, m})
 	})
 	if err != nil {
-		return nil, err
+		return out, err
 	}
+	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	return out, nil
 }
 
@@ -347,68 +362,75 @@ func (w *walker) excluded(name string) bool { return syncer.Excluded(w.opts.Excl
 
 // dir compares one directory present on both sides (or a project root)
 // and returns the subdirectories to visit next.
-func (w *walker) dir(rel string) []task {
+func (w *walker) dir(rel string, sc *scratch) []task {
 	if w.opts.BeforeRead != nil {
 		w.opts.BeforeRead(rel)
 	}
-	src, err := w.read(syncer.Join(w.opts.Source, rel))
-	var dst map[string]meta
+	var err error
+	sc.src, err = w.read(syncer.Join(w.opts.Source, rel), sc.src)
+	src, dst, dstMissing := sc.src, sc.dst[:0], false
 	if err == nil {
-		dst, err = w.read(syncer.Join(w.opts.Dest, rel))
+		sc.dst, err = w.read(syncer.Join(w.opts.Dest, rel), sc.dst)
+		dst = sc.dst
 		if errors.Is(err, fs.ErrNotExist) {
-			dst, err = nil, nil
+			dst, dstMissing, err = dst[:0], true, nil
 		}
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // the source dir vanished: the watcher reports it
 	}
-	if rel == "" {
-		for _, n := range w.opts.IgnoreDest {
-			delete(dst, n)
-		}
-	}
 	if err != nil {
 		w.fail(fmt.Errorf("compare %s: %w", syncer.Join(w.opts.Source, rel), err))
 		return nil
 	}
-	if dst == nil && rel != "" {
+	if dstMissing && rel != "" {
 		// Whole directory missing in the backup (project filter case).
 		w.add(syncer.Scope{Dir: rel, Recursive: true})
 		return []task{{dir: rel, missing: true}}
 	}
+	if rel == "" && len(w.opts.IgnoreDest) > 0 {
+		dst = slices.DeleteFunc(dst, func(e entry) bool { return slices.Contains(w.opts.IgnoreDest, e.name) })
+	}
 	var kids []task
 	var files, bytes int64
 	flat := false
-	for name, s := range src {
-		child := name
-		if rel != "" {
-			child = rel + "/" + name
+	// Both sides are sorted by name: one merge pass.
+	for i, j := 0, 0; i < len(src) || j < len(dst); {
+		if i == len(src) || (j < len(dst) && dst[j].name < src[i].name) {
+			flat = true // only in the backup: to delete
+			j++
+			continue
 		}
-		d, ok := dst[name]
+		s := &src[i]
+		i++
+		child := s.name
+		if rel != "" {
+			child = rel + "/" + s.name
+		}
+		var d *entry
+		if j < len(dst) && dst[j].name == s.name {
+			d = &dst[j]
+			j++
+		}
 		switch {
-		case !ok && s.isDir:
+		case d == nil && s.isDir:
 			w.add(syncer.Scope{Dir: child, Recursive: true})
 			kids = append(kids, task{dir: child, missing: true})
-		case !ok:
+		case d == nil:
 			flat = true
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
 		case s.isDir && d.isDir:
-			if s != d {
+			if s.meta != d.meta {
 				flat = true // the directory's own attributes are an entry here
 			}
 			kids = append(kids, task{dir: child})
-		case s != d:
+		case s.meta != d.meta:
 			flat = true
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
-		}
-	}
-	for name := range dst {
-		if _, ok := src[name]; !ok {
-			flat = true // to delete
 		}
 	}
 	if flat {
@@ -420,28 +442,28 @@ func (w *walker) dir(rel string) []task {
 
 // missing counts the files of a subtree absent from the backup, for drift
 // and progress; the subtree is already planned as one recursive scope.
-func (w *walker) missing(rel string) []task {
+func (w *walker) missing(rel string, sc *scratch) []task {
 	if w.opts.BeforeRead != nil {
 		w.opts.BeforeRead(rel)
 	}
-	src, err := w.read(syncer.Join(w.opts.Source, rel))
+	var err error
+	sc.src, err = w.read(syncer.Join(w.opts.Source, rel), sc.src)
 	if err != nil {
 		return nil // counting only
 	}
 	var kids []task
 	n := &node{}
-	for name, s := range src {
+	for _, s := range sc.src {
 		if s.isDir {
-			kids = append(kids, task{dir: rel + "/" + name, missing: true})
-			n.subdirs = append(n.subdirs, rel+"/"+name)
+			kids = append(kids, task{dir: rel + "/" + s.name, missing: true})
+			n.subdirs = append(n.subdirs, rel+"/"+s.name)
 		} else if s.reg {
 			n.files, n.bytes = n.files+1, n.bytes+s.size
 		}
 	}
-	sort.Strings(n.subdirs)
 	w.mu.Lock()
 	w.nodes[rel] = n
 	w.mu.Unlock()
-	w.count(rel, int64(len(src)), n.files, n.bytes)
+	w.count(rel, int64(len(sc.src)), n.files, n.bytes)
 	return kids
 }

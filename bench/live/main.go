@@ -45,8 +45,6 @@ var (
 
 func main() {
 	flag.Parse()
-	syncerBin, err := build()
-	check(err)
 	for _, need := range []string{"rsync", "lsyncd"} {
 		if _, err := exec.LookPath(need); err != nil {
 			fail("%s is not installed (Debian: apt-get install %s; make bench installs it)", need, need)
@@ -57,6 +55,8 @@ func main() {
 	if !*keep {
 		defer os.RemoveAll(work)
 	}
+	syncerBin, err := build(work)
+	check(err)
 	b := &bench{syncer: syncerBin, work: work}
 	fmt.Printf("# syncer live benchmark, %s, %d cores\n\n", time.Now().Format(time.DateTime), numCPU())
 	for _, c := range strings.Split(*cases, ",") {
@@ -736,11 +736,8 @@ func scan(root string) (map[string]string, error) {
 
 // ---- helpers ---------------------------------------------------------------
 
-func build() (string, error) {
-	dir, err := os.MkdirTemp("", "syncer-bench-bin-")
-	if err != nil {
-		return "", err
-	}
+// build compiles syncer into dir.
+func build(dir string) (string, error) {
 	bin := filepath.Join(dir, "syncer")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/syncer").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build syncer: %v\n%s", err, out)

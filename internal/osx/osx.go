@@ -4,6 +4,7 @@ package osx
 import (
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,30 +24,49 @@ func OpenDir(path string) (*os.File, error) {
 // ListDir lstats each entry of the directory path, relative to the open
 // directory (no path lookups), and hands it to fn with the directory's
 // descriptor, skipping the names skip reports and entries that vanish
-// meanwhile.
+// meanwhile. Entries come in directory order. It reads with getdents on a
+// pooled buffer: no os.File (whose setup costs an fcntl per directory) and
+// no name slice per directory.
 func ListDir(path string, skip func(name string) bool, fn func(dirfd int, name string, st *unix.Stat_t)) error {
-	f, err := OpenDir(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return &os.PathError{Op: "readdir", Path: path, Err: err}
-	}
-	fd := int(f.Fd())
+	defer unix.Close(fd)
+	buf := dirBufs.Get().(*dirBuf)
+	defer dirBufs.Put(buf)
 	var st unix.Stat_t
-	for _, name := range names {
-		if skip(name) {
+	for {
+		n, err := unix.Getdents(fd, buf.b[:])
+		if err == unix.EINTR {
 			continue
 		}
-		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if err == unix.ENOENT {
+		if err != nil {
+			return &os.PathError{Op: "readdir", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return nil
+		}
+		_, _, buf.names = unix.ParseDirent(buf.b[:n], -1, buf.names[:0])
+		for _, name := range buf.names {
+			if skip(name) {
 				continue
 			}
-			return &os.PathError{Op: "lstat", Path: filepath.Join(path, name), Err: err}
+			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				if err == unix.ENOENT {
+					continue
+				}
+				return &os.PathError{Op: "lstat", Path: filepath.Join(path, name), Err: err}
+			}
+			fn(fd, name, &st)
 		}
-		fn(fd, name, &st)
 	}
-	return nil
 }
+
+// dirBuf is ListDir's getdents buffer and name list.
+type dirBuf struct {
+	b     [32 << 10]byte
+	names []string
+}
+
+var dirBufs = sync.Pool{New: func() any { return new(dirBuf) }}
