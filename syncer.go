@@ -48,6 +48,13 @@ type Job struct {
 	// again once written. They are left as they are on the backup; the
 	// watcher makes another job for each once it is closed.
 	Skip []string
+	// Files, set by a reconcile on a non-recursive scope, are the regular
+	// files of Scope.Dir (paths relative to the source root) that it found
+	// new or changed when nothing else there differed. The job covers only
+	// them and the directory's own attributes, so a worker need not list
+	// the whole directory again. Such a job travels apart from the jobs
+	// that cover a whole directory and never replaces one.
+	Files []string
 }
 
 // Stats are what one rsync run moved, parsed from its --stats output.
@@ -94,11 +101,21 @@ type Result struct {
 // once. It is safe for concurrent use, but callers never run two Syncs on
 // overlapping scopes at once (see Scope.Overlaps). The scopes of one call
 // may overlap each other: Sync runs them one after the other, never at
-// once. Files listed in skip (paths relative to the source root, see
-// Job.Skip) are neither copied nor deleted. A returned error may implement
-// interface{ Transient() bool } to ask for a retry.
+// once. A returned error may implement interface{ Transient() bool } to ask
+// for a retry.
 type Syncer interface {
-	Sync(ctx context.Context, scopes []Scope, skip []string) (Stats, error)
+	Sync(ctx context.Context, scopes []Scope, h Hints) (Stats, error)
+}
+
+// Hints are what the jobs of one Sync call say beyond their scopes.
+type Hints struct {
+	// Skip lists files (paths relative to the source root, see Job.Skip)
+	// that are neither copied nor deleted.
+	Skip []string
+	// Files maps the Dir of a non-recursive scope to the only files that
+	// need a look there, besides the directory's own attributes (see
+	// Job.Files). A Syncer may ignore it and compare the whole directory.
+	Files map[string][]string
 }
 
 // Acker mirrors JetStream's acknowledgement verbs. Exactly one of Ack, Nak or

@@ -105,7 +105,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 	}
 	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}, Trash: ".trash", Now: func() time.Time { return day }})
-	st, open, done, err := c.SyncFlat(t.Context(), "p/a", []string{"p/a/open.mov"})
+	st, open, done, err := c.SyncFlat(t.Context(), "p/a", nil, []string{"p/a/open.mov"})
 	if err != nil || !done || len(open) != 0 {
 		t.Fatalf("SyncFlat() = %+v, %v, done=%v, %v; want done", st, open, done, err)
 	}
@@ -127,7 +127,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 	// A deletion, a symlink: copied what it could, the rest is rsync's.
 	testutil.WriteTree(t, dst, testutil.Tree{"p/a/gone": "g"})
 	testutil.WriteTree(t, src, testutil.Tree{"p/a/link": "-> same", "p/a/more": "m"})
-	_, _, done, err = c.SyncFlat(t.Context(), "p/a", nil)
+	_, _, done, err = c.SyncFlat(t.Context(), "p/a", nil, nil)
 	if err != nil || done {
 		t.Errorf("with a deletion and a symlink: done=%v, %v; want not done", done, err)
 	}
@@ -136,7 +136,34 @@ func TestCopier_SyncFlat(t *testing.T) {
 	}
 	// A directory missing from the backup is not its case.
 	testutil.WriteTree(t, src, testutil.Tree{"q/f": "f"})
-	if _, _, done, err := c.SyncFlat(t.Context(), "q", nil); err != nil || done {
+	if _, _, done, err := c.SyncFlat(t.Context(), "q", nil, nil); err != nil || done {
 		t.Errorf("missing directory: done=%v, %v; want not done", done, err)
+	}
+}
+
+// TestCopier_SyncFlat_Files checks the path of a reconcile's job that names
+// its files: those arrive, nothing else in the directory is looked at, and
+// a named file that is no longer a regular file is left to rsync.
+func TestCopier_SyncFlat_Files(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/named": "new", "p/-odd\n name": "odd", "p/other": "other new"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/named": "old", "p/other": "other old", "p/gone": "g"})
+	c := copier.New(copier.Options{Source: src, Dest: dst})
+	st, _, done, err := c.SyncFlat(t.Context(), "p", []string{"p/named", "p/-odd\n name", "p/vanished", "q/elsewhere"}, nil)
+	if err != nil || !done || st.Files != 2 {
+		t.Fatalf("SyncFlat() = %+v, done=%v, %v; want 2 files, done", st, done, err)
+	}
+	for f, want := range map[string]string{"named": "new", "-odd\n name": "odd", "other": "other old", "gone": "g"} {
+		if b, err := os.ReadFile(filepath.Join(dst, "p", f)); err != nil || string(b) != want {
+			t.Errorf("%q on the backup = %q, %v; want %q", f, b, err, want)
+		}
+	}
+	// Named, but a directory now: rsync's.
+	if err := os.Remove(filepath.Join(src, "p/named")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteTree(t, src, testutil.Tree{"p/named/f": "f"})
+	if _, _, done, err := c.SyncFlat(t.Context(), "p", []string{"p/named"}, nil); err != nil || done {
+		t.Errorf("a named file became a directory: done=%v, %v; want not done", done, err)
 	}
 }

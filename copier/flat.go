@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -39,15 +40,28 @@ const bigFile = 1 << 20
 // Files in skip are left alone, and so are new large files still being
 // written (see Options.OpenWait), which it returns: the rsync that follows
 // must leave those out as well.
-func (c *Copier) SyncFlat(ctx context.Context, dir string, skip []string) (st syncer.Stats, open []string, done bool, err error) {
-	src, err := c.list(c.opts.Source, dir, skip)
+//
+// When files is not nil, SyncFlat looks only at those (paths relative to
+// the source root, see syncer.Job.Files) and at dir itself, without
+// listing dir: done then says that they are in place.
+func (c *Copier) SyncFlat(ctx context.Context, dir string, files, skip []string) (st syncer.Stats, open []string, done bool, err error) {
+	var names []string
+	if files != nil {
+		names = make([]string, 0, len(files))
+		for _, f := range files {
+			if f != dir && syncer.Parent(f) == dir {
+				names = append(names, strings.TrimPrefix(f[len(dir):], "/"))
+			}
+		}
+	}
+	src, err := c.list(c.opts.Source, dir, names, skip)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil, true, nil // gone: its parent's job carries the removal
 	}
 	if err != nil {
 		return st, nil, false, err
 	}
-	dst, err := c.list(c.opts.Dest, dir, skip)
+	dst, err := c.list(c.opts.Dest, dir, names, skip)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 		return st, nil, false, nil
 	}
@@ -117,17 +131,23 @@ type listing struct {
 	ents map[string]unix.Stat_t
 }
 
-// list reads root/dir, leaving out excluded names and the paths in skip.
-func (c *Copier) list(root, dir string, skip []string) (listing, error) {
-	path := syncer.Join(root, dir)
+// list reads root/dir, leaving out excluded names and the paths in skip;
+// with names, only those entries (missing ones are left out).
+func (c *Copier) list(root, dir string, names, skip []string) (listing, error) {
+	p := syncer.Join(root, dir)
 	var l listing
-	if err := unix.Lstat(path, &l.self); err != nil {
-		return listing{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+	if err := unix.Lstat(p, &l.self); err != nil {
+		return listing{}, &fs.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	l.ents = map[string]unix.Stat_t{}
-	err := osx.ListDir(path, func(name string) bool {
+	leave := func(name string) bool {
 		return syncer.Excluded(c.opts.Excludes, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name)))
-	}, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
+	}
+	if names == nil {
+		err := osx.ListDir(p, leave, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
+		return l, err
+	}
+	err := osx.StatAt(p, names, leave, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
 	return l, err
 }
 

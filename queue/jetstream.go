@@ -247,7 +247,7 @@ func (q *JetStream) PublishJob(ctx context.Context, job syncer.Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, jobSubject(job.Scope), b, append(pubRetry, jetstream.WithMsgID(job.ID))...); err != nil {
+	if _, err := q.js.Publish(ctx, jobSubject(job), b, append(pubRetry, jetstream.WithMsgID(job.ID))...); err != nil {
 		return fmt.Errorf("publish job %s: %w", job.ID, err)
 	}
 	return nil
@@ -262,7 +262,7 @@ func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
 		if err != nil {
 			return fmt.Errorf("encode job: %w", err)
 		}
-		f, err := q.js.PublishAsync(jobSubject(j.Scope), b, append(pubRetry, jetstream.WithMsgID(j.ID))...)
+		f, err := q.js.PublishAsync(jobSubject(j), b, append(pubRetry, jetstream.WithMsgID(j.ID))...)
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", j.ID, err)
 		}

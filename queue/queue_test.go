@@ -3,6 +3,7 @@ package queue_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func TestJetStream_Jobs(t *testing.T) {
 		{ID: "2", Scope: syncer.Scope{Dir: odd}},                  // replaces 1
 		{ID: "3", Scope: syncer.Scope{Dir: odd, Recursive: true}}, // another kind: kept
 		{ID: "4", Scope: syncer.Scope{Dir: "q"}},
+		{ID: "5", Scope: syncer.Scope{Dir: "q"}, Files: []string{"q/\xff"}}, // names its files: kept
 	}
 	for _, j := range jobs {
 		if err := q.PublishJob(ctx, j); err != nil {
@@ -45,24 +47,25 @@ func TestJetStream_Jobs(t *testing.T) {
 	// Consumer figures follow publishes asynchronously.
 	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
 		st, err := q.Stats(ctx)
-		if err == nil && st.Pending != 3 {
-			err = fmt.Errorf("pending = %d, want 3 (a newer job replaces a pending one of the same scope)", st.Pending)
+		if err == nil && st.Pending != 4 {
+			err = fmt.Errorf("pending = %d, want 4 (a newer job replaces a pending one of the same scope and kind)", st.Pending)
 		}
 		return err
 	})
 	src := q.Jobs()
-	got := map[string]syncer.Scope{}
+	got := map[string]syncer.Job{}
 	d, err := src.Next(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got[d.Job.ID] = d.Job.Scope
+	got[d.Job.ID] = d.Job
 	more := src.More(10)
 	for _, m := range more {
-		got[m.Job.ID] = m.Job.Scope
+		got[m.Job.ID] = m.Job
 	}
-	if len(got) != 3 || got["2"].Dir != odd || got["3"] != (syncer.Scope{Dir: odd, Recursive: true}) {
-		t.Fatalf("delivered %q, want jobs 2, 3, 4 with the odd name byte-exact", got)
+	if len(got) != 4 || got["2"].Scope.Dir != odd || got["3"].Scope != (syncer.Scope{Dir: odd, Recursive: true}) ||
+		!slices.Equal(got["5"].Files, []string{"q/\xff"}) || got["4"].Files != nil {
+		t.Fatalf("delivered %+v, want jobs 2, 3, 4, 5 with odd names byte-exact", got)
 	}
 	if err := d.Ack(); err != nil {
 		t.Fatal(err)
@@ -75,7 +78,7 @@ func TestJetStream_Jobs(t *testing.T) {
 	// Nak'd jobs come back, with the attempt counted.
 	again := append([]syncer.Delivery(nil), src.More(10)...)
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
-		if len(again) < 2 {
+		if len(again) < 3 {
 			again = append(again, src.More(10)...)
 			return errors.New("nak'd jobs not redelivered")
 		}

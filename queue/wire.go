@@ -31,13 +31,18 @@ func eventSubject(s syncer.Scope) string {
 
 // jobSubject gives every (dir, kind) its own subject: with MaxMsgsPerSubject
 // 1, a newer job replaces a pending one for the same scope and never a job
-// of the other kind (a flat job must not replace a recursive one).
-func jobSubject(s syncer.Scope) string {
+// of another kind. A flat job must not replace a recursive one, nor a job
+// naming its files (syncer.Job.Files) one that covers the whole directory:
+// those have a kind of their own.
+func jobSubject(j syncer.Job) string {
 	kind := "d"
-	if s.Recursive {
+	switch {
+	case j.Scope.Recursive:
 		kind = "r"
+	case len(j.Files) > 0:
+		kind = "f"
 	}
-	return jobsPrefix + Token(s.Project(), 16) + "." + Token(s.Dir, 32) + "." + kind
+	return jobsPrefix + Token(j.Scope.Project(), 16) + "." + Token(j.Scope.Dir, 32) + "." + kind
 }
 
 func resultSubject(s syncer.Scope) string {
@@ -61,6 +66,7 @@ type wireJob struct {
 	Reason     string    `json:"reason"`
 	FirstEvent time.Time `json:"first_event"`
 	Skip       [][]byte  `json:"skip,omitempty"`
+	Files      [][]byte  `json:"files,omitempty"`
 }
 
 type wireResult struct {
@@ -76,12 +82,12 @@ type wireResult struct {
 
 func toWireJob(j syncer.Job) wireJob {
 	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason),
-		FirstEvent: j.FirstEvent, Skip: toBytes(j.Skip)}
+		FirstEvent: j.FirstEvent, Skip: toBytes(j.Skip), Files: toBytes(j.Files)}
 }
 
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Skip: fromBytes(w.Skip)}
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Skip: fromBytes(w.Skip), Files: fromBytes(w.Files)}
 }
 
 func toWireEvent(ev syncer.DirEvent) wireEvent {

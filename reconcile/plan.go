@@ -49,8 +49,10 @@ type Options struct {
 	// OnScope, when set, is handed each non-recursive scope as soon as its
 	// directory is compared, so that syncing starts while the walk goes on;
 	// those scopes are then counted in Plan.Streamed, not listed in
-	// Plan.Scopes. It is called from several goroutines at once.
-	OnScope func(syncer.Scope)
+	// Plan.Scopes. files, when not nil, are the only entries that differ
+	// there: regular files, new or changed (see syncer.Job.Files). It is
+	// called from several goroutines at once.
+	OnScope func(s syncer.Scope, files []string)
 }
 
 // Plan is what a reconcile has to sync.
@@ -95,7 +97,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		w.plan.Blind = true
 		if len(projects) == 0 {
 			// Whole projects removed from the source go with the root.
-			w.add(syncer.Scope{Dir: ""})
+			w.add(syncer.Scope{Dir: ""}, nil)
 			names, err := readNames(opts.Source)
 			if err != nil {
 				return Plan{}, err
@@ -113,11 +115,11 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		fi, err := os.Lstat(filepath.Join(opts.Source, p))
 		if err != nil || !fi.IsDir() {
 			// A project gone from the source: its removal is a change of the root.
-			w.add(syncer.Scope{Dir: ""})
+			w.add(syncer.Scope{Dir: ""}, nil)
 			continue
 		}
 		if w.plan.Blind {
-			w.add(syncer.Scope{Dir: p, Recursive: true})
+			w.add(syncer.Scope{Dir: p, Recursive: true}, nil)
 			w.push(task{dir: p, missing: true})
 			continue
 		}
@@ -277,7 +279,7 @@ func (w *walker) work(ctx context.Context) {
 	}
 }
 
-func (w *walker) add(s syncer.Scope) {
+func (w *walker) add(s syncer.Scope, files []string) {
 	w.mu.Lock()
 	seen := w.scopes[s]
 	w.scopes[s] = true
@@ -287,7 +289,7 @@ func (w *walker) add(s syncer.Scope) {
 	}
 	w.mu.Unlock()
 	if stream {
-		w.opts.OnScope(s)
+		w.opts.OnScope(s, files)
 	}
 }
 
@@ -385,7 +387,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	}
 	if dstMissing && rel != "" {
 		// Whole directory missing in the backup (project filter case).
-		w.add(syncer.Scope{Dir: rel, Recursive: true})
+		w.add(syncer.Scope{Dir: rel, Recursive: true}, nil)
 		return []task{{dir: rel, missing: true}}
 	}
 	if rel == "" && len(w.opts.IgnoreDest) > 0 {
@@ -394,10 +396,21 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	var kids []task
 	var files, bytes int64
 	flat := false
+	// changed lists the regular files that differ while nothing else
+	// does, up to a bound: a job naming them spares its worker a listing.
+	var changed []string
+	named, size := true, 0
+	name := func(child string, reg bool) {
+		if size += len(child); !reg || len(changed) == maxNamed || size > maxNamedBytes {
+			named = false
+			return
+		}
+		changed = append(changed, child)
+	}
 	// Both sides are sorted by name: one merge pass.
 	for i, j := 0, 0; i < len(src) || j < len(dst); {
 		if i == len(src) || (j < len(dst) && dst[j].name < src[i].name) {
-			flat = true // only in the backup: to delete
+			flat, named = true, false // only in the backup: to delete
 			j++
 			continue
 		}
@@ -414,31 +427,43 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		switch {
 		case d == nil && s.isDir:
-			w.add(syncer.Scope{Dir: child, Recursive: true})
+			w.add(syncer.Scope{Dir: child, Recursive: true}, nil)
 			kids = append(kids, task{dir: child, missing: true})
 		case d == nil:
 			flat = true
+			name(child, s.reg)
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
 		case s.isDir && d.isDir:
 			if s.meta != d.meta {
-				flat = true // the directory's own attributes are an entry here
+				flat, named = true, false // the directory's own attributes are an entry here
 			}
 			kids = append(kids, task{dir: child})
 		case s.meta != d.meta:
 			flat = true
+			name(child, s.reg && d.reg)
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
 		}
 	}
 	if flat {
-		w.add(syncer.Scope{Dir: rel})
+		if !named {
+			changed = nil
+		}
+		w.add(syncer.Scope{Dir: rel}, changed)
 	}
 	w.count(rel, int64(len(src)), files, bytes)
 	return kids
 }
+
+// Bounds of the files a job names (syncer.Job.Files): past them, the job
+// covers the whole directory, which a worker then lists.
+const (
+	maxNamed      = 256
+	maxNamedBytes = 32 << 10
+)
 
 // missing counts the files of a subtree absent from the backup, for drift
 // and progress; the subtree is already planned as one recursive scope.

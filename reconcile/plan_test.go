@@ -28,7 +28,7 @@ func TestWalk(t *testing.T) {
 	}
 	apply := func(p reconcile.Plan) {
 		t.Helper()
-		if _, err := r.Sync(t.Context(), p.Scopes, nil); err != nil {
+		if _, err := r.Sync(t.Context(), p.Scopes, syncer.Hints{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -125,7 +125,7 @@ func TestWalk_Partitions(t *testing.T) {
 	}
 	// Disjoint but for the parent's own entries: run them in any order.
 	for i := len(p.Scopes) - 1; i >= 0; i-- {
-		if _, err := r.Sync(t.Context(), p.Scopes[i:i+1], nil); err != nil {
+		if _, err := r.Sync(t.Context(), p.Scopes[i:i+1], syncer.Hints{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,7 +165,7 @@ func TestWalk_Blind(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range p.Scopes {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{s}, nil); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{s}, syncer.Hints{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -175,8 +175,9 @@ func TestWalk_Blind(t *testing.T) {
 }
 
 // TestWalk_OnScope checks that directories that differ are handed out
-// while the walk goes on, each once, and that the plan then lists only the
-// missing subtrees.
+// while the walk goes on, each once, naming their files when only regular
+// files differ there, and that the plan then lists only the missing
+// subtrees.
 func TestWalk_OnScope(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "new", "p/b/g": "same", "p/new/h": "h", "q/x": "x", "top": "t"})
@@ -184,10 +185,14 @@ func TestWalk_OnScope(t *testing.T) {
 	must(t, exec.Command("cp", "-a", filepath.Join(src, "p/b/g"), filepath.Join(dst, "p/b/g")).Run())
 	var mu sync.Mutex
 	var got []syncer.Scope
-	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, OnScope: func(s syncer.Scope) {
+	files := map[string][]string{}
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, OnScope: func(s syncer.Scope, fs []string) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, s)
+		if fs != nil {
+			files[s.Dir] = fs
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +201,11 @@ func TestWalk_OnScope(t *testing.T) {
 	// p/b's own time differs (its file was copied in): its parent p lists it.
 	if d := cmp.Diff([]syncer.Scope{{Dir: ""}, {Dir: "p"}, {Dir: "p/a"}, {Dir: "q"}}, got); d != "" {
 		t.Errorf("streamed scopes mismatch (-want +got):\n%s", d)
+	}
+	// Only in p/a is a changed file all that differs: a deletion (q), a
+	// subdirectory's attributes (p, and the root) cover the directory.
+	if d := cmp.Diff(map[string][]string{"p/a": {"p/a/f"}}, files); d != "" {
+		t.Errorf("named files mismatch (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff([]syncer.Scope{{Dir: "p/new", Recursive: true}}, p.Scopes); d != "" {
 		t.Errorf("plan scopes mismatch (-want +got):\n%s", d)

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,13 +48,15 @@ func NewTracker() *Tracker {
 		changed: make(chan struct{})}
 }
 
-// Submit publishes one job per scope and tracks it. IDs are prefix-n.
-func (t *Tracker) Submit(ctx context.Context, pub Publisher, prefix string, scopes []syncer.Scope, r syncer.Reason) error {
-	jobs := make([]syncer.Job, len(scopes))
+// Submit publishes jobs and tracks them. Each carries its Scope (and maybe
+// Files); Submit sets the rest, with IDs prefix-n.
+func (t *Tracker) Submit(ctx context.Context, pub Publisher, prefix string, jobs []syncer.Job, r syncer.Reason) error {
+	jobs = slices.Clone(jobs)
 	now := time.Now()
 	t.mu.Lock()
-	for i, s := range scopes {
-		jobs[i] = syncer.Job{ID: fmt.Sprintf("%s-%d", prefix, i), Scope: s, Reason: r, FirstEvent: now}
+	for i := range jobs {
+		s := jobs[i].Scope
+		jobs[i].ID, jobs[i].Reason, jobs[i].FirstEvent = fmt.Sprintf("%s-%d", prefix, i), r, now
 		t.waiting[jobs[i].ID] = wait{scope: s, at: now}
 		if t.byDir[s.Dir] == nil {
 			t.byDir[s.Dir] = map[string]bool{}

@@ -73,7 +73,7 @@ func TestRunner_Remote(t *testing.T) {
 				t.Fatal(err)
 			}
 			testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "1", "p/a/g": "2", "p/b/h": "3", "q/x y": "4", "p/link": "-> a/f"})
-			if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, nil); err != nil {
+			if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{}); err != nil {
 				t.Fatal(err)
 			}
 			if d := testutil.DiffTrees(src, backup, ".syncer-trash"); d != "" {
@@ -89,7 +89,7 @@ func TestRunner_Remote(t *testing.T) {
 			must(os.Remove(filepath.Join(src, "p/a/g")))
 			must(os.Rename(filepath.Join(src, "p/a/f"), filepath.Join(src, "p/a/f2")))
 			must(os.Rename(filepath.Join(src, "p/b/h"), filepath.Join(src, "q/h")))
-			st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}, {Dir: "p/b"}, {Dir: "q"}}, nil)
+			st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}, {Dir: "p/b"}, {Dir: "q"}}, syncer.Hints{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +139,7 @@ func TestRunner_RemoteDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, nil)
+		_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, syncer.Hints{})
 		var ee *rsync.ExitError
 		if !errors.As(err, &ee) || !ee.Transient() {
 			t.Errorf("%s: Sync() = %v, want a transient exit", dest, err)

@@ -108,8 +108,9 @@ func New(opts Options) (*Runner, error) {
 // directory no longer exists in the source are skipped: their removal shows
 // up as a change of an existing ancestor, which carries the deletion.
 // Recursive and non-recursive scopes run as separate invocations. Files in
-// skip are excluded, which also keeps them from being deleted.
-func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
+// h.Skip are excluded, which also keeps them from being deleted; h.Files is
+// not used (rsync compares the whole directory).
+func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	var total syncer.Stats
 	var flat, deep []string
 	for _, s := range scopes {
@@ -132,7 +133,7 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, skip []string)
 		recursive bool
 	}{{deep, true}, {flat, false}} {
 		for _, chunk := range r.chunks(set.dirs) {
-			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(skip, chunk, set.recursive)))
+			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(h.Skip, chunk, set.recursive)))
 			total.Add(st)
 			if err != nil {
 				return total, err

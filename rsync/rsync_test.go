@@ -85,7 +85,7 @@ func TestRunner_Sync(t *testing.T) {
 	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "1", "p/a/sub/g": "2", "p/top": "3", "q/x": "4"})
 
 	t.Run("Flat", func(t *testing.T) {
-		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, nil)
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, syncer.Hints{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestRunner_Sync(t *testing.T) {
 		}
 	})
 	t.Run("RecursiveAndDelete", func(t *testing.T) {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, nil); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{}); err != nil {
 			t.Fatal(err)
 		}
 		if d := testutil.DiffTrees(src, dst); d != "" {
@@ -109,7 +109,7 @@ func TestRunner_Sync(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(src, "p/a/sub")); err != nil {
 			t.Fatal(err)
 		}
-		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, nil)
+		st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/a"}}, syncer.Hints{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestRunner_Sync(t *testing.T) {
 		}
 	})
 	t.Run("VanishedScopeSkipped", func(t *testing.T) {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/gone"}, {Dir: "q"}}, nil); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/gone"}, {Dir: "q"}}, syncer.Hints{}); err != nil {
 			t.Fatalf("Sync() with a vanished scope: %v", err)
 		}
 	})
@@ -144,7 +144,7 @@ func TestRunner_Sync_Skip(t *testing.T) {
 		skip = append(skip, "p/"+n, "p/sub/"+n)
 	}
 	for _, sc := range []syncer.Scope{{Dir: "p"}, {Dir: "p", Recursive: true}} {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{sc}, skip); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{sc}, syncer.Hints{Skip: skip}); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range odd {
@@ -163,7 +163,7 @@ func TestRunner_Sync_Skip(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dst, "p/sub/deep")); string(b) != "d" {
 		t.Errorf("unskipped file not copied: %q, %v", b, err)
 	}
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p", Recursive: true}}, nil); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p", Recursive: true}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
 	if d := testutil.DiffTrees(src, dst); d != "" {
@@ -185,11 +185,11 @@ func TestRunner_Sync_OddNames(t *testing.T) {
 		scopes = append(scopes, syncer.Scope{Dir: "p/" + n})
 	}
 	scopes = append(scopes, syncer.Scope{Dir: strings.TrimSuffix(deep, "/")}, syncer.Scope{Dir: "p"})
-	if _, err := r.Sync(t.Context(), scopes, nil); err != nil {
+	if _, err := r.Sync(t.Context(), scopes, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
 	// The deep chain's middle directories come from --relative's implied dirs.
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/d", Recursive: true}}, nil); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p/d", Recursive: true}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
 	if d := testutil.DiffTrees(src, dst); d != "" {
@@ -212,14 +212,14 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WriteTree(t, src, testutil.Tree{"p/keep": "k", "p/over": "old", "p/del": "d", "q/1": "1", "q/2": "2", "q/3": "3", "q/4": "4"})
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, nil); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WriteTree(t, src, testutil.Tree{"p/over": "new"})
 	if err := os.Remove(filepath.Join(src, "p/del")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}, nil); err != nil {
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
 	trash := filepath.Join(dst, ".syncer-trash/2026-11-22/p")
@@ -243,7 +243,7 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "q"}}, nil)
+	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "q"}}, syncer.Hints{})
 	var ee *rsync.ExitError
 	if !errors.As(err, &ee) || ee.Code != 25 || ee.Transient() {
 		t.Fatalf("Sync() past --max-delete = %v, want a permanent exit 25", err)

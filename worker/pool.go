@@ -204,7 +204,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
-	skip := batchSkip(claims)
+	hints := syncer.Hints{Skip: batchSkip(claims), Files: batchFiles(claims)}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	go p.heartbeat(hbCtx, claims)
@@ -212,7 +212,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.busy++
 	p.mu.Unlock()
 	start := time.Now()
-	st, err := p.opts.Syncer.Sync(held, scopes, skip)
+	st, err := p.opts.Syncer.Sync(held, scopes, hints)
 	took := time.Since(start)
 	p.mu.Lock()
 	p.busy--
@@ -271,6 +271,35 @@ func batchSkip(claims []*claim) []string {
 				}
 			}
 		}
+	}
+	return out
+}
+
+// batchFiles is, for each non-recursive scope of a run, the files its jobs
+// name (see Job.Files) when every one of them names some: a job that names
+// none covers the whole directory.
+func batchFiles(claims []*claim) map[string][]string {
+	var out map[string][]string
+	for _, c := range claims {
+		if c.scope.Recursive || !slices.ContainsFunc(c.ds, func(d syncer.Delivery) bool { return len(d.Job.Files) > 0 }) {
+			continue
+		}
+		var files []string
+		for _, d := range c.ds {
+			if len(d.Job.Files) == 0 || d.Job.Scope != c.scope {
+				files = nil
+				break
+			}
+			files = append(files, d.Job.Files...)
+		}
+		if files == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		slices.Sort(files)
+		out[c.scope.Dir] = slices.Compact(files)
 	}
 	return out
 }

@@ -26,9 +26,9 @@ type recSyncer struct {
 	skips    [][]string
 }
 
-func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
+func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	r.mu.Lock()
-	r.skips = append(r.skips, skip)
+	r.skips = append(r.skips, h.Skip)
 	for _, s := range scopes {
 		for _, o := range r.running {
 			if s.Overlaps(o) {
@@ -185,7 +185,7 @@ func TestPool_Run_Failures(t *testing.T) {
 
 type vanishingSyncer struct{}
 
-func (vanishingSyncer) Sync(context.Context, []syncer.Scope, []string) (syncer.Stats, error) {
+func (vanishingSyncer) Sync(context.Context, []syncer.Scope, syncer.Hints) (syncer.Stats, error) {
 	return syncer.Stats{Vanished: true}, nil // rsync exit 24
 }
 

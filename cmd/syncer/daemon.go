@@ -649,10 +649,10 @@ type instrumented struct {
 	d *daemon
 }
 
-func (i instrumented) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
+func (i instrumented) Sync(ctx context.Context, s []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	i.d.runs.Add(1)
 	start := time.Now()
-	st, err := i.Syncer.Sync(ctx, s, skip)
+	st, err := i.Syncer.Sync(ctx, s, h)
 	i.d.metrics.run(st, time.Since(start), err)
 	return st, err
 }
@@ -665,11 +665,11 @@ type skipWriting struct {
 	d *daemon
 }
 
-func (w skipWriting) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
+func (w skipWriting) Sync(ctx context.Context, s []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	if open := w.d.w.Load().OpenBelow(s...); len(open) > 0 {
-		skip = append(slices.Clone(skip), open...)
+		h.Skip = append(slices.Clone(h.Skip), open...)
 	}
-	return w.Syncer.Sync(ctx, s, skip)
+	return w.Syncer.Sync(ctx, s, h)
 }
 
 // guarded refuses runs while the deletion guard is tripped: every run may
@@ -679,11 +679,11 @@ type guarded struct {
 	d *daemon
 }
 
-func (g guarded) Sync(ctx context.Context, s []syncer.Scope, skip []string) (syncer.Stats, error) {
+func (g guarded) Sync(ctx context.Context, s []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	if err := g.d.checkGuard(); err != nil {
 		return syncer.Stats{}, err
 	}
-	return g.Syncer.Sync(ctx, s, skip)
+	return g.Syncer.Sync(ctx, s, h)
 }
 
 // checkGuard runs the deletion guard and logs when its verdict changes.

@@ -161,12 +161,14 @@ func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, lq *lazyQueue
 	}()
 	d.update(r, func(r *reconcileRun) { r.tracker = t })
 
-	found := make(chan syncer.Scope, 1024)
+	found := make(chan syncer.Job, 1024)
 	submitted := make(chan error, 1)
 	go func() { submitted <- d.submit(ctx, r, t, found, lq) }()
-	onScope := func(s syncer.Scope) { found <- s }
-	if lq != nil {
-		onScope = func(s syncer.Scope) { lq.start(); found <- s }
+	onScope := func(s syncer.Scope, files []string) {
+		if lq != nil {
+			lq.start()
+		}
+		found <- syncer.Job{Scope: s, Files: files}
 	}
 	opts := reconcile.Options{Source: d.cfg.Source, Dest: d.walkDest(), Excludes: d.cfg.Exclude,
 		Projects: r.Projects, IgnoreDest: d.ignoreDest(), OnScope: onScope}
@@ -181,7 +183,7 @@ func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, lq *lazyQueue
 		zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(werr))
 	if werr == nil {
 		for _, s := range plan.Scopes {
-			found <- s
+			found <- syncer.Job{Scope: s}
 		}
 	}
 	close(found)
@@ -241,8 +243,8 @@ func (d *daemon) walkAndSync(ctx context.Context, r *reconcileRun, lq *lazyQueue
 // submit queues the scopes a walk finds, in batches: as many as arrived
 // within submitEvery, so that workers find full batches rather than a
 // trickle. After a failed publish it keeps draining found, queueing nothing.
-func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Tracker, found <-chan syncer.Scope, lq *lazyQueue) error {
-	var batch []syncer.Scope
+func (d *daemon) submit(ctx context.Context, r *reconcileRun, t *reconcile.Tracker, found <-chan syncer.Job, lq *lazyQueue) error {
+	var batch []syncer.Job
 	var err error
 	n := 0
 	flush := func() {
@@ -514,7 +516,7 @@ func reconcileDryRun(ctx context.Context, cfg Config, projects []string, stdout 
 		return err
 	}
 	for _, s := range plan.Scopes {
-		if _, err := r.Sync(ctx, []syncer.Scope{s}, nil); err != nil {
+		if _, err := r.Sync(ctx, []syncer.Scope{s}, syncer.Hints{}); err != nil {
 			return fmt.Errorf("dry run of %s: %w", s, err)
 		}
 	}

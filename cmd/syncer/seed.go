@@ -29,13 +29,13 @@ type seeding struct {
 	log    *zap.Logger
 }
 
-func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string) (syncer.Stats, error) {
+func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	var total syncer.Stats
 	var rest []syncer.Scope
 	var found []string // new files being written, that the jobs did not know of
 	for _, sc := range scopes {
 		if sc.Recursive {
-			st, err := s.copier.Copy(ctx, sc.Dir, skip)
+			st, err := s.copier.Copy(ctx, sc.Dir, h.Skip)
 			total.Add(st)
 			switch {
 			case err == nil:
@@ -49,9 +49,14 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string)
 			}
 		}
 		// The directory exists on the backup: its files first, and when
-		// they were all that differed, no rsync at all.
+		// they were all that differed, no rsync at all. A reconcile's job
+		// names its files: then only those are looked at.
 		t0 := time.Now()
-		st, open, done, err := s.copier.SyncFlat(ctx, sc.Dir, skip)
+		var files []string
+		if !sc.Recursive {
+			files = h.Files[sc.Dir]
+		}
+		st, open, done, err := s.copier.SyncFlat(ctx, sc.Dir, files, h.Skip)
 		total.Add(st)
 		found = append(found, open...)
 		if ce := s.log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
@@ -73,9 +78,9 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, skip []string)
 	}
 	if len(rest) > 0 {
 		if len(found) > 0 {
-			skip = append(slices.Clone(skip), found...)
+			h.Skip = append(slices.Clone(h.Skip), found...)
 		}
-		st, err := s.rsync.Sync(ctx, rest, skip)
+		st, err := s.rsync.Sync(ctx, rest, syncer.Hints{Skip: h.Skip})
 		total.Add(st)
 		if err != nil {
 			return total, err

@@ -35,7 +35,6 @@ func ListDir(path string, skip func(name string) bool, fn func(dirfd int, name s
 	defer unix.Close(fd)
 	buf := dirBufs.Get().(*dirBuf)
 	defer dirBufs.Put(buf)
-	var st unix.Stat_t
 	for {
 		n, err := unix.Getdents(fd, buf.b[:])
 		if err == unix.EINTR {
@@ -48,19 +47,39 @@ func ListDir(path string, skip func(name string) bool, fn func(dirfd int, name s
 			return nil
 		}
 		_, _, buf.names = unix.ParseDirent(buf.b[:n], -1, buf.names[:0])
-		for _, name := range buf.names {
-			if skip(name) {
-				continue
-			}
-			if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				if err == unix.ENOENT {
-					continue
-				}
-				return &os.PathError{Op: "lstat", Path: filepath.Join(path, name), Err: err}
-			}
-			fn(fd, name, &st)
+		if err := statEach(fd, path, buf.names, skip, fn); err != nil {
+			return err
 		}
 	}
+}
+
+// StatAt is ListDir for the given names only: those that do not exist are
+// left out.
+func StatAt(path string, names []string, skip func(name string) bool, fn func(dirfd int, name string, st *unix.Stat_t)) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	return statEach(fd, path, names, skip, fn)
+}
+
+// statEach lstats names relative to the open directory fd.
+func statEach(fd int, path string, names []string, skip func(name string) bool, fn func(dirfd int, name string, st *unix.Stat_t)) error {
+	var st unix.Stat_t
+	for _, name := range names {
+		if skip(name) {
+			continue
+		}
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err == unix.ENOENT {
+				continue
+			}
+			return &os.PathError{Op: "lstat", Path: filepath.Join(path, name), Err: err}
+		}
+		fn(fd, name, &st)
+	}
+	return nil
 }
 
 // dirBuf is ListDir's getdents buffer and name list.
