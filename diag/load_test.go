@@ -2,11 +2,13 @@ package diag_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,12 +79,21 @@ func TestLoad_CPU(t *testing.T) {
 
 func TestLoad_Disk(t *testing.T) {
 	requireLoadTests(t)
-	f := filepath.Join(t.TempDir(), "load")
+	dir := t.TempDir()
 	verdictUnder(t, diag.Disk, 2*time.Second, func(ctx context.Context) {
-		for ctx.Err() == nil {
-			// Direct writes keep the device busy without filling the page cache.
-			_ = exec.CommandContext(ctx, "dd", "if=/dev/zero", "of="+f, "bs=1M", "count=256", "oflag=direct").Run()
+		// Direct writes keep the device busy without filling the page
+		// cache; two writers, so that the device never waits for the next
+		// request (one alone left it 84% busy on a fast disk).
+		var wg sync.WaitGroup
+		for i := range 2 {
+			f := filepath.Join(dir, fmt.Sprint("load", i))
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					_ = exec.CommandContext(ctx, "dd", "if=/dev/zero", "of="+f, "bs=1M", "count=256", "oflag=direct").Run()
+				}
+			})
 		}
+		wg.Wait()
 	})
 }
 
