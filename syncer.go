@@ -82,9 +82,12 @@ type Result struct {
 	JobID string
 	// Run identifies the rsync run that settled the job; the jobs of one
 	// batch share it, and Stats, which are the whole run's.
-	Run      string
-	Scope    Scope
-	Reason   Reason
+	Run    string
+	Scope  Scope
+	Reason Reason
+	// Named is set when the job named its files (Job.Files): it covered
+	// only those, not the whole directory.
+	Named    bool
 	OK       bool
 	Started  time.Time // when the rsync that covered the job started
 	Finished time.Time

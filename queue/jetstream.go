@@ -284,7 +284,7 @@ func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
 // feed live bookkeeping; a missed one is found again by reconcile).
 func (q *JetStream) PublishResult(r syncer.Result) error {
 	w := wireResult{wireJob: toWireJob(syncer.Job{ID: r.JobID, Scope: r.Scope, Reason: r.Reason, FirstEvent: r.FirstEvent}),
-		Run: r.Run, OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
+		Run: r.Run, Named: r.Named, OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
@@ -301,7 +301,7 @@ func (q *JetStream) SubscribeResults(fn func(syncer.Result)) (stop func(), err e
 			return
 		}
 		j := w.job()
-		fn(syncer.Result{JobID: j.ID, Run: w.Run, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent, OK: w.OK,
+		fn(syncer.Result{JobID: j.ID, Run: w.Run, Scope: j.Scope, Reason: j.Reason, Named: w.Named, FirstEvent: j.FirstEvent, OK: w.OK,
 			Started: w.Started, Finished: w.Finished, ExitCode: w.ExitCode, Error: w.Error, Stats: w.Stats})
 	})
 	if err != nil {

@@ -33,6 +33,7 @@ type Tracker struct {
 type wait struct {
 	scope syncer.Scope
 	at    time.Time
+	named bool // the job names its files (syncer.Job.Files)
 }
 
 // Summary is the outcome of the tracked jobs so far.
@@ -57,7 +58,7 @@ func (t *Tracker) Submit(ctx context.Context, pub Publisher, prefix string, jobs
 	for i := range jobs {
 		s := jobs[i].Scope
 		jobs[i].ID, jobs[i].Reason, jobs[i].FirstEvent = fmt.Sprintf("%s-%d", prefix, i), r, now
-		t.waiting[jobs[i].ID] = wait{scope: s, at: now}
+		t.waiting[jobs[i].ID] = wait{scope: s, at: now, named: len(jobs[i].Files) > 0}
 		if t.byDir[s.Dir] == nil {
 			t.byDir[s.Dir] = map[string]bool{}
 		}
@@ -98,7 +99,10 @@ func (t *Tracker) Observe(r syncer.Result) {
 	for _, id := range cands {
 		w := t.waiting[id]
 		switch {
-		case r.OK && !r.Started.Before(w.at) && r.Scope.Covers(w.scope):
+		case r.OK && !r.Started.Before(w.at) && r.Scope.Covers(w.scope) && (!r.Named || w.named):
+			// A job that named its files covered only those: it settles
+			// only jobs like it (a later walk's, which replaced them
+			// in the queue or found nothing more to do).
 			t.sum.Done++
 		case !r.OK && r.JobID == id:
 			t.sum.Failed++

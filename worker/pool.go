@@ -407,7 +407,7 @@ func (p *Pool) heartbeat(ctx context.Context, claims []*claim) {
 // settle is the one place that decides a job's fate after its run.
 func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.Stats, err error, start time.Time, took time.Duration, batch int) {
 	j := d.Job
-	res := syncer.Result{JobID: j.ID, Run: run, Scope: j.Scope, Reason: j.Reason, FirstEvent: j.FirstEvent,
+	res := syncer.Result{JobID: j.ID, Run: run, Scope: j.Scope, Reason: j.Reason, Named: len(j.Files) > 0, FirstEvent: j.FirstEvent,
 		Started: start, Finished: start.Add(took), Stats: st}
 	fields := []zap.Field{
 		zap.String(syncer.LogProject, j.Scope.Project()), zap.String(syncer.LogDir, j.Scope.Dir),
