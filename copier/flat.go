@@ -44,9 +44,13 @@ const bigFile = 1 << 20
 // When files is not nil, SyncFlat looks only at those (paths relative to
 // the source root, see syncer.Job.Files) and at dir itself, without
 // listing dir: done then says that they are in place.
-func (c *Copier) SyncFlat(ctx context.Context, dir string, files, skip []string) (st syncer.Stats, open []string, done bool, err error) {
+//
+// For a recursive scope, done also needs a directory without
+// subdirectories on either side: then the scope holds nothing more.
+func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []string) (st syncer.Stats, open []string, done bool, err error) {
+	dir := sc.Dir
 	var names []string
-	if files != nil {
+	if files != nil && !sc.Recursive {
 		names = make([]string, 0, len(files))
 		for _, f := range files {
 			if f != dir && syncer.Parent(f) == dir {
@@ -82,6 +86,8 @@ func (c *Copier) SyncFlat(ctx context.Context, dir string, files, skip []string)
 		rel := join(dir, name)
 		d, ok := dst.ents[name]
 		switch {
+		case sc.Recursive && s.Mode&unix.S_IFMT == unix.S_IFDIR:
+			done = false // its content is rsync's
 		case s.Mode&unix.S_IFMT != unix.S_IFREG:
 			if !ok || !sameEntry(&s, &d) {
 				done = false

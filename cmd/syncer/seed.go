@@ -56,7 +56,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		if !sc.Recursive {
 			files = h.Files[sc.Dir]
 		}
-		st, open, done, err := s.copier.SyncFlat(ctx, sc.Dir, files, h.Skip)
+		st, open, done, err := s.copier.SyncFlat(ctx, sc, files, h.Skip)
 		total.Add(st)
 		found = append(found, open...)
 		if ce := s.log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
@@ -71,7 +71,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 			// rsync copies what the copier could not.
 			s.log.Warn("direct copy", zap.Error(err), zap.String(syncer.LogScope, sc.String()))
 		}
-		if done && err == nil && !sc.Recursive {
+		if done && err == nil {
 			continue
 		}
 		rest = append(rest, sc)
