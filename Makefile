@@ -60,5 +60,5 @@ bench: ## syncer against lsyncd: lag at 20/100/500 changes/s, a 50k-file storm, 
 	@command -v lsyncd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq lsyncd >/dev/null; } || { echo "bench needs lsyncd: apt-get install lsyncd" >&2; exit 1; }
 	$(GO) run ./bench/live $(BENCH_ARGS)
 
-bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project (RUNS=3)
+bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project (RUNS=3; root: the backup is a loop-mounted ext4)
 	$(GO) run ./bench/reconcile -runs $${RUNS:-3}
