@@ -152,6 +152,9 @@ func newBackup(dir, src string) (dst string, fresh func()) {
 		fresh()
 		return dst, fresh
 	case "ext4":
+		if os.Geteuid() != 0 {
+			check(fmt.Errorf("-backup ext4 loop-mounts a filesystem: run as root, or with -backup dir"))
+		}
 	default:
 		check(fmt.Errorf("-backup %q: want ext4 or dir", *flagBackup))
 	}
