@@ -41,9 +41,9 @@ const bigFile = 1 << 20
 // written (see Options.OpenWait), which it returns: the rsync that follows
 // must leave those out as well.
 //
-// When files is not nil, SyncFlat looks only at those (paths relative to
-// the source root, see syncer.Job.Files) and at dir itself, without
-// listing dir: done then says that they are in place.
+// When files is not nil and the scope is not recursive, SyncFlat looks only
+// at those (paths relative to the source root, see syncer.Job.Files) and at
+// dir itself, without listing dir: done then says that they are in place.
 //
 // For a recursive scope, done also needs a directory without
 // subdirectories on either side: then the scope holds nothing more.

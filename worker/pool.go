@@ -281,7 +281,7 @@ func batchSkip(claims []*claim) []string {
 func batchFiles(claims []*claim) map[string][]string {
 	var out map[string][]string
 	for _, c := range claims {
-		if c.scope.Recursive || !slices.ContainsFunc(c.ds, func(d syncer.Delivery) bool { return len(d.Job.Files) > 0 }) {
+		if c.scope.Recursive {
 			continue
 		}
 		var files []string

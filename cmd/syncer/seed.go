@@ -52,11 +52,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		// they were all that differed, no rsync at all. A reconcile's job
 		// names its files: then only those are looked at.
 		t0 := time.Now()
-		var files []string
-		if !sc.Recursive {
-			files = h.Files[sc.Dir]
-		}
-		st, open, done, err := s.copier.SyncFlat(ctx, sc, files, h.Skip)
+		st, open, done, err := s.copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Skip)
 		total.Add(st)
 		found = append(found, open...)
 		if ce := s.log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
