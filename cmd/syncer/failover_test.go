@@ -30,9 +30,10 @@ func startCluster(t *testing.T, bin, token string) *natsCluster {
 	t.Helper()
 	c := &natsCluster{procs: map[string]*exec.Cmd{}}
 	var routes []string
+	free := testutil.FreePorts(t, 6) // a client and a route port per node, all distinct
 	ports := make([][2]int, 3)
 	for i := range ports {
-		ports[i] = [2]int{testutil.FreePort(t), testutil.FreePort(t)}
+		ports[i] = [2]int{free[2*i], free[2*i+1]}
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i][1]))
 	}
 	for i, p := range ports {
