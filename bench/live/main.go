@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -31,21 +32,25 @@ import (
 )
 
 var (
-	cases   = flag.String("cases", "lag,storm,footprint,throughput", "what to measure")
-	tools   = flag.String("tools", "syncer,lsyncd-1s,lsyncd", "who to measure: syncer, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
-	rates   = flag.String("rates", "20,100,500", "steady writer rates, changes per second")
-	lagFor  = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
-	storm   = flag.Int("storm-files", 50000, "files of the storm")
-	dirs    = flag.Int("footprint-dirs", 100000, "directories of the footprint tree")
-	idleFor = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
-	bigGB   = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
-	bigRuns = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
-	keep    = flag.Bool("keep", false, "keep the work directory")
-	extra   = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
+	cases    = flag.String("cases", "lag,storm,footprint,throughput", "what to measure")
+	tools    = flag.String("tools", "syncer,lsyncd-1s,lsyncd", "who to measure: syncer, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
+	rates    = flag.String("rates", "20,100,500", "steady writer rates, changes per second")
+	lagFor   = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
+	storm    = flag.Int("storm-files", 50000, "files of the storm")
+	dirs     = flag.Int("footprint-dirs", 100000, "directories of the footprint tree")
+	idleFor  = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
+	bigGB    = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
+	writerIn = flag.String("writer", "memory", "where the throughput writer reads its files: memory (page cache) or disk (clean cache)")
+	bigRuns  = flag.Int("throughput-runs", 5, "rounds of the throughput case; the median of each round's ratio is reported")
+	keep     = flag.Bool("keep", false, "keep the work directory")
+	extra    = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
 )
 
 func main() {
 	flag.Parse()
+	if *writerIn != "memory" && *writerIn != "disk" {
+		fail("-writer must be memory or disk, not %q", *writerIn)
+	}
 	for _, need := range []string{"rsync", "lsyncd"} {
 		if _, err := exec.LookPath(need); err != nil {
 			fail("%s is not installed (Debian: apt-get install %s; make bench installs it)", need, need)
@@ -563,7 +568,7 @@ func (b *bench) throughput() {
 	const fileSize = 512 << 20
 	nfiles := int(max(total/fileSize, 1))
 	bytes := float64(int64(nfiles) * fileSize)
-	fmt.Printf("## Throughput: %d × 512 MiB written at full speed, %d rounds\n\n", nfiles, *bigRuns)
+	fmt.Printf("## Throughput: %d × 512 MiB written at full speed (writer's input: %s), %d rounds\n\n", nfiles, *writerIn, *bigRuns)
 	// The same bytes for everyone: one random block repeated, generated once.
 	block := make([]byte, 8<<20)
 	for i := range block {
@@ -625,7 +630,7 @@ func (b *bench) throughput() {
 		// (reading pages still being written back is slow here): the
 		// writer, then one cp of its files.
 		src, _ := b.tree()
-		dropCaches()
+		writerCaches(stage)
 		t0 = time.Now()
 		run("cp", "-a", stage, filepath.Join(src, "big"))
 		wrote := time.Since(t0)
@@ -642,7 +647,7 @@ func (b *bench) throughput() {
 			check(os.MkdirAll(dst, 0o755))
 			check(os.MkdirAll(filepath.Join(src, "p0"), 0o755))
 			dm := b.start(tool, src, dst)
-			dropCaches()
+			writerCaches(stage)
 			t0 := time.Now()
 			// The writer copies the staged files in: a render or an ingest.
 			run("cp", "-a", stage, filepath.Join(src, "p0/big"))
@@ -793,6 +798,24 @@ func procStatus(pid int, key string) float64 {
 		}
 	}
 	return 0
+}
+
+// writerCaches prepares the page cache for a timed writer: clean, and with
+// the writer's input read in when -writer is "memory".
+func writerCaches(stage string) {
+	dropCaches()
+	if *writerIn != "memory" {
+		return
+	}
+	names, err := filepath.Glob(filepath.Join(stage, "*"))
+	check(err)
+	for _, name := range names {
+		f, err := os.Open(name)
+		check(err)
+		_, err = io.Copy(io.Discard, f)
+		f.Close()
+		check(err)
+	}
 }
 
 func dropCaches() {
