@@ -41,7 +41,7 @@ var (
 	idleFor  = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
 	bigGB    = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
 	writerIn = flag.String("writer", "memory", "where the throughput writer reads its files: memory (page cache) or disk (clean cache)")
-	bigRuns  = flag.Int("throughput-runs", 5, "rounds of the throughput case; the median of each round's ratio is reported")
+	bigRuns  = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
 	keep     = flag.Bool("keep", false, "keep the work directory")
 	extra    = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
 )
@@ -607,6 +607,7 @@ func (b *bench) throughput() {
 		// cp, caches dropped like for everyone below: its MB/s is the ceiling.
 		cpDst := filepath.Join(backupFS, "cp")
 		dropCaches()
+		settle()
 		t0 := time.Now()
 		run("cp", "-a", stage, cpDst)
 		syncOf(cpDst)
@@ -618,6 +619,7 @@ func (b *bench) throughput() {
 		check(os.MkdirAll(cpDst, 0o755))
 		state := filepath.Join(b.work, "reconcile-state")
 		dropCaches()
+		settle()
 		t0 = time.Now()
 		run(b.syncer, "reconcile", "--source", stage, "--dest", cpDst, "--state-dir", state, "--log-level", "error", "--json")
 		syncOf(cpDst)
@@ -631,6 +633,7 @@ func (b *bench) throughput() {
 		// writer, then one cp of its files.
 		src, _ := b.tree()
 		writerCaches(stage)
+		settle()
 		t0 = time.Now()
 		run("cp", "-a", stage, filepath.Join(src, "big"))
 		wrote := time.Since(t0)
@@ -648,6 +651,7 @@ func (b *bench) throughput() {
 			check(os.MkdirAll(filepath.Join(src, "p0"), 0o755))
 			dm := b.start(tool, src, dst)
 			writerCaches(stage)
+			settle()
 			t0 := time.Now()
 			// The writer copies the staged files in: a render or an ingest.
 			run("cp", "-a", stage, filepath.Join(src, "p0/big"))
@@ -815,6 +819,34 @@ func writerCaches(stage string) {
 		_, err = io.Copy(io.Discard, f)
 		f.Close()
 		check(err)
+	}
+}
+
+// settle waits until the hypervisor has taken back the memory the guest
+// just freed (free page reporting; here after drop_caches or a removed
+// backup), so that every timed step starts on the same kind of page: none
+// gets pages freed a moment ago while the next pays for reclaimed ones.
+// Without page reporting it returns at once.
+func settle() {
+	const counter = "/sys/module/page_reporting/parameters/reported_kib"
+	read := func() (int64, bool) {
+		b, err := os.ReadFile(counter)
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n, err == nil
+	}
+	// Reporting goes in 512 MiB steps every 2 s, then trickles; settled is
+	// less than 128 MiB over 3 s.
+	last, ok := read()
+	for deadline := time.Now().Add(time.Minute); ok && time.Now().Before(deadline); {
+		time.Sleep(3 * time.Second)
+		cur, _ := read()
+		if cur-last < 128<<10 {
+			return
+		}
+		last = cur
 	}
 }
 
