@@ -597,9 +597,9 @@ func (b *bench) throughput() {
 	} else {
 		defer func() { _ = syscall.Unmount(backupFS, 0) }()
 	}
-	// This disk's speed drifts by several times within minutes: each round
-	// times cp and then every tool, and each tool's ratio is taken within
-	// its round.
+	// This machine's speed drifts by several times within minutes: each
+	// round times cp and then every tool, and each tool's ratio is taken
+	// within its round.
 	ratios := map[string][]float64{}
 	fmt.Println("| round | tool | write | on the backup after first byte | backup MB/s | vs `cp` (clean cache) of this round | vs write, then `cp` |")
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -628,9 +628,8 @@ func (b *bench) throughput() {
 		fmt.Printf("| %d | `syncer reconcile` of the files at rest | | %.1f s | %.0f | %.2f× | |\n", round, time.Since(t0).Seconds(), restMBs, restMBs/cpMBs)
 		check(os.RemoveAll(cpDst))
 		check(os.RemoveAll(state))
-		// What a replicator that starts once the writer is done can do
-		// (reading pages still being written back is slow here): the
-		// writer, then one cp of its files.
+		// What a replicator that starts once the writer is done can do:
+		// the writer, then one cp of its files.
 		src, _ := b.tree()
 		writerCaches(stage)
 		settle()
