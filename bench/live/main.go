@@ -99,6 +99,15 @@ func (b *bench) tree() (src, dst string) {
 	return src, dst
 }
 
+// done removes a tree made by tree once its case is measured (unless
+// -keep), so trees do not pile up: a full run makes over 300,000
+// directories.
+func (b *bench) done(src string) {
+	if !*keep {
+		check(os.RemoveAll(filepath.Dir(src)))
+	}
+}
+
 // daemon is a running replicator under test.
 type daemon struct {
 	name  string
@@ -255,6 +264,7 @@ func (b *bench) lag() {
 			if status != "yes" {
 				recordDiff(tool)
 			}
+			b.done(src)
 		}
 	}
 	fmt.Println()
@@ -521,6 +531,7 @@ func (b *bench) storm() {
 		}
 		fmt.Printf("| %s | %.2f s | %s | %.2f s | %.2f× | %d | %d | %.1f MiB |\n", tool, wrote.Seconds(), res, rs.Seconds(),
 			after.Seconds()/rs.Seconds(), runs, *storm/max(runs, 1), peak)
+		b.done(src)
 	}
 	fmt.Println()
 }
@@ -558,6 +569,7 @@ func (b *bench) footprint() {
 		run("rsync", "-a", "--delete", "--modify-window=-1", src+"/", dst+"/")
 		fmt.Printf("| %s | %.2f s | %.1f MiB | %.2f%% |\n", tool, dm.ready.Seconds(), rss, 100*idle.Seconds()/idleFor.Seconds())
 	}
+	b.done(src)
 	fmt.Println()
 }
 
@@ -642,7 +654,7 @@ func (b *bench) throughput() {
 		afterMBs := bytes / afterTime.Seconds() / 1e6
 		fmt.Printf("| %d | write, then `cp` | %.1f s | %.1f s | %.0f | %.2f× | 1× |\n", round, wrote.Seconds(), afterTime.Seconds(), afterMBs, afterMBs/cpMBs)
 		check(os.RemoveAll(cpDst))
-		check(os.RemoveAll(filepath.Dir(src)))
+		b.done(src)
 		for _, tool := range strings.Split(*tools, ",") {
 			src, _ := b.tree()
 			dst := filepath.Join(backupFS, tool)
@@ -667,8 +679,8 @@ func (b *bench) throughput() {
 			mbs := bytes / took.Seconds() / 1e6
 			ratios[tool] = append(ratios[tool], mbs/cpMBs)
 			fmt.Printf("| %d | %s | %.1f s | %.1f s | %.0f | %.2f× | %.2f× |\n", round, tool, wrote.Seconds(), took.Seconds(), mbs, mbs/cpMBs, mbs/afterMBs)
+			b.done(src)
 			if !*keep {
-				check(os.RemoveAll(filepath.Dir(src)))
 				check(os.RemoveAll(dst))
 			}
 		}
