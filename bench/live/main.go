@@ -618,8 +618,7 @@ func (b *bench) throughput() {
 	for round := 1; round <= *bigRuns; round++ {
 		// cp, caches dropped like for everyone below: its MB/s is the ceiling.
 		cpDst := filepath.Join(backupFS, "cp")
-		dropCaches()
-		settle()
+		startClean("")
 		t0 := time.Now()
 		run("cp", "-a", stage, cpDst)
 		syncOf(cpDst)
@@ -630,8 +629,7 @@ func (b *bench) throughput() {
 		// one `syncer reconcile`.
 		check(os.MkdirAll(cpDst, 0o755))
 		state := filepath.Join(b.work, "reconcile-state")
-		dropCaches()
-		settle()
+		startClean("")
 		t0 = time.Now()
 		run(b.syncer, "reconcile", "--source", stage, "--dest", cpDst, "--state-dir", state, "--log-level", "error", "--json")
 		syncOf(cpDst)
@@ -643,8 +641,7 @@ func (b *bench) throughput() {
 		// What a replicator that starts once the writer is done can do:
 		// the writer, then one cp of its files.
 		src, _ := b.tree()
-		writerCaches(stage)
-		settle()
+		startClean(stage)
 		t0 = time.Now()
 		run("cp", "-a", stage, filepath.Join(src, "big"))
 		wrote := time.Since(t0)
@@ -661,8 +658,7 @@ func (b *bench) throughput() {
 			check(os.MkdirAll(dst, 0o755))
 			check(os.MkdirAll(filepath.Join(src, "p0"), 0o755))
 			dm := b.start(tool, src, dst)
-			writerCaches(stage)
-			settle()
+			startClean(stage)
 			t0 := time.Now()
 			// The writer copies the staged files in: a render or an ingest.
 			run("cp", "-a", stage, filepath.Join(src, "p0/big"))
@@ -815,22 +811,23 @@ func procStatus(pid int, key string) float64 {
 	return 0
 }
 
-// writerCaches prepares the page cache for a timed writer: clean, and with
-// the writer's input read in when -writer is "memory".
-func writerCaches(stage string) {
+// startClean prepares every timed throughput step alike: caches dropped,
+// the writer's input (a directory, "" for a step without a writer) read in
+// when -writer is "memory", then memory settled.
+func startClean(writerInput string) {
 	dropCaches()
-	if *writerIn != "memory" {
-		return
-	}
-	names, err := filepath.Glob(filepath.Join(stage, "*"))
-	check(err)
-	for _, name := range names {
-		f, err := os.Open(name)
+	if writerInput != "" && *writerIn == "memory" {
+		names, err := filepath.Glob(filepath.Join(writerInput, "*"))
 		check(err)
-		_, err = io.Copy(io.Discard, f)
-		f.Close()
-		check(err)
+		for _, name := range names {
+			f, err := os.Open(name)
+			check(err)
+			_, err = io.Copy(io.Discard, f)
+			f.Close()
+			check(err)
+		}
 	}
+	settle()
 }
 
 // settle waits until the hypervisor has taken back the memory the guest
