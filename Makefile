@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: help rsync build bench bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
+.PHONY: help tools rsync build bench bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -11,7 +11,10 @@ help: ## list targets
 build: ## build bin/syncer
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/syncer ./cmd/syncer
 
-test: ## unit, component and end-to-end tests with the race detector (needs rsync), then the real-load diagnose tests alone
+tools: ## install what the tests run for real (rsync, nats-server, promtool, systemd-analyze, sshd) when root, else say how
+	@./.ci/tools
+
+test: tools ## unit, component and end-to-end tests with the race detector, then the real-load diagnose tests alone
 	SYNCER_TEST_REQUIRE_RSYNC=$${SYNCER_TEST_REQUIRE_RSYNC:-1} $(GO) test -race -count=1 -timeout 15m $(PKGS)
 	SYNCER_LOAD_TESTS=1 $(GO) test -count=1 -p 1 -run '^TestLoad_' ./diag
 
