@@ -230,13 +230,13 @@ func (q *JetStream) ConsumeEvents(ctx context.Context, fn func(ev syncer.DirEven
 			q.log.Warn("next event", zap.Error(err))
 			continue
 		}
-		var w wireEvent
-		if err := json.Unmarshal(m.Data(), &w); err != nil {
-			q.log.Error("drop undecodable event", zap.Error(err), zap.String("subject", m.Subject()))
+		ev, err := decodeEvent(m.Data())
+		if err != nil {
+			q.log.Error("event refused", zap.Error(err), zap.String("subject", m.Subject()))
 			_ = m.Term()
 			continue
 		}
-		fn(w.event(), m.Ack)
+		fn(ev, m.Ack)
 	}
 }
 

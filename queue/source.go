@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -84,9 +83,15 @@ func (j *Jobs) More(n int) []syncer.Delivery {
 }
 
 func (j *Jobs) decode(m jetstream.Msg) (syncer.Delivery, bool) {
-	var w wireJob
-	if err := json.Unmarshal(m.Data(), &w); err != nil {
-		j.q.log.Error("drop undecodable job", zap.Error(err), zap.String("subject", m.Subject()))
+	job, err := decodeJob(m.Data())
+	if err != nil {
+		// Whoever published it, it never reaches a worker: dead-lettered
+		// with the reason on its first delivery, never retried.
+		j.q.log.Error("job refused", zap.Error(err), zap.String("subject", m.Subject()), zap.String(syncer.LogJobID, job.ID))
+		if derr := j.q.PublishDead(context.Background(), syncer.Result{JobID: job.ID, Scope: job.Scope, Reason: job.Reason,
+			FirstEvent: job.FirstEvent, Finished: time.Now(), ExitCode: -1, Error: err.Error()}); derr != nil {
+			j.q.log.Warn("dead-letter refused job", zap.Error(derr))
+		}
 		_ = m.Term()
 		return syncer.Delivery{}, false
 	}
@@ -94,7 +99,7 @@ func (j *Jobs) decode(m jetstream.Msg) (syncer.Delivery, bool) {
 	if md, err := m.Metadata(); err == nil {
 		attempt, pending = int(md.NumDelivered), int(md.NumPending)
 	}
-	return syncer.Delivery{Job: w.job(), Attempt: attempt, Pending: pending, Acker: acker{m}}, true
+	return syncer.Delivery{Job: job, Attempt: attempt, Pending: pending, Acker: acker{m}}, true
 }
 
 type acker struct{ m jetstream.Msg }

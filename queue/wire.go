@@ -2,6 +2,7 @@ package queue
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -89,6 +90,34 @@ func toWireJob(j syncer.Job) wireJob {
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
 		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Skip: fromBytes(w.Skip), Files: fromBytes(w.Files)}
+}
+
+// decodeJob reads a job off the wire and validates every path in it
+// (syncer.Job.Check). On a validation error it still returns what it read,
+// for the dead letter.
+func decodeJob(b []byte) (syncer.Job, error) {
+	var w wireJob
+	if err := json.Unmarshal(b, &w); err != nil {
+		return syncer.Job{}, fmt.Errorf("decode job: %w", err)
+	}
+	j := w.job()
+	if err := j.Check(); err != nil {
+		return j, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return j, nil
+}
+
+// decodeEvent is decodeJob for an event.
+func decodeEvent(b []byte) (syncer.DirEvent, error) {
+	var w wireEvent
+	if err := json.Unmarshal(b, &w); err != nil {
+		return syncer.DirEvent{}, fmt.Errorf("decode event: %w", err)
+	}
+	ev := w.event()
+	if err := ev.Check(); err != nil {
+		return ev, fmt.Errorf("event: %w", err)
+	}
+	return ev, nil
 }
 
 func toWireEvent(ev syncer.DirEvent) wireEvent {

@@ -1,0 +1,4 @@
+package queue
+
+// DecodeJob is decodeJob, for the fuzz test.
+var DecodeJob = decodeJob
