@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -56,12 +52,13 @@ func New(opts Options) *Copier {
 
 // dirAttr is a directory whose attributes are applied once its content is in.
 type dirAttr struct {
-	path string
-	st   unix.Stat_t
+	rel string
+	st  unix.Stat_t
 }
 
 type run struct {
 	c     *Copier
+	t     *trees
 	g     *errgroup.Group
 	ctx   context.Context
 	skip  map[string]bool
@@ -71,20 +68,47 @@ type run struct {
 }
 
 // Copy creates Dest/dir as a copy of Source/dir. It returns ErrExists when
-// Dest/dir exists. Missing parents are created with their source attributes,
-// as rsync --relative does. Files that vanish while copying are skipped and
-// reported with Stats.Vanished. Regular files in skip (paths relative to
-// the source root, see syncer.Job.Skip) are left out.
+// Dest/dir exists as a directory. Missing parents are created with their
+// source attributes, as rsync --relative does. A backup entry on the way
+// that is not a directory (a symlink planted there, a file the source
+// replaced by a directory) is moved into the trash, never written through.
+// Files that vanish while copying, or turn out not to be what the listing
+// said, are skipped and reported with Stats.Vanished. Regular files in skip
+// (paths relative to the source root, see syncer.Job.Skip) are left out.
 func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.Stats, error) {
-	dst := syncer.Join(c.opts.Dest, dir)
-	if _, err := os.Lstat(dst); err == nil {
-		return syncer.Stats{}, ErrExists
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if err := syncer.CheckPath(dir); err != nil {
 		return syncer.Stats{}, err
+	}
+	t, err := c.open()
+	if err != nil {
+		return syncer.Stats{}, err
+	}
+	defer t.close()
+	if dir == "" {
+		return syncer.Stats{}, ErrExists
+	}
+	if bad, err := misplaced(t.dst, dir); err != nil {
+		return syncer.Stats{}, err
+	} else if bad != "" {
+		if err := c.evict(t.dst, bad); err != nil {
+			return syncer.Stats{}, err
+		}
+	}
+	var st unix.Stat_t
+	pfd, name, err := t.dst.OpenParent(dir)
+	if err == nil {
+		err = unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		unix.Close(pfd)
+		if err == nil {
+			return syncer.Stats{}, ErrExists
+		}
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return syncer.Stats{}, fmt.Errorf("lstat %s: %w", t.dst.Join(dir), err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
-	r := &run{c: c, g: g, ctx: gctx}
+	r := &run{c: c, t: t, g: g, ctx: gctx}
 	if len(skip) > 0 {
 		r.skip = make(map[string]bool, len(skip))
 		for _, p := range skip {
@@ -94,60 +118,91 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	if err := r.parents(dir); err != nil {
 		return syncer.Stats{}, err
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(syncer.Join(c.opts.Source, dir), &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return syncer.Stats{Vanished: true}, nil
-		}
-		return syncer.Stats{}, fmt.Errorf("lstat %s: %w", dir, err)
+	sfd, err := t.src.OpenDir(dir)
+	if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
+		return syncer.Stats{Vanished: true}, nil
 	}
-	r.g.Go(func() error { return r.dir(dir, st) })
+	if err != nil {
+		return syncer.Stats{}, err
+	}
+	if err := unix.Fstat(sfd, &st); err != nil {
+		unix.Close(sfd)
+		return syncer.Stats{}, fmt.Errorf("stat %s: %w", t.src.Join(dir), err)
+	}
+	r.g.Go(func() error { return r.dir(dir, sfd, st) })
 	if err := g.Wait(); err != nil {
 		return r.stats, err
 	}
 	// Deepest first: creating entries changes a directory's mtime, and a
 	// read-only directory must get its mode after its content.
 	sort.Slice(r.dirs, func(i, j int) bool {
-		return strings.Count(r.dirs[i].path, "/") > strings.Count(r.dirs[j].path, "/")
+		return strings.Count(r.dirs[i].rel, "/") > strings.Count(r.dirs[j].rel, "/")
 	})
 	for _, d := range r.dirs {
-		if err := setAttrs(d.path, &d.st); err != nil {
+		if err := r.dirAttrs(d); err != nil {
 			return r.stats, err
 		}
 	}
 	return r.stats, nil
 }
 
-// parents creates the missing ancestors of dir in the backup.
-func (r *run) parents(dir string) error {
-	var missing []string
-	for p := syncer.Parent(dir); ; p = syncer.Parent(p) {
-		if _, err := os.Lstat(syncer.Join(r.c.opts.Dest, p)); err == nil {
-			break
-		}
-		missing = append(missing, p)
-		if p == "" {
-			return fmt.Errorf("backup root %s missing", r.c.opts.Dest)
-		}
+// dirAttrs gives a backup directory its source attributes, on its descriptor.
+func (r *run) dirAttrs(d dirAttr) error {
+	fd, err := r.t.dst.OpenDir(d.rel)
+	if err != nil {
+		return err
 	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		var st unix.Stat_t
-		if err := unix.Lstat(syncer.Join(r.c.opts.Source, missing[i]), &st); err != nil {
-			return fmt.Errorf("lstat %s: %w", missing[i], err)
-		}
-		p := syncer.Join(r.c.opts.Dest, missing[i])
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		r.addDir(p, st)
+	defer unix.Close(fd)
+	if err := setFdAttrs(fd, &d.st); err != nil {
+		return fmt.Errorf("%s: %w", r.t.dst.Join(d.rel), err)
 	}
 	return nil
 }
 
-func (r *run) addDir(path string, st unix.Stat_t) {
+// parents creates the missing ancestors of dir in the backup, each with
+// the attributes of its source directory (read on its descriptor).
+func (r *run) parents(dir string) error {
+	var missing []string
+	for p := syncer.Parent(dir); p != ""; p = syncer.Parent(p) {
+		fd, err := r.t.dst.OpenDir(p)
+		if err == nil {
+			unix.Close(fd)
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		missing = append(missing, p)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		var st unix.Stat_t
+		sfd, err := r.t.src.OpenDir(missing[i])
+		if err != nil {
+			return err
+		}
+		err = unix.Fstat(sfd, &st)
+		unix.Close(sfd)
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", r.t.src.Join(missing[i]), err)
+		}
+		pfd, name, err := r.t.dst.OpenParent(missing[i])
+		if err != nil {
+			return err
+		}
+		err = unix.Mkdirat(pfd, name, 0o700)
+		unix.Close(pfd)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("mkdir %s: %w", r.t.dst.Join(missing[i]), err)
+		}
+		r.addDir(missing[i], st)
+	}
+	return nil
+}
+
+func (r *run) addDir(rel string, st unix.Stat_t) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.dirs = append(r.dirs, dirAttr{path, st})
+	r.dirs = append(r.dirs, dirAttr{rel, st})
 }
 
 func (r *run) count(files, bytes int64, vanished bool) {
@@ -169,57 +224,86 @@ func (r *run) spawn(fn func() error) error {
 
 func (r *run) excluded(name string) bool { return syncer.Excluded(r.c.opts.Excludes, name) }
 
-// dir creates rel in the backup and copies its entries.
-func (r *run) dir(rel string, st unix.Stat_t) error {
+// dir creates rel in the backup and copies the entries of the source
+// directory open as sfd, which it closes. Subdirectories are opened from
+// sfd without following symlinks, files are opened from it with
+// O_NOFOLLOW and checked with fstat: an entry swapped for a symlink after
+// the listing is never followed.
+func (r *run) dir(rel string, sfd int, st unix.Stat_t) error {
+	defer unix.Close(sfd)
 	if err := r.ctx.Err(); err != nil {
 		return err
 	}
-	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
-	if err := os.Mkdir(dst, 0o700); err != nil {
-		return fmt.Errorf("mkdir %s: %w", dst, err)
-	}
-	r.addDir(dst, st)
-	f, err := osx.OpenDir(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		r.count(0, 0, true)
-		return nil
-	}
+	pfd, name, err := r.t.dst.OpenParent(rel)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
+	err = unix.Mkdirat(pfd, name, 0o700)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", src, err)
+		unix.Close(pfd)
+		return fmt.Errorf("mkdir %s: %w", r.t.dst.Join(rel), err)
 	}
-	fd := int(f.Fd())
-	for _, name := range names {
-		if r.excluded(name) {
-			continue
-		}
-		var est unix.Stat_t
-		if err := unix.Fstatat(fd, name, &est, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				r.count(0, 0, true)
-				continue
-			}
-			return fmt.Errorf("lstat %s: %w", filepath.Join(src, name), err)
-		}
-		child := name
-		if rel != "" {
-			child = rel + "/" + name
-		}
+	dfd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	unix.Close(pfd)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", r.t.dst.Join(rel), err)
+	}
+	defer unix.Close(dfd)
+	r.addDir(rel, st)
+	type ent struct {
+		name string
+		st   unix.Stat_t
+	}
+	var ents []ent
+	err = osx.ListFd(sfd, r.t.src.Join(rel), r.excluded, func(_ int, name string, st *unix.Stat_t) {
+		ents = append(ents, ent{name, *st})
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		child := join(rel, e.name)
 		var err error
-		switch est.Mode & unix.S_IFMT {
+		switch e.st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			err = r.spawn(func() error { return r.dir(child, est) })
+			cfd, oerr := unix.Openat(sfd, e.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if oerr != nil {
+				if errors.Is(oerr, unix.ENOENT) || osx.NotDir(oerr) {
+					r.count(0, 0, true)
+					continue
+				}
+				return fmt.Errorf("open %s: %w", r.t.src.Join(child), oerr)
+			}
+			var cst unix.Stat_t
+			if serr := unix.Fstat(cfd, &cst); serr != nil {
+				unix.Close(cfd)
+				return fmt.Errorf("stat %s: %w", r.t.src.Join(child), serr)
+			}
+			err = r.spawn(func() error { return r.dir(child, cfd, cst) })
 		case unix.S_IFREG:
 			if r.skip[child] {
 				continue
 			}
-			err = r.spawn(func() error { return r.file(child, &est) })
+			in, ok, oerr := openSource(sfd, e.name)
+			if oerr != nil {
+				return fmt.Errorf("open %s: %w", r.t.src.Join(child), oerr)
+			}
+			if !ok {
+				r.count(0, 0, true)
+				continue
+			}
+			out, derr := dup(dfd)
+			if derr != nil {
+				unix.Close(in)
+				return derr
+			}
+			name := e.name
+			err = r.spawn(func() error {
+				defer unix.Close(out)
+				return r.file(in, out, name)
+			})
 		default:
-			err = r.special(child, &est)
+			err = r.special(sfd, dfd, child, e.name, &e.st)
 		}
 		if err != nil {
 			return err
@@ -228,17 +312,34 @@ func (r *run) dir(rel string, st unix.Stat_t) error {
 	return nil
 }
 
-// file copies one regular file, in the kernel where it can.
-func (r *run) file(rel string, st *unix.Stat_t) error {
+// openSource opens the regular file name of the source directory dirfd for
+// reading: O_NOFOLLOW, O_NONBLOCK (a FIFO swapped in never blocks the
+// open), and fstat decides. ok is false, with no error, when the entry is
+// gone or is no longer a regular file.
+func openSource(dirfd int, name string) (fd int, ok bool, err error) {
+	fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) {
+		return -1, false, nil
+	}
+	if err != nil {
+		return -1, false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, false, err
+	}
+	return fd, true, nil
+}
+
+// file copies the source file open as in (which it closes) to the new
+// entry name of the backup directory dfd.
+func (r *run) file(in, dfd int, name string) error {
+	defer unix.Close(in)
 	if err := r.ctx.Err(); err != nil {
 		return err
 	}
-	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
-	n, err := copyFile(src, dst, st)
-	if errors.Is(err, fs.ErrNotExist) {
-		r.count(0, 0, true)
-		return nil
-	}
+	n, err := copyFile(in, dfd, name)
 	if err != nil {
 		return err
 	}
@@ -246,30 +347,30 @@ func (r *run) file(rel string, st *unix.Stat_t) error {
 	return nil
 }
 
-// copyFile creates dst (which must not exist) as a copy of src, with the
-// attributes of st. An error wrapping fs.ErrNotExist means src vanished.
-// Raw descriptors: an os.File costs a netpoll registration and blocking
-// mode changes per file, a fifth of the system calls of a cold copy.
-func copyFile(src, dst string, st *unix.Stat_t) (int64, error) {
-	in, err := unix.Open(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, &fs.PathError{Op: "open", Path: src, Err: err}
+// copyFile creates the entry name of the backup directory dfd (which must
+// not exist) as a copy of the open source file in, with in's attributes as
+// fstat gives them. Raw descriptors: an os.File costs a netpoll
+// registration and blocking mode changes per file, a fifth of the system
+// calls of a cold copy.
+func copyFile(in, dfd int, name string) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(in, &st); err != nil {
+		return 0, fmt.Errorf("stat: %w", err)
 	}
-	defer unix.Close(in)
-	out, err := unix.Open(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	out, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return 0, &fs.PathError{Op: "create", Path: dst, Err: err}
+		return 0, fmt.Errorf("create %s: %w", name, err)
 	}
 	n, err := kernelCopy(out, in, st.Size)
 	if err == nil {
-		err = setFileAttrs(out, st)
+		err = setFdAttrs(out, &st)
 	}
 	if cerr := unix.Close(out); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(dst)
-		return 0, fmt.Errorf("copy %s: %w", src, err)
+		_ = unix.Unlinkat(dfd, name, 0)
+		return 0, fmt.Errorf("copy %s: %w", name, err)
 	}
 	return n, nil
 }
@@ -343,73 +444,39 @@ func writeFull(fd int, b []byte) (int, error) {
 	return total, nil
 }
 
-// setFileAttrs is setAttrs on an open file: no path lookups.
-func setFileAttrs(fd int, st *unix.Stat_t) error {
-	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("chown: %w", err)
-	}
-	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	// futimens(2): utimensat with a NULL path sets the open file's times, to the nanosecond.
-	ts := [2]unix.Timespec{st.Atim, st.Mtim}
-	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
-		return fmt.Errorf("set times: %w", e)
-	}
-	return nil
-}
-
-// special recreates a symlink, device, fifo or socket.
-func (r *run) special(rel string, st *unix.Stat_t) error {
-	src, dst := syncer.Join(r.c.opts.Source, rel), syncer.Join(r.c.opts.Dest, rel)
+// special recreates a symlink, device, fifo or socket: the entry name of
+// the source directory sfd as the same entry of the backup directory dfd.
+func (r *run) special(sfd, dfd int, rel, name string, st *unix.Stat_t) error {
 	var err error
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		var target string
-		target, err = os.Readlink(src)
-		if errors.Is(err, fs.ErrNotExist) {
+		buf := make([]byte, unix.PathMax)
+		var n int
+		n, err = unix.Readlinkat(sfd, name, buf)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) { // gone, or no longer a symlink
 			r.count(0, 0, true)
 			return nil
 		}
 		if err == nil {
-			err = os.Symlink(target, dst)
+			err = unix.Symlinkat(string(buf[:n]), dfd, name)
 		}
 	} else {
-		err = unix.Mknod(dst, st.Mode, int(st.Rdev))
+		err = unix.Mknodat(dfd, name, st.Mode, int(st.Rdev))
 	}
 	if err != nil {
-		return fmt.Errorf("create %s: %w", dst, err)
+		return fmt.Errorf("create %s: %w", r.t.dst.Join(rel), err)
 	}
-	return setAttrs(dst, st)
+	return setAttrsAt(dfd, name, st)
 }
 
-// setAttrs gives path the owner, mode and times of st, in the order that
-// keeps setuid bits (chown clears them) and never follows a symlink.
-func setAttrs(path string, st *unix.Stat_t) error {
-	if err := unix.Lchown(path, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("chown %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Chmod(path, st.Mode&0o7777); err != nil {
-			return fmt.Errorf("chmod %s: %w", path, err)
-		}
-	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("set times %s: %w", path, err)
-	}
-	return nil
-}
-
-// writing reports whether the source file rel is open for writing and was
-// created less than OpenWait ago.
-func (c *Copier) writing(rel string) bool {
+// writing reports whether the entry name of the source directory dirfd
+// is a file open for writing that was created less than OpenWait ago.
+func (c *Copier) writing(dirfd int, name string) bool {
 	if c.opts.OpenWait <= 0 {
 		return false
 	}
-	path := syncer.Join(c.opts.Source, rel)
-	if open, _ := lease.OpenForWrite(path); !open {
+	if open, _ := lease.OpenForWriteAt(dirfd, name); !open {
 		return false
 	}
-	born, ok := lease.Born(path)
+	born, ok := lease.BornAt(dirfd, name)
 	return ok && time.Since(born) < c.opts.OpenWait
 }

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -49,6 +46,9 @@ const bigFile = 1 << 20
 // subdirectories on either side: then the scope holds nothing more.
 func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []string) (st syncer.Stats, open []string, done bool, err error) {
 	dir := sc.Dir
+	if err := syncer.CheckPath(dir); err != nil {
+		return st, nil, false, err
+	}
 	var names []string
 	if files != nil && !sc.Recursive {
 		names = make([]string, 0, len(files))
@@ -58,27 +58,43 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 			}
 		}
 	}
-	src, err := c.list(c.opts.Source, dir, names, skip)
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil, true, nil // gone: its parent's job carries the removal
+	t, err := c.open()
+	if err != nil {
+		return st, nil, false, err
+	}
+	defer t.close()
+	src, err := c.list(t.src, dir, names, skip)
+	if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
+		return st, nil, true, nil // gone (or no longer a directory): its parent's job carries it
 	}
 	if err != nil {
 		return st, nil, false, err
 	}
-	dst, err := c.list(c.opts.Dest, dir, names, skip)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+	defer unix.Close(src.fd)
+	dst, err := c.list(t.dst, dir, names, skip)
+	if osx.NotDir(err) {
+		// Not a directory on the backup, or below one that is not: a
+		// symlink planted there is moved aside, never written through, and
+		// rsync creates the directory.
+		bad, merr := misplaced(t.dst, dir)
+		if merr == nil && bad != "" {
+			merr = c.evict(t.dst, bad)
+		}
+		return st, nil, false, merr
+	}
+	if errors.Is(err, unix.ENOENT) {
 		return st, nil, false, nil
 	}
 	if err != nil {
 		return st, nil, false, err
 	}
+	defer unix.Close(dst.fd)
 	if dir == "" && c.opts.Trash != "" {
 		delete(dst.ents, c.opts.Trash)
 	}
 	done = true
 	type copyJob struct {
-		rel     string
-		st      unix.Stat_t
+		name    string
 		replace bool
 	}
 	var copies []copyJob
@@ -93,18 +109,18 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 				done = false
 			}
 		case !ok:
-			if s.Size >= bigFile && c.writing(rel) {
+			if s.Size >= bigFile && c.writing(src.fd, name) {
 				open = append(open, rel)
 				continue
 			}
-			copies = append(copies, copyJob{rel: rel, st: s})
+			copies = append(copies, copyJob{name: name})
 		case d.Mode&unix.S_IFMT != unix.S_IFREG:
 			done = false
 		case s.Size != d.Size || s.Mtim != d.Mtim:
-			copies = append(copies, copyJob{rel: rel, st: s, replace: true})
+			copies = append(copies, copyJob{name: name, replace: true})
 		case s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid:
-			if err := setAttrs(syncer.Join(c.opts.Dest, rel), &s); err != nil {
-				return st, open, false, err
+			if err := setAttrsAt(dst.fd, name, &s); err != nil {
+				return st, open, false, fmt.Errorf("%s: %w", t.dst.Join(rel), err)
 			}
 		}
 	}
@@ -113,11 +129,11 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 			done = false // a deletion: rsync's, with its cap and trash
 		}
 	}
-	r := &run{c: c, ctx: ctx}
+	r := &run{c: c, t: t, ctx: ctx}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
 	for _, j := range copies {
-		g.Go(func() error { return r.place(gctx, j.rel, &j.st, j.replace) })
+		g.Go(func() error { return r.place(gctx, src.fd, dst.fd, dir, j.name, j.replace) })
 	}
 	if err := g.Wait(); err != nil {
 		return r.stats, open, false, err
@@ -126,35 +142,43 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 	if done && (len(copies) > 0 || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
 		// As rsync leaves it: the directory's own attributes, its mtime
 		// last (placing files changed it).
-		err = setAttrs(syncer.Join(c.opts.Dest, dir), s)
+		err = setFdAttrs(dst.fd, s)
 	}
 	return r.stats, open, done && err == nil, err
 }
 
-// listing is a directory's entries (lstat) and its own attributes.
+// listing is an open directory, its entries (lstat) and its own attributes.
 type listing struct {
+	fd   int
 	self unix.Stat_t
 	ents map[string]unix.Stat_t
 }
 
-// list reads root/dir, leaving out excluded names and the paths in skip;
-// with names, only those entries (missing ones are left out).
-func (c *Copier) list(root, dir string, names, skip []string) (listing, error) {
-	p := syncer.Join(root, dir)
-	var l listing
-	if err := unix.Lstat(p, &l.self); err != nil {
-		return listing{}, &fs.PathError{Op: "lstat", Path: p, Err: err}
+// list opens dir below root and reads it, leaving out excluded names and
+// the paths in skip; with names, only those entries (missing ones are left
+// out). The caller closes l.fd.
+func (c *Copier) list(root *osx.Root, dir string, names, skip []string) (l listing, err error) {
+	l.fd, err = root.OpenDir(dir)
+	if err != nil {
+		return listing{}, err
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(l.fd)
+		}
+	}()
+	if err := unix.Fstat(l.fd, &l.self); err != nil {
+		return listing{}, &fs.PathError{Op: "stat", Path: root.Join(dir), Err: err}
 	}
 	l.ents = map[string]unix.Stat_t{}
 	leave := func(name string) bool {
 		return syncer.Excluded(c.opts.Excludes, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name)))
 	}
+	add := func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st }
 	if names == nil {
-		err := osx.ListDir(p, leave, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
-		return l, err
+		return l, osx.ListFd(l.fd, root.Join(dir), leave, add)
 	}
-	err := osx.StatAt(p, names, leave, func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st })
-	return l, err
+	return l, osx.StatFd(l.fd, root.Join(dir), names, leave, add)
 }
 
 // sameEntry compares a non-regular entry the way rsync -a --dirs would
@@ -178,65 +202,68 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
-// place copies the source file rel to a temporary name next to its backup
-// path and renames it into place. A replaced file is linked into the trash
-// first; a new one never replaces what appeared meanwhile.
-func (r *run) place(ctx context.Context, rel string, st *unix.Stat_t, replace bool) error {
+// place copies the source file name of the directory sfd to a temporary
+// name in the backup directory dfd and renames it into place. A replaced
+// file is linked into the trash first; a new one never replaces what
+// appeared meanwhile.
+func (r *run) place(ctx context.Context, sfd, dfd int, dir, name string, replace bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dst := syncer.Join(r.c.opts.Dest, rel)
-	tmp := filepath.Join(filepath.Dir(dst), fmt.Sprintf(".syncer-%x.tmp", rand.Uint64()))
-	n, err := copyFile(syncer.Join(r.c.opts.Source, rel), tmp, st)
-	if errors.Is(err, fs.ErrNotExist) {
+	in, ok, err := openSource(sfd, name)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", r.t.src.Join(join(dir, name)), err)
+	}
+	if !ok {
 		r.count(0, 0, true)
 		return nil
 	}
+	defer unix.Close(in)
+	tmp := fmt.Sprintf(".syncer-%x.tmp", rand.Uint64())
+	n, err := copyFile(in, dfd, tmp)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", r.t.dst.Join(dir), err)
 	}
 	if replace {
-		if err := r.c.toTrash(rel); err != nil {
-			_ = os.Remove(tmp)
+		if err := r.c.toTrash(r.t.dst, dfd, dir, name); err != nil {
+			_ = unix.Unlinkat(dfd, tmp, 0)
 			return err
 		}
-		err = unix.Rename(tmp, dst)
+		err = unix.Renameat(dfd, tmp, dfd, name)
 	} else {
-		err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+		err = unix.Renameat2(dfd, tmp, dfd, name, unix.RENAME_NOREPLACE)
 		if errors.Is(err, unix.EEXIST) {
-			_ = os.Remove(tmp)
+			_ = unix.Unlinkat(dfd, tmp, 0)
 			return nil // rsync's now
 		}
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rename into %s: %w", dst, err)
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("rename into %s: %w", r.t.dst.Join(join(dir, name)), err)
 	}
 	r.count(1, n, false)
 	return nil
 }
 
-// toTrash links the backup file rel into today's trash, replacing an older
-// copy of the same day, as rsync --backup-dir does.
-func (c *Copier) toTrash(rel string) error {
+// toTrash links the backup file name of the directory dfd (dir, below the
+// backup root) into today's trash, replacing an older copy of the same day,
+// as rsync --backup-dir does.
+func (c *Copier) toTrash(dst *osx.Root, dfd int, dir, name string) error {
 	if c.opts.Trash == "" {
 		return nil
 	}
-	now := time.Now
-	if c.opts.Now != nil {
-		now = c.opts.Now
+	tfd, err := c.trashDir(dst, join(dir, name))
+	if err != nil {
+		return err
 	}
-	to := filepath.Join(c.opts.Dest, c.opts.Trash, now().Format("2006-01-02"), rel)
-	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
-		return fmt.Errorf("trash: %w", err)
-	}
-	err := os.Link(syncer.Join(c.opts.Dest, rel), to)
-	if errors.Is(err, fs.ErrExist) {
-		if err = os.Remove(to); err == nil {
-			err = os.Link(syncer.Join(c.opts.Dest, rel), to)
+	defer unix.Close(tfd)
+	err = unix.Linkat(dfd, name, tfd, name, 0)
+	if errors.Is(err, unix.EEXIST) {
+		if err = unix.Unlinkat(tfd, name, 0); err == nil {
+			err = unix.Linkat(dfd, name, tfd, name, 0)
 		}
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("trash: %w", err)
 	}
 	return nil

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -88,7 +86,23 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
-	w := &walker{opts: opts, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}}
+	for _, p := range opts.Projects {
+		if err := syncer.CheckName(p); err != nil {
+			return Plan{}, fmt.Errorf("project: %w", err)
+		}
+	}
+	src, err := osx.OpenRoot(opts.Source)
+	if err != nil {
+		return Plan{}, err
+	}
+	defer src.Close()
+	w := &walker{opts: opts, src: src, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}}
+	if opts.Dest != "" {
+		if w.dst, err = osx.OpenRoot(opts.Dest); err != nil {
+			return Plan{}, err
+		}
+		defer w.dst.Close()
+	}
 	w.plan.Drift = map[string]Drift{}
 	w.cond = sync.NewCond(&w.mu)
 	projects := opts.Projects
@@ -98,22 +112,21 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		if len(projects) == 0 {
 			// Whole projects removed from the source go with the root.
 			w.add(syncer.Scope{Dir: ""}, nil)
-			names, err := readNames(opts.Source)
-			if err != nil {
-				return Plan{}, err
-			}
-			for _, n := range names {
-				if fi, err := os.Lstat(filepath.Join(opts.Source, n)); err == nil && fi.IsDir() && !syncer.Excluded(opts.Excludes, n) {
+			err := src.ListDir("", w.excluded, func(_ int, n string, st *unix.Stat_t) {
+				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 					projects = append(projects, n)
 				}
+			})
+			if err != nil {
+				return Plan{}, err
 			}
 		}
 	case len(projects) == 0:
 		w.push(task{dir: ""})
 	}
 	for _, p := range projects {
-		fi, err := os.Lstat(filepath.Join(opts.Source, p))
-		if err != nil || !fi.IsDir() {
+		var st unix.Stat_t
+		if err := unix.Fstatat(src.Fd(), p, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			// A project gone from the source: its removal is a change of the root.
 			w.add(syncer.Scope{Dir: ""}, nil)
 			continue
@@ -169,15 +182,6 @@ const (
 	DefaultMaxBytes = 8 << 30
 )
 
-func readNames(dir string) ([]string, error) {
-	f, err := osx.OpenDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
 // node is a directory of a subtree missing from the backup, for partitioning.
 type node struct {
 	files, bytes int64    // direct regular files
@@ -231,7 +235,8 @@ type task struct {
 // walker runs Concurrency goroutines over a shared stack of directories: the
 // goroutine count stays fixed however large the tree is.
 type walker struct {
-	opts Options
+	opts     Options
+	src, dst *osx.Root // dst nil for a blind plan
 
 	mu     sync.Mutex // guards everything below
 	cond   *sync.Cond // signalled when stack grows or active drops
@@ -335,9 +340,9 @@ type entry struct {
 // directory (no path lookups), sorted by name for a merge with the other
 // side: on a large tree this is most of the work, and sorted slices reused
 // from one directory to the next cost a fraction of a map per directory.
-func (w *walker) read(dir string, buf []entry) ([]entry, error) {
+func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) {
 	out := buf[:0]
-	err := osx.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
+	err := root.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
@@ -369,17 +374,19 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		w.opts.BeforeRead(rel)
 	}
 	var err error
-	sc.src, err = w.read(syncer.Join(w.opts.Source, rel), sc.src)
+	sc.src, err = w.read(w.src, rel, sc.src)
 	src, dst, dstMissing := sc.src, sc.dst[:0], false
+	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
+		return nil // the source dir vanished or was replaced: the watcher reports it
+	}
 	if err == nil {
-		sc.dst, err = w.read(syncer.Join(w.opts.Dest, rel), sc.dst)
+		sc.dst, err = w.read(w.dst, rel, sc.dst)
 		dst = sc.dst
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
+			// Missing on the backup, or not a directory there (the
+			// planted symlink is moved aside by the copy): copy it whole.
 			dst, dstMissing, err = dst[:0], true, nil
 		}
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // the source dir vanished: the watcher reports it
 	}
 	if err != nil {
 		w.fail(fmt.Errorf("compare %s: %w", syncer.Join(w.opts.Source, rel), err))
@@ -435,6 +442,13 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
+		case s.isDir && !d.isDir:
+			// A directory where the backup has a file or symlink (changed
+			// while nobody watched): the parent replaces the entry, and
+			// the directory is copied whole, not left empty.
+			flat, named = true, false
+			w.add(syncer.Scope{Dir: child, Recursive: true}, nil)
+			kids = append(kids, task{dir: child, missing: true})
 		case s.isDir && d.isDir:
 			if s.meta != d.meta {
 				flat, named = true, false // the directory's own attributes are an entry here
@@ -472,7 +486,7 @@ func (w *walker) missing(rel string, sc *scratch) []task {
 		w.opts.BeforeRead(rel)
 	}
 	var err error
-	sc.src, err = w.read(syncer.Join(w.opts.Source, rel), sc.src)
+	sc.src, err = w.read(w.src, rel, sc.src)
 	if err != nil {
 		return nil // counting only
 	}

@@ -21,19 +21,29 @@ import (
 // (network filesystems, /proc/sys/fs/leases-enable off, a non-root user on
 // someone else's file).
 func OpenForWrite(path string) (open, known bool) {
+	return OpenForWriteAt(unix.AT_FDCWD, path)
+}
+
+// OpenForWriteAt is OpenForWrite for the entry name of the open directory
+// dirfd, never resolved through a symlink. What is opened is checked with
+// fstat: a file swapped for a device or FIFO after the check is never used.
+func OpenForWriteAt(dirfd int, name string) (open, known bool) {
 	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, false
 	}
-	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	fd, err := unix.Open(path, flags|unix.O_NOATIME, 0)
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY
+	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME needs the owner or CAP_FOWNER
-		fd, err = unix.Open(path, flags, 0)
+		fd, err = unix.Openat(dirfd, name, flags, 0)
 	}
 	if err != nil {
 		return false, false
 	}
 	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, false
+	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
 		if errors.Is(err, unix.EAGAIN) {
 			return true, true
@@ -46,9 +56,12 @@ func OpenForWrite(path string) (open, known bool) {
 
 // Born returns when the file at path was created, if the filesystem keeps
 // it (statx btime: ext4, xfs, btrfs, tmpfs).
-func Born(path string) (time.Time, bool) {
+func Born(path string) (time.Time, bool) { return BornAt(unix.AT_FDCWD, path) }
+
+// BornAt is Born for the entry name of the open directory dirfd.
+func BornAt(dirfd int, name string) (time.Time, bool) {
 	var sx unix.Statx_t
-	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &sx); err != nil ||
+	if err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &sx); err != nil ||
 		sx.Mask&unix.STATX_BTIME == 0 {
 		return time.Time{}, false
 	}

@@ -39,8 +39,13 @@ func TestListDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, "sub")
+	root, err := osx.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
 	var got []string
-	err := osx.ListDir(dir, func(n string) bool { return n == "skip-me" }, func(fd int, name string, st *unix.Stat_t) {
+	err = root.ListDir("", func(n string) bool { return n == "skip-me" }, func(fd int, name string, st *unix.Stat_t) {
 		got = append(got, name)
 		switch {
 		case name == "sub" && st.Mode&unix.S_IFMT != unix.S_IFDIR:
@@ -57,7 +62,7 @@ func TestListDir(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("listed %d names, want %d", len(got), len(want))
 	}
-	if err := osx.ListDir(filepath.Join(dir, "gone"), func(string) bool { return false }, nil); !os.IsNotExist(err) {
+	if err := root.ListDir("gone", func(string) bool { return false }, nil); !os.IsNotExist(err) {
 		t.Fatalf("missing dir: %v, want not-exist", err)
 	}
 }

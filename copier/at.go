@@ -1,0 +1,225 @@
+package copier
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer/internal/osx"
+)
+
+// File-system calls on descriptors. Nothing here resolves a path through a
+// symlink: entries are reached through their open parent directory (*at
+// calls with AT_SYMLINK_NOFOLLOW / O_NOFOLLOW), directories below a tree
+// root through osx.Root, and attributes go on open descriptors.
+
+// trees are the two roots of one Copy or SyncFlat call, opened at its start.
+type trees struct {
+	src, dst *osx.Root
+}
+
+func (c *Copier) open() (*trees, error) {
+	src, err := osx.OpenRoot(c.opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := osx.OpenRoot(c.opts.Dest)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	return &trees{src: src, dst: dst}, nil
+}
+
+func (t *trees) close() {
+	t.src.Close()
+	t.dst.Close()
+}
+
+func dup(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+
+// setFdAttrs gives the open file or directory fd the owner, mode and times
+// of st, in the order that keeps setuid bits (chown clears them).
+func setFdAttrs(fd int, st *unix.Stat_t) error {
+	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	// futimens(2): utimensat with a NULL path sets the open file's times, to the nanosecond.
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return fmt.Errorf("set times: %w", e)
+	}
+	return nil
+}
+
+// setAttrsAt gives the entry name of dirfd (a symlink, device, FIFO or
+// socket; or a file whose mode or owner alone changed) the owner, mode and
+// times of st, without following it.
+func setAttrsAt(dirfd int, name string, st *unix.Stat_t) error {
+	if err := unix.Fchownat(dirfd, name, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("chown %s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := chmodAt(dirfd, name, st.Mode&0o7777); err != nil {
+			return fmt.Errorf("chmod %s: %w", name, err)
+		}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times %s: %w", name, err)
+	}
+	return nil
+}
+
+// chmodAt changes the mode of the entry name of dirfd, never through a
+// symlink: fchmodat2 with AT_SYMLINK_NOFOLLOW (Linux 6.6), else the
+// entry opened with O_PATH and changed through its /proc/self/fd link,
+// which names the inode itself (glibc's own fallback). Opening a device
+// to fchmod it could rewind a tape: O_PATH opens nothing.
+func chmodAt(dirfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.ELOOP
+	}
+	return unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode)
+}
+
+// mkdirAll makes sure the directory rel exists below root, creating missing
+// components with mode 0700, and returns it open. A component that exists
+// and is not a directory fails (NotDir): it is never followed.
+func mkdirAll(root *osx.Root, rel string) (int, error) {
+	cur, err := dup(root.Fd())
+	if err != nil {
+		return -1, err
+	}
+	if rel == "" {
+		return cur, nil
+	}
+	for c := range strings.SplitSeq(rel, "/") {
+		if err := unix.Mkdirat(cur, c, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			unix.Close(cur)
+			return -1, &os.PathError{Op: "mkdir", Path: root.Join(rel), Err: err}
+		}
+		next, err := unix.Openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(cur)
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: root.Join(rel), Err: err}
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// misplaced finds the first component of rel that exists on the backup but
+// is not a directory (a symlink planted there, or a file where the source
+// now has a directory), and returns its path; "" when every existing
+// component is a directory.
+func misplaced(root *osx.Root, rel string) (string, error) {
+	if rel == "" {
+		return "", nil
+	}
+	cur, err := dup(root.Fd())
+	if err != nil {
+		return "", err
+	}
+	defer func() { unix.Close(cur) }()
+	done := 0
+	for c := range strings.SplitSeq(rel, "/") {
+		var st unix.Stat_t
+		if err := unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return "", nil
+			}
+			return "", &os.PathError{Op: "lstat", Path: root.Join(rel), Err: err}
+		}
+		done += len(c) + 1
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return rel[:done-1], nil
+		}
+		next, err := unix.Openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if osx.NotDir(err) {
+				return rel[:done-1], nil // swapped meanwhile
+			}
+			return "", &os.PathError{Op: "open", Path: root.Join(rel), Err: err}
+		}
+		unix.Close(cur)
+		cur = next
+	}
+	return "", nil
+}
+
+// now is the trash clock.
+func (c *Copier) now() time.Time {
+	if c.opts.Now != nil {
+		return c.opts.Now()
+	}
+	return time.Now()
+}
+
+// trashDir opens (creating it) the trash directory that will hold the
+// backup entry rel: Trash/<YYYY-MM-DD>/<parent of rel>.
+func (c *Copier) trashDir(dst *osx.Root, rel string) (int, error) {
+	d := c.opts.Trash + "/" + c.now().Format("2006-01-02")
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		d += "/" + rel[:i]
+	}
+	fd, err := mkdirAll(dst, d)
+	if err != nil {
+		return -1, fmt.Errorf("trash: %w", err)
+	}
+	return fd, nil
+}
+
+// evict moves the backup entry rel, whose type is not the source's, out of
+// the way into the trash, as rsync replaces it (--backup): never written
+// through, never followed. Without a trash it is removed (a symlink or a
+// file; a directory in the way is left to rsync).
+func (c *Copier) evict(dst *osx.Root, rel string) error {
+	pfd, name, err := dst.OpenParent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if c.opts.Trash == "" {
+		return unix.Unlinkat(pfd, name, 0)
+	}
+	tfd, err := c.trashDir(dst, rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tfd)
+	to := name
+	for i := 0; ; i++ {
+		err = unix.Renameat2(pfd, name, tfd, to, unix.RENAME_NOREPLACE)
+		if !errors.Is(err, unix.EEXIST) || i == 100 {
+			break
+		}
+		to = fmt.Sprintf("%s.~%d~", name, i+1) // an earlier one of the same day
+	}
+	if err != nil {
+		return fmt.Errorf("move %s into the trash: %w", dst.Join(rel), err)
+	}
+	return nil
+}
