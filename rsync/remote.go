@@ -8,9 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
+	"golang.org/x/sys/unix"
 )
 
 // Location is a parsed backup root: a local directory, a path on a host
@@ -121,17 +125,24 @@ func remoteArgs(opts Options) []string {
 // root) on the backup: read directly on a local backup, through rsync itself
 // on an ssh or daemon one. A missing dir lists as empty.
 func (r *Runner) List(ctx context.Context, dir string) ([]string, error) {
+	if err := syncer.CheckPath(dir); err != nil {
+		return nil, err
+	}
 	if !r.loc.Remote() {
-		ents, err := os.ReadDir(filepath.Join(r.opts.Dest, dir))
-		if errors.Is(err, fs.ErrNotExist) && dir != "" {
-			return nil, nil
+		root, err := osx.OpenRoot(r.opts.Dest)
+		if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		defer root.Close()
+		var names []string
+		err = root.ListDir(dir, func(string) bool { return false }, func(_ int, name string, _ *unix.Stat_t) {
+			names = append(names, name)
+		})
+		if (errors.Is(err, fs.ErrNotExist) || osx.NotDir(err)) && dir != "" {
+			return nil, nil // not there, or not a directory: nothing of ours in it
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", filepath.Join(r.opts.Dest, dir), err)
-		}
-		names := make([]string, len(ents))
-		for i, e := range ents {
-			names[i] = e.Name()
+			return nil, fmt.Errorf("list: %w", err)
 		}
 		return names, nil
 	}
@@ -187,10 +198,36 @@ func (r *Runner) RemoveAll(ctx context.Context, dir string, names []string) erro
 	if len(names) == 0 {
 		return nil
 	}
+	if err := syncer.CheckPath(dir); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := syncer.CheckName(n); err != nil {
+			return err
+		}
+	}
 	if !r.loc.Remote() {
+		// dir is opened beneath the backup root through directories only,
+		// and what is removed below it is removed without following a
+		// symlink (os.Root, pinned to that descriptor).
+		root, err := osx.OpenRoot(r.opts.Dest)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		fd, err := root.OpenDir(dir)
+		if err != nil {
+			return fmt.Errorf("remove in %s: %w", root.Join(dir), err)
+		}
+		defer unix.Close(fd)
+		pinned, err := os.OpenRoot("/proc/self/fd/" + strconv.Itoa(fd))
+		if err != nil {
+			return err
+		}
+		defer pinned.Close()
 		var errs []error
 		for _, n := range names {
-			errs = append(errs, os.RemoveAll(filepath.Join(r.opts.Dest, dir, n)))
+			errs = append(errs, pinned.RemoveAll(n))
 		}
 		return errors.Join(errs...)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // Defaults for Options.
@@ -113,15 +113,27 @@ func New(opts Options) (*Runner, error) {
 func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	var total syncer.Stats
 	var flat, deep []string
+	src, err := osx.OpenRoot(r.opts.Source)
+	if err != nil {
+		return total, err
+	}
+	defer src.Close()
 	for _, s := range scopes {
-		fi, err := os.Lstat(syncer.Join(r.opts.Source, s.Dir))
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.IsDir()) {
+		if err := syncer.CheckPath(s.Dir); err != nil {
+			return total, err
+		}
+		// rsync follows a symlink in the path it is given: each scope must
+		// be a directory beneath the source root, reached through
+		// directories only.
+		fd, err := src.OpenDir(s.Dir)
+		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 			r.log.Debug("scope vanished", zap.String(syncer.LogScope, s.String()))
 			continue
 		}
 		if err != nil {
 			return total, fmt.Errorf("stat %s: %w", s, err)
 		}
+		_ = syscall.Close(fd)
 		if s.Recursive {
 			deep = append(deep, s.Dir)
 		} else {

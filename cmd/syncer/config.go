@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/rsync"
@@ -65,23 +67,29 @@ type Config struct {
 	Marker            string        `yaml:"marker"`
 	RequireMount      bool          `yaml:"require_mount"`
 
-	Listen        string   `yaml:"listen"`
-	NatsURL       []string `yaml:"nats_url"`
-	NatsTokenFile string   `yaml:"nats_token_file"`
-	NatsUser      string   `yaml:"nats_user"`
-	NatsPassword  string   `yaml:"nats_password_file"`
-	NatsNkeyFile  string   `yaml:"nats_nkey_file"`
-	NatsCredsFile string   `yaml:"nats_creds_file"`
-	NatsTLSCA     string   `yaml:"nats_tls_ca"`
-	NatsTLSCert   string   `yaml:"nats_tls_cert"`
-	NatsTLSKey    string   `yaml:"nats_tls_key"`
-	NatsReplicas  int      `yaml:"nats_replicas"`
-	NatsListen    string   `yaml:"nats_listen"`
-	LogLevel      string   `yaml:"log_level"`
-	LogFormat     string   `yaml:"log_format"`
+	Listen           string   `yaml:"listen"`
+	ControlGroup     string   `yaml:"control_group"`
+	ControlTokenFile string   `yaml:"control_token_file"`
+	Pprof            bool     `yaml:"pprof"`
+	NatsURL          []string `yaml:"nats_url"`
+	NatsTokenFile    string   `yaml:"nats_token_file"`
+	NatsUser         string   `yaml:"nats_user"`
+	NatsPassword     string   `yaml:"nats_password_file"`
+	NatsNkeyFile     string   `yaml:"nats_nkey_file"`
+	NatsCredsFile    string   `yaml:"nats_creds_file"`
+	NatsTLSCA        string   `yaml:"nats_tls_ca"`
+	NatsTLSCert      string   `yaml:"nats_tls_cert"`
+	NatsTLSKey       string   `yaml:"nats_tls_key"`
+	NatsReplicas     int      `yaml:"nats_replicas"`
+	NatsListen       string   `yaml:"nats_listen"`
+	LogLevel         string   `yaml:"log_level"`
+	LogFormat        string   `yaml:"log_format"`
 }
 
-// defaultListen is the HTTP API's default address: loopback only.
+// maxWorkers bounds the worker pool: each worker runs one rsync.
+const maxWorkers = 1024
+
+// defaultListen is the HTTP listener's default address: loopback only.
 const defaultListen = "127.0.0.1:9797"
 
 // DefaultConfig is the configuration with nothing set.
@@ -160,7 +168,10 @@ func addFlags(fs *pflag.FlagSet, c *Config) {
 	fs.DurationVar(&c.TrashRetention, "trash-retention", c.TrashRetention, "how long trash is kept (0: no trash, deletions are final)")
 	fs.StringVar(&c.Marker, "marker", c.Marker, "file that must exist in the source root before anything is deleted (e.g. .syncer-source)")
 	fs.BoolVar(&c.RequireMount, "require-mount", c.RequireMount, "the source root must be a mount point (and stay the same filesystem)")
-	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for /metrics, /healthz, /readyz and the API (\"\" to disable)")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address for the read-only /metrics, /healthz and /readyz (\"\" to disable); control is on the state dir's socket")
+	fs.StringVar(&c.ControlGroup, "control-group", c.ControlGroup, "group allowed to use the control socket (status, reconcile, retry) besides root")
+	fs.StringVar(&c.ControlTokenFile, "control-token-file", c.ControlTokenFile, "file holding a bearer token that opens the control API on --listen too (default: control only on the socket)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the control socket")
 	fs.StringSliceVar(&c.NatsURL, "nats-url", c.NatsURL, "external NATS server(s) instead of the embedded one (nats://host:4222, repeatable)")
 	fs.StringVar(&c.NatsTokenFile, "nats-token-file", c.NatsTokenFile, "file holding the external NATS token")
 	fs.StringVar(&c.NatsUser, "nats-user", c.NatsUser, "external NATS user (with --nats-password-file)")
@@ -283,12 +294,55 @@ func (c *Config) Validate() error {
 		if srcOK && (abs == src || within(abs, src)) {
 			bad("state_dir %s is inside source %s", abs, src)
 		}
+		if dstOK && (abs == dst || within(abs, dst)) {
+			bad("state_dir %s is inside dest %s: a sync would move the live queue into the trash", abs, dst)
+		}
+		if srcOK && within(src, abs) || dstOK && within(dst, abs) {
+			bad("state_dir %s holds the source or the dest", abs)
+		}
 	}
-	if c.Workers < 0 {
-		bad("workers: %d is negative", c.Workers)
+	if c.Workers < 0 || c.Workers > maxWorkers {
+		bad("workers: %d, want 0 (one per core) to %d", c.Workers, maxWorkers)
 	}
-	if c.Batch < 1 {
-		bad("batch: %d, want at least 1", c.Batch)
+	if c.Batch < 1 || c.Batch > 10000 {
+		bad("batch: %d, want 1 to 10000", c.Batch)
+	}
+	for _, b := range []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"debounce", c.Debounce, time.Millisecond, time.Minute},
+		{"max_delay", c.MaxDelay, time.Millisecond, time.Hour},
+		{"retry_backoff", c.RetryBackoff, time.Millisecond, time.Hour},
+		{"job_ack_wait", c.JobAckWait, 3 * time.Second, time.Hour},
+		{"lease_ttl", c.LeaseTTL, time.Second, 10 * time.Minute},
+		{"shutdown_timeout", c.ShutdownTimeout, time.Millisecond, time.Hour},
+		{"open_file_wait", c.OpenFileWait, 0, 24 * time.Hour},
+		{"trash_retention", c.TrashRetention, 0, 10 * 366 * 24 * time.Hour},
+	} {
+		if b.v < b.min || b.v > b.max {
+			bad("%s: %v, want %v to %v", b.name, b.v, b.min, b.max)
+		}
+	}
+	if c.ReconcileInterval != 0 && (c.ReconcileInterval < time.Minute || c.ReconcileInterval > 31*24*time.Hour) {
+		bad("reconcile_interval: %v, want 0 (never) or 1m to 744h", c.ReconcileInterval)
+	}
+	if c.DiagnoseInterval != 0 && (c.DiagnoseInterval < time.Second || c.DiagnoseInterval > 24*time.Hour) {
+		bad("diagnose_interval: %v, want 0 (never) or 1s to 24h", c.DiagnoseInterval)
+	}
+	if c.RetryMax > 1000 {
+		bad("retry_max: %d, want at most 1000", c.RetryMax)
+	}
+	if c.ControlGroup != "" {
+		if _, err := user.LookupGroup(c.ControlGroup); err != nil {
+			bad("control_group %q: %v", c.ControlGroup, err)
+		}
+	}
+	if c.ControlTokenFile != "" {
+		if _, err := readToken(c.ControlTokenFile); err != nil {
+			bad("control_token_file: %v", err)
+		}
 	}
 	if c.Debounce <= 0 {
 		bad("debounce: %v, want a positive duration", c.Debounce)
@@ -317,10 +371,10 @@ func (c *Config) Validate() error {
 	if c.TrashRetention < 0 {
 		bad("trash_retention: %v is negative", c.TrashRetention)
 	}
-	if c.TrashRetention > 0 && (c.Trash == "" || strings.ContainsAny(c.Trash, "/*?[") || c.Trash == "." || c.Trash == "..") {
+	if c.TrashRetention > 0 && (syncer.CheckName(c.Trash) != nil || strings.ContainsAny(c.Trash, "*?[")) {
 		bad("trash %q: want a plain directory name", c.Trash)
 	}
-	if strings.Contains(c.Marker, "/") {
+	if c.Marker != "" && syncer.CheckName(c.Marker) != nil {
 		bad("marker %q: want a file name in the source root", c.Marker)
 	}
 	if c.ShutdownTimeout <= 0 {

@@ -204,13 +204,31 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	undo = append(undo, func() { stopPool(); d.startPool(); <-poolDone })
 
+	if !d.oneShot {
+		ln, err := listenControl(cfg.StateDir, cfg.ControlGroup)
+		if err != nil {
+			return nil, err
+		}
+		stop := d.serveControl(ln)
+		undo = append(undo, stop)
+	}
 	if cfg.Listen != "" {
+		var token string
+		if cfg.ControlTokenFile != "" {
+			if token, err = readToken(cfg.ControlTokenFile); err != nil {
+				return nil, fmt.Errorf("control_token_file: %w", err)
+			}
+		}
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("http listen: %w", err)
 		}
 		d.addr = ln.Addr().String()
-		srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+		if !loopback(cfg.Listen) {
+			d.log.Warn("the HTTP listener is reachable from other hosts: it serves /metrics, /healthz and /readyz to anyone who connects",
+				zap.String("listen", d.addr), zap.Bool("control_by_token", token != ""))
+		}
+		srv := &http.Server{Handler: d.tcpHandler(token), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http server", zap.Error(err))

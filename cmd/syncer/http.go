@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/pprof"
 	"sort"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
@@ -24,26 +22,9 @@ type retryResponse struct {
 	Retried int `json:"retried"`
 }
 
-// handler serves the daemon's HTTP API. It listens on loopback by default:
-// it has no authentication.
-func (d *daemon) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
-	// Profiles for tuning (`go tool pprof http://127.0.0.1:9797/debug/pprof/profile`);
-	// the API listens on loopback unless configured otherwise.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if why := d.notReady(r.Context()); why != "" {
-			http.Error(w, why, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+// controlRoutes are the API routes that need the control socket (or the
+// token): status details, reconcile, retry.
+func (d *daemon) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.status(r.Context()))
 	})
@@ -70,7 +51,6 @@ func (d *daemon) handler() http.Handler {
 		d.log.Info("dead-lettered jobs put back", zap.Int(syncer.LogJobs, n), zap.Strings("ids", req.IDs))
 		writeJSON(w, retryResponse{Retried: n})
 	})
-	return mux
 }
 
 // notReady says why the daemon is not ready, "" when it is.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -68,6 +69,13 @@ func (r *reconcileRun) finished() bool {
 var reconcileSeq atomic.Int64
 
 func (d *daemon) newRun(why string, projects []string) *reconcileRun {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.newRunLocked(why, projects)
+}
+
+// newRunLocked is newRun with d.mu held.
+func (d *daemon) newRunLocked(why string, projects []string) *reconcileRun {
 	// Unique across processes: job IDs derive from it and JetStream drops a
 	// publish whose ID it saw in the last two minutes (a restart within the
 	// same second would otherwise lose the whole startup reconcile).
@@ -75,13 +83,28 @@ func (d *daemon) newRun(why string, projects []string) *reconcileRun {
 	_, _ = rand.Read(b[:])
 	r := &reconcileRun{ID: fmt.Sprintf("r%d-%d-%x", time.Now().Unix(), reconcileSeq.Add(1), b), Why: why, Projects: projects,
 		Started: time.Now(), State: "walking"}
-	d.mu.Lock()
 	d.recons = append(d.recons, r)
 	if len(d.recons) > 20 {
 		d.recons = d.recons[len(d.recons)-20:]
 	}
-	d.mu.Unlock()
 	return r
+}
+
+// covers reports whether a reconcile of the projects have also covers
+// those of want (none meaning all projects).
+func covers(have, want []string) bool {
+	if len(have) == 0 {
+		return true
+	}
+	if len(want) == 0 {
+		return false
+	}
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // reconcileView returns a copy of run r with live tracker figures.
@@ -417,19 +440,38 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	for _, p := range body.Projects {
+		if err := syncer.CheckName(p); err != nil {
+			http.Error(w, "bad request: project: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
 	if !d.isReady() {
 		http.Error(w, "the startup reconcile is still running", http.StatusServiceUnavailable)
 		return
 	}
+	slices.Sort(body.Projects)
+	body.Projects = slices.Compact(body.Projects)
 	d.mu.Lock()
 	if d.stopping {
 		d.mu.Unlock()
 		http.Error(w, "the daemon is stopping", http.StatusServiceUnavailable)
 		return
 	}
+	// A request for what a reconcile still walking already covers joins
+	// it: forty requests at once cost one walk, not forty.
+	for _, x := range d.recons {
+		if x.Why == "api" && x.State == "walking" && covers(x.Projects, body.Projects) {
+			id := x.ID
+			d.mu.Unlock()
+			v, _ := d.reconcileView(id)
+			writeJSON(w, v)
+			return
+		}
+	}
 	d.bg.Add(1)
+	r := d.newRunLocked("api", body.Projects)
 	d.mu.Unlock()
-	r := d.newRun("api", body.Projects)
 	go func() {
 		defer d.bg.Done()
 		// Detached from the request: it goes on if the CLI goes away.
@@ -478,8 +520,8 @@ Exit codes: 0 done, 1 error, 2 bad usage, 3 some jobs failed, 4 refused by
 the deletion guard (source unmounted, empty or without its marker).`,
 		RunE: func(cmd *cobra.Command, projects []string) error {
 			for _, p := range projects {
-				if p == "" || strings.Contains(p, "/") || p == "." || p == ".." {
-					return usageError{fmt.Errorf("project %q: want a top-level folder name", p)}
+				if err := syncer.CheckName(p); err != nil {
+					return usageError{fmt.Errorf("project: %w (want a top-level folder name)", err)}
 				}
 			}
 			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
@@ -549,12 +591,12 @@ func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg Config, log *z
 			return v, cf.get(cmd, "/api/reconcile/"+started.ID, &v)
 		}
 	} else {
-		if _, statErr := os.Stat(filepath.Join(cfg.StateDir, addrFile)); statErr == nil {
+		if _, statErr := os.Stat(filepath.Join(cfg.StateDir, controlSock)); statErr == nil {
 			lock, lockErr := queue.LockDir(filepath.Join(cfg.StateDir, "nats"))
 			if lockErr != nil {
 				return fmt.Errorf("a daemon holds %s but does not answer: %v", cfg.StateDir, err)
 			}
-			lock.Close() // a stale address file: the daemon is gone; Once locks for itself
+			lock.Close() // a stale socket: the daemon is gone; Once locks for itself
 		}
 		cfg.Listen = ""
 		d := newDaemon(cfg, log)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,23 +18,22 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clientFlags locate a running daemon's HTTP API.
+// clientFlags locate a running daemon's control API: its socket in the
+// state dir, or with --listen its TCP listener and a token.
 type clientFlags struct {
-	listen, stateDir, config string
+	listen, tokenFile, stateDir, config string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.listen, "listen", "", "the daemon's HTTP address (default: recorded in the state dir)")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "reach the daemon over TCP at this address instead of its control socket (needs --token-file)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "the daemon's control_token_file, for --listen")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "the daemon's state dir (default: from --config, else "+defaultStateDir()+")")
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the daemon's config file")
 }
 
-// addr finds the daemon's address: --listen, else the file the daemon wrote
-// in its state dir, else the default address.
-func (f *clientFlags) addr(cmd *cobra.Command) (string, error) {
-	if f.listen != "" {
-		return f.listen, nil
-	}
+// socket is the daemon's control socket: in --state-dir, else the
+// configured state dir.
+func (f *clientFlags) socket(cmd *cobra.Command) (string, error) {
 	dir := f.stateDir
 	if dir == "" {
 		cfg, err := loadConfig(f.config, cmd.Flags(), Config{})
@@ -41,11 +42,7 @@ func (f *clientFlags) addr(cmd *cobra.Command) (string, error) {
 		}
 		dir = cfg.StateDir
 	}
-	b, err := os.ReadFile(filepath.Join(dir, addrFile))
-	if err != nil {
-		return "", fmt.Errorf("no syncer daemon recorded in %s (is `syncer run` running with this state dir?)", dir)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return filepath.Join(dir, controlSock), nil
 }
 
 // get fetches path from the daemon into v.
@@ -55,9 +52,26 @@ func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
 
 // do sends a request with an optional JSON body and decodes the JSON answer into v.
 func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) error {
-	addr, err := f.addr(cmd)
-	if err != nil {
-		return err
+	client, base, where := http.DefaultClient, "http://"+f.listen, f.listen
+	var token string
+	if f.listen != "" {
+		if f.tokenFile != "" {
+			var err error
+			if token, err = readToken(f.tokenFile); err != nil {
+				return usageError{fmt.Errorf("token-file: %w", err)}
+			}
+		}
+	} else {
+		sock, err := f.socket(cmd)
+		if err != nil {
+			return err
+		}
+		where, base = sock, "http://syncer"
+		client = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			},
+		}}
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
@@ -69,18 +83,24 @@ func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) e
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("no syncer daemon answers at %s: %v", addr, err)
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("no permission to use the control socket %s: run as root or as a member of control_group", where)
+		}
+		return fmt.Errorf("no syncer daemon answers at %s: %v", where, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("daemon at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("daemon at %s: %s: %s", where, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
