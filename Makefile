@@ -51,9 +51,11 @@ DEST   ?= /data/prod_backup
 run: rsync build ## replicate SOURCE to DEST continuously (defaults /data/prod → /data/prod_backup)
 	./bin/syncer run --source "$(SOURCE)" --dest "$(DEST)"
 
-install: build ## install the binary, systemd unit and example config
+install: build ## install the binary, systemd unit (with SOURCE and DEST as its paths) and example config
 	install -D -m 0755 bin/syncer /usr/local/bin/syncer
 	install -D -m 0644 deploy/syncer.service /etc/systemd/system/syncer.service
+	install -d -m 0755 /etc/systemd/system/syncer.service.d
+	printf '# Written by make install: the trees this host backs up.\n[Unit]\nRequiresMountsFor=\nRequiresMountsFor=%s %s\n[Service]\nReadWritePaths=\nReadWritePaths=%s\n' "$(SOURCE)" "$(DEST)" "$(DEST)" > /etc/systemd/system/syncer.service.d/paths.conf
 	[ -e /etc/syncer/syncer.yaml ] || install -D -m 0644 deploy/syncer.yaml /etc/syncer/syncer.yaml
 
 clean: ## remove build output

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +328,23 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 	}
 	if len(ours) > 0 || (err != nil && len(strings.TrimSpace(string(out))) == 0) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(ours, "\n"))
+	}
+}
+
+// TestDeploy_SystemdSecurity scores the unit's sandbox with systemd's own
+// measure: its exposure must stay at 3.0 or below.
+func TestDeploy_SystemdSecurity(t *testing.T) {
+	sa := testutil.RequireTool(t, "systemd-analyze")
+	out, _ := exec.Command(sa, "security", "--offline=true", filepath.Join("..", "..", "deploy", "syncer.service")).CombinedOutput()
+	m := regexp.MustCompile(`Overall exposure level for syncer.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure score in:\n%s", out)
+	}
+	score, err := strconv.ParseFloat(string(m[1]), 64)
+	must(t, err)
+	t.Logf("systemd-analyze security exposure: %.1f", score)
+	if score > 3.0 {
+		t.Errorf("exposure %.1f, want at most 3.0:\n%s", score, out)
 	}
 }
 

@@ -91,7 +91,8 @@ func NotDir(err error) bool {
 	return errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)
 }
 
-// noOpenat2 is set once openat2 turned out to be missing (ENOSYS).
+// noOpenat2 is set once openat2 turned out to be missing (ENOSYS, or
+// EPERM from a seccomp filter that does not know it).
 var noOpenat2 atomic.Bool
 
 const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
@@ -106,7 +107,7 @@ func beneath(dirfd int, rel string, flags int, mode uint32) (int, error) {
 				return fd, nil
 			case unix.EAGAIN, unix.EINTR: // a rename raced the lookup: look again
 				continue
-			case unix.ENOSYS:
+			case unix.ENOSYS, unix.EPERM: // EPERM: a seccomp filter older than openat2
 				noOpenat2.Store(true)
 			default:
 				return -1, err
