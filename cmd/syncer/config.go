@@ -328,8 +328,8 @@ func (c *Config) Validate() error {
 	if c.ReconcileInterval != 0 && (c.ReconcileInterval < time.Minute || c.ReconcileInterval > 31*24*time.Hour) {
 		bad("reconcile_interval: %v, want 0 (never) or 1m to 744h", c.ReconcileInterval)
 	}
-	if c.DiagnoseInterval != 0 && (c.DiagnoseInterval < time.Second || c.DiagnoseInterval > 24*time.Hour) {
-		bad("diagnose_interval: %v, want 0 (never) or 1s to 24h", c.DiagnoseInterval)
+	if c.DiagnoseInterval != 0 && (c.DiagnoseInterval < 100*time.Millisecond || c.DiagnoseInterval > 24*time.Hour) {
+		bad("diagnose_interval: %v, want 0 (never) or 100ms to 24h", c.DiagnoseInterval)
 	}
 	if c.RetryMax > 1000 {
 		bad("retry_max: %d, want at most 1000", c.RetryMax)

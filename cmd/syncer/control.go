@@ -69,18 +69,18 @@ func (d *daemon) publicHandler(mux *http.ServeMux) {
 	})
 }
 
-// tcpHandler is what the TCP listener serves: the public routes, and the
-// control routes only behind the token when one is configured.
-func (d *daemon) tcpHandler(token string) http.Handler {
+// tcpHandler is what the TCP listener at addr serves: the public routes,
+// and the control routes only behind the token when one is configured.
+func (d *daemon) tcpHandler(token, addr string) http.Handler {
 	mux := http.NewServeMux()
 	d.publicHandler(mux)
 	if token == "" {
 		return mux
 	}
 	ctl := d.handler()
-	mux.Handle("/api/", requireToken(token, d.addr, ctl))
+	mux.Handle("/api/", requireToken(token, addr, ctl))
 	if d.cfg.Pprof {
-		mux.Handle("/debug/pprof/", requireToken(token, d.addr, ctl))
+		mux.Handle("/debug/pprof/", requireToken(token, addr, ctl))
 	}
 	return mux
 }

@@ -228,7 +228,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 			d.log.Warn("the HTTP listener is reachable from other hosts: it serves /metrics, /healthz and /readyz to anyone who connects",
 				zap.String("listen", d.addr), zap.Bool("control_by_token", token != ""))
 		}
-		srv := &http.Server{Handler: d.tcpHandler(token), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: d.tcpHandler(token, d.addr), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("http server", zap.Error(err))

@@ -45,7 +45,7 @@ func testConfig(t *testing.T) Config {
 // start runs a daemon on cfg until the test ends and waits until it is ready.
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	h := launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)))
+	h := launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
 	h.waitReady(t)
 	return h
 }
@@ -487,4 +487,13 @@ func TestRun_OpenFiles(t *testing.T) {
 	must(t, clip.Close())
 	must(t, render.Close())
 	h.converge(t)
+}
+
+// testLogLevel is Warn, or SYNCER_TEST_LOG (debug, info) when set.
+func testLogLevel() zapcore.Level {
+	var l zapcore.Level
+	if err := l.Set(os.Getenv("SYNCER_TEST_LOG")); err != nil || os.Getenv("SYNCER_TEST_LOG") == "" {
+		return zapcore.WarnLevel
+	}
+	return l
 }
