@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/syncer/syncer/internal/testutil"
@@ -275,5 +278,84 @@ func TestHostile_API(t *testing.T) {
 	wg.Wait()
 	if len(ids) != 1 {
 		t.Errorf("40 parallel reconcile requests ran %d walks (%v), want 1", len(ids), ids)
+	}
+}
+
+// TestHostile_CraftedJobsExternal: any client of an external nats-server
+// (built from the module we embed) publishes jobs naming paths outside the
+// trees; a running `syncer work` dead-letters each with its reason on its
+// first delivery, and nothing outside the trees is touched.
+func TestHostile_CraftedJobsExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and runs processes: skipped with -short")
+	}
+	base, outside := testutil.Lair(t)
+	before := testutil.Fingerprint(t, outside)
+	syncerBin, natsBin := binaries(t)
+	url := startNATS(t, natsBin, "s3cret")
+	token := filepath.Join(t.TempDir(), "token")
+	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
+	cfg := testConfig(t)
+	cfg.Source, cfg.Dest = filepath.Join(base, "src"), filepath.Join(base, "dst")
+	must(t, os.MkdirAll(filepath.Join(cfg.Source, "p"), 0o755))
+	must(t, os.Mkdir(cfg.Dest, 0o755))
+	state := t.TempDir()
+	testutil.Start(t, syncerBin, "work", "--state-dir", state, "--nats-url", url, "--nats-token-file", token,
+		"--source", cfg.Source, "--dest", cfg.Dest, "--listen", "", "--log-level", "warn", "--log-format", "json")
+
+	nc, err := nats.Connect(url, nats.Token("s3cret"))
+	must(t, err)
+	defer nc.Close()
+	b64 := func(s string) string { return `"` + base64.StdEncoding.EncodeToString([]byte(s)) + `"` }
+	crafted := map[string]string{
+		"dotdot":   `{"id":"dotdot","dir":` + b64("../../X") + `,"rec":true,"reason":"change"}`,
+		"outside":  `{"id":"outside","dir":` + b64("../rootonly") + `,"reason":"change"}`,
+		"abs":      `{"id":"abs","dir":` + b64(outside) + `,"rec":true,"reason":"change"}`,
+		"nul":      `{"id":"nul","dir":` + b64("p/a\x00b") + `,"reason":"change"}`,
+		"empty":    `{"id":"empty","dir":` + b64("p//a") + `,"reason":"change"}`,
+		"overlong": `{"id":"overlong","dir":` + b64("p/"+strings.Repeat("n", 300)) + `,"reason":"change"}`,
+	}
+	// The stream exists once the worker is up.
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		m, err := nc.Request("$JS.API.STREAM.INFO.SYNCER_JOBS", nil, time.Second)
+		if err == nil && bytes.Contains(m.Data, []byte(`"error"`)) {
+			err = errors.New(string(m.Data))
+		}
+		return err
+	})
+	for id, payload := range crafted {
+		if _, err := nc.Request("syncer.jobs.evil."+id+".r", []byte(payload), 5*time.Second); err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+	}
+	var st statusReport
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var stdout, stderr bytes.Buffer
+		if code := Main(t.Context(), []string{"status", "--json", "--state-dir", state}, &stdout, &stderr); code != 0 {
+			return fmt.Errorf("status: exit %d: %s", code, stderr.String())
+		}
+		st = statusReport{}
+		if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+			return err
+		}
+		if len(st.Dead) != len(crafted) {
+			return fmt.Errorf("%d dead-lettered, want %d", len(st.Dead), len(crafted))
+		}
+		return nil
+	})
+	for _, d := range st.Dead {
+		if !strings.Contains(d.Error, "invalid path") {
+			t.Errorf("dead job %s: %q does not say why", d.ID, d.Error)
+		}
+		t.Logf("dead-lettered %s: %s", d.ID, d.Error)
+	}
+	if st.Queue.Pending != 0 || st.Queue.InFlight != 0 {
+		t.Errorf("queue %+v: the refused jobs must not wait for a retry", st.Queue)
+	}
+	intact(t, outside, before, "crafted jobs")
+	for _, p := range []string{filepath.Join(base, "X"), filepath.Join(filepath.Dir(base), "X")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was created outside the backup", p)
+		}
 	}
 }
