@@ -14,6 +14,13 @@
 // targets, devices, fifos and sockets. Hard links, ACLs and xattrs are not
 // kept: with rsync options that ask for them, the copier is not used.
 //
+// It never resolves a path through a symlink: both trees are opened as
+// osx.Root and every entry is reached beneath its root through directories
+// only, created, linked and renamed through its open parent, with its
+// attributes set on descriptors; what is copied is what fstat says the
+// opened file is. A backup entry of the wrong type (a symlink planted where
+// a directory belongs) is moved into the trash, never written through.
+//
 // It never deletes: deletions, with their cap and trash, are rsync's, and
 // so is anything it reports it did not do. A copy interrupted half-way is
 // completed by rsync on the next run.

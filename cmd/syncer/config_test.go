@@ -97,6 +97,18 @@ func TestMain_BadInput(t *testing.T) {
 		{"two nats auths", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-token-file", file, "--nats-creds-file", file), "one of"},
 		{"tls cert without key", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-tls-cert", file), "go together"},
 		{"bad replicas", append(ok, "--nats-url", "nats://127.0.0.1:1", "--nats-replicas", "7"), "nats_replicas"},
+		{"state dir inside dest", []string{"--source", src, "--dest", dst, "--state-dir", dst + "/state"}, "is inside dest"},
+		{"state dir inside source", []string{"--source", src, "--dest", dst, "--state-dir", src + "/state"}, "is inside source"},
+		{"state dir holds the trees", []string{"--source", src, "--dest", dst, "--state-dir", filepath.Dir(src)}, "holds the source or the dest"},
+		{"too many workers", append(ok, "--workers", "1000000"), "workers: 1000000"},
+		{"reconcile too often", append(ok, "--reconcile-interval", "1ms"), "reconcile_interval: 1ms"},
+		{"ack wait too long", append(ok, "--job-ack-wait", "1000000h"), "job_ack_wait"},
+		{"batch too large", append(ok, "--batch", "1000000"), "batch"},
+		{"trash with dots", append(ok, "--trash", ".."), "trash"},
+		{"marker with a path", append(ok, "--marker", "../m"), "marker"},
+		{"unknown control group", append(ok, "--control-group", "no-such-group-syncer"), "control_group"},
+		{"token readable by others", append(ok, "--control-token-file", file), "readable by others"},
+		{"missing token file", append(ok, "--control-token-file", file+".nope"), "control_token_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

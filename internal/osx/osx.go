@@ -1,4 +1,6 @@
-// Package osx holds file-system helpers the standard library lacks.
+// Package osx holds file-system helpers the standard library lacks: Root,
+// which resolves paths beneath a tree root without following symlinks, and
+// directory listings on descriptors.
 package osx
 
 import (
