@@ -24,13 +24,14 @@ import (
 	"github.com/syncer/syncer/internal/testutil"
 )
 
-// hostile starts a daemon whose source is written by an unprivileged user
+// hostile starts a daemon (with the direct copier, or rsync alone) whose source is written by an unprivileged user
 // and returns it with the root-only directory outside both trees and its
 // fingerprint before any attack.
-func hostile(t *testing.T, tree testutil.Tree) (h *harness, outside, before string) {
+func hostile(t *testing.T, direct bool, tree testutil.Tree) (h *harness, outside, before string) {
 	t.Helper()
 	base, outside := testutil.Lair(t)
 	cfg := testConfig(t)
+	cfg.DirectCopy = direct
 	cfg.Source, cfg.Dest = filepath.Join(base, "src"), filepath.Join(base, "dst")
 	must(t, os.Mkdir(cfg.Source, 0o755))
 	must(t, os.Mkdir(cfg.Dest, 0o755))
@@ -83,30 +84,34 @@ func TestHostile_BackupSymlinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("attack tests: skipped with -short")
 	}
-	h, outside, before := hostile(t, testutil.Tree{"proj/keep": "k"})
-	const tries = 20
-	for i := range tries {
-		asNobody(t, h.cfg.Source, fmt.Sprintf("mkdir -p proj/d%[1]d p%[1]d && echo one > proj/d%[1]d/f1 && echo k > p%[1]d/keep", i))
-		h.converge(t)
-		// The directory: a change of one file, and a new one.
-		d := filepath.Join(h.cfg.Dest, "proj", fmt.Sprint("d", i))
-		must(t, os.RemoveAll(d))
-		must(t, os.Symlink(outside, d))
-		// The project: a new subtree in it.
-		p := filepath.Join(h.cfg.Dest, fmt.Sprint("p", i))
-		must(t, os.RemoveAll(p))
-		must(t, os.Symlink(outside, p))
-		asNobody(t, h.cfg.Source, fmt.Sprintf("echo changed > proj/d%[1]d/f1 && echo new > proj/d%[1]d/new && mkdir -p p%[1]d/new/sub && echo x > p%[1]d/new/sub/f", i))
-		h.converge(t)
-		intact(t, outside, before, fmt.Sprintf("try %d, backup directory and project replaced by symlinks", i))
-		for _, x := range []string{d, p} {
-			if fi, err := os.Lstat(x); err != nil || !fi.IsDir() {
-				t.Fatalf("try %d: %s on the backup is %v (%v), want a directory", i, x, fi.Mode(), err)
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+			h, outside, before := hostile(t, direct, testutil.Tree{"proj/keep": "k"})
+			const tries = 20
+			for i := range tries {
+				asNobody(t, h.cfg.Source, fmt.Sprintf("mkdir -p proj/d%[1]d p%[1]d && echo one > proj/d%[1]d/f1 && echo k > p%[1]d/keep", i))
+				h.converge(t)
+				// The directory: a change of one file, and a new one.
+				d := filepath.Join(h.cfg.Dest, "proj", fmt.Sprint("d", i))
+				must(t, os.RemoveAll(d))
+				must(t, os.Symlink(outside, d))
+				// The project: a new subtree in it.
+				p := filepath.Join(h.cfg.Dest, fmt.Sprint("p", i))
+				must(t, os.RemoveAll(p))
+				must(t, os.Symlink(outside, p))
+				asNobody(t, h.cfg.Source, fmt.Sprintf("echo changed > proj/d%[1]d/f1 && echo new > proj/d%[1]d/new && mkdir -p p%[1]d/new/sub && echo x > p%[1]d/new/sub/f", i))
+				h.converge(t)
+				intact(t, outside, before, fmt.Sprintf("try %d, backup directory and project replaced by symlinks", i))
+				for _, x := range []string{d, p} {
+					if fi, err := os.Lstat(x); err != nil || !fi.IsDir() {
+						t.Fatalf("try %d: %s on the backup is %v (%v), want a directory", i, x, fi.Mode(), err)
+					}
+				}
 			}
-		}
+			noSecret(t, h.cfg.Dest)
+			t.Logf("backup-side symlinks: %d tries of each, the root-only directory unchanged, backup equal to the source", tries)
+		})
 	}
-	noSecret(t, h.cfg.Dest)
-	t.Logf("backup-side symlinks: %d tries of each, the root-only directory unchanged, backup equal to the source", tries)
 }
 
 // TestHostile_SourceSymlinkSwap: an unprivileged user makes proj/aN a
@@ -118,24 +123,28 @@ func TestHostile_SourceSymlinkSwap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("attack tests: skipped with -short")
 	}
-	h, outside, before := hostile(t, testutil.Tree{"proj/x": "x"})
-	const tries = 20
-	for i := range tries {
-		a := fmt.Sprintf("a%d", i)
-		asNobody(t, h.cfg.Source, "ln -s "+outside+" proj/"+a)
-		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-			if fi, err := os.Lstat(filepath.Join(h.cfg.Dest, "proj", a)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-				return errors.New("symlink not on the backup yet")
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+			h, outside, before := hostile(t, direct, testutil.Tree{"proj/x": "x"})
+			const tries = 20
+			for i := range tries {
+				a := fmt.Sprintf("a%d", i)
+				asNobody(t, h.cfg.Source, "ln -s "+outside+" proj/"+a)
+				testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+					if fi, err := os.Lstat(filepath.Join(h.cfg.Dest, "proj", a)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+						return errors.New("symlink not on the backup yet")
+					}
+					return nil
+				})
+				asNobody(t, h.cfg.Source, fmt.Sprintf(`for j in 1 2 3 4 5; do echo $j > proj/x$j; done &
+		rm proj/%[1]s && mkdir proj/%[1]s && echo 'ssh-ed25519 EVIL nobody@x' > proj/%[1]s/authorized_keys
+		for j in 1 2 3 4 5; do echo $j > proj/y$j; done; wait`, a))
+				h.converge(t)
+				intact(t, outside, before, fmt.Sprintf("try %d", i))
 			}
-			return nil
+			t.Logf("source symlink swapped for a directory: %d tries, the root-only directory unchanged", tries)
 		})
-		asNobody(t, h.cfg.Source, fmt.Sprintf(`for j in 1 2 3 4 5; do echo $j > proj/x$j; done &
-rm proj/%[1]s && mkdir proj/%[1]s && echo 'ssh-ed25519 EVIL nobody@x' > proj/%[1]s/authorized_keys
-for j in 1 2 3 4 5; do echo $j > proj/y$j; done; wait`, a))
-		h.converge(t)
-		intact(t, outside, before, fmt.Sprintf("try %d", i))
 	}
-	t.Logf("source symlink swapped for a directory: %d tries, the root-only directory unchanged", tries)
 }
 
 // TestHostile_SourceSwapLoop: while the daemon syncs, an unprivileged user
@@ -146,7 +155,7 @@ func TestHostile_SourceSwapLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("attack tests: skipped with -short")
 	}
-	h, outside, before := hostile(t, testutil.Tree{"proj/sw/f": "f"})
+	h, outside, before := hostile(t, true, testutil.Tree{"proj/sw/f": "f"})
 	script := fmt.Sprintf(`i=0; while [ $i -lt 200 ]; do
   i=$((i+1))
   rm -rf proj/sw; ln -s %[1]s proj/sw; echo $i > proj/tick
@@ -172,7 +181,7 @@ func TestHostile_API(t *testing.T) {
 	for i := range 3000 {
 		tree[fmt.Sprintf("proj/d%d/e%d/f", i%60, i)] = "x"
 	}
-	h, outside, _ := hostile(t, tree)
+	h, outside, _ := hostile(t, true, tree)
 	must(t, os.Chmod(h.cfg.StateDir, 0o755)) // so that only the socket's own mode stands in the way
 
 	sock := filepath.Join(h.cfg.StateDir, controlSock)
