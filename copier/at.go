@@ -53,7 +53,12 @@ func setFdAttrs(fd int, st *unix.Stat_t) error {
 	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	// futimens(2): utimensat with a NULL path sets the open file's times, to the nanosecond.
+	return futimens(fd, st)
+}
+
+// futimens gives the open file fd the times of st, to the nanosecond
+// (utimensat with a NULL path).
+func futimens(fd int, st *unix.Stat_t) error {
 	ts := [2]unix.Timespec{st.Atim, st.Mtim}
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
 		return fmt.Errorf("set times: %w", e)
@@ -202,6 +207,13 @@ func (c *Copier) evict(dst *osx.Root, rel string) error {
 		return err
 	}
 	defer unix.Close(pfd)
+	// The parent may lie outside the scope being synced: it keeps the
+	// times its own last sync gave it.
+	var pst unix.Stat_t
+	if err := unix.Fstat(pfd, &pst); err != nil {
+		return err
+	}
+	defer func() { _ = futimens(pfd, &pst) }()
 	if c.opts.Trash == "" {
 		return unix.Unlinkat(pfd, name, 0)
 	}
