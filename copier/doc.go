@@ -8,6 +8,9 @@
 //     and reports whether that was all that differed, so that the run needs
 //     no rsync.
 //
+// Syncer puts both in front of another syncer.Syncer (rsync), which gets
+// only what they leave: the daemon's syncer for a local backup.
+//
 // Copies use copy_file_range (sendfile between filesystems), with bounded
 // parallelism, and keep what rsync -a --numeric-ids keeps: types,
 // permissions, numeric owners, nanosecond mtimes (symlinks' too), symlink

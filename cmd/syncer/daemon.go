@@ -451,7 +451,7 @@ func (d *daemon) withCopier(r syncer.Syncer) syncer.Syncer {
 		return r
 	}
 	cp := copier.New(copier.Options{Source: d.cfg.Source, Dest: d.cfg.Dest, Excludes: d.cfg.Exclude, OpenWait: d.cfg.OpenFileWait, Trash: d.trash()})
-	return seeding{copier: cp, rsync: r, log: d.log.Named("copier")}
+	return copier.Syncer{Copier: cp, Fallback: r, Logger: d.log.Named("copier")}
 }
 
 func (d *daemon) newGuard() *guard.Guard {

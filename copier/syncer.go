@@ -1,4 +1,4 @@
-package main
+package copier
 
 import (
 	"context"
@@ -9,38 +9,47 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
-	"github.com/syncer/syncer/copier"
 )
 
-// seeding sends recursive scopes that do not exist on the backup yet to the
-// copier (a first copy: nothing to compare, nothing to delete), and
-// everything else to rsync. Measured on the reconcile benchmark, rsync's
-// three processes and pipes cost several times what an in-kernel copy does
-// for a cold copy of many small files.
+// Syncer is the local backup's syncer.Syncer: the copier in front of rsync
+// (Fallback), which gets only what the copier leaves.
 //
-// For a directory that exists on the backup, it first copies the new and
-// changed files directly in it (copier.SyncFlat): a finished render or
-// ingest lands in parallel in-kernel copies instead of one rsync stream,
-// and a directory whose files were all that changed needs no rsync at all
-// (a local rsync costs some 60 ms to start, and half a millisecond a file).
-type seeding struct {
-	copier *copier.Copier
-	rsync  syncer.Syncer
-	log    *zap.Logger
+// Recursive scopes that do not exist on the backup yet go to Copy (a first
+// copy: nothing to compare, nothing to delete). For a directory that
+// exists on the backup, SyncFlat first copies the new and changed files
+// directly in it: a finished render or ingest lands in parallel in-kernel
+// copies instead of one rsync stream, and a directory whose files were all
+// that changed needs no rsync at all (a local rsync costs some 60 ms to
+// start, and half a millisecond a file). Measured on the reconcile
+// benchmark, rsync's three processes and pipes cost several times what an
+// in-kernel copy does for a cold copy of many small files.
+type Syncer struct {
+	Copier   *Copier
+	Fallback syncer.Syncer
+	Logger   *zap.Logger // nil: no logs
 }
 
-func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
+var _ syncer.Syncer = Syncer{}
+
+// Sync copies what the copier can and hands the rest to Fallback. A direct
+// copy that fails half-way is a transient error: the retry finds the
+// directory and rsync completes it.
+func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
+	log := s.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
 	var total syncer.Stats
 	var rest []syncer.Scope
 	var found []string // new files being written, that the jobs did not know of
 	for _, sc := range scopes {
 		if sc.Recursive {
-			st, err := s.copier.Copy(ctx, sc.Dir, h.Skip)
+			st, err := s.Copier.Copy(ctx, sc.Dir, h.Skip)
 			total.Add(st)
 			switch {
 			case err == nil:
 				continue
-			case !errors.Is(err, copier.ErrExists):
+			case !errors.Is(err, ErrExists):
 				if ctx.Err() != nil {
 					return total, ctx.Err()
 				}
@@ -52,10 +61,10 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		// they were all that differed, no rsync at all. A reconcile's job
 		// names its files: then only those are looked at.
 		t0 := time.Now()
-		st, open, done, err := s.copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Skip)
+		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Skip)
 		total.Add(st)
 		found = append(found, open...)
-		if ce := s.log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
+		if ce := log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
 			ce.Write(zap.String(syncer.LogScope, sc.String()), zap.Int64(syncer.LogFiles, st.Files),
 				zap.Int64(syncer.LogBytes, st.Bytes), zap.Strings("open", open), zap.Bool("rsync_needed", !done),
 				zap.Duration(syncer.LogTook, time.Since(t0)))
@@ -65,7 +74,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 				return total, ctx.Err()
 			}
 			// rsync copies what the copier could not.
-			s.log.Warn("direct copy", zap.Error(err), zap.String(syncer.LogScope, sc.String()))
+			log.Warn("direct copy", zap.Error(err), zap.String(syncer.LogScope, sc.String()))
 		}
 		if done && err == nil {
 			continue
@@ -76,7 +85,7 @@ func (s seeding) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		if len(found) > 0 {
 			h.Skip = append(slices.Clone(h.Skip), found...)
 		}
-		st, err := s.rsync.Sync(ctx, rest, syncer.Hints{Skip: h.Skip})
+		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Skip: h.Skip})
 		total.Add(st)
 		if err != nil {
 			return total, err
