@@ -115,12 +115,19 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 			r.skip[p] = true
 		}
 	}
+	// The scope itself gone from the source (created and removed at once)
+	// is not a vanished file to look at again: its parent's job carries
+	// the removal. Reporting it as vanished would bring this job back
+	// forever.
 	if err := r.parents(dir); err != nil {
+		if errors.Is(err, errSourceGone) {
+			return syncer.Stats{}, nil
+		}
 		return syncer.Stats{}, err
 	}
 	sfd, err := t.src.OpenDir(dir)
-	if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
-		return syncer.Stats{Vanished: true}, nil
+	if gone(err) {
+		return syncer.Stats{}, nil
 	}
 	if err != nil {
 		return syncer.Stats{}, err
@@ -145,6 +152,13 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	}
 	return r.stats, nil
 }
+
+// errSourceGone says a source directory on the way to a scope is gone.
+var errSourceGone = errors.New("source directory gone")
+
+// gone reports whether err says a source path no longer exists as a
+// directory.
+func gone(err error) bool { return errors.Is(err, unix.ENOENT) || osx.NotDir(err) }
 
 // dirAttrs gives a backup directory its source attributes, on its descriptor.
 func (r *run) dirAttrs(d dirAttr) error {
@@ -177,6 +191,9 @@ func (r *run) parents(dir string) error {
 	for i := len(missing) - 1; i >= 0; i-- {
 		var st unix.Stat_t
 		sfd, err := r.t.src.OpenDir(missing[i])
+		if gone(err) {
+			return errSourceGone
+		}
 		if err != nil {
 			return err
 		}

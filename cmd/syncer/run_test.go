@@ -497,3 +497,41 @@ func testLogLevel() zapcore.Level {
 	}
 	return l
 }
+
+// jobsDone sums syncer_jobs_succeeded_total.
+func (h *harness) jobsDone(t *testing.T) float64 {
+	t.Helper()
+	fams, err := h.d.metrics.reg.Gather()
+	must(t, err)
+	var n float64
+	for _, f := range fams {
+		if f.GetName() == "syncer_jobs_succeeded_total" {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// TestRun_GoneAtOnce: a directory created and removed at once leaves no
+// job behind that comes back by itself ("vanished" → follow-up →
+// "vanished" ...): the jobs stop, and the backup equals the source.
+func TestRun_GoneAtOnce(t *testing.T) {
+	h := start(t, testConfig(t))
+	must(t, os.MkdirAll(h.path("p"), 0o755))
+	for i := range 10 {
+		d := h.path([]string{"t", "p/t"}[i%2] + fmt.Sprint(i))
+		must(t, os.Mkdir(d, 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "z"), []byte("z"), 0o644))
+		time.Sleep(20 * time.Millisecond)
+		must(t, os.RemoveAll(d))
+	}
+	h.converge(t)
+	time.Sleep(time.Second) // let every follow-up run
+	n0 := h.jobsDone(t)
+	time.Sleep(2 * time.Second)
+	if n := h.jobsDone(t); n != n0 {
+		t.Fatalf("%v jobs ran in 2 s with nothing changing, want none", n-n0)
+	}
+}
