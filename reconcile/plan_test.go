@@ -214,3 +214,33 @@ func TestWalk_OnScope(t *testing.T) {
 		t.Errorf("Streamed = %d, want %d", p.Streamed, len(got))
 	}
 }
+
+// TestWalk_TypeChanged: a symlink or file on the backup where the source
+// now has a directory with content (changed while nobody watched) plans
+// the parent and the directory whole, so one pass of the plan converges;
+// a backup symlink is never read through.
+func TestWalk_TypeChanged(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/l/f": "1", "p/l/sub/g": "2", "p/f/h": "3"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/l": "-> " + outside, "p/f": "was a file"})
+	testutil.WriteTree(t, outside, testutil.Tree{"f": "1", "sub/g": "2"}) // what a followed link would show as equal
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []syncer.Scope{{Dir: ""}, {Dir: "p"}, {Dir: "p/f", Recursive: true}, {Dir: "p/l", Recursive: true}} // the root: p's mtime differs
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Fatalf("plan mismatch (-want +got):\n%s", d)
+	}
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(t.Context(), p.Scopes, syncer.Hints{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.DiffTrees(src, dst); d != "" {
+		t.Fatalf("after one pass: %s", d)
+	}
+}
