@@ -278,3 +278,33 @@ func (r *Runner) Reachable(ctx context.Context, timeout time.Duration) error {
 	}
 	return err
 }
+
+// PruneTrash removes the days of the trash (Options.Trash/<YYYY-MM-DD>)
+// older than retention before now, and returns the days it removed. Names
+// that are not days are left alone. On a local backup nothing is resolved
+// through a symlink: a trash that is a symlink lists as empty, and a day
+// that is one is removed as a link.
+func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, now time.Time) ([]string, error) {
+	if r.opts.Trash == "" || retention <= 0 {
+		return nil, nil
+	}
+	names, err := r.List(ctx, r.opts.Trash)
+	if err != nil {
+		return nil, err
+	}
+	cutoff := now.Add(-retention)
+	var old []string
+	for _, n := range names {
+		day, err := time.ParseInLocation("2006-01-02", n, time.Local)
+		if err == nil && day.AddDate(0, 0, 1).Before(cutoff) {
+			old = append(old, n)
+		}
+	}
+	if len(old) == 0 {
+		return nil, nil
+	}
+	if err := r.RemoveAll(ctx, r.opts.Trash, old); err != nil {
+		return nil, err
+	}
+	return old, nil
+}

@@ -806,24 +806,12 @@ func (d *daemon) pruneTrash(ctx context.Context) {
 		return
 	}
 	for {
-		names, err := d.runner.List(ctx, d.trash())
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn("prune trash: list", zap.Error(err))
-		}
-		cutoff := time.Now().Add(-d.cfg.TrashRetention)
-		var old []string
-		for _, n := range names {
-			day, err := time.ParseInLocation("2006-01-02", n, time.Local)
-			if err == nil && day.AddDate(0, 0, 1).Before(cutoff) {
-				old = append(old, n)
-			}
-		}
-		if len(old) > 0 {
-			if err := d.runner.RemoveAll(ctx, d.trash(), old); err != nil {
-				d.log.Warn("prune trash", zap.Error(err), zap.Strings("days", old))
-			} else {
-				d.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", d.cfg.TrashRetention))
-			}
+		old, err := d.runner.PruneTrash(ctx, d.cfg.TrashRetention, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			d.log.Warn("prune trash", zap.Error(err))
+		case len(old) > 0:
+			d.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", d.cfg.TrashRetention))
 		}
 		select {
 		case <-ctx.Done():
