@@ -35,8 +35,8 @@ type Coalescer struct {
 	seq     uint64
 	onJob   func(job syncer.Job, events int)
 	onErr   func(error)
-	backoff time.Duration // after a failed publish, doubling
-	retryAt time.Time     // no publish before this
+	failed  int       // publishes failed in a row
+	retryAt time.Time // no publish before this
 }
 
 // Config is what New needs besides the debounce options.
@@ -142,15 +142,16 @@ func (c *Coalescer) flush(ctx context.Context) {
 		}
 		if err := c.pub.PublishJob(ctx, job); err != nil {
 			c.d.Restore(due[i:])
-			c.backoff = min(max(2*c.backoff, 100*time.Millisecond), 5*time.Second)
-			c.retryAt = time.Now().Add(c.backoff)
-			c.log.Warn("publish job failed; will retry", zap.Error(err), zap.Duration("backoff", c.backoff))
+			c.failed++
+			delay := publishBackoff.Delay(c.failed)
+			c.retryAt = time.Now().Add(delay)
+			c.log.Warn("publish job failed; will retry", zap.Error(err), zap.Duration("backoff", delay))
 			if c.onErr != nil {
 				c.onErr(err)
 			}
 			return
 		}
-		c.backoff = 0
+		c.failed = 0
 		for _, ack := range p.Tokens {
 			if err := ack(); err != nil {
 				// The event comes back after its ack wait and merges again: harmless.
@@ -166,3 +167,6 @@ func (c *Coalescer) flush(ctx context.Context) {
 		}
 	}
 }
+
+// publishBackoff spaces the retries of a failed job publish.
+var publishBackoff = syncer.Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}

@@ -193,7 +193,7 @@ func retry[T any](ctx context.Context, what string, fn func(context.Context) (T,
 		select {
 		case <-ctx.Done():
 			return v, fmt.Errorf("%s: %w", what, err)
-		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, time.Second)):
+		case <-time.After(syncer.Backoff{Base: 100 * time.Millisecond, Max: time.Second}.Delay(attempt)):
 		}
 	}
 }

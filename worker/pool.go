@@ -51,8 +51,9 @@ type Options struct {
 	// ShutdownTimeout is how long running rsyncs may finish after the pool
 	// is asked to stop; then they are cancelled and their jobs redelivered.
 	ShutdownTimeout time.Duration
-	// Backoff is the redelivery delay after the n-th failure (n >= 1).
-	Backoff func(n int) time.Duration
+	// Backoff gives the redelivery delay after the n-th failure;
+	// DefaultBackoff when zero.
+	Backoff syncer.Backoff
 	// PausedDelay is how long a job refused by the deletion guard
 	// (syncer.ErrPaused) waits before it is tried again.
 	PausedDelay time.Duration
@@ -105,8 +106,8 @@ func New(opts Options) (*Pool, error) {
 	if opts.PausedDelay <= 0 {
 		opts.PausedDelay = DefaultPausedDelay
 	}
-	if opts.Backoff == nil {
-		opts.Backoff = Backoff
+	if opts.Backoff.Base <= 0 || opts.Backoff.Max < opts.Backoff.Base {
+		opts.Backoff = DefaultBackoff
 	}
 	if opts.Locker == nil {
 		opts.Locker = &LocalLocker{}
@@ -117,13 +118,8 @@ func New(opts Options) (*Pool, error) {
 	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}}, nil
 }
 
-// Backoff is the default retry delay: 2^n seconds, at most 10 minutes.
-func Backoff(n int) time.Duration {
-	if n > 10 {
-		return maxBackoff
-	}
-	return min(time.Duration(1<<n)*time.Second, maxBackoff)
-}
+// DefaultBackoff is the default retry delay: 2^n seconds, at most 10 minutes.
+var DefaultBackoff = syncer.Backoff{Base: 2 * time.Second, Max: maxBackoff}
 
 // Workers is the number of slots.
 func (p *Pool) Workers() int { return p.opts.Workers }
@@ -242,7 +238,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 // second after the first time, then less and less often, up to every 30 s.
 // The watcher's job for the closed file usually replaces it before.
 func (p *Pool) later(log *zap.Logger, d syncer.Delivery, open *syncer.OpenFilesError) {
-	delay := min(time.Second<<min(max(d.Attempt-1, 0), 5), 30*time.Second)
+	delay := syncer.Backoff{Base: time.Second, Max: 30 * time.Second}.Delay(d.Attempt)
 	if ce := log.Check(zap.DebugLevel, "files still open for writing; job comes back"); ce != nil {
 		ce.Write(zap.String(syncer.LogJobID, d.Job.ID), zap.String(syncer.LogScope, d.Job.Scope.String()),
 			zap.Strings("open", open.Paths), zap.Duration("retry_in", delay))
@@ -381,7 +377,7 @@ func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {
 	// typically tens of milliseconds), then every 250 ms: a job waiting
 	// under a long sync costs a few redeliveries a second, and starts at
 	// most 250 ms after it ends.
-	delay := min(p.opts.BusyDelay<<min(max(d.Attempt-1, 0), 10), 250*time.Millisecond)
+	delay := syncer.Backoff{Base: p.opts.BusyDelay, Max: max(p.opts.BusyDelay, 250*time.Millisecond)}.Delay(d.Attempt)
 	if err := d.Nak(delay); err != nil {
 		log.Warn("nak job", zap.Error(err), zap.String(syncer.LogJobID, d.Job.ID))
 	}
@@ -452,7 +448,7 @@ func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.
 	transient := errors.As(err, &tr) && tr.Transient()
 	n := p.fail(j.ID)
 	if transient && n < p.opts.MaxAttempts {
-		delay := p.opts.Backoff(n)
+		delay := p.opts.Backoff.Delay(n)
 		log.Warn("job failed, will retry", append(fields, zap.Int("failures", n), zap.Duration("retry_in", delay))...)
 		_ = d.Nak(delay)
 		return

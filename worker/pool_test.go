@@ -82,7 +82,7 @@ func (permanentErr) Error() string { return "injected permanent failure" }
 func startPool(t *testing.T, q *queue.JetStream, s syncer.Syncer, onResult func(syncer.Result)) {
 	t.Helper()
 	runPool(t, worker.Options{Workers: 4, Batch: 8, Source: q.Jobs(), Syncer: s, OnResult: onResult,
-		BusyDelay: 20 * time.Millisecond, Backoff: func(int) time.Duration { return 50 * time.Millisecond }, MaxAttempts: 3})
+		BusyDelay: 20 * time.Millisecond, Backoff: syncer.Backoff{Base: 50 * time.Millisecond, Max: 50 * time.Millisecond}, MaxAttempts: 3})
 }
 
 // runPool runs a pool on opts until the test ends.

@@ -165,7 +165,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if d.pool, err = worker.New(worker.Options{Workers: cfg.Workers, Batch: cfg.Batch, Source: d.q.Jobs(), Locker: locker,
 		Syncer: guarded{skipWriting{instrumented{d.withCopier(runner), d}, d}, d}, ShutdownTimeout: cfg.ShutdownTimeout, Logger: d.log.Named("worker"),
 		OnResult: d.onResult, OnVanished: d.followUp, MaxAttempts: cfg.RetryMax, Heartbeat: cfg.JobAckWait / 4,
-		Backoff: func(n int) time.Duration { return min(cfg.RetryBackoff<<min(n-1, 20), 10*time.Minute) }}); err != nil {
+		Backoff: syncer.Backoff{Base: cfg.RetryBackoff, Max: max(cfg.RetryBackoff, 10*time.Minute)}}); err != nil {
 		return nil, err
 	}
 	d.registerGauges()
