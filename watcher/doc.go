@@ -4,7 +4,8 @@
 // adds watches to new directories before walking them (files created before
 // a watch exists are never reported), drops the watches of removed or
 // renamed directories, and reports a kernel queue overflow as an event that
-// asks for a reconcile.
+// asks for a reconcile. NetworkFS says when the tree is on a filesystem
+// where inotify sees only this host's writes.
 //
 // It imports the root package, fsnotify and zap, never another syncer package.
 package watcher

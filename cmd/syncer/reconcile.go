@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -29,6 +28,7 @@ import (
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/watcher"
 )
 
 // reconcileRun is one reconcile, as reported by the API and the CLI.
@@ -409,19 +409,10 @@ const (
 	unwatchedInterval = 10 * time.Minute
 )
 
-// Filesystem magic numbers (statfs f_type) on which inotify misses other
-// clients' writes.
-var networkFS = map[int64]string{0x6969: "nfs", 0xff534d42: "cifs", 0xfe534d42: "smb2", 0x517b: "smb", 0x65735546: "fuse",
-	0x564c: "ncp", 0x5346414f: "afs", 0x47504653: "gpfs", 0x0bd00bd0: "lustre", 0x00c36400: "ceph", 0x19830326: "fhgfs"}
-
 // checkSourceFS warns loudly when the source is a network filesystem and
 // makes the scheduled reconcile frequent.
 func (d *daemon) checkSourceFS() {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(d.cfg.Source, &st); err != nil {
-		return
-	}
-	if name, ok := networkFS[int64(st.Type)]; ok {
+	if name := watcher.NetworkFS(d.cfg.Source); name != "" {
 		d.networkFS = name
 		d.log.Warn("SOURCE IS A NETWORK FILESYSTEM: inotify sees only the writes made on this host; "+
 			"writes by other clients are found by reconcile only. Run syncer on the file server itself.",
