@@ -70,6 +70,17 @@ func noSecret(t *testing.T, dest string) {
 	}
 }
 
+// bothPaths runs an attack test with the direct copier and with rsync
+// alone, whose safety must hold as well.
+func bothPaths(t *testing.T, fn func(t *testing.T, direct bool)) {
+	if testing.Short() {
+		t.Skip("attack tests: skipped with -short")
+	}
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) { fn(t, direct) })
+	}
+}
+
 func asNobody(t *testing.T, dir, script string) {
 	t.Helper()
 	if out, err := testutil.RunAs(t, dir, script); err != nil {
@@ -81,37 +92,32 @@ func asNobody(t *testing.T, dir, script string) {
 // directory and where a whole project should be, are moved aside, never
 // written through; the backup converges to the source.
 func TestHostile_BackupSymlinks(t *testing.T) {
-	if testing.Short() {
-		t.Skip("attack tests: skipped with -short")
-	}
-	for _, direct := range []bool{true, false} {
-		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
-			h, outside, before := hostile(t, direct, testutil.Tree{"proj/keep": "k"})
-			const tries = 20
-			for i := range tries {
-				asNobody(t, h.cfg.Source, fmt.Sprintf("mkdir -p proj/d%[1]d p%[1]d && echo one > proj/d%[1]d/f1 && echo k > p%[1]d/keep", i))
-				h.converge(t)
-				// The directory: a change of one file, and a new one.
-				d := filepath.Join(h.cfg.Dest, "proj", fmt.Sprint("d", i))
-				must(t, os.RemoveAll(d))
-				must(t, os.Symlink(outside, d))
-				// The project: a new subtree in it.
-				p := filepath.Join(h.cfg.Dest, fmt.Sprint("p", i))
-				must(t, os.RemoveAll(p))
-				must(t, os.Symlink(outside, p))
-				asNobody(t, h.cfg.Source, fmt.Sprintf("echo changed > proj/d%[1]d/f1 && echo new > proj/d%[1]d/new && mkdir -p p%[1]d/new/sub && echo x > p%[1]d/new/sub/f", i))
-				h.converge(t)
-				intact(t, outside, before, fmt.Sprintf("try %d, backup directory and project replaced by symlinks", i))
-				for _, x := range []string{d, p} {
-					if fi, err := os.Lstat(x); err != nil || !fi.IsDir() {
-						t.Fatalf("try %d: %s on the backup is %v (%v), want a directory", i, x, fi.Mode(), err)
-					}
+	bothPaths(t, func(t *testing.T, direct bool) {
+		h, outside, before := hostile(t, direct, testutil.Tree{"proj/keep": "k"})
+		const tries = 20
+		for i := range tries {
+			asNobody(t, h.cfg.Source, fmt.Sprintf("mkdir -p proj/d%[1]d p%[1]d && echo one > proj/d%[1]d/f1 && echo k > p%[1]d/keep", i))
+			h.converge(t)
+			// The directory: a change of one file, and a new one.
+			d := filepath.Join(h.cfg.Dest, "proj", fmt.Sprint("d", i))
+			must(t, os.RemoveAll(d))
+			must(t, os.Symlink(outside, d))
+			// The project: a new subtree in it.
+			p := filepath.Join(h.cfg.Dest, fmt.Sprint("p", i))
+			must(t, os.RemoveAll(p))
+			must(t, os.Symlink(outside, p))
+			asNobody(t, h.cfg.Source, fmt.Sprintf("echo changed > proj/d%[1]d/f1 && echo new > proj/d%[1]d/new && mkdir -p p%[1]d/new/sub && echo x > p%[1]d/new/sub/f", i))
+			h.converge(t)
+			intact(t, outside, before, fmt.Sprintf("try %d, backup directory and project replaced by symlinks", i))
+			for _, x := range []string{d, p} {
+				if fi, err := os.Lstat(x); err != nil || !fi.IsDir() {
+					t.Fatalf("try %d: %s on the backup is %v (%v), want a directory", i, x, fi.Mode(), err)
 				}
 			}
-			noSecret(t, h.cfg.Dest)
-			t.Logf("backup-side symlinks: %d tries of each, the root-only directory unchanged, backup equal to the source", tries)
-		})
-	}
+		}
+		noSecret(t, h.cfg.Dest)
+		t.Logf("backup-side symlinks: %d tries of each, the root-only directory unchanged, backup equal to the source", tries)
+	})
 }
 
 // TestHostile_SourceSymlinkSwap: an unprivileged user makes proj/aN a
@@ -120,31 +126,26 @@ func TestHostile_BackupSymlinks(t *testing.T) {
 // authorized_keys. The file must land in the backup's proj/aN, never in
 // the root-only directory.
 func TestHostile_SourceSymlinkSwap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("attack tests: skipped with -short")
-	}
-	for _, direct := range []bool{true, false} {
-		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
-			h, outside, before := hostile(t, direct, testutil.Tree{"proj/x": "x"})
-			const tries = 20
-			for i := range tries {
-				a := fmt.Sprintf("a%d", i)
-				asNobody(t, h.cfg.Source, "ln -s "+outside+" proj/"+a)
-				testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-					if fi, err := os.Lstat(filepath.Join(h.cfg.Dest, "proj", a)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-						return errors.New("symlink not on the backup yet")
-					}
-					return nil
-				})
-				asNobody(t, h.cfg.Source, fmt.Sprintf(`for j in 1 2 3 4 5; do echo $j > proj/x$j; done &
+	bothPaths(t, func(t *testing.T, direct bool) {
+		h, outside, before := hostile(t, direct, testutil.Tree{"proj/x": "x"})
+		const tries = 20
+		for i := range tries {
+			a := fmt.Sprintf("a%d", i)
+			asNobody(t, h.cfg.Source, "ln -s "+outside+" proj/"+a)
+			testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+				if fi, err := os.Lstat(filepath.Join(h.cfg.Dest, "proj", a)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+					return errors.New("symlink not on the backup yet")
+				}
+				return nil
+			})
+			asNobody(t, h.cfg.Source, fmt.Sprintf(`for j in 1 2 3 4 5; do echo $j > proj/x$j; done &
 		rm proj/%[1]s && mkdir proj/%[1]s && echo 'ssh-ed25519 EVIL nobody@x' > proj/%[1]s/authorized_keys
 		for j in 1 2 3 4 5; do echo $j > proj/y$j; done; wait`, a))
-				h.converge(t)
-				intact(t, outside, before, fmt.Sprintf("try %d", i))
-			}
-			t.Logf("source symlink swapped for a directory: %d tries, the root-only directory unchanged", tries)
-		})
-	}
+			h.converge(t)
+			intact(t, outside, before, fmt.Sprintf("try %d", i))
+		}
+		t.Logf("source symlink swapped for a directory: %d tries, the root-only directory unchanged", tries)
+	})
 }
 
 // TestHostile_SourceSwapLoop: while the daemon syncs, an unprivileged user
