@@ -117,3 +117,25 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 	e.lock.Close()
 }
+
+// ScratchDir makes a store directory of its own below parent, for a queue
+// that lives as long as one process (a standalone reconcile), and removes
+// the ones earlier processes left there when they exited first (older than
+// a minute). The caller removes its own when its server has stopped.
+func ScratchDir(parent string) (string, error) {
+	if ents, err := os.ReadDir(parent); err == nil {
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
+				_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+			}
+		}
+	}
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", fmt.Errorf("scratch store: %w", err)
+	}
+	dir, err := os.MkdirTemp(parent, "run-")
+	if err != nil {
+		return "", fmt.Errorf("scratch store: %w", err)
+	}
+	return dir, nil
+}

@@ -3,6 +3,8 @@ package queue_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -182,4 +184,37 @@ func TestJetStream_Dead(t *testing.T) {
 		t.Errorf("retried job = %+v, want scope p/\\xffb, reason retry", d.Job)
 	}
 	_ = d.Ack()
+}
+
+// TestScratchDir: each call gets a directory of its own; what an earlier
+// process left more than a minute ago goes, a fresh one stays.
+func TestScratchDir(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "scratch")
+	a, err := queue.ScratchDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(a, old, old); err != nil {
+		t.Fatal(err)
+	}
+	b, err := queue.ScratchDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := queue.ScratchDir(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a); !os.IsNotExist(err) {
+		t.Errorf("stale %s still there (%v)", a, err)
+	}
+	for _, d := range []string{b, c} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("fresh %s removed: %v", d, err)
+		}
+	}
+	if b == c {
+		t.Error("two calls got the same directory")
+	}
 }

@@ -287,21 +287,9 @@ func (d *daemon) connect(undo *[]func()) (*nats.Conn, string, error) {
 			return nil, "", err
 		}
 		*undo = append(*undo, func() { lock.Close() })
-		// A store dir of its own. The server is left to stop on its own
-		// (below) and removes it then; what a process exiting first leaves
-		// behind is removed by a later run.
-		parent := filepath.Join(cfg.StateDir, "reconcile-queue")
-		if ents, err := os.ReadDir(parent); err == nil {
-			for _, e := range ents {
-				if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
-					_ = os.RemoveAll(filepath.Join(parent, e.Name()))
-				}
-			}
-		}
-		if err := os.MkdirAll(parent, 0o700); err != nil {
-			return nil, "", err
-		}
-		if store, err = os.MkdirTemp(parent, "run-"); err != nil {
+		// The server is left to stop on its own (below) and removes its
+		// store then.
+		if store, err = queue.ScratchDir(filepath.Join(cfg.StateDir, "reconcile-queue")); err != nil {
 			return nil, "", err
 		}
 	}
