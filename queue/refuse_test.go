@@ -20,20 +20,7 @@ import (
 // a valid job behind them still is delivered.
 func TestJobs_RefuseCraftedPaths(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir(), Listen: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	q, err := queue.Open(t.Context(), nc, queue.Options{JobAckWait: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := testutil.QueueListening(t, 2*time.Second, addr)
 
 	// The attacker: a plain client on the TCP port.
 	evil, err := nats.Connect("nats://" + addr)

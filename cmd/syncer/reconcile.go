@@ -90,9 +90,9 @@ func (d *daemon) newRunLocked(why string, projects []string) *reconcileRun {
 	return r
 }
 
-// covers reports whether a reconcile of the projects have also covers
+// coversProjects reports whether a reconcile of the projects have also covers
 // those of want (none meaning all projects).
-func covers(have, want []string) bool {
+func coversProjects(have, want []string) bool {
 	if len(have) == 0 {
 		return true
 	}
@@ -452,7 +452,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 	// A request for what a reconcile still walking already covers joins
 	// it: forty requests at once cost one walk, not forty.
 	for _, x := range d.recons {
-		if x.Why == "api" && x.State == "walking" && covers(x.Projects, body.Projects) {
+		if x.Why == "api" && x.State == "walking" && coversProjects(x.Projects, body.Projects) {
 			id := x.ID
 			d.mu.Unlock()
 			v, _ := d.reconcileView(id)

@@ -11,7 +11,14 @@ import (
 // with the given job ack wait; all of it is shut down when the test ends.
 func Queue(tb testing.TB, ackWait time.Duration) *queue.JetStream {
 	tb.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: tb.TempDir()})
+	return QueueListening(tb, ackWait, "")
+}
+
+// QueueListening is Queue with the embedded server also listening on the
+// TCP address listen (loopback), for tests that play another client.
+func QueueListening(tb testing.TB, ackWait time.Duration, listen string) *queue.JetStream {
+	tb.Helper()
+	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: tb.TempDir(), Listen: listen})
 	if err != nil {
 		tb.Fatal(err)
 	}
