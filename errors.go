@@ -5,10 +5,6 @@ import (
 	"fmt"
 )
 
-// ErrOverflow means the kernel dropped file-system events: what changed since
-// the last good moment is unknown and a reconcile must find it.
-var ErrOverflow = errors.New("event queue overflow: changes lost")
-
 // ErrPaused means a job may not run now because deleting on the backup is
 // not safe (the deletion guard tripped). The job waits; it is not a failure.
 var ErrPaused = errors.New("project paused by the deletion guard")

@@ -47,17 +47,17 @@ func TestCheckPath(t *testing.T) {
 }
 
 func TestJob_Check(t *testing.T) {
-	ok := syncer.Job{Scope: syncer.Scope{Dir: "p/d"}, Skip: []string{"p/d/f"}, Files: []string{"p/d/g"}}
+	ok := syncer.Job{Scope: syncer.Scope{Dir: "p/d"}, Open: []string{"p/d/f"}, Files: []string{"p/d/g"}}
 	if err := ok.Check(); err != nil {
 		t.Fatal(err)
 	}
-	rec := syncer.Job{Scope: syncer.Scope{Dir: "p", Recursive: true}, Skip: []string{"p/d/e/f"}}
+	rec := syncer.Job{Scope: syncer.Scope{Dir: "p", Recursive: true}, Open: []string{"p/d/e/f"}}
 	if err := rec.Check(); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range []syncer.Job{
 		{Scope: syncer.Scope{Dir: "p/../.."}},
-		{Scope: syncer.Scope{Dir: "p"}, Skip: []string{"q/f"}},
+		{Scope: syncer.Scope{Dir: "p"}, Open: []string{"q/f"}},
 		{Scope: syncer.Scope{Dir: "p"}, Files: []string{"p/../../etc/passwd"}},
 		{Scope: syncer.Scope{Dir: "p"}, Files: []string{""}},
 	} {

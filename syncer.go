@@ -14,7 +14,6 @@ const (
 	ReasonChange    Reason = "change"    // entries of a watched directory changed
 	ReasonNewDir    Reason = "new-dir"   // a directory appeared (created or moved in): sync it whole
 	ReasonCollapse  Reason = "collapse"  // many pending descendants were merged into one subtree
-	ReasonOverflow  Reason = "overflow"  // the kernel dropped events: a reconcile is needed
 	ReasonReconcile Reason = "reconcile" // planned by a full-walk reconcile
 	ReasonVanished  Reason = "vanished"  // files vanished during the last rsync: look again
 	ReasonRetry     Reason = "retry"     // a dead-lettered job put back by an operator
@@ -43,11 +42,11 @@ type Job struct {
 	// FirstEvent is when the oldest change this job covers was seen; the
 	// replication lag of the job is measured from it.
 	FirstEvent time.Time
-	// Skip lists files below Scope still open for writing when the job was
-	// made: copying them now would copy half a file and then all of it
-	// again once written. They are left as they are on the backup; the
+	// Open lists files below Scope still open for writing when the job was
+	// made (DirEvent.Open): copying them now would copy half a file and
+	// then all of it again once written. They are left as they are on the backup; the
 	// watcher makes another job for each once it is closed.
-	Skip []string
+	Open []string
 	// Files, set by a reconcile on a non-recursive scope, are the regular
 	// files of Scope.Dir (paths relative to the source root) that it found
 	// new or changed when nothing else there differed. The job covers only
@@ -112,9 +111,9 @@ type Syncer interface {
 
 // Hints are what the jobs of one Sync call say beyond their scopes.
 type Hints struct {
-	// Skip lists files (paths relative to the source root, see Job.Skip)
-	// that are neither copied nor deleted.
-	Skip []string
+	// Open lists files still being written (paths relative to the source
+	// root, see Job.Open): they are neither copied nor deleted.
+	Open []string
 	// Files maps the Dir of a non-recursive scope to the only files that
 	// need a look there, besides the directory's own attributes (see
 	// Job.Files). A Syncer may ignore it and compare the whole directory.

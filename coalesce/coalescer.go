@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,6 +73,36 @@ func New(c Config) (*Coalescer, error) {
 	}, nil
 }
 
+// EventSource delivers stored events, each with the acknowledgement that
+// settles it (the EVENTS stream).
+type EventSource interface {
+	ConsumeEvents(ctx context.Context, fn func(ev syncer.DirEvent, ack func() error)) error
+}
+
+// Consume runs the coalescer over the events src delivers until ctx ends or
+// src fails.
+func (c *Coalescer) Consume(ctx context.Context, src EventSource) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in := make(chan Input) // unbuffered: the stream is the buffer
+	consumed := make(chan error, 1)
+	go func() {
+		consumed <- src.ConsumeEvents(ctx, func(ev syncer.DirEvent, ack func() error) {
+			select {
+			case in <- Input{Event: ev, Ack: ack}:
+			case <-ctx.Done():
+			}
+		})
+		cancel()
+	}()
+	err := c.Run(ctx, in)
+	cancel()
+	if cerr := <-consumed; err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
+		err = cerr
+	}
+	return err
+}
+
 // Run reads events from in until ctx ends or in is closed, and publishes jobs
 // when they are due. Pending scopes not yet published when Run returns stay
 // unacknowledged, so the queue redelivers their events to the next run.
@@ -138,7 +169,7 @@ func (c *Coalescer) flush(ctx context.Context) {
 			Scope:      p.Scope,
 			Reason:     p.Reason,
 			FirstEvent: p.First,
-			Skip:       p.OpenFiles(),
+			Open:       p.OpenFiles(),
 		}
 		if err := c.pub.PublishJob(ctx, job); err != nil {
 			c.d.Restore(due[i:])

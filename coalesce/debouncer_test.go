@@ -2,7 +2,9 @@ package coalesce_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -211,4 +213,52 @@ func TestDebouncer_Open(t *testing.T) {
 			}
 		})
 	}
+}
+
+// events is an EventSource that delivers its events, then waits for the end.
+type events []syncer.DirEvent
+
+func (e events) ConsumeEvents(ctx context.Context, fn func(syncer.DirEvent, func() error)) error {
+	for _, ev := range e {
+		fn(ev, func() error { return nil })
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// failingSource is an EventSource that cannot start.
+type failingSource struct{}
+
+func (failingSource) ConsumeEvents(context.Context, func(syncer.DirEvent, func() error)) error {
+	return errors.New("consume events: iterator closed")
+}
+
+// TestCoalescer_Consume checks that Consume feeds the stored events through
+// the loop, and returns the source's failure.
+func TestCoalescer_Consume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		c, err := coalesce.New(coalesce.Config{Options: coalesce.Options{Quiet: 100 * time.Millisecond, MaxDelay: time.Second}, Publisher: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		now := time.Now()
+		go func() {
+			done <- c.Consume(ctx, events{{Scope: flat("p/a"), At: now}, {Scope: flat("p/a"), At: now}, {Scope: flat("p/b"), At: now}})
+		}()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.jobs) != 2 {
+			t.Errorf("published %+v, want one job each for p/a and p/b", rec.jobs)
+		}
+		if err := c.Consume(t.Context(), failingSource{}); err == nil || !strings.Contains(err.Error(), "iterator closed") {
+			t.Errorf("Consume over a failing source = %v, want its error", err)
+		}
+	})
 }

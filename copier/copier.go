@@ -74,7 +74,7 @@ type run struct {
 // replaced by a directory) is moved into the trash, never written through.
 // Files that vanish while copying, or turn out not to be what the listing
 // said, are skipped and reported with Stats.Vanished. Regular files in skip
-// (paths relative to the source root, see syncer.Job.Skip) are left out.
+// (paths relative to the source root, see syncer.Job.Open) are left out.
 func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.Stats, error) {
 	if err := syncer.CheckPath(dir); err != nil {
 		return syncer.Stats{}, err

@@ -44,7 +44,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	var found []string // new files being written, that the jobs did not know of
 	for _, sc := range scopes {
 		if sc.Recursive {
-			st, err := s.Copier.Copy(ctx, sc.Dir, h.Skip)
+			st, err := s.Copier.Copy(ctx, sc.Dir, h.Open)
 			total.Add(st)
 			switch {
 			case err == nil:
@@ -61,7 +61,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		// they were all that differed, no rsync at all. A reconcile's job
 		// names its files: then only those are looked at.
 		t0 := time.Now()
-		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Skip)
+		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Open)
 		total.Add(st)
 		found = append(found, open...)
 		if ce := log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {
@@ -83,9 +83,9 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	}
 	if len(rest) > 0 {
 		if len(found) > 0 {
-			h.Skip = append(slices.Clone(h.Skip), found...)
+			h.Open = append(slices.Clone(h.Open), found...)
 		}
-		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Skip: h.Skip})
+		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Open: h.Open})
 		total.Add(st)
 		if err != nil {
 			return total, err

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
 )
@@ -30,6 +34,10 @@ type Options struct {
 	// ListDest lists the backup root's names when it is not a local
 	// directory (a remote backup); nil reads Dest.
 	ListDest func() ([]string, error)
+	// OnResume, when set, is called when a check passes after one failed:
+	// what was held while the source was away needs a reconcile.
+	OnResume func()
+	Logger   *zap.Logger // nil: no logs
 }
 
 // TrippedError says why deleting is not safe now. It matches
@@ -45,15 +53,66 @@ func (e *TrippedError) Is(target error) bool { return target == syncer.ErrPaused
 type Guard struct {
 	opts Options
 	dev  atomic.Uint64 // the source mount's device, once seen mounted (RequireMount)
+
+	mu     sync.Mutex
+	paused string // why the last check failed, "" when it passed
 }
 
 // New returns a Guard; it checks nothing yet.
 func New(opts Options) *Guard {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
 	return &Guard{opts: opts}
 }
 
 // Check returns nil when deletions may proceed, a *TrippedError otherwise.
+// It logs when its verdict changes.
 func (g *Guard) Check() error {
+	err := g.check()
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	g.mu.Lock()
+	was := g.paused
+	g.paused = reason
+	g.mu.Unlock()
+	switch {
+	case reason != "" && was != reason:
+		g.opts.Logger.Error("every project paused: nothing is synced or deleted until the source is back", zap.Error(err))
+	case reason == "" && was != "":
+		g.opts.Logger.Info("source healthy again: projects resumed", zap.String("was", was))
+		if g.opts.OnResume != nil {
+			g.opts.OnResume()
+		}
+	}
+	return err
+}
+
+// Paused says why the last check failed, "" when it passed.
+func (g *Guard) Paused() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.paused
+}
+
+// Syncer refuses runs while the guard is tripped: every run may delete, so
+// none may start from a source that vanished.
+type Syncer struct {
+	Guard *Guard
+	Next  syncer.Syncer
+}
+
+// Sync checks the guard, then runs Next.
+func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
+	if err := s.Guard.Check(); err != nil {
+		return syncer.Stats{}, err
+	}
+	return s.Next.Sync(ctx, scopes, h)
+}
+
+func (g *Guard) check() error {
 	src := g.opts.Source
 	fi, err := os.Stat(src)
 	switch {

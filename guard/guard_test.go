@@ -1,6 +1,7 @@
 package guard_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -67,5 +68,58 @@ func TestIsMountPoint(t *testing.T) {
 	}
 	if ok, err := guard.IsMountPoint(t.TempDir()); err != nil || ok {
 		t.Errorf("IsMountPoint(tempdir) = %v, %v; want false", ok, err)
+	}
+}
+
+// countSyncer counts the runs it is handed.
+type countSyncer struct{ runs int }
+
+func (c *countSyncer) Sync(context.Context, []syncer.Scope, syncer.Hints) (syncer.Stats, error) {
+	c.runs++
+	return syncer.Stats{}, nil
+}
+
+// TestSyncer_HoldsRunsWhilePaused checks that no run starts while the source
+// is gone, that Paused says why, and that the source coming back resumes
+// runs and asks, once, for what was held.
+func TestSyncer_HoldsRunsWhilePaused(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	for _, p := range []string{filepath.Join(src, "p"), filepath.Join(dst, "p")} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resumed := 0
+	g := guard.New(guard.Options{Source: src, Dest: dst, OnResume: func() { resumed++ }})
+	next := &countSyncer{}
+	s := guard.Syncer{Guard: g, Next: next}
+	sync := func() error {
+		_, err := s.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, syncer.Hints{})
+		return err
+	}
+	if err := sync(); err != nil || next.runs != 1 || g.Paused() != "" {
+		t.Fatalf("healthy source: err %v, runs %d, paused %q", err, next.runs, g.Paused())
+	}
+	if err := os.Remove(filepath.Join(src, "p")); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := sync(); !errors.Is(err, syncer.ErrPaused) {
+			t.Fatalf("emptied source: err %v, want ErrPaused", err)
+		}
+	}
+	if next.runs != 1 || !strings.Contains(g.Paused(), "is empty but the backup is not") {
+		t.Fatalf("emptied source: runs %d, paused %q", next.runs, g.Paused())
+	}
+	if err := os.Mkdir(filepath.Join(src, "p"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next.runs != 3 || g.Paused() != "" || resumed != 1 {
+		t.Errorf("source back: runs %d, paused %q, resumed %d times (want 3, \"\", 1)", next.runs, g.Paused(), resumed)
 	}
 }

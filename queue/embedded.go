@@ -94,8 +94,8 @@ func LockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// Connect opens an in-process client connection.
-func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+// connect opens an in-process client connection.
+func (e *Embedded) connect(name string) (*nats.Conn, error) {
 	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("connect embedded nats: %w", err)

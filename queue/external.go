@@ -37,6 +37,8 @@ type ExternalOptions struct {
 	// Timeout bounds the first connection.
 	Timeout time.Duration
 	Name    string
+
+	onReconnect func() // set by Connect
 }
 
 // Check reports option combinations that cannot work and files that cannot
@@ -111,16 +113,19 @@ func (o ExternalOptions) natsOptions() ([]nats.Option, error) {
 	if o.TLSCA != "" || o.TLSCert != "" {
 		opts = append(opts, nats.Secure())
 	}
+	if o.onReconnect != nil {
+		opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) { o.onReconnect() }))
+	}
 	return opts, nil
 }
 
 // ErrUnreachable means no server of the list answered.
 var ErrUnreachable = errors.New("nats unreachable")
 
-// ConnectExternal connects to an external server and checks its version.
+// connectExternal connects to an external server and checks its version.
 // Once connected it reconnects forever: a cluster losing a server, or a
 // restart of a lone one, is waited out, not an exit.
-func ConnectExternal(opts ExternalOptions) (*nats.Conn, error) {
+func connectExternal(opts ExternalOptions) (*nats.Conn, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
@@ -146,9 +151,9 @@ func ConnectExternal(opts ExternalOptions) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Replicas is how many copies of each stream suit the servers nc sees: 3 in
+// replicas is how many copies of each stream suit the servers nc sees: 3 in
 // a cluster of three or more, else 1.
-func Replicas(nc *nats.Conn) int {
+func replicas(nc *nats.Conn) int {
 	if nc.ConnectedClusterName() != "" && len(nc.Servers()) >= 3 {
 		return 3
 	}

@@ -97,12 +97,12 @@ func TestConnectExternal_Auth(t *testing.T) {
 			}
 			tt.good.URLs, tt.bad.URLs = []string{url}, []string{url}
 			tt.good.Timeout, tt.bad.Timeout = 2*time.Second, 2*time.Second
-			nc, err := ConnectExternal(tt.good)
+			nc, err := connectExternal(tt.good)
 			if err != nil {
 				t.Fatalf("good credentials: %v", err)
 			}
 			nc.Close()
-			if nc, err := ConnectExternal(tt.bad); err == nil {
+			if nc, err := connectExternal(tt.bad); err == nil {
 				nc.Close()
 				t.Fatal("bad credentials connected")
 			} else {
@@ -136,7 +136,7 @@ func TestConnectExternal_Unreachable(t *testing.T) {
 	}
 	url := "nats://" + ln.Addr().String()
 	ln.Close()
-	_, err = ConnectExternal(ExternalOptions{URLs: []string{url}, Timeout: time.Second})
+	_, err = connectExternal(ExternalOptions{URLs: []string{url}, Timeout: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("err = %v, want unreachable", err)
 	}

@@ -48,15 +48,29 @@ type Options struct {
 	// EventAckWait is the same for events held by the coalescer; it must
 	// exceed the coalescer's max delay.
 	EventAckWait time.Duration
-	// Memory keeps the streams in memory: for a one-shot queue whose loss
-	// costs only a rerun (a standalone reconcile); it starts and stops
-	// without the file store's fsyncs.
-	Memory bool
-	Logger *zap.Logger
+	// StateDir is the daemon's state directory (required): locked while
+	// the queue is open, it holds the embedded server's store (nats/).
+	StateDir string
+	// External, when set, is the NATS cluster to use instead of the
+	// embedded server.
+	External *ExternalOptions
+	// Listen opens a client port on the embedded server ("127.0.0.1:4222");
+	// empty opens none.
+	Listen string
+	// Scratch keeps the streams in memory, on an embedded server of their
+	// own: a one-shot queue whose loss costs only a rerun (a standalone
+	// reconcile); it starts and stops without the file store's fsyncs.
+	Scratch bool
+	// OnFailover, when set, is called (on a goroutine of its own) for every
+	// leader election of one of syncer's streams or consumers on an
+	// external cluster, and after each reconnect: the moments when stored
+	// work can be redelivered or, rarely, skipped.
+	OnFailover func(what string)
+	Logger     *zap.Logger
 }
 
 func (o Options) storage() jetstream.StorageType {
-	if o.Memory {
+	if o.Scratch {
 		return jetstream.MemoryStorage
 	}
 	return jetstream.FileStorage
@@ -72,11 +86,13 @@ type JetStream struct {
 	evCons  jetstream.Consumer
 	opts    Options
 	log     *zap.Logger
+	url     string
+	close   func()
 }
 
-// Open sets up streams and consumers (creating what is missing, never
+// open sets up streams and consumers (creating what is missing, never
 // rewriting what exists) on nc.
-func Open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) {
+func open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
 	}
@@ -372,12 +388,10 @@ func (q *JetStream) PendingByProject(ctx context.Context, projects []string) (ma
 	return out, nil
 }
 
-// OnLeaderElected calls fn (on its own goroutine) whenever a new leader is
+// onLeaderElected calls fn (on its own goroutine) whenever a new leader is
 // elected for one of syncer's streams or consumers on a cluster, with the
-// stream or consumer name, until stop is called. A failover is when stored
-// work can be redelivered or, in rare cases, skipped; syncer answers every
-// one with a reconcile.
-func (q *JetStream) OnLeaderElected(fn func(what string)) (stop func(), err error) {
+// stream or consumer name, until stop is called.
+func (q *JetStream) onLeaderElected(fn func(what string)) (stop func(), err error) {
 	var subs []*nats.Subscription
 	stop = func() {
 		for _, s := range subs {

@@ -22,15 +22,11 @@ func leasers(t *testing.T, n int, ttl time.Duration) ([]*queue.Leaser, string) {
 	s := testutil.StartJetStream(t)
 	var out []*queue.Leaser
 	for range n {
-		nc, err := nats.Connect(s.ClientURL())
+		q, err := queue.Connect(t.Context(), queue.Options{StateDir: t.TempDir(), External: &queue.ExternalOptions{URLs: []string{s.ClientURL()}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(nc.Close)
-		q, err := queue.Open(t.Context(), nc, queue.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		t.Cleanup(q.Close)
 		l, err := q.OpenLeases(t.Context(), ttl)
 		if err != nil {
 			t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/queue"
@@ -143,14 +141,11 @@ func TestJetStream_Results(t *testing.T) {
 func TestOpen_External(t *testing.T) {
 	s := testutil.StartJetStream(t)
 	for i := range 2 {
-		nc, err := nats.Connect(s.ClientURL())
+		q, err := queue.Connect(t.Context(), queue.Options{StateDir: t.TempDir(), External: &queue.ExternalOptions{URLs: []string{s.ClientURL()}}})
 		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		if _, err := queue.Open(t.Context(), nc, queue.Options{}); err != nil {
 			t.Fatalf("open #%d: %v", i, err)
 		}
+		defer q.Close()
 	}
 }
 

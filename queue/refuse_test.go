@@ -37,7 +37,7 @@ func TestJobs_RefuseCraftedPaths(t *testing.T) {
 		"nul":      `{"id":"nul","dir":` + b64("p/a\x00b") + `,"reason":"change"}`,
 		"empty":    `{"id":"empty","dir":` + b64("p//a") + `,"reason":"change"}`,
 		"overlong": `{"id":"overlong","dir":` + b64("p/"+strings.Repeat("n", 256)) + `,"reason":"change"}`,
-		"skip":     `{"id":"skip","dir":` + b64("p") + `,"reason":"change","skip":[` + b64("../../etc/shadow") + `]}`,
+		"open":     `{"id":"open","dir":` + b64("p") + `,"reason":"change","open":[` + b64("../../etc/shadow") + `]}`,
 		"files":    `{"id":"files","dir":` + b64("p") + `,"reason":"change","files":[` + b64("q/f") + `]}`,
 		"garbage":  `{"id":`,
 	}
@@ -90,7 +90,7 @@ func encodeB64(s string) string { return base64.StdEncoding.EncodeToString([]byt
 func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte(`{"id":"1","dir":"cC9h","reason":"change"}`))
 	f.Add([]byte(`{"id":"1","dir":"Li4vLi4vWA==","rec":true}`))
-	f.Add([]byte(`{"id":"1","dir":"cA==","files":["cC9m"],"skip":["cC94L3k="]}`))
+	f.Add([]byte(`{"id":"1","dir":"cA==","files":["cC9m"],"open":["cC94L3k="]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		j, err := queue.DecodeJob(b)
 		if err != nil {
@@ -99,7 +99,7 @@ func FuzzDecodeJob(f *testing.F) {
 		if cerr := j.Check(); cerr != nil {
 			t.Fatalf("DecodeJob accepted %+v: %v", j, cerr)
 		}
-		for _, p := range append(append([]string{j.Scope.Dir}, j.Skip...), j.Files...) {
+		for _, p := range append(append([]string{j.Scope.Dir}, j.Open...), j.Files...) {
 			if strings.Contains(p, "..") && syncer.CheckPath(p) != nil {
 				t.Fatalf("DecodeJob let %q through", p)
 			}

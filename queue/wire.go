@@ -66,7 +66,7 @@ type wireJob struct {
 	Recursive  bool      `json:"rec,omitempty"`
 	Reason     string    `json:"reason"`
 	FirstEvent time.Time `json:"first_event"`
-	Skip       [][]byte  `json:"skip,omitempty"`
+	Open       [][]byte  `json:"open,omitempty"`
 	Files      [][]byte  `json:"files,omitempty"`
 }
 
@@ -84,12 +84,12 @@ type wireResult struct {
 
 func toWireJob(j syncer.Job) wireJob {
 	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason),
-		FirstEvent: j.FirstEvent, Skip: toBytes(j.Skip), Files: toBytes(j.Files)}
+		FirstEvent: j.FirstEvent, Open: toBytes(j.Open), Files: toBytes(j.Files)}
 }
 
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Skip: fromBytes(w.Skip), Files: fromBytes(w.Files)}
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Open: fromBytes(w.Open), Files: fromBytes(w.Files)}
 }
 
 // decodeJob reads a job off the wire and validates every path in it

@@ -14,6 +14,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -307,4 +308,26 @@ func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, now ti
 		return nil, err
 	}
 	return old, nil
+}
+
+// KeepTrash prunes the trash at start and hourly until ctx ends: days older
+// than retention go. It does nothing when Options.Trash is off.
+func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration) {
+	if r.opts.Trash == "" || retention <= 0 {
+		return
+	}
+	for {
+		old, err := r.PruneTrash(ctx, retention, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.log.Warn("prune trash", zap.Error(err))
+		case len(old) > 0:
+			r.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", retention))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }

@@ -108,7 +108,7 @@ func New(opts Options) (*Runner, error) {
 // directory no longer exists in the source are skipped: their removal shows
 // up as a change of an existing ancestor, which carries the deletion.
 // Recursive and non-recursive scopes run as separate invocations. Files in
-// h.Skip are excluded, which also keeps them from being deleted; h.Files is
+// h.Open are excluded, which also keeps them from being deleted; h.Files is
 // not used (rsync compares the whole directory).
 func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	var total syncer.Stats
@@ -145,7 +145,7 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		recursive bool
 	}{{deep, true}, {flat, false}} {
 		for _, chunk := range r.chunks(set.dirs) {
-			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(h.Skip, chunk, set.recursive)))
+			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(h.Open, chunk, set.recursive)))
 			total.Add(st)
 			if err != nil {
 				return total, err
@@ -194,7 +194,7 @@ func skipped(skip, dirs []string, recursive bool) []string {
 	return out
 }
 
-// maxSkipBytes bounds the arguments one invocation spends on Job.Skip.
+// maxSkipBytes bounds the arguments one invocation spends on Job.Open.
 const maxSkipBytes = 32 << 10
 
 // Args builds the argument list (without the binary) that syncs dirs,

@@ -144,7 +144,7 @@ func TestRunner_Sync_Skip(t *testing.T) {
 		skip = append(skip, "p/"+n, "p/sub/"+n)
 	}
 	for _, sc := range []syncer.Scope{{Dir: "p"}, {Dir: "p", Recursive: true}} {
-		if _, err := r.Sync(t.Context(), []syncer.Scope{sc}, syncer.Hints{Skip: skip}); err != nil {
+		if _, err := r.Sync(t.Context(), []syncer.Scope{sc}, syncer.Hints{Open: skip}); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range odd {

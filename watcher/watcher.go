@@ -34,10 +34,10 @@ const (
 	maxOpen   = 4096
 )
 
-// Publisher receives the watcher's directory events. Publish may block; it
-// returns an error when the event could not be stored.
+// Publisher receives the watcher's directory events. PublishEvent may
+// block; it returns an error when the event could not be stored.
 type Publisher interface {
-	Publish(ctx context.Context, ev syncer.DirEvent) error
+	PublishEvent(ctx context.Context, ev syncer.DirEvent) error
 }
 
 // Options configure a Watcher; zero values mean the defaults.
@@ -57,7 +57,20 @@ type Options struct {
 	// means copying it again, whole, once it is done. It is synced when
 	// closed, or as it is once open this long. Negative turns this off.
 	OpenWait time.Duration
-	Logger   *zap.Logger
+	// OnLost, when set, is told of each subtree whose changes may have
+	// gone unreported, so that a reconcile looks at it: everything after
+	// a kernel queue overflow or when the root is replaced, a directory
+	// that could not be watched (when it fails, then every
+	// UnwatchedEvery), the project of an event that could not be stored.
+	// It is called from Run's goroutine and must not block.
+	OnLost func(syncer.Scope)
+	// UnwatchedEvery is how often directories without a watch are
+	// reported lost again (default 10 min).
+	UnwatchedEvery time.Duration
+	// CheckRoot is how often Run looks whether the root was replaced
+	// (default 2 s).
+	CheckRoot time.Duration
+	Logger    *zap.Logger
 }
 
 // Watcher watches a tree. Create it with New, start it with Run.
@@ -69,6 +82,8 @@ type Watcher struct {
 	watches   atomic.Int64
 	failed    atomic.Int64
 	overflows atomic.Int64
+	restarts  atomic.Int64
+	published map[syncer.Reason]*atomic.Int64 // events stored, by reason
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
@@ -115,6 +130,12 @@ func New(opts Options) (*Watcher, error) {
 	if opts.OpenWait == 0 {
 		opts.OpenWait = DefaultOpenWait
 	}
+	if opts.UnwatchedEvery <= 0 {
+		opts.UnwatchedEvery = 10 * time.Minute
+	}
+	if opts.CheckRoot <= 0 {
+		opts.CheckRoot = 2 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -127,7 +148,10 @@ func New(opts Options) (*Watcher, error) {
 		}
 	}
 	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{},
-		open: map[string]*openFile{}}
+		open: map[string]*openFile{}, published: map[syncer.Reason]*atomic.Int64{}}
+	for _, r := range []syncer.Reason{syncer.ReasonChange, syncer.ReasonNewDir} {
+		w.published[r] = new(atomic.Int64)
+	}
 	w.setupCond = sync.NewCond(&w.setupMu)
 	return w, nil
 }
@@ -183,6 +207,18 @@ func (w *Watcher) Waiting() int {
 // Overflows counts kernel event queue overflows.
 func (w *Watcher) Overflows() int64 { return w.overflows.Load() }
 
+// Restarts counts the times the root was replaced and watched anew.
+func (w *Watcher) Restarts() int64 { return w.restarts.Load() }
+
+// Published counts the events stored, by reason.
+func (w *Watcher) Published() map[syncer.Reason]int64 {
+	out := make(map[syncer.Reason]int64, len(w.published))
+	for r, n := range w.published {
+		out[r] = n.Load()
+	}
+	return out
+}
+
 // WatchFailures counts directories whose watch could not be added.
 func (w *Watcher) WatchFailures() int64 { return w.failed.Load() }
 
@@ -195,18 +231,42 @@ func (w *Watcher) Unwatched() []string {
 }
 
 // Run watches the tree and publishes events until ctx ends. It returns an
-// error only when watching cannot start at all.
+// error only when watching cannot start at all. When the root is replaced
+// (unmounted, remounted, moved away), whose watches would be on the old
+// directory and see nothing of the new one, it starts over on the new one
+// and reports everything lost.
 func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	defer w.setupDone() // whatever happens, nobody waits for a walk that is over
+	for {
+		replaced, err := w.run(ctx, pub)
+		if !replaced {
+			return err
+		}
+		w.restarts.Add(1)
+		w.log.Warn("source root replaced (mount change?): watching the new one", zap.String("root", w.opts.Root))
+		w.lost(syncer.Scope{Recursive: true})
+	}
+}
+
+// run watches the tree until ctx ends (false) or its root is replaced (true).
+func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err error) {
+	root, err := rootID(w.opts.Root)
+	if err != nil {
+		return false, fmt.Errorf("watch %s: %w", w.opts.Root, err)
+	}
 	fsw, err := fsnotify.NewBufferedWatcher(uint(w.opts.Buffer))
 	if err != nil {
-		return fmt.Errorf("start watcher: %w", err)
+		return false, fmt.Errorf("start watcher: %w", err)
 	}
 	defer fsw.Close()
 	w.fsw = fsw
+	w.watches.Store(0)
 	w.watched = map[string]bool{}
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
+	w.mu.Lock()
+	w.unwatchd = nil
+	w.mu.Unlock()
 	defer func() {
 		w.openMu.Lock()
 		clear(w.open)
@@ -217,43 +277,76 @@ func (w *Watcher) Run(ctx context.Context, pub Publisher) error {
 	err = w.addTreeParallel("")
 	w.setupDone()
 	if err != nil {
-		return err
+		return false, err
 	}
-	w.started = true
 	w.log.Info("watching", zap.String("root", w.opts.Root), zap.Int(syncer.LogWatches, w.Watches()),
 		zap.Duration(syncer.LogTook, time.Since(start)))
-	close(w.ready)
+	if !w.started {
+		w.started = true
+		close(w.ready)
+	}
 
 	// The flush timer runs only while events wait: an idle watcher on a
 	// large tree must not wake up a hundred times a second.
 	flush := time.NewTimer(w.opts.Flush)
 	flush.Stop()
 	armed := false
+	check := time.NewTicker(w.opts.CheckRoot)
+	defer check.Stop()
+	unwatched := time.NewTicker(w.opts.UnwatchedEvery)
+	defer unwatched.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			w.publish(context.WithoutCancel(ctx), pub) // best effort: hand over what was seen
-			return nil
+			return false, nil
 		case ev, ok := <-fsw.Events:
 			if !ok {
-				return errors.New("watcher closed")
+				return false, errors.New("watcher closed")
 			}
 			w.handle(ev)
 		case err, ok := <-fsw.Errors:
 			if !ok {
-				return errors.New("watcher closed")
+				return false, errors.New("watcher closed")
 			}
 			w.handleError(err)
 		case <-flush.C:
 			armed = false
 			w.probe(time.Now())
 			w.publish(ctx, pub)
+		case <-check.C:
+			if now, err := rootID(w.opts.Root); err == nil && now != root {
+				w.publish(ctx, pub)
+				return true, nil
+			}
+		case <-unwatched.C:
+			// Directories without a watch are seen only by a walk.
+			for _, dir := range w.Unwatched() {
+				w.lost(syncer.Scope{Dir: dir, Recursive: true})
+			}
 		}
 		if !armed && (len(w.pending) > 0 || len(w.open) > 0) {
 			flush.Reset(w.opts.Flush)
 			armed = true
 		}
 	}
+}
+
+// lost says that what changed in s may not have been reported.
+func (w *Watcher) lost(s syncer.Scope) {
+	if w.opts.OnLost != nil {
+		w.opts.OnLost(s)
+	}
+}
+
+type fileID struct{ dev, ino uint64 }
+
+func rootID(p string) (fileID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{uint64(st.Dev), st.Ino}, nil
 }
 
 func (w *Watcher) note(s syncer.Scope, r syncer.Reason) { w.noteAt(s, r, time.Now()) }
@@ -338,9 +431,12 @@ func (w *Watcher) OpenBelow(scopes ...syncer.Scope) []string {
 
 func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 	for s, p := range w.pending {
-		if err := pub.Publish(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.OpenBelow(s)}); err != nil {
-			w.log.Warn("publish event; will retry", zap.Error(err), zap.String(syncer.LogScope, s.String()))
-			return
+		if err := pub.PublishEvent(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.OpenBelow(s)}); err != nil {
+			// Not stored: nothing may be lost, so its whole project is.
+			w.log.Warn("event not stored; its project is lost", zap.Error(err), zap.String(syncer.LogScope, s.String()))
+			w.lost(syncer.Scope{Dir: s.Project(), Recursive: true})
+		} else {
+			w.published[p.reason].Add(1)
 		}
 		delete(w.pending, s)
 	}
@@ -349,8 +445,8 @@ func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 func (w *Watcher) handleError(err error) {
 	if errors.Is(err, fsnotify.ErrEventOverflow) {
 		w.overflows.Add(1)
-		w.log.Warn("kernel event queue overflowed; asking for a reconcile", zap.Error(syncer.ErrOverflow))
-		w.note(syncer.Scope{Dir: "", Recursive: true}, syncer.ReasonOverflow)
+		w.log.Warn("kernel event queue overflowed: changes lost; asking for a reconcile", zap.Error(err))
+		w.lost(syncer.Scope{Recursive: true})
 		return
 	}
 	w.log.Warn("watch error", zap.Error(err))
@@ -563,7 +659,7 @@ func (w *Watcher) unwatched(dir string, err error) {
 	} else {
 		w.log.Error("watch directory; left to reconcile", zap.String(syncer.LogDir, dir), zap.Error(err))
 	}
-	w.note(syncer.Scope{Dir: dir, Recursive: true}, syncer.ReasonOverflow)
+	w.lost(syncer.Scope{Dir: dir, Recursive: true})
 }
 
 // removeTree drops the watches of dir and of every watched dir below it.

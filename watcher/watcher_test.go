@@ -2,6 +2,7 @@ package watcher_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ type rec struct {
 	evs []syncer.DirEvent
 }
 
-func (r *rec) Publish(_ context.Context, ev syncer.DirEvent) error {
+func (r *rec) PublishEvent(_ context.Context, ev syncer.DirEvent) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, ev)
@@ -253,4 +254,107 @@ func TestWatcher_OpenWait(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// lostRec records what the watcher reports lost.
+type lostRec struct {
+	mu   sync.Mutex
+	lost []syncer.Scope
+}
+
+func (l *lostRec) add(s syncer.Scope) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lost = append(l.lost, s)
+}
+
+func (l *lostRec) has(s syncer.Scope) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, x := range l.lost {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// failing is a Publisher that stores nothing.
+type failing struct{}
+
+func (failing) PublishEvent(context.Context, syncer.DirEvent) error { return errors.New("no space") }
+
+func runLost(t *testing.T, root string, pub watcher.Publisher) (*watcher.Watcher, *lostRec) {
+	t.Helper()
+	l := &lostRec{}
+	w, err := watcher.New(watcher.Options{Root: root, OnLost: l.add, CheckRoot: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx, pub) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	<-w.Ready()
+	return w, l
+}
+
+// TestWatcher_RootReplaced checks that a root replaced under the watcher (a
+// remount, a directory moved away and made again) is reported lost and
+// watched anew: writes in the new tree bring events.
+func TestWatcher_RootReplaced(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "src")
+	testutil.WriteTree(t, root, testutil.Tree{"p/old": "1"})
+	r := &rec{}
+	w, l := runLost(t, root, r)
+	if err := os.Rename(root, filepath.Join(base, "src.old")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteTree(t, root, testutil.Tree{"p/x": "2"})
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if !l.has(syncer.Scope{Recursive: true}) {
+			return errors.New("the replaced root was not reported lost")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if w.Watches() != 2 {
+			return fmt.Errorf("%d watches, want the new root and p", w.Watches())
+		}
+		return nil
+	})
+	m := r.mark()
+	writeFile(t, filepath.Join(root, "p", "y"), "3")
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error { return r.saw(m, syncer.Scope{Dir: "p"}) })
+}
+
+// TestWatcher_EventNotStored checks that an event the publisher could not
+// store is reported as its project lost, not retried forever or dropped.
+func TestWatcher_EventNotStored(t *testing.T) {
+	root := t.TempDir()
+	testutil.WriteTree(t, root, testutil.Tree{"proj/a/": ""})
+	w, l := runLost(t, root, failing{})
+	writeFile(t, filepath.Join(root, "proj", "a", "f"), "x")
+	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if !l.has(syncer.Scope{Dir: "proj", Recursive: true}) {
+			return errors.New("the project of an unstored event was not reported lost")
+		}
+		return nil
+	})
+	if n := w.Published()[syncer.ReasonChange]; n != 0 {
+		t.Errorf("Published = %d, want 0: nothing was stored", n)
+	}
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

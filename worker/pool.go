@@ -33,6 +33,11 @@ type Source interface {
 	More(n int) []syncer.Delivery
 }
 
+// OpenFiles lists the files below scopes that are being written now.
+type OpenFiles interface {
+	OpenBelow(scopes ...syncer.Scope) []string
+}
+
 // Options configure a Pool; zero values mean the defaults.
 type Options struct {
 	// Workers is the number of concurrent rsyncs, runtime.GOMAXPROCS(0) by default.
@@ -61,6 +66,14 @@ type Options struct {
 	Source Source
 	Syncer syncer.Syncer
 	Locker Locker // a LocalLocker by default
+	// Open, when set, tells which files below a run's scopes are being
+	// written now (the watcher's view), whatever the jobs said when they
+	// were made: a run leaves them out (syncer.Hints.Open), and each
+	// brings a job of its own once it is closed.
+	Open OpenFiles
+	// OnRun, when set, is told of each run: what it did, how long it took
+	// and its error.
+	OnRun func(st syncer.Stats, took time.Duration, err error)
 	// OnResult, when set, is called once per settled job (acked or given up).
 	OnResult func(syncer.Result)
 	// OnVanished, when set, is called after a successful run during which
@@ -200,7 +213,14 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
-	hints := syncer.Hints{Skip: batchSkip(claims), Files: batchFiles(claims)}
+	hints := syncer.Hints{Open: batchOpen(claims), Files: batchFiles(claims)}
+	if p.opts.Open != nil {
+		for _, f := range p.opts.Open.OpenBelow(scopes...) {
+			if !slices.Contains(hints.Open, f) {
+				hints.Open = append(hints.Open, f)
+			}
+		}
+	}
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	go p.heartbeat(hbCtx, claims)
@@ -214,6 +234,9 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.busy--
 	p.mu.Unlock()
 	stopHB()
+	if p.opts.OnRun != nil {
+		p.opts.OnRun(st, took, err)
+	}
 
 	var open *syncer.OpenFilesError
 	if errors.As(err, &open) {
@@ -248,16 +271,16 @@ func (p *Pool) later(log *zap.Logger, d syncer.Delivery, open *syncer.OpenFilesE
 	}
 }
 
-// batchSkip is what a run leaves out: a file that some job asks to skip,
+// batchOpen is what a run leaves out: a file that some job asks to skip,
 // and that every job of the run covering it asks to skip too. A job that
 // covers the file without skipping it may be the follow-up sent once the
 // file was closed, and skipping it there would lose that follow-up.
-func batchSkip(claims []*claim) []string {
+func batchOpen(claims []*claim) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, c := range claims {
 		for _, d := range c.ds {
-			for _, p := range d.Job.Skip {
+			for _, p := range d.Job.Open {
 				if seen[p] {
 					continue
 				}
@@ -303,7 +326,7 @@ func batchFiles(claims []*claim) map[string][]string {
 func skippedByAll(claims []*claim, path string) bool {
 	for _, c := range claims {
 		for _, d := range c.ds {
-			if d.Job.Scope.HasFile(path) && !slices.Contains(d.Job.Skip, path) {
+			if d.Job.Scope.HasFile(path) && !slices.Contains(d.Job.Open, path) {
 				return false
 			}
 		}

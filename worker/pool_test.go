@@ -28,7 +28,7 @@ type recSyncer struct {
 
 func (r *recSyncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	r.mu.Lock()
-	r.skips = append(r.skips, h.Skip)
+	r.skips = append(r.skips, h.Open)
 	for _, s := range scopes {
 		for _, o := range r.running {
 			if s.Overlaps(o) {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/testutil"
 )
 
@@ -24,7 +25,7 @@ import (
 // -benchtime=20x for the median of 20.
 func BenchmarkRun_WriteLag(b *testing.B) {
 	rs := testutil.RequireRsync(b)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Source, cfg.Dest, cfg.StateDir, cfg.RsyncPath = b.TempDir(), b.TempDir(), b.TempDir(), rs
 	cfg.Listen = ""
 	testutil.WriteTree(b, cfg.Source, testutil.Tree{"p/shot/": "", "q/": ""})

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncer/syncer/config"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -22,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"--source", "/from/flag", "--config", file}); err != nil {
 		t.Fatal(err)
 	}
-	var flagged Config
+	var flagged config.Config
 	// Re-read the flag values the way RunE sees them.
 	flagged.Source, _ = cmd.Flags().GetString("source")
 	got, err := loadConfig(file, cmd.Flags(), flagged)
@@ -38,7 +40,7 @@ func TestLoadConfig(t *testing.T) {
 	if got.Workers != 5 || got.MaxDelay != 20*time.Second {
 		t.Errorf("workers, max_delay = %d, %v, want the environment's 5, 20s", got.Workers, got.MaxDelay)
 	}
-	if len(got.Exclude) != 2 || got.Batch != DefaultConfig().Batch {
+	if len(got.Exclude) != 2 || got.Batch != config.Default().Batch {
 		t.Errorf("exclude = %q, batch = %d", got.Exclude, got.Batch)
 	}
 }

@@ -12,10 +12,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/syncer/syncer/config"
 	"go.uber.org/zap"
 )
 
@@ -32,27 +32,6 @@ import (
 
 // controlSock is the control socket's name in the state dir.
 const controlSock = "control.sock"
-
-// readToken reads a bearer token file, which must not be readable by
-// group or others.
-func readToken(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 16 {
-		return "", fmt.Errorf("%s: the token is shorter than 16 characters", path)
-	}
-	return tok, nil
-}
 
 // publicHandler serves the read-only routes of the TCP listener.
 func (d *daemon) publicHandler(mux *http.ServeMux) {
@@ -176,12 +155,61 @@ func listenControl(stateDir, group string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveControl serves the control API on ln until the returned stop is called.
-func (d *daemon) serveControl(ln net.Listener) (stop func()) {
-	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
+// serveAPI serves the whole API on the control socket and, when listen is
+// set, the public routes (and the control ones behind the token) on TCP,
+// until the returned stop is called.
+func (d *daemon) serveAPI() (stop func(), err error) {
+	cfg := d.cfg
+	var token string
+	if cfg.ControlTokenFile != "" {
+		if token, err = config.ReadToken(cfg.ControlTokenFile); err != nil {
+			return nil, fmt.Errorf("control_token_file: %w", err)
+		}
+	}
+	ln, err := listenControl(cfg.StateDir, cfg.ControlGroup)
+	if err != nil {
+		return nil, err
+	}
+	stops := []func(){d.serve("control", ln, d.handler())}
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	if cfg.Listen == "" {
+		return stop, nil
+	}
+	tln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	d.addr = tln.Addr().String()
+	if !loopback(cfg.Listen) {
+		d.log.Warn("the HTTP listener is reachable from other hosts: it serves /metrics, /healthz and /readyz to anyone who connects",
+			zap.String("listen", d.addr), zap.Bool("control_by_token", token != ""))
+	}
+	stops = append(stops, d.serve("http", tln, d.tcpHandler(token, d.addr)))
+	// Written whole or not at all: the CLI may read it at any moment.
+	addrPath := filepath.Join(cfg.StateDir, addrFile)
+	if err := os.WriteFile(addrPath+".tmp", []byte(d.addr+"\n"), 0o600); err != nil {
+		d.log.Warn("record http address", zap.Error(err))
+	} else if err := os.Rename(addrPath+".tmp", addrPath); err != nil {
+		d.log.Warn("record http address", zap.Error(err))
+	}
+	stops = append(stops, func() { _ = os.Remove(addrPath) })
+	return stop, nil
+}
+
+// addrFile is where the daemon records its HTTP address in the state dir.
+const addrFile = "http.addr"
+
+// serve serves h on ln until the returned stop is called.
+func (d *daemon) serve(what string, ln net.Listener, h http.Handler) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control server", zap.Error(err))
+			d.log.Error(what+" server", zap.Error(err))
 		}
 	}()
 	return func() {

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/reconcile"
 )
 
 // hostile starts a daemon (with the direct copier, or rsync alone) whose source is written by an unprivileged user
@@ -263,7 +264,7 @@ func TestHostile_API(t *testing.T) {
 	cf := clientFlags{stateDir: h.cfg.StateDir}
 	cmd := &cobra.Command{}
 	cmd.SetContext(t.Context())
-	var v reconcileRun
+	var v reconcile.Report
 	err = cf.do(cmd, http.MethodPost, "/api/reconcile", map[string]any{"projects": []string{"../../Z"}}, &v)
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), `".." component`) {
 		t.Errorf("reconcile of ../../Z: %v, want 400 with the reason", err)
@@ -275,7 +276,7 @@ func TestHostile_API(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var v reconcileRun
+			var v reconcile.Report
 			if err := cf.do(cmd, http.MethodPost, "/api/reconcile", map[string]any{}, &v); err != nil {
 				t.Error(err)
 				return

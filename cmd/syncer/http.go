@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/reconcile"
 )
 
 // retryRequest asks to put dead-lettered jobs back; no IDs means all.
@@ -30,7 +31,7 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /api/reconcile", d.handleReconcile)
 	mux.HandleFunc("GET /api/reconcile/{id}", func(w http.ResponseWriter, r *http.Request) {
-		v, ok := d.reconcileView(r.PathValue("id"))
+		v, ok := d.recon.Report(r.PathValue("id"))
 		if !ok {
 			http.Error(w, "no such reconcile", http.StatusNotFound)
 			return
@@ -55,7 +56,7 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
-	if p := d.pausedReason(); p != "" {
+	if p := d.guard.Paused(); p != "" {
 		return "paused: " + p
 	}
 	if !d.isReady() {
@@ -84,26 +85,26 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // statusReport is what GET /api/status returns and `syncer status` prints.
 type statusReport struct {
-	Version      string          `json:"version"`
-	Source       string          `json:"source"`
-	Dest         string          `json:"dest"`
-	Started      time.Time       `json:"started"`
-	Ready        bool            `json:"ready"`
-	NotReady     string          `json:"not_ready,omitempty"`
-	Workers      int             `json:"workers"`
-	Busy         int             `json:"workers_busy"`
-	Queue        queueReport     `json:"queue"`
-	Watches      int             `json:"watches"`
-	WatchesLimit int64           `json:"watches_limit"`
-	Unwatched    []string        `json:"unwatched,omitempty"`
-	Overflows    int64           `json:"overflows"`
-	OpenWaiting  int             `json:"open_files_waiting"`
-	RsyncRuns    int64           `json:"rsync_runs"`
-	NetworkFS    string          `json:"network_fs,omitempty"`
-	Reconcile    *reconcileRun   `json:"reconcile,omitempty"`
-	Paused       string          `json:"paused,omitempty"`
-	Dead         []queue.DeadJob `json:"dead"`
-	Projects     []projectReport `json:"projects"`
+	Version      string            `json:"version"`
+	Source       string            `json:"source"`
+	Dest         string            `json:"dest"`
+	Started      time.Time         `json:"started"`
+	Ready        bool              `json:"ready"`
+	NotReady     string            `json:"not_ready,omitempty"`
+	Workers      int               `json:"workers"`
+	Busy         int               `json:"workers_busy"`
+	Queue        queueReport       `json:"queue"`
+	Watches      int               `json:"watches"`
+	WatchesLimit int64             `json:"watches_limit"`
+	Unwatched    []string          `json:"unwatched,omitempty"`
+	Overflows    int64             `json:"overflows"`
+	OpenWaiting  int               `json:"open_files_waiting"`
+	RsyncRuns    int64             `json:"rsync_runs"`
+	NetworkFS    string            `json:"network_fs,omitempty"`
+	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
+	Paused       string            `json:"paused,omitempty"`
+	Dead         []queue.DeadJob   `json:"dead"`
+	Projects     []projectReport   `json:"projects"`
 }
 
 type queueReport struct {
@@ -124,11 +125,11 @@ type projectReport struct {
 func (d *daemon) status(ctx context.Context) statusReport {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	w := d.w.Load()
+	w := d.w
 	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
 		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
 		WatchesLimit: int64(inotifyLimit()), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load(),
-		Paused: d.pausedReason()}
+		Paused: d.guard.Paused()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx)
 	if st, err := d.q.Stats(ctx); err != nil {
@@ -137,19 +138,15 @@ func (d *daemon) status(ctx context.Context) statusReport {
 		r.Queue = queueReport{Pending: st.Pending, InFlight: st.InFlight, OldestSeconds: st.OldestAge.Seconds(), Events: st.Events}
 	}
 	names := map[string]bool{}
-	for _, p := range d.sourceProjects() {
+	for _, p := range sourceProjects(d.cfg.Source) {
 		names[p] = true
 	}
 	d.mu.Lock()
 	for p := range d.projects {
 		names[p] = true
 	}
-	var lastID string
-	if len(d.recons) > 0 {
-		lastID = d.recons[len(d.recons)-1].ID
-	}
 	d.mu.Unlock()
-	if v, ok := d.reconcileView(lastID); ok && lastID != "" {
+	if v, ok := d.recon.Report(""); ok {
 		r.Reconcile = &v
 	}
 	r.NetworkFS = d.networkFS

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"github.com/syncer/syncer/config"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -125,7 +126,7 @@ overlapping directories at once. Both need --nats-url (a server >= 2.11).`
 // newDaemonCmd is `syncer run`, `syncer watch` or `syncer work`.
 func newDaemonCmd(role string, stderr io.Writer) *cobra.Command {
 	var configPath string
-	flags := DefaultConfig()
+	flags := config.Default()
 	desc := daemonCmds[role]
 	cmd := &cobra.Command{
 		Use:   desc.use,
@@ -154,8 +155,8 @@ func newDaemonCmd(role string, stderr io.Writer) *cobra.Command {
 // prepare builds and validates the effective config of a command, its
 // logger and a context that signals end; every error is a usage error.
 // done stops watching signals and flushes the log.
-func prepare(cmd *cobra.Command, configPath string, flags Config, stderr io.Writer) (
-	ctx context.Context, cfg Config, log *zap.Logger, done func(), err error) {
+func prepare(cmd *cobra.Command, configPath string, flags config.Config, stderr io.Writer) (
+	ctx context.Context, cfg config.Config, log *zap.Logger, done func(), err error) {
 	if cfg, err = loadConfig(configPath, cmd.Flags(), flags); err != nil {
 		return nil, cfg, nil, nil, usageError{err}
 	}
@@ -193,7 +194,7 @@ func notifyContext(parent context.Context, log *zap.Logger) (context.Context, fu
 }
 
 // newLogger builds the one logger: JSON unless on a terminal (or as configured).
-func newLogger(cfg Config, w io.Writer) (*zap.Logger, error) {
+func newLogger(cfg config.Config, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,8 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/watcher"
 )
 
 // metrics are the daemon's Prometheus metrics, on a registry of its own so
@@ -20,9 +22,6 @@ import (
 type metrics struct {
 	reg *prometheus.Registry
 
-	events        *prometheus.CounterVec
-	overflows     prometheus.Counter
-	watchFailures prometheus.Counter
 	published     *prometheus.CounterVec
 	coalesced     prometheus.Counter
 	jobsDone      *prometheus.CounterVec
@@ -42,12 +41,6 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncer_events_total",
-			Help: "Directory events received from the watcher, by reason."}, []string{"reason"}),
-		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_watch_overflows_total",
-			Help: "Kernel inotify queue overflows (each triggers a reconcile)."}),
-		watchFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_watch_failures_total",
-			Help: "Directories whose watch could not be added (left to reconcile)."}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncer_jobs_published_total",
 			Help: "Jobs put on the queue, by reason."}, []string{"reason"}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_events_coalesced_total",
@@ -78,7 +71,7 @@ func newMetrics() *metrics {
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_ready",
 			Help: "1 once the startup reconcile is done."}),
 	}
-	m.reg.MustRegister(m.events, m.overflows, m.watchFailures, m.published, m.coalesced, m.jobsDone, m.jobsFailed,
+	m.reg.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
 		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
 		m.ready, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
@@ -98,6 +91,61 @@ func projectLabel(p string) string {
 		return "."
 	}
 	return p
+}
+
+// register adds the metrics read at scrape time from d's components.
+func (m *metrics) register(d *daemon) {
+	m.reg.MustRegister(newQueueCollector(d.q), newWatchCollector(d.w))
+	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
+		func() float64 {
+			if d.guard.Paused() != "" {
+				return 1
+			}
+			return 0
+		})
+	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", inotifyLimit)
+	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(d.pool.Workers()) })
+	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(d.pool.Busy()) })
+}
+
+// job records a job the coalescer published for events.
+func (m *metrics) job(j syncer.Job, events int) {
+	m.published.WithLabelValues(string(j.Reason)).Inc()
+	m.coalesced.Add(float64(events))
+}
+
+// reconciled records a reconcile whose walk completed: the drift it found
+// and, when no job failed, the projects it made equal.
+func (m *metrics) reconciled(r reconcile.Report, drift map[string]reconcile.Drift, source string) {
+	for p, dr := range drift {
+		m.driftFiles.WithLabelValues(projectLabel(p)).Add(float64(dr.Files))
+		m.driftBytes.WithLabelValues(projectLabel(p)).Add(float64(dr.Bytes))
+	}
+	if r.Failed > 0 {
+		return
+	}
+	done := r.Projects
+	if len(done) == 0 {
+		done = sourceProjects(source)
+	}
+	for _, p := range done {
+		m.reconcileLast.WithLabelValues(projectLabel(p)).Set(float64(time.Now().Unix()))
+	}
+}
+
+// sourceProjects lists the top-level folders of the source.
+func sourceProjects(source string) []string {
+	ents, err := os.ReadDir(source)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // result records a settled job.
@@ -162,6 +210,40 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.redelivered, prometheus.GaugeValue, float64(st.Redelivered))
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.events, prometheus.GaugeValue, float64(st.Events))
+}
+
+// watchCollector reads the watcher's counters at scrape time.
+type watchCollector struct {
+	w                                                    *watcher.Watcher
+	events, overflows, failures, watches, open, restarts *prometheus.Desc
+}
+
+func newWatchCollector(w *watcher.Watcher) *watchCollector {
+	return &watchCollector{w: w,
+		events:    prometheus.NewDesc("syncer_events_total", "Directory events the watcher stored, by reason.", []string{"reason"}, nil),
+		overflows: prometheus.NewDesc("syncer_watch_overflows_total", "Kernel inotify queue overflows (each triggers a reconcile).", nil, nil),
+		failures:  prometheus.NewDesc("syncer_watch_failures_total", "Directories whose watch could not be added (left to reconcile).", nil, nil),
+		restarts:  prometheus.NewDesc("syncer_watch_restarts_total", "Times the source root was replaced and watched anew.", nil, nil),
+		watches:   prometheus.NewDesc("syncer_watches", "Directories watched with inotify.", nil, nil),
+		open:      prometheus.NewDesc("syncer_open_files_waiting", "Files left out of syncs until their writer closes them.", nil, nil),
+	}
+}
+
+func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.events, c.overflows, c.failures, c.restarts, c.watches, c.open} {
+		ch <- d
+	}
+}
+
+func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
+	for r, n := range c.w.Published() {
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), string(r))
+	}
+	ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(c.w.Overflows()))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(c.w.WatchFailures()))
+	ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(c.w.Restarts()))
+	ch <- prometheus.MustNewConstMetric(c.watches, prometheus.GaugeValue, float64(c.w.Watches()))
+	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(c.w.Waiting()))
 }
 
 // inotifyLimit reads the kernel's max_user_watches; 0 when unknown.

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/reconcile"
 )
 
-func reconcileCLI(t *testing.T, cfg Config, args ...string) (int, string, string) {
+func reconcileCLI(t *testing.T, cfg config.Config, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	all := append([]string{"reconcile", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", cfg.StateDir,
@@ -80,7 +82,7 @@ func TestReconcile_CLI(t *testing.T) {
 		t.Fatalf("reconcile: exit %d: %s", code, stderr)
 	}
 	h.converge(t)
-	var sum reconcileRun
+	var sum reconcile.Report
 	must(t, json.Unmarshal([]byte(stdout), &sum))
 	if sum.State != "done" || sum.DriftFiles < 3 || sum.Jobs == 0 {
 		t.Errorf("summary = %+v, want done with drift", sum)
@@ -106,7 +108,7 @@ func TestReconcile_ThroughDaemon(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("reconcile: exit %d: %s", code, stderr)
 	}
-	var sum reconcileRun
+	var sum reconcile.Report
 	must(t, json.Unmarshal([]byte(stdout), &sum))
 	if sum.Why != "api" {
 		t.Errorf("reconcile ran as %q, want through the daemon (api)", sum.Why)
@@ -142,7 +144,7 @@ func TestRun_Overflow(t *testing.T) {
 	h := start(t, cfg)
 	// Queue size is fixed when the inotify instance is made: restore now.
 	must(t, os.WriteFile(knob, old, 0o644))
-	w := h.d.w.Load()
+	w := h.d.w
 	for i := range 3000 {
 		must(t, os.WriteFile(h.path(fmt.Sprintf("p/d/f%d", i)), []byte("x"), 0o644))
 	}
@@ -150,12 +152,12 @@ func TestRun_Overflow(t *testing.T) {
 	if n := w.Overflows(); n == 0 {
 		t.Fatal("no overflow seen: the test did not test anything")
 	}
-	if h.d.w.Load() != w {
+	if w.Restarts() != 0 {
 		t.Error("watcher was restarted")
 	}
 	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
-		v, ok := h.d.reconcileView("")
-		if !ok || v.Why != "requested" || !v.finished() {
+		v, ok := h.d.recon.Report("")
+		if !ok || v.Why != "requested" || !v.Ended() {
 			return fmt.Errorf("last reconcile = %+v, want a requested one, finished", v)
 		}
 		return nil

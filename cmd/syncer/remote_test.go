@@ -68,7 +68,7 @@ func TestRun_RemoteDest(t *testing.T) {
 				must(t, os.RemoveAll(h.path(p)))
 			}
 			testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
-				if h.d.pausedReason() == "" {
+				if h.d.guard.Paused() == "" {
 					return errors.New("not paused")
 				}
 				return nil

@@ -21,20 +21,21 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/testutil"
 )
 
 type harness struct {
-	cfg    Config
+	cfg    config.Config
 	d      *daemon
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func testConfig(t *testing.T) Config {
+func testConfig(t *testing.T) config.Config {
 	t.Helper()
 	rs := testutil.RequireRsync(t)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Source, cfg.Dest, cfg.StateDir = t.TempDir(), t.TempDir(), t.TempDir()
 	cfg.RsyncPath = rs
 	cfg.ShutdownTimeout = 5 * time.Second
@@ -43,7 +44,7 @@ func testConfig(t *testing.T) Config {
 }
 
 // start runs a daemon on cfg until the test ends and waits until it is ready.
-func start(t *testing.T, cfg Config) *harness {
+func start(t *testing.T, cfg config.Config) *harness {
 	t.Helper()
 	h := launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
 	h.waitReady(t)
@@ -51,7 +52,7 @@ func start(t *testing.T, cfg Config) *harness {
 }
 
 // launch starts a daemon without waiting for it to be ready.
-func launch(t *testing.T, cfg Config, log *zap.Logger) *harness {
+func launch(t *testing.T, cfg config.Config, log *zap.Logger) *harness {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/syncer/syncer/config"
 )
 
 // clientFlags locate a running daemon's control API: its socket in the
@@ -27,7 +28,7 @@ type clientFlags struct {
 func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "", "reach the daemon over TCP at this address instead of its control socket (needs --token-file)")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "the daemon's control_token_file, for --listen")
-	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "the daemon's state dir (default: from --config, else "+defaultStateDir()+")")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "the daemon's state dir (default: from --config, else "+config.Default().StateDir+")")
 	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the daemon's config file")
 }
 
@@ -36,7 +37,7 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 func (f *clientFlags) socket(cmd *cobra.Command) (string, error) {
 	dir := f.stateDir
 	if dir == "" {
-		cfg, err := loadConfig(f.config, cmd.Flags(), Config{})
+		cfg, err := loadConfig(f.config, cmd.Flags(), config.Config{})
 		if err != nil {
 			return "", usageError{err}
 		}
@@ -57,7 +58,7 @@ func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) e
 	if f.listen != "" {
 		if f.tokenFile != "" {
 			var err error
-			if token, err = readToken(f.tokenFile); err != nil {
+			if token, err = config.ReadToken(f.tokenFile); err != nil {
 				return usageError{fmt.Errorf("token-file: %w", err)}
 			}
 		}

@@ -18,19 +18,10 @@ func Queue(tb testing.TB, ackWait time.Duration) *queue.JetStream {
 // TCP address listen (loopback), for tests that play another client.
 func QueueListening(tb testing.TB, ackWait time.Duration, listen string) *queue.JetStream {
 	tb.Helper()
-	e, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: tb.TempDir(), Listen: listen})
+	q, err := queue.Connect(tb.Context(), queue.Options{StateDir: tb.TempDir(), Listen: listen, JobAckWait: ackWait})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	q, err := queue.Open(tb.Context(), nc, queue.Options{JobAckWait: ackWait})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	tb.Cleanup(q.Close)
 	return q
 }

@@ -11,7 +11,7 @@ import (
 func TestBatchSkip(t *testing.T) {
 	job := func(dir string, rec bool, skip ...string) *claim {
 		return &claim{scope: syncer.Scope{Dir: dir, Recursive: rec},
-			ds: []syncer.Delivery{{Job: syncer.Job{Scope: syncer.Scope{Dir: dir, Recursive: rec}, Skip: skip}}}}
+			ds: []syncer.Delivery{{Job: syncer.Job{Scope: syncer.Scope{Dir: dir, Recursive: rec}, Open: skip}}}}
 	}
 	tests := []struct {
 		name   string
@@ -28,8 +28,8 @@ func TestBatchSkip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if d := cmp.Diff(tt.want, batchSkip(tt.claims)); d != "" {
-				t.Errorf("batchSkip() mismatch (-want +got):\n%s", d)
+			if d := cmp.Diff(tt.want, batchOpen(tt.claims)); d != "" {
+				t.Errorf("batchOpen() mismatch (-want +got):\n%s", d)
 			}
 		})
 	}

@@ -1,0 +1,444 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/watcher"
+)
+
+// Config is every setting of syncer. The YAML keys are the flag names with
+// "_" for "-"; SYNCER_<KEY> environment variables override the file, and
+// flags override both.
+type Config struct {
+	Source   string `yaml:"source"`
+	Dest     string `yaml:"dest"`
+	StateDir string `yaml:"state_dir"`
+
+	Workers          int           `yaml:"workers"`
+	Batch            int           `yaml:"batch"`
+	Debounce         time.Duration `yaml:"debounce"`
+	MaxDelay         time.Duration `yaml:"max_delay"`
+	CollapseChildren int           `yaml:"collapse_children"`
+	CollapseProject  int           `yaml:"collapse_project"`
+	Exclude          []string      `yaml:"exclude"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	OpenFileWait     time.Duration `yaml:"open_file_wait"`
+
+	RsyncPath  string   `yaml:"rsync_path"`
+	RsyncArgs  []string `yaml:"rsync_args"`
+	DirectCopy bool     `yaml:"direct_copy"`
+
+	// A remote dest: ssh settings ("host:/path") or the rsync daemon's
+	// password ("rsync://host/module/path").
+	SSHIdentity       string `yaml:"ssh_identity"`
+	SSHPort           int    `yaml:"ssh_port"`
+	SSHKnownHosts     string `yaml:"ssh_known_hosts"`
+	RsyncPasswordFile string `yaml:"rsync_password_file"`
+
+	RetryBackoff      time.Duration `yaml:"retry_backoff"`
+	RetryMax          int           `yaml:"retry_max"`
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	JobAckWait        time.Duration `yaml:"job_ack_wait"`
+	LeaseTTL          time.Duration `yaml:"lease_ttl"`
+	DiagnoseInterval  time.Duration `yaml:"diagnose_interval"`
+	MaxDelete         int           `yaml:"max_delete"`
+	Trash             string        `yaml:"trash"`
+	TrashRetention    time.Duration `yaml:"trash_retention"`
+	Marker            string        `yaml:"marker"`
+	RequireMount      bool          `yaml:"require_mount"`
+
+	Listen           string   `yaml:"listen"`
+	ControlGroup     string   `yaml:"control_group"`
+	ControlTokenFile string   `yaml:"control_token_file"`
+	Pprof            bool     `yaml:"pprof"`
+	NatsURL          []string `yaml:"nats_url"`
+	NatsTokenFile    string   `yaml:"nats_token_file"`
+	NatsUser         string   `yaml:"nats_user"`
+	NatsPassword     string   `yaml:"nats_password_file"`
+	NatsNkeyFile     string   `yaml:"nats_nkey_file"`
+	NatsCredsFile    string   `yaml:"nats_creds_file"`
+	NatsTLSCA        string   `yaml:"nats_tls_ca"`
+	NatsTLSCert      string   `yaml:"nats_tls_cert"`
+	NatsTLSKey       string   `yaml:"nats_tls_key"`
+	NatsReplicas     int      `yaml:"nats_replicas"`
+	NatsListen       string   `yaml:"nats_listen"`
+	LogLevel         string   `yaml:"log_level"`
+	LogFormat        string   `yaml:"log_format"`
+}
+
+// MaxWorkers bounds the worker pool: each worker runs one rsync.
+const MaxWorkers = 1024
+
+// DefaultListen is the HTTP listener's default address: loopback only.
+const DefaultListen = "127.0.0.1:9797"
+
+// Default is the configuration with nothing set.
+func Default() Config {
+	return Config{
+		StateDir:          defaultStateDir(),
+		Batch:             256,
+		Debounce:          coalesce.DefaultQuiet,
+		MaxDelay:          coalesce.DefaultMaxDelay,
+		CollapseChildren:  coalesce.DefaultMaxChildren,
+		CollapseProject:   coalesce.DefaultMaxPending,
+		ShutdownTimeout:   30 * time.Second,
+		OpenFileWait:      watcher.DefaultOpenWait,
+		RsyncPath:         "rsync",
+		DirectCopy:        true,
+		Listen:            DefaultListen,
+		RetryBackoff:      time.Second,
+		RetryMax:          8,
+		ReconcileInterval: 24 * time.Hour,
+		JobAckWait:        60 * time.Second,
+		LeaseTTL:          30 * time.Second,
+		DiagnoseInterval:  30 * time.Second,
+		MaxDelete:         10000,
+		Trash:             ".syncer-trash",
+		TrashRetention:    7 * 24 * time.Hour,
+		LogLevel:          "info",
+		LogFormat:         "auto",
+	}
+}
+
+// defaultStateDir follows systemd's StateDirectory, then root's /var/lib,
+// then XDG for a user daemon.
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/syncer"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "syncer")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "syncer")
+}
+
+// Validate checks everything that can be checked before anything starts and
+// reports every problem at once. It normalises paths to absolute clean ones.
+// It changes nothing on disk.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	src, srcOK := c.checkDir("source", &c.Source, &errs)
+	var dst string
+	dstOK := false
+	loc, err := rsync.ParseLocation(c.Dest)
+	switch {
+	case err != nil:
+		bad("dest %v", err)
+	case loc.Remote():
+		c.checkRemote(loc, &errs)
+	default:
+		dst, dstOK = c.checkDir("dest", &c.Dest, &errs)
+	}
+	if srcOK && dstOK {
+		switch {
+		case src == dst:
+			bad("source and dest are the same directory: %s", src)
+		case within(dst, src):
+			bad("dest %s is inside source %s: the backup would back itself up", dst, src)
+		case within(src, dst):
+			bad("source %s is inside dest %s: syncing would delete the source", src, dst)
+		}
+	}
+	if c.StateDir == "" {
+		bad("state_dir: required")
+	} else if err := checkCreatable(c.StateDir); err != nil {
+		bad("state_dir %s: %v", c.StateDir, err)
+	} else if abs, err := filepath.Abs(c.StateDir); err == nil {
+		c.StateDir = abs
+		if srcOK && (abs == src || within(abs, src)) {
+			bad("state_dir %s is inside source %s", abs, src)
+		}
+		if dstOK && (abs == dst || within(abs, dst)) {
+			bad("state_dir %s is inside dest %s: a sync would move the live queue into the trash", abs, dst)
+		}
+		if srcOK && within(src, abs) || dstOK && within(dst, abs) {
+			bad("state_dir %s holds the source or the dest", abs)
+		}
+	}
+	if c.Workers < 0 || c.Workers > MaxWorkers {
+		bad("workers: %d, want 0 (one per core) to %d", c.Workers, MaxWorkers)
+	}
+	if c.Batch < 1 || c.Batch > 10000 {
+		bad("batch: %d, want 1 to 10000", c.Batch)
+	}
+	for _, b := range []struct {
+		name     string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"debounce", c.Debounce, time.Millisecond, time.Minute},
+		{"max_delay", c.MaxDelay, time.Millisecond, time.Hour},
+		{"retry_backoff", c.RetryBackoff, time.Millisecond, time.Hour},
+		{"job_ack_wait", c.JobAckWait, 3 * time.Second, time.Hour},
+		{"lease_ttl", c.LeaseTTL, time.Second, 10 * time.Minute},
+		{"shutdown_timeout", c.ShutdownTimeout, time.Millisecond, time.Hour},
+		{"open_file_wait", c.OpenFileWait, 0, 24 * time.Hour},
+		{"trash_retention", c.TrashRetention, 0, 10 * 366 * 24 * time.Hour},
+	} {
+		if b.v < b.min || b.v > b.max {
+			bad("%s: %v, want %v to %v", b.name, b.v, b.min, b.max)
+		}
+	}
+	if c.ReconcileInterval != 0 && (c.ReconcileInterval < time.Minute || c.ReconcileInterval > 31*24*time.Hour) {
+		bad("reconcile_interval: %v, want 0 (never) or 1m to 744h", c.ReconcileInterval)
+	}
+	if c.DiagnoseInterval != 0 && (c.DiagnoseInterval < 100*time.Millisecond || c.DiagnoseInterval > 24*time.Hour) {
+		bad("diagnose_interval: %v, want 0 (never) or 100ms to 24h", c.DiagnoseInterval)
+	}
+	if c.RetryMax > 1000 {
+		bad("retry_max: %d, want at most 1000", c.RetryMax)
+	}
+	if c.ControlGroup != "" {
+		if _, err := user.LookupGroup(c.ControlGroup); err != nil {
+			bad("control_group %q: %v", c.ControlGroup, err)
+		}
+	}
+	if c.ControlTokenFile != "" {
+		if _, err := ReadToken(c.ControlTokenFile); err != nil {
+			bad("control_token_file: %v", err)
+		}
+	}
+	if c.Debounce <= 0 {
+		bad("debounce: %v, want a positive duration", c.Debounce)
+	}
+	if c.MaxDelay < c.Debounce {
+		bad("max_delay %v is shorter than debounce %v", c.MaxDelay, c.Debounce)
+	}
+	if c.CollapseChildren < 1 || c.CollapseProject < 1 {
+		bad("collapse_children and collapse_project must be at least 1")
+	}
+	if c.RetryBackoff <= 0 || c.RetryMax < 1 {
+		bad("retry_backoff must be positive and retry_max at least 1")
+	}
+	if c.LeaseTTL < time.Second {
+		bad("lease_ttl: %v, want at least 1s", c.LeaseTTL)
+	}
+	if c.JobAckWait < 3*time.Second {
+		bad("job_ack_wait: %v, want at least 3s", c.JobAckWait)
+	}
+	if c.ReconcileInterval < 0 {
+		bad("reconcile_interval: %v is negative", c.ReconcileInterval)
+	}
+	if c.MaxDelete < 1 {
+		bad("max_delete: %d, want at least 1", c.MaxDelete)
+	}
+	if c.TrashRetention < 0 {
+		bad("trash_retention: %v is negative", c.TrashRetention)
+	}
+	if c.TrashRetention > 0 && (syncer.CheckName(c.Trash) != nil || strings.ContainsAny(c.Trash, "*?[")) {
+		bad("trash %q: want a plain directory name", c.Trash)
+	}
+	if c.Marker != "" && syncer.CheckName(c.Marker) != nil {
+		bad("marker %q: want a file name in the source root", c.Marker)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout: %v, want a positive duration", c.ShutdownTimeout)
+	}
+	if c.OpenFileWait < 0 {
+		bad("open_file_wait: %v, want 0 or a positive duration", c.OpenFileWait)
+	}
+	for _, e := range c.Exclude {
+		if _, err := filepath.Match(e, ""); err != nil || strings.Contains(e, "/") {
+			bad("exclude %q: want a name glob without '/'", e)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "console", "auto":
+	default:
+		bad("log_format %q: want json, console or auto", c.LogFormat)
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("listen: %v", err)
+		}
+	}
+	if len(c.NatsURL) > 0 && c.NatsListen != "" {
+		bad("nats_listen is for the embedded server; not with nats_url")
+	}
+	if err := c.external().Check(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.NatsURL) == 0 && strings.Join([]string{c.NatsTokenFile, c.NatsUser, c.NatsPassword, c.NatsNkeyFile,
+		c.NatsCredsFile, c.NatsTLSCA, c.NatsTLSCert, c.NatsTLSKey}, "") != "" {
+		bad("nats credentials and TLS settings need nats_url")
+	}
+	if c.NatsReplicas < 0 || c.NatsReplicas > 5 {
+		bad("nats_replicas: %d, want 0 (automatic) to 5", c.NatsReplicas)
+	}
+	if c.NatsListen != "" {
+		if _, _, err := net.SplitHostPort(c.NatsListen); err != nil {
+			bad("nats_listen: %v", err)
+		}
+	}
+	if err := checkRsync(c.RsyncPath); err != nil {
+		bad("%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// Remote reports whether the backup is on another host.
+func (c *Config) Remote() bool {
+	l, err := rsync.ParseLocation(c.Dest)
+	return err == nil && l.Remote()
+}
+
+// checkRemote checks a remote dest's settings and files; whether the host
+// answers is checked when a worker starts.
+func (c *Config) checkRemote(loc rsync.Location, errs *[]error) {
+	bad := func(format string, a ...any) { *errs = append(*errs, fmt.Errorf(format, a...)) }
+	if loc.Daemon {
+		if c.SSHIdentity != "" || c.SSHPort != 0 || c.SSHKnownHosts != "" {
+			bad("ssh_* settings are for a host:/path dest, not an rsync daemon")
+		}
+	} else {
+		if c.RsyncPasswordFile != "" {
+			bad("rsync_password_file is for an rsync:// dest")
+		}
+		if _, err := exec.LookPath("ssh"); err != nil {
+			bad("dest %s needs ssh: install it (Debian: apt-get install openssh-client)", c.Dest)
+		}
+		if c.SSHPort < 0 || c.SSHPort > 65535 {
+			bad("ssh_port: %d is not a port", c.SSHPort)
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"ssh_identity", c.SSHIdentity}, {"ssh_known_hosts", c.SSHKnownHosts},
+		{"rsync_password_file", c.RsyncPasswordFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			bad("%s: %v", f.key, err)
+		}
+	}
+}
+
+// external is how to reach an external NATS.
+func (c *Config) external() *queue.ExternalOptions {
+	return &queue.ExternalOptions{URLs: c.NatsURL, TokenFile: c.NatsTokenFile, User: c.NatsUser, PasswordFile: c.NatsPassword,
+		NkeyFile: c.NatsNkeyFile, CredsFile: c.NatsCredsFile, TLSCA: c.NatsTLSCA, TLSCert: c.NatsTLSCert, TLSKey: c.NatsTLSKey, Name: "syncer"}
+}
+
+func (c *Config) checkDir(name string, p *string, errs *[]error) (string, bool) {
+	if *p == "" {
+		*errs = append(*errs, fmt.Errorf("%s: required", name))
+		return "", false
+	}
+	abs, err := filepath.Abs(*p)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %s: %w", name, *p, err))
+		return "", false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %s: does not exist or is unreadable", name, abs))
+		return "", false
+	}
+	if !fi.IsDir() {
+		*errs = append(*errs, fmt.Errorf("%s %s: not a directory", name, abs))
+		return "", false
+	}
+	*p = abs
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		real = abs
+	}
+	return real, true
+}
+
+// within reports whether p is strictly inside dir.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// checkCreatable reports whether dir exists as a writable directory or could be created.
+func checkCreatable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			f, err := os.CreateTemp(d, ".syncer-probe-*")
+			if err != nil {
+				return fmt.Errorf("not writable: %v", err)
+			}
+			f.Close()
+			return os.Remove(f.Name())
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
+}
+
+var rsyncVersion = regexp.MustCompile(`rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)`)
+
+// checkRsync finds rsync and requires 3.2 or newer (nanosecond
+// --modify-window, --mkpath).
+func checkRsync(bin string) error {
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("rsync %q not found: install it (Debian: apt-get install rsync)", bin)
+	}
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("rsync %s --version: %v", p, err)
+	}
+	m := rsyncVersion.FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("rsync %s: cannot read its version", p)
+	}
+	major, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(string(m[2]))
+	if major < 3 || (major == 3 && minor < 2) {
+		return fmt.Errorf("rsync %s is version %s.%s: syncer needs 3.2 or newer", p, m[1], m[2])
+	}
+	return nil
+}
+
+// ReadToken reads a bearer token file, which must not be readable by
+// group or others.
+func ReadToken(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("%s: the token is shorter than 16 characters", path)
+	}
+	return tok, nil
+}

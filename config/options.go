@@ -1,0 +1,108 @@
+package config
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/copier"
+	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/watcher"
+	"github.com/syncer/syncer/worker"
+)
+
+// What each component needs from the settings. The callbacks are the
+// caller's: the config holds no state.
+
+// TrashDir is the trash directory's name in the backup root, "" when trash
+// is off (trash_retention 0).
+func (c *Config) TrashDir() string {
+	if c.TrashRetention <= 0 {
+		return ""
+	}
+	return c.Trash
+}
+
+// IgnoreDest are the names in the backup root that are not part of the
+// mirror.
+func (c *Config) IgnoreDest() []string {
+	if t := c.TrashDir(); t != "" {
+		return []string{t}
+	}
+	return nil
+}
+
+// Queue is where the queue lives and how it behaves; scratch is a
+// standalone reconcile's in-memory one.
+func (c *Config) Queue(log *zap.Logger, scratch bool, onFailover func(string)) queue.Options {
+	o := queue.Options{StateDir: c.StateDir, Listen: c.NatsListen, Scratch: scratch, Replicas: c.NatsReplicas,
+		JobAckWait: c.JobAckWait, EventAckWait: 3*c.MaxDelay + time.Minute, OnFailover: onFailover, Logger: log}
+	if len(c.NatsURL) > 0 {
+		o.External, o.Listen = c.external(), ""
+	}
+	return o
+}
+
+// Rsync is the rsync runner for the backup.
+func (c *Config) Rsync(log *zap.Logger) rsync.Options {
+	return rsync.Options{Binary: c.RsyncPath, Source: c.Source, Dest: c.Dest,
+		SSH:          rsync.SSH{Identity: c.SSHIdentity, Port: c.SSHPort, KnownHosts: c.SSHKnownHosts},
+		PasswordFile: c.RsyncPasswordFile, Excludes: c.Exclude, Args: c.RsyncArgs, MaxDelete: c.MaxDelete,
+		Trash: c.TrashDir(), Logger: log}
+}
+
+// Copier is the direct copier's options, and whether it may be used: it
+// is on (direct_copy), the backup is local, and no extra rsync options ask
+// for what it does not keep (ACLs, xattrs, hard links...).
+func (c *Config) Copier() (copier.Options, bool) {
+	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, OpenWait: c.OpenFileWait, Trash: c.TrashDir()},
+		c.DirectCopy && len(c.RsyncArgs) == 0 && !c.Remote()
+}
+
+// Guard is the deletion guard's options; listDest lists a remote
+// backup's root (unused for a local one).
+func (c *Config) Guard(log *zap.Logger, listDest func() ([]string, error), onResume func()) guard.Options {
+	o := guard.Options{Source: c.Source, Dest: c.Dest, Marker: c.Marker, RequireMount: c.RequireMount,
+		IgnoreDest: c.IgnoreDest(), OnResume: onResume, Logger: log}
+	if c.Remote() {
+		o.ListDest = listDest
+	}
+	return o
+}
+
+// Watcher is the watcher's options; onLost asks for a reconcile.
+func (c *Config) Watcher(log *zap.Logger, onLost func(syncer.Scope)) watcher.Options {
+	wait := c.OpenFileWait
+	if wait == 0 {
+		wait = -1 // off
+	}
+	return watcher.Options{Root: c.Source, Excludes: c.Exclude, OpenWait: wait, OnLost: onLost, Logger: log}
+}
+
+// Coalesce is the coalescer's debounce and collapse settings.
+func (c *Config) Coalesce() coalesce.Options {
+	return coalesce.Options{Quiet: c.Debounce, MaxDelay: c.MaxDelay, MaxChildren: c.CollapseChildren, MaxPending: c.CollapseProject}
+}
+
+// Pool is the worker pool's sizing and retry settings; the caller adds
+// its source, syncer and callbacks.
+func (c *Config) Pool(log *zap.Logger) worker.Options {
+	return worker.Options{Workers: c.Workers, Batch: c.Batch, ShutdownTimeout: c.ShutdownTimeout, MaxAttempts: c.RetryMax,
+		Heartbeat: c.JobAckWait / 4, Backoff: syncer.Backoff{Base: c.RetryBackoff, Max: max(c.RetryBackoff, 10*time.Minute)},
+		Logger: log}
+}
+
+// Walk is the reconcile walk over the trees: no Dest for a remote backup,
+// whose comparison rsync does.
+func (c *Config) Walk() reconcile.Options {
+	o := reconcile.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, IgnoreDest: c.IgnoreDest()}
+	if c.Remote() {
+		o.Dest = ""
+	}
+	return o
+}

@@ -1,0 +1,110 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Connect opens the queue where opts say it lives: on the embedded server
+// with its file store in StateDir/nats, on a scratch in-memory one
+// (Scratch), or on an external cluster (External). In every case it holds
+// the state dir's lock until Close: one syncer process per state dir.
+func Connect(ctx context.Context, opts Options) (q *JetStream, err error) {
+	if opts.StateDir == "" {
+		return nil, errors.New("queue: state dir is required")
+	}
+	var undo []func()
+	closeAll := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	var nc *nats.Conn
+	url := "embedded"
+	if opts.External != nil {
+		lock, err := LockDir(opts.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { lock.Close() })
+		ext := *opts.External
+		if opts.OnFailover != nil {
+			// Advisories are not stored: one sent while this process was
+			// reconnecting is missed. A reconnect is a failover of its own.
+			ext.onReconnect = func() { opts.OnFailover("reconnected") }
+		}
+		if nc, err = connectExternal(ext); err != nil {
+			return nil, err
+		}
+		undo = append(undo, nc.Close)
+		url = nc.ConnectedUrlRedacted()
+	} else {
+		store := filepath.Join(opts.StateDir, "nats")
+		if opts.Scratch {
+			// It lives in memory and dies with the process, but holds the
+			// state dir so that no daemon starts meanwhile.
+			lock, err := LockDir(store)
+			if err != nil {
+				return nil, err
+			}
+			undo = append(undo, func() { lock.Close() })
+			if store, err = ScratchDir(filepath.Join(opts.StateDir, "reconcile-queue")); err != nil {
+				return nil, err
+			}
+		}
+		emb, err := StartEmbedded(EmbeddedOptions{StoreDir: store, Listen: opts.Listen})
+		if err != nil {
+			return nil, err
+		}
+		if opts.Scratch {
+			// Memory only and the process is about to end: do not wait the
+			// ~50 ms the server takes to stop.
+			undo = append(undo, func() { go func() { emb.Shutdown(); _ = os.RemoveAll(store) }() })
+		} else {
+			undo = append(undo, emb.Shutdown)
+		}
+		if nc, err = emb.connect("syncer"); err != nil {
+			return nil, err
+		}
+		undo = append(undo, nc.Close)
+		if u := emb.ClientURL(); u != "" {
+			url = "embedded, listening on " + u
+		}
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = replicas(nc) // 3 on a cluster: survive the loss of a server
+	}
+	if q, err = open(ctx, nc, opts); err != nil {
+		return nil, err
+	}
+	if opts.External != nil && opts.OnFailover != nil {
+		stop, err := q.onLeaderElected(opts.OnFailover)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, stop)
+	}
+	q.url, q.close = url, closeAll
+	return q, nil
+}
+
+// URL says where the queue lives, for logs: "embedded", "embedded,
+// listening on nats://...", or the external server (credentials redacted).
+func (q *JetStream) URL() string { return q.url }
+
+// Close closes the connection, then the embedded server, then releases the
+// state dir.
+func (q *JetStream) Close() {
+	if q.close != nil {
+		q.close()
+	}
+}

@@ -1,0 +1,381 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/syncer/syncer"
+)
+
+// States of a reconcile, in Report.State.
+const (
+	StateWalking = "walking"
+	StateSyncing = "syncing"
+	StateDone    = "done"
+	StateFailed  = "failed"  // some jobs failed (dead-lettered)
+	StateRefused = "refused" // the deletion guard holds every job
+	StateError   = "error"
+)
+
+// Reasons a reconcile runs, in Report.Why, beyond those a caller names.
+const (
+	WhyStartup   = "startup"   // the daemon's first, while the watches go in
+	WhyScheduled = "scheduled" // RunnerOptions' interval
+	WhyRequested = "requested" // lost events, unwatched directories, a failover
+)
+
+// Report is one reconcile as the API and the CLI show it.
+type Report struct {
+	ID       string    `json:"id"`
+	Why      string    `json:"reason"`
+	Projects []string  `json:"projects,omitempty"` // none: all
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	// State is one of the State constants.
+	State      string   `json:"state"`
+	Dirs       int64    `json:"dirs"`
+	Entries    int64    `json:"entries"`
+	DriftFiles int64    `json:"drift_files"`
+	DriftBytes int64    `json:"drift_bytes"`
+	Jobs       int      `json:"jobs"`
+	Done       int      `json:"jobs_done"`
+	Failed     int      `json:"jobs_failed"`
+	Files      int64    `json:"files"`
+	Bytes      int64    `json:"bytes"`
+	Deleted    int64    `json:"deleted"`
+	Errors     []string `json:"errors,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// Ended reports whether the reconcile is over, however it ended.
+func (r Report) Ended() bool {
+	switch r.State {
+	case StateDone, StateFailed, StateRefused, StateError:
+		return true
+	}
+	return false
+}
+
+// Covers reports whether a reconcile of the projects have also covers those
+// of want (none meaning all projects).
+func Covers(have, want []string) bool {
+	if len(have) == 0 {
+		return true
+	}
+	if len(want) == 0 {
+		return false
+	}
+	for _, p := range want {
+		if !slices.Contains(have, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// RunnerOptions configure a Runner.
+type RunnerOptions struct {
+	// Walk names the trees (Source, Dest, Excludes, IgnoreDest, partition
+	// bounds); Projects, OnScope and BeforeRead are set per reconcile.
+	Walk Options
+	// Jobs takes the jobs a walk finds.
+	Jobs Publisher
+	// Check is the deletion guard, asked before every walk: a reconcile
+	// never plans deletions from a source that is not there.
+	Check func() error
+	// Watched, when set, blocks until the watcher watches dir; the startup
+	// reconcile reads each directory only once it is watched, so that it
+	// can walk while the watches go in and miss nothing changed meanwhile.
+	Watched func(dir string)
+	// OnFound, when set, is called each time a walk finds a difference,
+	// before its job is queued (a standalone reconcile opens its queue then).
+	OnFound func()
+	// OnQueued, when set, is called after each batch of jobs is queued.
+	OnQueued func(jobs int)
+	// OnDone, when set, is called when a reconcile whose walk completed
+	// ends, with what each project's backup lacked.
+	OnDone func(r Report, drift map[string]Drift)
+	// SubmitEvery is how long a walk's findings gather before they are
+	// queued together, so that workers find full batches rather than a
+	// trickle (default 1 s).
+	SubmitEvery time.Duration
+	// Keep is how many reports are kept for Report (default 20).
+	Keep   int
+	Logger *zap.Logger
+}
+
+// Runner runs reconciles: walk, queue what differs while the walk goes on,
+// follow the jobs to the end, and keep the reports.
+type Runner struct {
+	opts RunnerOptions
+	log  *zap.Logger
+
+	mu       sync.Mutex
+	runs     []*run // newest last
+	trackers map[*Tracker]bool
+}
+
+type run struct {
+	Report
+	tracker *Tracker
+}
+
+// NewRunner returns a Runner.
+func NewRunner(opts RunnerOptions) *Runner {
+	if opts.SubmitEvery <= 0 {
+		opts.SubmitEvery = time.Second
+	}
+	if opts.Keep <= 0 {
+		opts.Keep = 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &Runner{opts: opts, log: opts.Logger, trackers: map[*Tracker]bool{}}
+}
+
+var seq atomic.Int64
+
+// Start records a reconcile about to run and returns its ID. When join is
+// set and a reconcile for the same reason that covers projects is still
+// walking, its ID is returned instead, with joined true: forty requests at
+// once cost one walk, not forty.
+func (r *Runner) Start(why string, projects []string, join bool) (id string, joined bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if join {
+		for _, x := range r.runs {
+			if x.Why == why && x.State == StateWalking && Covers(x.Projects, projects) {
+				return x.ID, true
+			}
+		}
+	}
+	// Unique across processes: job IDs derive from it and JetStream drops a
+	// publish whose ID it saw in the last two minutes (a restart within the
+	// same second would otherwise lose the whole startup reconcile).
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	x := &run{Report: Report{ID: fmt.Sprintf("r%d-%d-%x", time.Now().Unix(), seq.Add(1), b), Why: why,
+		Projects: projects, Started: time.Now(), State: StateWalking}}
+	r.runs = append(r.runs, x)
+	if len(r.runs) > r.opts.Keep {
+		r.runs = r.runs[len(r.runs)-r.opts.Keep:]
+	}
+	return x.ID, false
+}
+
+// Reconcile starts a reconcile and runs it to the end.
+func (r *Runner) Reconcile(ctx context.Context, why string, projects []string) error {
+	id, _ := r.Start(why, projects, false)
+	return r.Run(ctx, id)
+}
+
+// Report returns reconcile id with live figures; "" is the latest.
+func (r *Runner) Report(id string) (Report, bool) {
+	r.mu.Lock()
+	x := r.find(id)
+	if x == nil {
+		r.mu.Unlock()
+		return Report{}, false
+	}
+	v, t := x.Report, x.tracker
+	v.Errors = slices.Clone(v.Errors)
+	r.mu.Unlock()
+	if t != nil && !v.Ended() {
+		s := t.Summary()
+		v.Jobs, v.Done, v.Failed, v.Files, v.Bytes, v.Deleted = s.Jobs, s.Done, s.Failed, s.Stats.Files, s.Stats.Bytes, s.Stats.Deleted
+	}
+	return v, true
+}
+
+// find returns reconcile id ("" the latest), nil if unknown; r.mu is held.
+func (r *Runner) find(id string) *run {
+	if id == "" && len(r.runs) > 0 {
+		return r.runs[len(r.runs)-1]
+	}
+	for _, x := range r.runs {
+		if x.ID == id {
+			return x
+		}
+	}
+	return nil
+}
+
+// Observe takes one result from the results subject.
+func (r *Runner) Observe(res syncer.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t := range r.trackers {
+		t.Observe(res)
+	}
+}
+
+func (r *Runner) update(id string, fn func(x *run)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if x := r.find(id); x != nil {
+		fn(x)
+	}
+}
+
+// Run runs the reconcile Start recorded: it walks (the given projects of)
+// the trees, queues what differs and waits until those jobs are settled.
+// Failed jobs are reported, not returned: they are dead-lettered and
+// everything else goes on.
+func (r *Runner) Run(ctx context.Context, id string) error {
+	err := r.run(ctx, id)
+	r.update(id, func(x *run) {
+		x.Finished = time.Now()
+		switch {
+		case errors.Is(err, syncer.ErrPaused):
+			x.State, x.Error = StateRefused, err.Error()
+		case err != nil:
+			x.State, x.Error = StateError, err.Error()
+		case x.Failed > 0:
+			x.State = StateFailed
+		default:
+			x.State = StateDone
+		}
+	})
+	return err
+}
+
+// run queues each directory that differs as soon as the walk finds it, so
+// that the workers sync while the walk goes on; the missing subtrees, which
+// are partitioned by size, follow the walk.
+func (r *Runner) run(ctx context.Context, id string) error {
+	rep, ok := r.Report(id)
+	if !ok {
+		return fmt.Errorf("reconcile %s: unknown", id)
+	}
+	if r.opts.Check != nil {
+		if err := r.opts.Check(); err != nil {
+			return err
+		}
+	}
+	t := NewTracker()
+	r.mu.Lock()
+	r.trackers[t] = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.trackers, t)
+		r.mu.Unlock()
+	}()
+	r.update(id, func(x *run) { x.tracker = t })
+
+	found := make(chan syncer.Job, 1024)
+	submitted := make(chan error, 1)
+	go func() { submitted <- r.submit(ctx, id, t, found) }()
+	opts := r.opts.Walk
+	opts.Projects = rep.Projects
+	opts.OnScope = func(s syncer.Scope, files []string) {
+		if r.opts.OnFound != nil {
+			r.opts.OnFound()
+		}
+		found <- syncer.Job{Scope: s, Files: files}
+	}
+	if rep.Why == WhyStartup {
+		opts.BeforeRead = r.opts.Watched
+	}
+	t0 := time.Now()
+	plan, werr := Walk(ctx, opts)
+	walked := time.Since(t0)
+	r.log.Debug("walk done", zap.Int64("dirs", plan.Dirs), zap.Int64("entries", plan.Entries), zap.Int("streamed", plan.Streamed),
+		zap.Duration(syncer.LogTook, walked), zap.Error(werr))
+	if werr == nil {
+		for _, s := range plan.Scopes {
+			if r.opts.OnFound != nil {
+				r.opts.OnFound()
+			}
+			found <- syncer.Job{Scope: s}
+		}
+	}
+	close(found)
+	serr := <-submitted
+	r.update(id, func(x *run) {
+		x.Dirs, x.Entries, x.DriftFiles, x.DriftBytes = plan.Dirs, plan.Entries, plan.Files, plan.Bytes
+		x.Jobs, x.State = t.Summary().Jobs, StateSyncing
+	})
+	if werr != nil {
+		return werr // what was queued already still runs: each job stands alone
+	}
+	if serr != nil {
+		return serr
+	}
+	sum, err := t.Wait(ctx)
+	r.update(id, func(x *run) {
+		x.Done, x.Failed, x.Errors = sum.Done, sum.Failed, sum.Errors
+		x.Files, x.Bytes, x.Deleted = sum.Stats.Files, sum.Stats.Bytes, sum.Stats.Deleted
+		if plan.Blind {
+			// A remote backup: what rsync had to transfer is the drift.
+			x.DriftFiles, x.DriftBytes = sum.Stats.Files, sum.Stats.Bytes
+		}
+		rep = x.Report
+	})
+	if err != nil {
+		return err
+	}
+	for p, dr := range plan.Drift {
+		if dr.Files > 0 && rep.Why != WhyStartup && rep.Why != "cli" {
+			r.log.Warn("reconcile fixed what the watcher missed", zap.String(syncer.LogProject, p),
+				zap.Int64(syncer.LogFiles, dr.Files), zap.Int64(syncer.LogBytes, dr.Bytes), zap.String(syncer.LogReason, rep.Why))
+		}
+	}
+	if r.opts.OnDone != nil {
+		r.opts.OnDone(rep, plan.Drift)
+	}
+	r.log.Info("reconcile done", zap.String("id", id), zap.String(syncer.LogReason, rep.Why), zap.Strings("projects", rep.Projects),
+		zap.Int64("dirs", rep.Dirs), zap.Int64("entries", rep.Entries), zap.Int(syncer.LogJobs, sum.Jobs),
+		zap.Int("failed", sum.Failed), zap.Int64("drift_files", rep.DriftFiles), zap.Int64("drift_bytes", rep.DriftBytes),
+		zap.Int64(syncer.LogFiles, sum.Stats.Files), zap.Int64(syncer.LogBytes, sum.Stats.Bytes),
+		zap.Int64(syncer.LogDeleted, sum.Stats.Deleted), zap.Duration("walk", walked), zap.Duration(syncer.LogTook, time.Since(rep.Started)))
+	if sum.Failed > 0 {
+		r.log.Error("reconcile jobs failed", zap.String("id", id), zap.Int("failed", sum.Failed), zap.Strings("errors", sum.Errors))
+	}
+	return nil
+}
+
+// submit queues the jobs a walk finds, in batches: as many as arrived
+// within SubmitEvery, at most 512. After a failed publish it keeps
+// draining found, queueing nothing.
+func (r *Runner) submit(ctx context.Context, id string, t *Tracker, found <-chan syncer.Job) error {
+	var batch []syncer.Job
+	var err error
+	n := 0
+	flush := func() {
+		if len(batch) > 0 && err == nil {
+			if err = t.Submit(ctx, r.opts.Jobs, fmt.Sprintf("reconcile-%s-%d", id, n), batch, syncer.ReasonReconcile); err == nil {
+				if r.opts.OnQueued != nil {
+					r.opts.OnQueued(len(batch))
+				}
+				n++
+			}
+		}
+		batch = batch[:0]
+	}
+	tick := time.NewTicker(r.opts.SubmitEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case j, ok := <-found:
+			if !ok {
+				flush()
+				return err
+			}
+			if batch = append(batch, j); len(batch) >= 512 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
