@@ -75,27 +75,24 @@ func (s *Stats) Add(o Stats) {
 }
 
 // Result reports the end of one job. Workers publish one when a job is
-// acknowledged (OK) or given up (Final and not OK); a job that will be
-// retried produces no result.
+// acknowledged (OK) or given up (not OK); a job that will be retried
+// produces no result.
 type Result struct {
-	JobID string
+	Job Job // the job settled; the lag is measured from its FirstEvent
 	// Run identifies the rsync run that settled the job; the jobs of one
 	// batch share it, and Stats, which are the whole run's.
-	Run    string
-	Scope  Scope
-	Reason Reason
-	// Named is set when the job named its files (Job.Files): it covered
-	// only those, not the whole directory.
-	Named    bool
+	Run      string
 	OK       bool
 	Started  time.Time // when the rsync that covered the job started
 	Finished time.Time
-	// FirstEvent is copied from the job, for lag accounting.
-	FirstEvent time.Time
-	ExitCode   int
-	Error      string
-	Stats      Stats // of the whole run, see Run
+	ExitCode int
+	Error    string
+	Stats    Stats // of the whole run, see Run
 }
+
+// Named reports whether the job named its files (Job.Files): it covered
+// only those, not the whole directory.
+func (r Result) Named() bool { return len(r.Job.Files) > 0 }
 
 // Syncer replicates the given scopes from the source tree to the backup tree.
 //

@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/watcher"
@@ -214,7 +215,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.ControlTokenFile != "" {
-		if _, err := ReadToken(c.ControlTokenFile); err != nil {
+		if _, err := control.ReadToken(c.ControlTokenFile); err != nil {
 			bad("control_token_file: %v", err)
 		}
 	}
@@ -420,25 +421,4 @@ func checkRsync(bin string) error {
 		return fmt.Errorf("rsync %s is version %s.%s: syncer needs 3.2 or newer", p, m[1], m[2])
 	}
 	return nil
-}
-
-// ReadToken reads a bearer token file, which must not be readable by
-// group or others.
-func ReadToken(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(b))
-	if len(tok) < 16 {
-		return "", fmt.Errorf("%s: the token is shorter than 16 characters", path)
-	}
-	return tok, nil
 }

@@ -1,6 +1,7 @@
 package diag_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +66,31 @@ func TestDiagnose(t *testing.T) {
 	}
 	if v := diag.Diagnose(diag.Snapshot{}, diag.Snapshot{}, diag.Queue{}); v.Bottleneck != diag.Idle {
 		t.Errorf("Diagnose(empty) = %+v", v)
+	}
+}
+
+// TestMonitor checks that Monitor hands over a verdict per interval, says
+// changed only when the bottleneck is not the one before, and stops with ctx.
+func TestMonitor(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var verdicts []diag.Verdict
+	var changed []bool
+	err := diag.Monitor(ctx, 20*time.Millisecond, func(context.Context) diag.Queue { return diag.Queue{Known: true, Workers: 2} },
+		func(v diag.Verdict, c bool) {
+			verdicts, changed = append(verdicts, v), append(changed, c)
+			if len(verdicts) == 3 {
+				cancel()
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verdicts) != 3 || !changed[0] {
+		t.Fatalf("verdicts %d, changed %v: want 3, the first a change", len(verdicts), changed)
+	}
+	for i := 1; i < 3; i++ {
+		if changed[i] != (verdicts[i].Bottleneck != verdicts[i-1].Bottleneck) {
+			t.Errorf("verdict %d: changed %v, bottleneck %q after %q", i, changed[i], verdicts[i].Bottleneck, verdicts[i-1].Bottleneck)
+		}
 	}
 }

@@ -49,13 +49,13 @@ func (q *JetStream) deadStream(ctx context.Context) (jetstream.Stream, error) {
 
 // PublishDead stores a given-up job with why it failed.
 func (q *JetStream) PublishDead(ctx context.Context, r syncer.Result) error {
-	b, err := json.Marshal(wireDead{wireJob: toWireJob(syncer.Job{ID: r.JobID, Scope: r.Scope, Reason: r.Reason, FirstEvent: r.FirstEvent}),
+	b, err := json.Marshal(wireDead{wireJob: toWireJob(syncer.Job{ID: r.Job.ID, Scope: r.Job.Scope, Reason: r.Job.Reason, FirstEvent: r.Job.FirstEvent}),
 		Error: r.Error, ExitCode: r.ExitCode, At: r.Finished})
 	if err != nil {
 		return fmt.Errorf("encode dead job: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, deadPrefix+Token(r.Scope.Project(), 16), b); err != nil {
-		return fmt.Errorf("publish dead job %s: %w", r.JobID, err)
+	if _, err := q.js.Publish(ctx, deadPrefix+Token(r.Job.Scope.Project(), 16), b); err != nil {
+		return fmt.Errorf("publish dead job %s: %w", r.Job.ID, err)
 	}
 	return nil
 }

@@ -299,13 +299,12 @@ func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
 // PublishResult announces a finished job on core NATS (not stored: results
 // feed live bookkeeping; a missed one is found again by reconcile).
 func (q *JetStream) PublishResult(r syncer.Result) error {
-	w := wireResult{wireJob: toWireJob(syncer.Job{ID: r.JobID, Scope: r.Scope, Reason: r.Reason, FirstEvent: r.FirstEvent}),
-		Run: r.Run, Named: r.Named, OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
+	w := wireResult{wireJob: toWireJob(r.Job), Run: r.Run, OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	return q.nc.Publish(resultSubject(r.Scope), b)
+	return q.nc.Publish(resultSubject(r.Job.Scope), b)
 }
 
 // SubscribeResults calls fn for every result published by any worker until
@@ -316,9 +315,7 @@ func (q *JetStream) SubscribeResults(fn func(syncer.Result)) (stop func(), err e
 		if err := json.Unmarshal(m.Data, &w); err != nil {
 			return
 		}
-		j := w.job()
-		fn(syncer.Result{JobID: j.ID, Run: w.Run, Scope: j.Scope, Reason: j.Reason, Named: w.Named, FirstEvent: j.FirstEvent, OK: w.OK,
-			Started: w.Started, Finished: w.Finished, ExitCode: w.ExitCode, Error: w.Error, Stats: w.Stats})
+		fn(syncer.Result{Job: w.job(), Run: w.Run, OK: w.OK, Started: w.Started, Finished: w.Finished, ExitCode: w.ExitCode, Error: w.Error, Stats: w.Stats})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe results: %w", err)

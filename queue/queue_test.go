@@ -122,13 +122,13 @@ func TestJetStream_Results(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	want := syncer.Result{JobID: "x", Scope: syncer.Scope{Dir: "a\nb"}, OK: true, Stats: syncer.Stats{Files: 3}}
+	want := syncer.Result{Job: syncer.Job{ID: "x", Scope: syncer.Scope{Dir: "a\nb"}}, OK: true, Stats: syncer.Stats{Files: 3}}
 	if err := q.PublishResult(want); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case r := <-got:
-		if r.JobID != want.JobID || r.Scope != want.Scope || r.Stats != want.Stats || !r.OK {
+		if r.Job.ID != want.Job.ID || r.Job.Scope != want.Job.Scope || r.Stats != want.Stats || !r.OK {
 			t.Errorf("result = %+v, want %+v", r, want)
 		}
 	case <-time.After(5 * time.Second):
@@ -153,7 +153,7 @@ func TestJetStream_Dead(t *testing.T) {
 	q := open(t)
 	ctx := t.Context()
 	for _, id := range []string{"a", "b"} {
-		r := syncer.Result{JobID: id, Scope: syncer.Scope{Dir: "p/\xff" + id}, Error: "rsync: exit 1", ExitCode: 1, Finished: time.Now()}
+		r := syncer.Result{Job: syncer.Job{ID: id, Scope: syncer.Scope{Dir: "p/\xff" + id}}, Error: "rsync: exit 1", ExitCode: 1, Finished: time.Now()}
 		if err := q.PublishDead(ctx, r); err != nil {
 			t.Fatal(err)
 		}

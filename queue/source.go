@@ -88,8 +88,7 @@ func (j *Jobs) decode(m jetstream.Msg) (syncer.Delivery, bool) {
 		// Whoever published it, it never reaches a worker: dead-lettered
 		// with the reason on its first delivery, never retried.
 		j.q.log.Error("job refused", zap.Error(err), zap.String("subject", m.Subject()), zap.String(syncer.LogJobID, job.ID))
-		if derr := j.q.PublishDead(context.Background(), syncer.Result{JobID: job.ID, Scope: job.Scope, Reason: job.Reason,
-			FirstEvent: job.FirstEvent, Finished: time.Now(), ExitCode: -1, Error: err.Error()}); derr != nil {
+		if derr := j.q.PublishDead(context.Background(), syncer.Result{Job: job, Finished: time.Now(), ExitCode: -1, Error: err.Error()}); derr != nil {
 			j.q.log.Warn("dead-letter refused job", zap.Error(derr))
 		}
 		_ = m.Term()

@@ -73,7 +73,6 @@ type wireJob struct {
 type wireResult struct {
 	wireJob
 	Run      string       `json:"run,omitempty"`
-	Named    bool         `json:"named,omitempty"`
 	OK       bool         `json:"ok"`
 	Started  time.Time    `json:"started"`
 	Finished time.Time    `json:"finished"`

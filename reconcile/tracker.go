@@ -84,14 +84,14 @@ func (t *Tracker) Observe(r syncer.Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var cands []string
-	if r.Scope.Recursive && r.OK {
+	if r.Job.Scope.Recursive && r.OK {
 		for id, w := range t.waiting { // rare: a subtree result may cover many
-			if r.Scope.Covers(w.scope) {
+			if r.Job.Scope.Covers(w.scope) {
 				cands = append(cands, id)
 			}
 		}
 	} else {
-		for id := range t.byDir[r.Scope.Dir] {
+		for id := range t.byDir[r.Job.Scope.Dir] {
 			cands = append(cands, id)
 		}
 	}
@@ -99,12 +99,12 @@ func (t *Tracker) Observe(r syncer.Result) {
 	for _, id := range cands {
 		w := t.waiting[id]
 		switch {
-		case r.OK && !r.Started.Before(w.at) && r.Scope.Covers(w.scope) && (!r.Named || w.named):
+		case r.OK && !r.Started.Before(w.at) && r.Job.Scope.Covers(w.scope) && (!r.Named() || w.named):
 			// A job that named its files covered only those: it settles
 			// only jobs like it (a later walk's, which replaced them
 			// in the queue or found nothing more to do).
 			t.sum.Done++
-		case !r.OK && r.JobID == id:
+		case !r.OK && r.Job.ID == id:
 			t.sum.Failed++
 			t.sum.Errors = append(t.sum.Errors, fmt.Sprintf("%s: %s", w.scope, r.Error))
 		default:

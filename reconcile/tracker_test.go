@@ -31,7 +31,11 @@ func TestTracker_Named(t *testing.T) {
 	}
 	later := time.Now().Add(time.Second)
 	done := func(dir string, named bool) int {
-		tr.Observe(syncer.Result{JobID: "other", Scope: syncer.Scope{Dir: dir}, Named: named, OK: true, Started: later})
+		j := syncer.Job{ID: "other", Scope: syncer.Scope{Dir: dir}}
+		if named {
+			j.Files = []string{dir + "/f"}
+		}
+		tr.Observe(syncer.Result{Job: j, OK: true, Started: later})
 		return tr.Summary().Done
 	}
 	if n := done("p/a", true); n != 0 {

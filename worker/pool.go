@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -31,6 +32,15 @@ const (
 type Source interface {
 	Next(ctx context.Context) (syncer.Delivery, error)
 	More(n int) []syncer.Delivery
+}
+
+// Sink stores what the pool decides: every result for whoever follows the
+// jobs, each given-up job where an operator finds it and can put it back,
+// and the follow-up job for a scope whose run saw files vanish.
+type Sink interface {
+	PublishResult(r syncer.Result) error
+	PublishDead(ctx context.Context, r syncer.Result) error
+	PublishJob(ctx context.Context, j syncer.Job) error
 }
 
 // OpenFiles lists the files below scopes that are being written now.
@@ -74,13 +84,15 @@ type Options struct {
 	// OnRun, when set, is told of each run: what it did, how long it took
 	// and its error.
 	OnRun func(st syncer.Stats, took time.Duration, err error)
+	// Sink, when set, stores what the pool decides beyond acks.
+	Sink Sink
 	// OnResult, when set, is called once per settled job (acked or given up).
 	OnResult func(syncer.Result)
-	// OnVanished, when set, is called after a successful run during which
-	// source files vanished (rsync exit 24), with its scopes, so that they
-	// are looked at again.
-	OnVanished func([]syncer.Scope)
-	Logger     *zap.Logger
+	// OnLost, when set, is told of a scope whose run saw source files
+	// vanish (rsync exit 24) and whose follow-up job could not be queued:
+	// only a reconcile looks at it again then.
+	OnLost func(syncer.Scope)
+	Logger *zap.Logger
 }
 
 // Pool runs Workers slots, each running one rsync at a time.
@@ -242,8 +254,8 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	if errors.As(err, &open) {
 		err = nil // for every job but those covering the open files
 	}
-	if err == nil && st.Vanished && p.opts.OnVanished != nil {
-		p.opts.OnVanished(scopes)
+	if err == nil && st.Vanished {
+		p.followUp(log, scopes)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
@@ -426,8 +438,7 @@ func (p *Pool) heartbeat(ctx context.Context, claims []*claim) {
 // settle is the one place that decides a job's fate after its run.
 func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.Stats, err error, start time.Time, took time.Duration, batch int) {
 	j := d.Job
-	res := syncer.Result{JobID: j.ID, Run: run, Scope: j.Scope, Reason: j.Reason, Named: len(j.Files) > 0, FirstEvent: j.FirstEvent,
-		Started: start, Finished: start.Add(took), Stats: st}
+	res := syncer.Result{Job: j, Run: run, Started: start, Finished: start.Add(took), Stats: st}
 	fields := []zap.Field{
 		zap.String(syncer.LogProject, j.Scope.Project()), zap.String(syncer.LogDir, j.Scope.Dir),
 		zap.Bool("recursive", j.Scope.Recursive), zap.String(syncer.LogJobID, j.ID),
@@ -487,6 +498,35 @@ func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.
 func (p *Pool) report(r syncer.Result) {
 	if p.opts.OnResult != nil {
 		p.opts.OnResult(r)
+	}
+	if p.opts.Sink == nil {
+		return
+	}
+	if !r.OK {
+		if err := p.opts.Sink.PublishDead(context.Background(), r); err != nil {
+			p.log.Error("store dead-lettered job", zap.Error(err), zap.String(syncer.LogJobID, r.Job.ID))
+		}
+	}
+	if err := p.opts.Sink.PublishResult(r); err != nil {
+		p.log.Warn("publish result", zap.Error(err))
+	}
+}
+
+// followUp queues another look at scopes whose run saw files vanish.
+func (p *Pool) followUp(log *zap.Logger, scopes []syncer.Scope) {
+	now := time.Now()
+	for i, s := range scopes {
+		j := syncer.Job{ID: fmt.Sprintf("vanished-%d-%d", now.UnixNano(), i), Scope: s, Reason: syncer.ReasonVanished, FirstEvent: now}
+		err := errors.New("no sink")
+		if p.opts.Sink != nil {
+			err = p.opts.Sink.PublishJob(context.Background(), j)
+		}
+		if err != nil {
+			log.Warn("follow-up job not queued; left to reconcile", zap.Error(err), zap.String(syncer.LogScope, s.String()))
+			if p.opts.OnLost != nil {
+				p.opts.OnLost(s)
+			}
+		}
 	}
 }
 

@@ -167,7 +167,7 @@ func TestPool_Run_Failures(t *testing.T) {
 		}
 		select {
 		case r := <-results:
-			got[r.JobID] = r
+			got[r.Job.ID] = r
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no result for %s", d)
 		}
@@ -193,23 +193,27 @@ func (vanishingSyncer) Sync(context.Context, []syncer.Scope, syncer.Hints) (sync
 // asks for another look at its scopes.
 func TestPool_Run_Vanished(t *testing.T) {
 	q := openQueue(t)
-	again := make(chan []syncer.Scope, 1)
-	results := make(chan syncer.Result, 1)
-	runPool(t, worker.Options{Workers: 1, Source: q.Jobs(), Syncer: vanishingSyncer{},
-		OnResult: func(r syncer.Result) { results <- r }, OnVanished: func(s []syncer.Scope) { again <- s }})
+	results := make(chan syncer.Result, 64)
+	runPool(t, worker.Options{Workers: 1, Source: q.Jobs(), Syncer: vanishingSyncer{}, Sink: q,
+		OnResult: func(r syncer.Result) {
+			select {
+			case results <- r:
+			default:
+			}
+		}})
 	if err := q.PublishJob(t.Context(), syncer.Job{ID: "v", Scope: syncer.Scope{Dir: "p/renders"}}); err != nil {
 		t.Fatal(err)
 	}
+	if r := <-results; !r.OK || r.Job.ID != "v" {
+		t.Errorf("result = %+v, want v OK (exit 24 is success)", r)
+	}
 	select {
-	case s := <-again:
-		if len(s) != 1 || s[0].Dir != "p/renders" {
-			t.Errorf("follow-up for %v, want p/renders", s)
+	case r := <-results:
+		if r.Job.Reason != syncer.ReasonVanished || r.Job.Scope.Dir != "p/renders" {
+			t.Errorf("follow-up %+v, want a vanished job for p/renders", r.Job)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no follow-up after vanished files")
-	}
-	if r := <-results; !r.OK {
-		t.Errorf("result = %+v, want OK (exit 24 is success)", r)
 	}
 }
 

@@ -1,19 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"reflect"
-	"strconv"
-	"strings"
-	"time"
-
 	"github.com/spf13/pflag"
 	"github.com/syncer/syncer/config"
-	"gopkg.in/yaml.v3"
 )
 
 // addFlags registers the flags of every config.Config field on fs.
@@ -69,69 +58,8 @@ func addFlags(fs *pflag.FlagSet, c *config.Config) {
 
 // loadConfig builds the effective config: defaults < file < SYNCER_* env < flags set on fs.
 func loadConfig(path string, fs *pflag.FlagSet, flagged config.Config) (config.Config, error) {
-	c := config.Default()
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return c, fmt.Errorf("read config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	if err := applyEnv(&c); err != nil {
-		return c, err
-	}
-	// Flags the user set win; copy them field by field.
-	cv, fv := reflect.ValueOf(&c).Elem(), reflect.ValueOf(flagged)
-	for i := range cv.NumField() {
-		name := strings.ReplaceAll(cv.Type().Field(i).Tag.Get("yaml"), "_", "-")
-		if fl := fs.Lookup(name); fl != nil && fl.Changed {
-			cv.Field(i).Set(fv.Field(i))
-		}
-	}
-	return c, nil
-}
-
-func applyEnv(c *config.Config) error {
-	v := reflect.ValueOf(c).Elem()
-	var errs []error
-	for i := range v.NumField() {
-		key := v.Type().Field(i).Tag.Get("yaml")
-		s, ok := os.LookupEnv("SYNCER_" + strings.ToUpper(key))
-		if !ok {
-			continue
-		}
-		f := v.Field(i)
-		switch f.Interface().(type) {
-		case string:
-			f.SetString(s)
-		case int:
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a number", strings.ToUpper(key), s))
-				continue
-			}
-			f.SetInt(int64(n))
-		case time.Duration:
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a duration", strings.ToUpper(key), s))
-				continue
-			}
-			f.SetInt(int64(d))
-		case []string:
-			f.Set(reflect.ValueOf(strings.Split(s, ",")))
-		case bool:
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not true or false", strings.ToUpper(key), s))
-				continue
-			}
-			f.SetBool(b)
-		}
-	}
-	return errors.Join(errs...)
+	return config.Load(path, flagged, func(flag string) bool {
+		fl := fs.Lookup(flag)
+		return fl != nil && fl.Changed
+	})
 }

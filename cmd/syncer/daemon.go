@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -15,7 +14,9 @@ import (
 	"github.com/syncer/syncer/coalesce"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/copier"
+	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -29,7 +30,7 @@ import (
 type daemon struct {
 	cfg     config.Config
 	log     *zap.Logger
-	metrics *metrics
+	metrics *metrics.Metrics
 	started time.Time
 	role    string // "run" or "" (everything), "watch" or "work"
 	oneShot bool   // a standalone reconcile: scratch queue, no API
@@ -53,34 +54,20 @@ type daemon struct {
 
 	// mu guards what follows.
 	mu       sync.Mutex
-	projects map[string]*projectStatus
 	runCtx   context.Context // ends when Run does; API-started work uses it
 	bg       sync.WaitGroup  // API-started work, joined before Run returns
 	stopping bool            // set under mu before bg.Wait: no more bg.Add
 
-	runs atomic.Int64 // rsync runs, for tests and status
-}
-
-// projectStatus is the per-project state shown by `syncer status`.
-type projectStatus struct {
-	LastSync   time.Time `json:"last_sync,omitzero"`
-	LastLag    float64   `json:"last_lag_seconds"`
-	Done       int64     `json:"jobs_done"`
-	Failed     int64     `json:"jobs_failed"`
-	LastError  string    `json:"last_error,omitempty"`
-	failing    bool
-	lastFailed time.Time
+	projects metrics.Projects // what status shows per project
+	runs     atomic.Int64     // rsync runs, for tests and status
 }
 
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
-	d := &daemon{cfg: cfg, log: log, metrics: newMetrics(), ready: make(chan struct{}), projects: map[string]*projectStatus{}}
+	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{})}
 	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: cfg.Walk(), Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
-		OnFound: d.openLazily, OnQueued: func(n int) {
-			d.startPool()
-			d.metrics.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(n))
-		},
-		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.reconciled(r, drift, cfg.Source) },
+		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
+		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
 		Logger: log.Named("reconcile")})
 	return d
 }
@@ -112,7 +99,7 @@ func (d *daemon) isReady() bool {
 }
 
 func (d *daemon) setReady() {
-	d.metrics.ready.Set(1)
+	d.metrics.Ready()
 	close(d.ready)
 	// The startup walk's garbage is large on a big tree and will not come
 	// back: return it to the system now rather than hold it idle.
@@ -178,12 +165,13 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	po := cfg.Pool(d.log.Named("worker"))
 	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Next: sy}, d.w
-	po.OnResult, po.OnVanished = d.onResult, d.followUp
-	po.OnRun = func(st syncer.Stats, took time.Duration, err error) { d.runs.Add(1); d.metrics.run(st, took, err) }
+	po.Sink, po.OnLost = d.q, d.lost
+	po.OnResult = func(r syncer.Result) { d.metrics.Result(r); d.projects.Observe(r) }
+	po.OnRun = func(st syncer.Stats, took time.Duration, err error) { d.runs.Add(1); d.metrics.Run(st, took, err) }
 	if d.pool, err = worker.New(po); err != nil {
 		return nil, err
 	}
-	d.metrics.register(d)
+	d.metrics.Register(d.q, d.w, d.guard, d.pool)
 	stopResults, err := d.q.SubscribeResults(d.recon.Observe)
 	if err != nil {
 		return nil, err
@@ -233,7 +221,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	defer stop()
 	co, err := coalesce.New(coalesce.Config{Options: d.cfg.Coalesce(), Publisher: d.q, Logger: d.log.Named("coalesce"),
-		OnJob: d.metrics.job, OnPublishError: func(error) { d.failover("job publish failed") }})
+		OnJob: d.metrics.Job, OnPublishError: func(error) { d.failover("job publish failed") }})
 	if err != nil {
 		return err
 	}
@@ -255,7 +243,12 @@ func (d *daemon) Run(ctx context.Context) error {
 		g.Go(func() error { d.runner.KeepTrash(gctx, d.cfg.TrashRetention); return nil })
 	}
 	if d.cfg.DiagnoseInterval > 0 {
-		g.Go(func() error { d.diagnoseLoop(gctx, d.cfg.DiagnoseInterval); return nil })
+		g.Go(func() error {
+			if err := diag.Monitor(gctx, d.cfg.DiagnoseInterval, d.load, d.verdict); err != nil {
+				d.log.Warn("diagnose sample", zap.Error(err))
+			}
+			return nil
+		})
 	}
 	err = g.Wait()
 	d.mu.Lock()
@@ -320,56 +313,4 @@ func (d *daemon) failover(what string) {
 	if d.sched != nil {
 		d.sched.Failover(what)
 	}
-}
-
-func (d *daemon) onResult(r syncer.Result) {
-	d.metrics.result(r)
-	d.mu.Lock()
-	ps := d.project(r.Scope.Project())
-	if r.OK {
-		ps.Done++
-		ps.LastSync = r.Finished
-		if !r.FirstEvent.IsZero() {
-			ps.LastLag = r.Finished.Sub(r.FirstEvent).Seconds()
-		}
-		if r.Started.After(ps.lastFailed) {
-			ps.failing = false
-		}
-	} else {
-		ps.Failed++
-		ps.LastError = r.Error
-		ps.failing = true
-		ps.lastFailed = r.Finished
-	}
-	d.mu.Unlock()
-	if !r.OK {
-		// Given up: keep it where an operator finds it (status) and can put it back (retry).
-		if err := d.q.PublishDead(context.Background(), r); err != nil {
-			d.log.Error("store dead-lettered job", zap.Error(err), zap.String(syncer.LogJobID, r.JobID))
-		}
-	}
-	if err := d.q.PublishResult(r); err != nil {
-		d.log.Warn("publish result", zap.Error(err))
-	}
-}
-
-// followUp queues another look at scopes whose rsync saw files vanish.
-func (d *daemon) followUp(scopes []syncer.Scope) {
-	for i, s := range scopes {
-		j := syncer.Job{ID: fmt.Sprintf("vanished-%d-%d", time.Now().UnixNano(), i), Scope: s, Reason: syncer.ReasonVanished, FirstEvent: time.Now()}
-		if err := d.q.PublishJob(context.Background(), j); err != nil {
-			d.log.Warn("publish follow-up job", zap.Error(err))
-			d.lost(s)
-		}
-	}
-}
-
-// project returns the status entry of p; d.mu must be held.
-func (d *daemon) project(p string) *projectStatus {
-	ps := d.projects[p]
-	if ps == nil {
-		ps = &projectStatus{}
-		d.projects[p] = ps
-	}
-	return ps
 }

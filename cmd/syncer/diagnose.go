@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -83,47 +82,20 @@ func printVerdict(w io.Writer, v diag.Verdict, over time.Duration) {
 	}
 }
 
-// diagnoseLoop samples the machine every interval, exports the verdict as
-// syncer_bottleneck{resource} and logs when it changes.
-func (d *daemon) diagnoseLoop(ctx context.Context, interval time.Duration) {
-	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_bottleneck",
-		Help: "1 for the resource that limits the sync now (cpu, disk, network, memory, latency, idle), 0 for the others."},
-		[]string{"resource"})
-	d.metrics.reg.MustRegister(gauge)
-	var s diag.Sampler
-	prev, err := s.Sample(ctx)
-	if err != nil {
-		d.log.Warn("diagnose sample", zap.Error(err))
-		return
+// load is what the queue and the pool hold now, for diag.
+func (d *daemon) load(ctx context.Context) diag.Queue {
+	q := diag.Queue{Known: true, Workers: d.pool.Workers(), Busy: d.pool.Busy()}
+	if st, err := d.q.Stats(ctx); err == nil {
+		q.Pending, q.InFlight = int(st.Pending), st.InFlight
 	}
-	last := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-		cur, err := s.Sample(ctx)
-		if err != nil {
-			continue
-		}
-		q := diag.Queue{Known: true, Workers: d.pool.Workers(), Busy: d.pool.Busy()}
-		if st, err := d.q.Stats(ctx); err == nil {
-			q.Pending, q.InFlight = int(st.Pending), st.InFlight
-		}
-		v := diag.Diagnose(prev, cur, q)
-		prev = cur
-		for _, r := range []string{diag.CPU, diag.Disk, diag.Network, diag.Memory, diag.Latency, diag.Idle} {
-			val := 0.0
-			if r == v.Bottleneck {
-				val = 1
-			}
-			gauge.WithLabelValues(r).Set(val)
-		}
-		if v.Bottleneck != last {
-			d.log.Info("bottleneck changed", zap.String("bottleneck", v.Bottleneck), zap.String("summary", v.Summary),
-				zap.String("advice", v.Advice), zap.Strings("evidence", v.Evidence))
-			last = v.Bottleneck
-		}
+	return q
+}
+
+// verdict exports the bottleneck and logs when it changes.
+func (d *daemon) verdict(v diag.Verdict, changed bool) {
+	d.metrics.Bottleneck(v.Bottleneck)
+	if changed {
+		d.log.Info("bottleneck changed", zap.String("bottleneck", v.Bottleneck), zap.String("summary", v.Summary),
+			zap.String("advice", v.Advice), zap.Strings("evidence", v.Evidence))
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sort"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 )
@@ -104,7 +104,7 @@ type statusReport struct {
 	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
 	Paused       string            `json:"paused,omitempty"`
 	Dead         []queue.DeadJob   `json:"dead"`
-	Projects     []projectReport   `json:"projects"`
+	Projects     []metrics.Project `json:"projects"`
 }
 
 type queueReport struct {
@@ -115,20 +115,13 @@ type queueReport struct {
 	Error         string  `json:"error,omitempty"`
 }
 
-type projectReport struct {
-	Name    string `json:"name"`
-	State   string `json:"state"` // ok, syncing, failing, paused
-	Pending uint64 `json:"pending"`
-	projectStatus
-}
-
 func (d *daemon) status(ctx context.Context) statusReport {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	w := d.w
 	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
 		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
-		WatchesLimit: int64(inotifyLimit()), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load(),
+		WatchesLimit: metrics.InotifyLimit(), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load(),
 		Paused: d.guard.Paused()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx)
@@ -137,42 +130,12 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	} else {
 		r.Queue = queueReport{Pending: st.Pending, InFlight: st.InFlight, OldestSeconds: st.OldestAge.Seconds(), Events: st.Events}
 	}
-	names := map[string]bool{}
-	for _, p := range sourceProjects(d.cfg.Source) {
-		names[p] = true
-	}
-	d.mu.Lock()
-	for p := range d.projects {
-		names[p] = true
-	}
-	d.mu.Unlock()
 	if v, ok := d.recon.Report(""); ok {
 		r.Reconcile = &v
 	}
 	r.NetworkFS = d.networkFS
-	list := make([]string, 0, len(names))
-	for p := range names {
-		list = append(list, p)
-	}
-	sort.Strings(list)
-	pending, _ := d.q.PendingByProject(ctx, list)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, p := range list {
-		pr := projectReport{Name: projectLabel(p), Pending: pending[p], State: "ok"}
-		if ps := d.projects[p]; ps != nil {
-			pr.projectStatus = *ps
-			if ps.failing {
-				pr.State = "failing"
-			}
-		}
-		if r.Paused != "" {
-			pr.State = "paused"
-		}
-		if pr.State == "ok" && pr.Pending > 0 {
-			pr.State = "syncing"
-		}
-		r.Projects = append(r.Projects, pr)
-	}
+	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
+	pending, _ := d.q.PendingByProject(ctx, names)
+	r.Projects = d.projects.Report(names, pending, r.Paused)
 	return r
 }

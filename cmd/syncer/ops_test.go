@@ -246,13 +246,11 @@ func TestRun_Status(t *testing.T) {
 			t.Errorf("project %s state = %s, want ok", p.Name, p.State)
 		}
 	}
-	h.d.mu.Lock()
-	for p, ps := range h.d.projects {
-		if got[projectLabel(p)] != ps.Done {
-			t.Errorf("project %q jobs done = %d in status, %d in the daemon", p, got[projectLabel(p)], ps.Done)
+	for _, ps := range h.d.projects.Report(h.d.projects.Names(nil), nil, "") {
+		if got[ps.Name] != ps.Done {
+			t.Errorf("project %q jobs done = %d in status, %d in the daemon", ps.Name, got[ps.Name], ps.Done)
 		}
 	}
-	h.d.mu.Unlock()
 	if got["p1"] < 2 {
 		t.Errorf("p1 jobs done = %d, want at least 2 (startup, change)", got["p1"])
 	}

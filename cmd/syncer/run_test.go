@@ -502,7 +502,7 @@ func testLogLevel() zapcore.Level {
 // jobsDone sums syncer_jobs_succeeded_total.
 func (h *harness) jobsDone(t *testing.T) float64 {
 	t.Helper()
-	fams, err := h.d.metrics.reg.Gather()
+	fams, err := h.d.metrics.Gather()
 	must(t, err)
 	var n float64
 	for _, f := range fams {

@@ -1,22 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/internal/control"
 )
 
 // clientFlags locate a running daemon's control API: its socket in the
@@ -53,12 +49,11 @@ func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
 
 // do sends a request with an optional JSON body and decodes the JSON answer into v.
 func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) error {
-	client, base, where := http.DefaultClient, "http://"+f.listen, f.listen
-	var token string
+	c := control.Client{Addr: f.listen}
 	if f.listen != "" {
 		if f.tokenFile != "" {
 			var err error
-			if token, err = config.ReadToken(f.tokenFile); err != nil {
+			if c.Token, err = control.ReadToken(f.tokenFile); err != nil {
 				return usageError{fmt.Errorf("token-file: %w", err)}
 			}
 		}
@@ -67,43 +62,11 @@ func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) e
 		if err != nil {
 			return err
 		}
-		where, base = sock, "http://syncer"
-		client = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-			},
-		}}
+		c.Socket = sock
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("no permission to use the control socket %s: run as root or as a member of control_group", where)
-		}
-		return fmt.Errorf("no syncer daemon answers at %s: %v", where, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("daemon at %s: %s: %s", where, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return c.Do(ctx, method, path, body, v)
 }
 
 func newStatusCmd(stdout io.Writer) *cobra.Command {

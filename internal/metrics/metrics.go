@@ -1,8 +1,9 @@
-package main
+package metrics
 
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -10,17 +11,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/diag"
+	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/watcher"
+	"github.com/syncer/syncer/worker"
 )
 
-// metrics are the daemon's Prometheus metrics, on a registry of its own so
+// Metrics are the daemon's Prometheus metrics, on a registry of its own so
 // that several daemons (tests) never share state.
-type metrics struct {
-	reg *prometheus.Registry
+type Metrics struct {
+	*prometheus.Registry
 
 	published     *prometheus.CounterVec
 	coalesced     prometheus.Counter
@@ -36,11 +41,13 @@ type metrics struct {
 	driftFiles    *prometheus.CounterVec
 	driftBytes    *prometheus.CounterVec
 	ready         prometheus.Gauge
+	bottleneck    *prometheus.GaugeVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
+// New returns the metrics of a daemon of the given version.
+func New(version string) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncer_jobs_published_total",
 			Help: "Jobs put on the queue, by reason."}, []string{"reason"}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_events_coalesced_total",
@@ -70,71 +77,83 @@ func newMetrics() *metrics {
 			Help: "Bytes of the files counted in syncer_reconcile_drift_files_total."}, []string{"project"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_ready",
 			Help: "1 once the startup reconcile is done."}),
+		bottleneck: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_bottleneck",
+			Help: "1 for the resource that limits the sync now (cpu, disk, network, memory, latency, idle), 0 for the others."},
+			[]string{"resource"}),
 	}
-	m.reg.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
+	m.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
 		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
-		m.ready, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ready, m.bottleneck, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version}})
 	bi.Set(1)
-	m.reg.MustRegister(bi)
+	m.MustRegister(bi)
 	return m
 }
 
 // gaugeFunc registers a gauge read at scrape time.
-func (m *metrics) gaugeFunc(name, help string, fn func() float64) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+func (m *Metrics) gaugeFunc(name, help string, fn func() float64) {
+	m.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
-func projectLabel(p string) string {
+// ProjectLabel is a project's label value: "." for the source root.
+func ProjectLabel(p string) string {
 	if p == "" {
 		return "."
 	}
 	return p
 }
 
-// register adds the metrics read at scrape time from d's components.
-func (m *metrics) register(d *daemon) {
-	m.reg.MustRegister(newQueueCollector(d.q), newWatchCollector(d.w))
+// Register adds the metrics read at scrape time from the components.
+func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guard, p *worker.Pool) {
+	m.MustRegister(newQueueCollector(q), newWatchCollector(w))
 	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
 		func() float64 {
-			if d.guard.Paused() != "" {
+			if g.Paused() != "" {
 				return 1
 			}
 			return 0
 		})
-	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", inotifyLimit)
-	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(d.pool.Workers()) })
-	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(d.pool.Busy()) })
+	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", func() float64 { return float64(InotifyLimit()) })
+	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(p.Workers()) })
+	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(p.Busy()) })
 }
 
-// job records a job the coalescer published for events.
-func (m *metrics) job(j syncer.Job, events int) {
+// Ready says the startup reconcile is done.
+func (m *Metrics) Ready() { m.ready.Set(1) }
+
+// Queued records jobs a reconcile queued.
+func (m *Metrics) Queued(n int) {
+	m.published.WithLabelValues(string(syncer.ReasonReconcile)).Add(float64(n))
+}
+
+// Job records a job the coalescer published for events.
+func (m *Metrics) Job(j syncer.Job, events int) {
 	m.published.WithLabelValues(string(j.Reason)).Inc()
 	m.coalesced.Add(float64(events))
 }
 
-// reconciled records a reconcile whose walk completed: the drift it found
+// Reconciled records a reconcile whose walk completed: the drift it found
 // and, when no job failed, the projects it made equal.
-func (m *metrics) reconciled(r reconcile.Report, drift map[string]reconcile.Drift, source string) {
+func (m *Metrics) Reconciled(r reconcile.Report, drift map[string]reconcile.Drift, source string) {
 	for p, dr := range drift {
-		m.driftFiles.WithLabelValues(projectLabel(p)).Add(float64(dr.Files))
-		m.driftBytes.WithLabelValues(projectLabel(p)).Add(float64(dr.Bytes))
+		m.driftFiles.WithLabelValues(ProjectLabel(p)).Add(float64(dr.Files))
+		m.driftBytes.WithLabelValues(ProjectLabel(p)).Add(float64(dr.Bytes))
 	}
 	if r.Failed > 0 {
 		return
 	}
 	done := r.Projects
 	if len(done) == 0 {
-		done = sourceProjects(source)
+		done = SourceProjects(source)
 	}
 	for _, p := range done {
-		m.reconcileLast.WithLabelValues(projectLabel(p)).Set(float64(time.Now().Unix()))
+		m.reconcileLast.WithLabelValues(ProjectLabel(p)).Set(float64(time.Now().Unix()))
 	}
 }
 
-// sourceProjects lists the top-level folders of the source.
-func sourceProjects(source string) []string {
+// SourceProjects lists the top-level folders of the source.
+func SourceProjects(source string) []string {
 	ents, err := os.ReadDir(source)
 	if err != nil {
 		return nil
@@ -148,20 +167,20 @@ func sourceProjects(source string) []string {
 	return out
 }
 
-// result records a settled job.
-func (m *metrics) result(r syncer.Result) {
+// Result records a settled job.
+func (m *Metrics) Result(r syncer.Result) {
 	if !r.OK {
 		m.jobsFailed.WithLabelValues(strconv.Itoa(r.ExitCode)).Inc()
 		return
 	}
-	m.jobsDone.WithLabelValues(string(r.Reason)).Inc()
-	if !r.FirstEvent.IsZero() {
-		m.lag.WithLabelValues(string(r.Reason)).Observe(r.Finished.Sub(r.FirstEvent).Seconds())
+	m.jobsDone.WithLabelValues(string(r.Job.Reason)).Inc()
+	if !r.Job.FirstEvent.IsZero() {
+		m.lag.WithLabelValues(string(r.Job.Reason)).Observe(r.Finished.Sub(r.Job.FirstEvent).Seconds())
 	}
 }
 
-// run records one rsync run.
-func (m *metrics) run(st syncer.Stats, took time.Duration, err error) {
+// Run records one sync run.
+func (m *Metrics) Run(st syncer.Stats, took time.Duration, err error) {
 	m.rsyncDuration.Observe(took.Seconds())
 	res := "ok"
 	var open *syncer.OpenFilesError
@@ -246,12 +265,28 @@ func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(c.w.Waiting()))
 }
 
-// inotifyLimit reads the kernel's max_user_watches; 0 when unknown.
-func inotifyLimit() float64 {
+// InotifyLimit reads the kernel's max_user_watches; 0 when unknown.
+func InotifyLimit() int64 {
 	b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_watches")
 	if err != nil {
 		return 0
 	}
-	n, _ := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return n
+}
+
+// Bottleneck records the resource that limits the sync now (diag's verdict).
+func (m *Metrics) Bottleneck(resource string) {
+	for _, r := range []string{diag.CPU, diag.Disk, diag.Network, diag.Memory, diag.Latency, diag.Idle} {
+		v := 0.0
+		if r == resource {
+			v = 1
+		}
+		m.bottleneck.WithLabelValues(r).Set(v)
+	}
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }

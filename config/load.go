@@ -1,0 +1,86 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load builds the effective config: defaults < the YAML file at path (if
+// any) < SYNCER_* environment variables < the fields of flagged whose flag
+// (the YAML key with "-" for "_") set reports as given.
+func Load(path string, flagged Config, set func(flag string) bool) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c); err != nil {
+		return c, err
+	}
+	// Flags the user set win; copy them field by field.
+	cv, fv := reflect.ValueOf(&c).Elem(), reflect.ValueOf(flagged)
+	for i := range cv.NumField() {
+		name := strings.ReplaceAll(cv.Type().Field(i).Tag.Get("yaml"), "_", "-")
+		if set(name) {
+			cv.Field(i).Set(fv.Field(i))
+		}
+	}
+	return c, nil
+}
+
+func applyEnv(c *Config) error {
+	v := reflect.ValueOf(c).Elem()
+	var errs []error
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("yaml")
+		s, ok := os.LookupEnv("SYNCER_" + strings.ToUpper(key))
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Interface().(type) {
+		case string:
+			f.SetString(s)
+		case int:
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a number", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetInt(int64(n))
+		case time.Duration:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a duration", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetInt(int64(d))
+		case []string:
+			f.Set(reflect.ValueOf(strings.Split(s, ",")))
+		case bool:
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not true or false", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetBool(b)
+		}
+	}
+	return errors.Join(errs...)
+}
