@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
-	"github.com/syncer/syncer/internal/lease"
+	"github.com/syncer/syncer/internal/openfile"
 	"github.com/syncer/syncer/internal/osx"
 )
 
@@ -491,9 +491,9 @@ func (c *Copier) writing(dirfd int, name string) bool {
 	if c.opts.OpenWait <= 0 {
 		return false
 	}
-	if open, _ := lease.OpenForWriteAt(dirfd, name); !open {
+	if open, _ := openfile.WritingAt(dirfd, name); !open {
 		return false
 	}
-	born, ok := lease.BornAt(dirfd, name)
+	born, ok := openfile.BornAt(dirfd, name)
 	return ok && time.Since(born) < c.opts.OpenWait
 }

@@ -11,10 +11,11 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/internal/testutil/testqueue"
 	"github.com/syncer/syncer/queue"
 )
 
-func open(t *testing.T) *queue.JetStream { return testutil.Queue(t, 2*time.Second) }
+func open(t *testing.T) *queue.JetStream { return testqueue.Queue(t, 2*time.Second) }
 
 func TestStartEmbedded_Locked(t *testing.T) {
 	dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/internal/testutil/testqueue"
 	"github.com/syncer/syncer/queue"
 )
 
@@ -20,7 +21,7 @@ import (
 // a valid job behind them still is delivered.
 func TestJobs_RefuseCraftedPaths(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	q := testutil.QueueListening(t, 2*time.Second, addr)
+	q := testqueue.Listening(t, 2*time.Second, addr)
 
 	// The attacker: a plain client on the TCP port.
 	evil, err := nats.Connect("nats://" + addr)

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
-	"github.com/syncer/syncer/internal/lease"
+	"github.com/syncer/syncer/internal/openfile"
 )
 
 // Defaults for Options.
@@ -394,7 +394,7 @@ func (w *Watcher) probe(now time.Time) {
 		if now.Before(o.next) {
 			continue
 		}
-		open, _ := lease.OpenForWrite(syncer.Join(w.opts.Root, f))
+		open, _ := openfile.Writing(syncer.Join(w.opts.Root, f))
 		if open {
 			if now.Sub(o.since) < w.opts.OpenWait {
 				o.next = now.Add(openProbe)

@@ -9,11 +9,12 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/internal/testutil/testqueue"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/worker"
 )
 
-func openQueue(t *testing.T) *queue.JetStream { return testutil.Queue(t, 5*time.Second) }
+func openQueue(t *testing.T) *queue.JetStream { return testqueue.Queue(t, 5*time.Second) }
 
 // recSyncer records running scopes, flags overlaps and fails on demand.
 type recSyncer struct {

@@ -1,7 +1,7 @@
-// Package lease tells whether a file is open for writing, by asking the
+// Package openfile tells whether a file is open for writing, by asking the
 // kernel for a read lease (fcntl F_SETLEASE), the way Samba and the NFS
 // server learn about local writers.
-package lease
+package openfile
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpenForWrite reports whether some process has the regular file at path
+// Writing reports whether some process has the regular file at path
 // open for writing. It asks the kernel for a read lease, which is refused
 // with EAGAIN exactly while the file is open for writing (or held by a
 // writer's lease: an NFS write delegation, a Samba oplock), and gives the
@@ -20,14 +20,14 @@ import (
 // file (devices and FIFOs are never opened), or leases are not available
 // (network filesystems, /proc/sys/fs/leases-enable off, a non-root user on
 // someone else's file).
-func OpenForWrite(path string) (open, known bool) {
-	return OpenForWriteAt(unix.AT_FDCWD, path)
+func Writing(path string) (open, known bool) {
+	return WritingAt(unix.AT_FDCWD, path)
 }
 
-// OpenForWriteAt is OpenForWrite for the entry name of the open directory
+// WritingAt is Writing for the entry name of the open directory
 // dirfd, never resolved through a symlink. What is opened is checked with
 // fstat: a file swapped for a device or FIFO after the check is never used.
-func OpenForWriteAt(dirfd int, name string) (open, known bool) {
+func WritingAt(dirfd int, name string) (open, known bool) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, false

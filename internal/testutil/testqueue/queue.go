@@ -1,4 +1,5 @@
-package testutil
+// Package testqueue opens syncer's queue on an embedded JetStream server for tests.
+package testqueue
 
 import (
 	"testing"
@@ -11,12 +12,12 @@ import (
 // with the given job ack wait; all of it is shut down when the test ends.
 func Queue(tb testing.TB, ackWait time.Duration) *queue.JetStream {
 	tb.Helper()
-	return QueueListening(tb, ackWait, "")
+	return Listening(tb, ackWait, "")
 }
 
-// QueueListening is Queue with the embedded server also listening on the
+// Listening is Queue with the embedded server also listening on the
 // TCP address listen (loopback), for tests that play another client.
-func QueueListening(tb testing.TB, ackWait time.Duration, listen string) *queue.JetStream {
+func Listening(tb testing.TB, ackWait time.Duration, listen string) *queue.JetStream {
 	tb.Helper()
 	q, err := queue.Connect(tb.Context(), queue.Options{StateDir: tb.TempDir(), Listen: listen, JobAckWait: ackWait})
 	if err != nil {

@@ -1,4 +1,4 @@
-package lease_test
+package openfile_test
 
 import (
 	"os"
@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncer/syncer/internal/lease"
+	"github.com/syncer/syncer/internal/openfile"
 )
 
-func TestOpenForWrite(t *testing.T) {
+func TestWriting(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "clip")
 	w, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if open, known := lease.OpenForWrite(p); !open || !known {
+	if open, known := openfile.Writing(p); !open || !known {
 		t.Errorf("while open for writing: open=%v known=%v, want true true", open, known)
 	}
 	r, err := os.Open(p) // a reader does not count
@@ -28,7 +28,7 @@ func TestOpenForWrite(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if open, known := lease.OpenForWrite(p); open || !known {
+	if open, known := openfile.Writing(p); open || !known {
 		t.Errorf("closed: open=%v known=%v, want false true", open, known)
 	}
 	// The probe gave its lease back: a writer opens at once.
@@ -52,13 +52,13 @@ func TestOpenForWrite(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, known := lease.OpenForWrite(fifo); known {
+	if _, known := openfile.Writing(fifo); known {
 		t.Error("a FIFO was probed")
 	}
-	if _, known := lease.OpenForWrite(filepath.Join(dir, "gone")); known {
+	if _, known := openfile.Writing(filepath.Join(dir, "gone")); known {
 		t.Error("a missing file was probed")
 	}
-	if born, ok := lease.Born(p); ok && time.Since(born) > time.Minute {
+	if born, ok := openfile.Born(p); ok && time.Since(born) > time.Minute {
 		t.Errorf("Born() = %v, want just now", born)
 	}
 }
