@@ -15,7 +15,7 @@ tools: ## install what the tests run for real (rsync, nats-server, promtool, sys
 	@./.ci/tools
 
 test: tools ## unit, component and end-to-end tests with the race detector, then the real-load diagnose tests alone
-	SYNCER_TEST_REQUIRE_RSYNC=$${SYNCER_TEST_REQUIRE_RSYNC:-1} SYNCER_TEST_REQUIRE_TOOLS=$${SYNCER_TEST_REQUIRE_TOOLS:-1} $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	SYNCER_TEST_REQUIRE_RSYNC=$${SYNCER_TEST_REQUIRE_RSYNC:-1} SYNCER_TEST_REQUIRE_TOOLS=$${SYNCER_TEST_REQUIRE_TOOLS:-$$([ "$$(id -u)" = 0 ] && echo 1)} $(GO) test -race -count=1 -timeout 15m $(PKGS)
 	SYNCER_LOAD_TESTS=1 $(GO) test -count=1 -p 1 -run '^TestLoad_' ./diag
 
 test-short: ## the quick subset

@@ -3,8 +3,9 @@
 // I/O): it merges events per directory, waits for a quiet period or a
 // maximum delay, and collapses many pending directories into one subtree so
 // that memory and the number of rsyncs stay bounded in an event storm.
-// Coalescer is the thin loop around it that reads events, publishes jobs and
-// acknowledges events only after the jobs covering them are published.
+// Coalescer is the thin loop around it that reads events (Consume, from the
+// EVENTS stream), publishes jobs and acknowledges events only after the jobs
+// covering them are published.
 //
 // It imports the root package and zap only.
 package coalesce

@@ -1,10 +1,18 @@
-// Package reconcile is the full-walk backstop. Plan walks the source and the
-// backup side by side with bounded concurrency, compares metadata (type,
-// size, mtime to the nanosecond, mode, owner, symlink target) and returns
-// only the scopes that differ: a directory whose entries differ becomes a
-// non-recursive scope, a directory missing from the backup a recursive one.
-// The scopes go through the same JOBS queue and workers as watcher events;
-// Tracker follows them to completion through the results subject.
+// Package reconcile is the full-walk backstop and its schedule.
 //
-// It imports the root package and zap only.
+// Walk compares the source and the backup side by side with bounded
+// concurrency (type, size, mtime to the nanosecond, mode, owner, symlink
+// target) and plans only the scopes that differ: a directory whose entries
+// differ becomes a non-recursive scope, a directory missing from the backup
+// a recursive one, partitioned by size. Runner runs one reconcile: it
+// walks, queues what differs while the walk goes on (the same JOBS queue and
+// workers as watcher events), follows the jobs to their end through the
+// results (Tracker) and keeps a Report of each. Scheduler decides when
+// reconciles run: at startup (waiting while the deletion guard refuses), on
+// an interval with jitter (capped for a network filesystem), and on
+// request, a set served by one walk, retried when it fails: lost events
+// (Lost), a NATS failover once the cluster settles (Failover), the API.
+//
+// It imports the root package, internal helpers and zap, never another
+// pipeline package: its jobs go to a Publisher, the guard is a func.
 package reconcile

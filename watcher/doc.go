@@ -3,9 +3,16 @@
 // subtree appeared. It watches every directory (fsnotify is not recursive),
 // adds watches to new directories before walking them (files created before
 // a watch exists are never reported), drops the watches of removed or
-// renamed directories, and reports a kernel queue overflow as an event that
-// asks for a reconcile. NetworkFS says when the tree is on a filesystem
-// where inotify sees only this host's writes.
+// renamed directories, and follows files still open for writing until they
+// are closed (DirEvent.Open, OpenBelow).
 //
-// It imports the root package, fsnotify and zap, never another syncer package.
+// What it cannot report it says through one callback, Options.OnLost, with
+// the affected subtree: everything after a kernel queue overflow or when the
+// root is replaced (a remount: Run then watches the new root), a directory
+// that cannot be watched (at once, then every UnwatchedEvery), the project
+// of an event that could not be stored. NetworkFS says when the tree is on a
+// filesystem where inotify sees only this host's writes.
+//
+// It imports the root package, internal helpers, fsnotify and zap, never
+// another pipeline package.
 package watcher

@@ -1,10 +1,14 @@
-// Package worker runs the pool that turns delivered jobs into rsync runs. It
+// Package worker runs the pool that turns delivered jobs into sync runs. It
 // owns the decisions that follow a run, in one place: Ack on success, Nak
-// with a growing delay on a transient failure, Term when the failure is
-// permanent or retries are exhausted. It keeps overlapping scopes from
-// running at once through a Locker, and batches available jobs into one
-// rsync.
+// with a growing delay on a transient failure or while files are still
+// being written, Term when the failure is permanent or retries are
+// exhausted; and it stores what follows (Sink): the result of every settled
+// job, the dead letter of a given-up one, the follow-up of a run that saw
+// files vanish. It keeps overlapping scopes from running at once through a
+// Locker, batches available jobs into one run, and leaves out the files the
+// watcher sees being written (OpenFiles).
 //
 // It imports the root package and zap only: the queue reaches it as a
-// Source of syncer.Delivery values, rsync as a syncer.Syncer.
+// Source of syncer.Delivery values and a Sink, the copier and rsync as a
+// syncer.Syncer.
 package worker
