@@ -84,6 +84,14 @@ func sameHost(host, addr string) bool {
 // (none: root's). A stale socket of a dead daemon is replaced: the caller
 // holds the state dir's lock, so none runs.
 func Listen(path, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return nil, fmt.Errorf("control_group: %w", err)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
@@ -94,15 +102,6 @@ func Listen(path, group string) (net.Listener, error) {
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	gid := -1
-	if group != "" {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("control_group: %w", err)
-		}
-		gid, _ = strconv.Atoi(g.Gid)
 	}
 	if err := os.Lchown(path, -1, gid); err != nil && gid >= 0 {
 		ln.Close()

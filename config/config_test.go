@@ -1,0 +1,97 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer/config"
+)
+
+// TestLoad checks the precedence: defaults < file < environment < flags.
+func TestLoad(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "syncer.yaml")
+	if err := os.WriteFile(file, []byte("source: /from/file\ndebounce: 250ms\nworkers: 3\nbatch: 9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SYNCER_WORKERS", "5")
+	t.Setenv("SYNCER_BATCH", "7")
+	flagged := config.Config{Batch: 11}
+	got, err := config.Load(file, flagged, func(flag string) bool { return flag == "batch" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Source != "/from/file" || got.Debounce != 250*time.Millisecond || got.Workers != 5 || got.Batch != 11 {
+		t.Errorf("source %q, debounce %v, workers %d, batch %d; want the file's, the file's, the environment's 5, the flag's 11",
+			got.Source, got.Debounce, got.Workers, got.Batch)
+	}
+	if got.MaxDelay != config.Default().MaxDelay {
+		t.Errorf("max_delay %v, want the default", got.MaxDelay)
+	}
+}
+
+func TestLoad_Bad(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.yaml")
+	if err := os.WriteFile(unknown, []byte("sourse: /typo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	none := func(string) bool { return false }
+	if _, err := config.Load(unknown, config.Config{}, none); err == nil || !strings.Contains(err.Error(), "sourse") {
+		t.Errorf("unknown key: %v, want an error naming it", err)
+	}
+	if _, err := config.Load(filepath.Join(dir, "missing.yaml"), config.Config{}, none); err == nil {
+		t.Error("missing file: no error")
+	}
+	t.Setenv("SYNCER_DEBOUNCE", "soon")
+	if _, err := config.Load("", config.Config{}, none); err == nil || !strings.Contains(err.Error(), "SYNCER_DEBOUNCE") {
+		t.Errorf("bad environment value: %v, want an error naming it", err)
+	}
+}
+
+// TestOptions checks what each component gets from the settings where a
+// setting changes more than one field.
+func TestOptions(t *testing.T) {
+	c := config.Default()
+	c.Source, c.Dest = "/src", "/dst"
+	if _, ok := c.Copier(); !ok {
+		t.Error("the direct copier is off by default on a local backup")
+	}
+	if o := c.Walk(); o.Dest != "/dst" || len(o.IgnoreDest) != 1 || o.IgnoreDest[0] != ".syncer-trash" {
+		t.Errorf("walk %+v: want the local backup read, the trash ignored", o)
+	}
+	if q := c.Queue(nil, false, nil); q.External != nil || q.StateDir != c.StateDir {
+		t.Errorf("queue %+v: want the embedded server in the state dir", q)
+	}
+
+	extra := c
+	extra.RsyncArgs = []string{"--acls"}
+	if _, ok := extra.Copier(); ok {
+		t.Error("the direct copier is on with rsync options it does not honour")
+	}
+	remote := c
+	remote.Dest = "backup.example:/srv/prod"
+	if _, ok := remote.Copier(); ok || remote.Walk().Dest != "" {
+		t.Error("a remote backup: the direct copier is on, or the walk reads it as a local path")
+	}
+	noTrash := c
+	noTrash.TrashRetention = 0
+	if noTrash.TrashDir() != "" || noTrash.Rsync(nil).Trash != "" || noTrash.IgnoreDest() != nil {
+		t.Error("trash_retention 0 still keeps a trash")
+	}
+	cluster := c
+	cluster.NatsURL, cluster.NatsListen = []string{"nats://127.0.0.1:4222"}, "127.0.0.1:4333"
+	if q := cluster.Queue(nil, false, nil); q.External == nil || q.External.URLs[0] != "nats://127.0.0.1:4222" || q.Listen != "" {
+		t.Errorf("queue %+v: want the external cluster and no embedded listener", q)
+	}
+	if w := c.Watcher(nil, nil); w.OpenWait != c.OpenFileWait {
+		t.Errorf("watcher open wait %v, want %v", w.OpenWait, c.OpenFileWait)
+	}
+	off := c
+	off.OpenFileWait = 0
+	if w := off.Watcher(nil, nil); w.OpenWait >= 0 {
+		t.Errorf("open_file_wait 0: watcher open wait %v, want off (negative)", w.OpenWait)
+	}
+}
