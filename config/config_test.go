@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/syncer/syncer/config"
+	"go.uber.org/zap/zapcore"
 )
 
 // TestLoad checks the precedence: defaults < file < environment < flags.
@@ -93,5 +94,20 @@ func TestOptions(t *testing.T) {
 	off.OpenFileWait = 0
 	if w := off.Watcher(nil, nil); w.OpenWait >= 0 {
 		t.Errorf("open_file_wait 0: watcher open wait %v, want off (negative)", w.OpenWait)
+	}
+}
+
+func TestMarshalLogObject(t *testing.T) {
+	enc := zapcore.NewMapObjectEncoder()
+	c := config.Default()
+	c.Exclude = []string{"*.tmp"}
+	if err := c.MarshalLogObject(enc); err != nil {
+		t.Fatal(err)
+	}
+	if enc.Fields["max_delete"] != 10000 || enc.Fields["debounce"] != c.Debounce || enc.Fields["direct_copy"] != true {
+		t.Errorf("fields %v: want every setting under its YAML key", enc.Fields)
+	}
+	if ex, ok := enc.Fields["exclude"].([]any); !ok || len(ex) != 1 || ex[0] != "*.tmp" {
+		t.Errorf("exclude = %#v", enc.Fields["exclude"])
 	}
 }

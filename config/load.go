@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 )
 
@@ -83,4 +84,31 @@ func applyEnv(c *Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// MarshalLogObject logs every setting under its YAML key. Secrets are never
+// settings themselves, only the files that hold them.
+func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("yaml")
+		switch f := v.Field(i).Interface().(type) {
+		case string:
+			enc.AddString(key, f)
+		case int:
+			enc.AddInt(key, f)
+		case bool:
+			enc.AddBool(key, f)
+		case time.Duration:
+			enc.AddDuration(key, f)
+		case []string:
+			_ = enc.AddArray(key, zapcore.ArrayMarshalerFunc(func(ae zapcore.ArrayEncoder) error {
+				for _, s := range f {
+					ae.AppendString(s)
+				}
+				return nil
+			}))
+		}
+	}
+	return nil
 }

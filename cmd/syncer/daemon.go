@@ -200,15 +200,8 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		}
 		undo = append(undo, stopAPI)
 	}
-	d.log.Info("starting", zap.String("version", version), zap.String("source", cfg.Source), zap.String("dest", cfg.Dest),
-		zap.String("state_dir", cfg.StateDir), zap.String("listen", d.addr), zap.String("nats", d.q.URL()),
-		zap.Int("workers", d.pool.Workers()), zap.Int("batch", cfg.Batch),
-		zap.Duration("debounce", cfg.Debounce), zap.Duration("max_delay", cfg.MaxDelay),
-		zap.Int("collapse_children", cfg.CollapseChildren), zap.Int("collapse_project", cfg.CollapseProject),
-		zap.Strings("exclude", cfg.Exclude), zap.String("rsync_path", cfg.RsyncPath), zap.Strings("rsync_args", cfg.RsyncArgs),
-		zap.Int("max_delete", cfg.MaxDelete), zap.String("trash", cfg.TrashDir()), zap.Duration("trash_retention", cfg.TrashRetention),
-		zap.String("marker", cfg.Marker), zap.Bool("require_mount", cfg.RequireMount),
-		zap.Duration("reconcile_interval", cfg.ReconcileInterval))
+	d.log.Info("starting", zap.String("version", version), zap.String("nats", d.q.URL()), zap.String("listen", d.addr),
+		zap.Int("workers", d.pool.Workers()), zap.Object("config", d.cfg))
 	return cleanup, nil
 }
 
