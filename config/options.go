@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,6 +38,9 @@ func (c *Config) IgnoreDest() []string {
 	return nil
 }
 
+// IdentityFile is where the source root's identity is recorded.
+func (c *Config) IdentityFile() string { return filepath.Join(c.StateDir, "source.json") }
+
 // Queue is where the queue lives and how it behaves; scratch is a
 // standalone reconcile's in-memory one.
 func (c *Config) Queue(log *zap.Logger, scratch bool, onFailover func(string)) queue.Options {
@@ -68,7 +72,7 @@ func (c *Config) Copier() (copier.Options, bool) {
 // backup's root (unused for a local one).
 func (c *Config) Guard(log *zap.Logger, listDest func() ([]string, error), onResume func()) guard.Options {
 	o := guard.Options{Source: c.Source, Dest: c.Dest, Marker: c.Marker, RequireMount: c.RequireMount,
-		IgnoreDest: c.IgnoreDest(), OnResume: onResume, Logger: log}
+		IgnoreDest: c.IgnoreDest(), IdentityFile: c.IdentityFile(), OnResume: onResume, Logger: log}
 	if c.Remote() {
 		o.ListDest = listDest
 	}

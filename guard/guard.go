@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -34,6 +35,10 @@ type Options struct {
 	// ListDest lists the backup root's names when it is not a local
 	// directory (a remote backup); nil reads Dest.
 	ListDest func() ([]string, error)
+	// IdentityFile, when set, is where the source root's identity is
+	// recorded at the first healthy check; every later check requires the
+	// same root (Identity.Same) until Accept records another.
+	IdentityFile string
 	// OnResume, when set, is called when a check passes after one failed:
 	// what was held while the source was away needs a reconcile.
 	OnResume func()
@@ -56,6 +61,9 @@ type Guard struct {
 
 	mu     sync.Mutex
 	paused string // why the last check failed, "" when it passed
+
+	idMu     sync.Mutex
+	recorded *Identity // loaded at the first check
 }
 
 // New returns a Guard; it checks nothing yet.
@@ -121,6 +129,7 @@ func (g *Guard) check() error {
 	case !fi.IsDir():
 		return &TrippedError{fmt.Sprintf("source root %s is not a directory", src)}
 	}
+
 	if g.opts.RequireMount {
 		mounted, err := IsMountPoint(src)
 		if err != nil {
@@ -153,7 +162,83 @@ func (g *Guard) check() error {
 			return &TrippedError{fmt.Sprintf("source root %s is empty but the backup is not", src)}
 		}
 	}
+	if g.opts.IdentityFile != "" {
+		id, err := g.checkIdentity()
+		if err != nil {
+			return err
+		}
+		return g.recordFirst(id)
+	}
 	return nil
+}
+
+// checkIdentity says what the source root is now, and trips when it is not
+// what was recorded.
+func (g *Guard) checkIdentity() (Identity, error) {
+	src := g.opts.Source
+	now, err := Identify(src)
+	if err != nil {
+		return now, &TrippedError{fmt.Sprintf("identify source root %s: %v", src, err)}
+	}
+	g.idMu.Lock()
+	defer g.idMu.Unlock()
+	if g.recorded == nil {
+		rec, ok, err := loadIdentity(g.opts.IdentityFile)
+		if err != nil {
+			return now, &TrippedError{err.Error()}
+		}
+		if !ok {
+			return now, nil // recorded once the rest of the check passes
+		}
+		g.recorded = &rec
+	}
+	if !g.recorded.Same(now) {
+		return now, &TrippedError{fmt.Sprintf("source root %s is not the filesystem recorded at first start (was %s, now %s): "+
+			"if the new one is right, run `syncer resume --accept-source`", src, g.recorded, now)}
+	}
+	return now, nil
+}
+
+// recordFirst records id when no identity is recorded yet: the first
+// check that finds the source healthy.
+func (g *Guard) recordFirst(id Identity) error {
+	g.idMu.Lock()
+	defer g.idMu.Unlock()
+	if g.recorded != nil {
+		return nil
+	}
+	return g.record(id)
+}
+
+// record saves id as the source's identity; g.idMu is held.
+func (g *Guard) record(id Identity) error {
+	id.Recorded = time.Now().UTC()
+	if err := saveIdentity(g.opts.IdentityFile, id); err != nil {
+		return &TrippedError{fmt.Sprintf("record the source's identity in %s: %v", g.opts.IdentityFile, err)}
+	}
+	g.recorded = &id
+	g.opts.Logger.Info("source identity recorded", zap.String("source", g.opts.Source), zap.String("identity", id.String()),
+		zap.String("file", g.opts.IdentityFile))
+	return nil
+}
+
+// Accept records the source root as it is now as the one to sync: after a
+// deliberate change of volume. The next check resumes the projects.
+func (g *Guard) Accept() (Identity, error) {
+	id, err := Identify(g.opts.Source)
+	if err != nil {
+		return id, fmt.Errorf("identify source root %s: %w", g.opts.Source, err)
+	}
+	g.idMu.Lock()
+	defer g.idMu.Unlock()
+	was := g.recorded
+	if err := g.record(id); err != nil {
+		return id, err
+	}
+	if was != nil {
+		g.opts.Logger.Warn("source identity accepted", zap.String("was", was.String()), zap.String("now", id.String()))
+	}
+	return id, nil
 }
 
 func (g *Guard) destEmpty() (bool, error) {

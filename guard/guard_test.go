@@ -123,3 +123,100 @@ func TestSyncer_HoldsRunsWhilePaused(t *testing.T) {
 		t.Errorf("source back: runs %d, paused %q, resumed %d times (want 3, \"\", 1)", next.runs, g.Paused(), resumed)
 	}
 }
+
+// TestGuard_Identity checks that the source root recorded at the first
+// healthy check is required from then on, by the recorded file across
+// guards (restarts), until Accept records another.
+func TestGuard_Identity(t *testing.T) {
+	base, dst := t.TempDir(), t.TempDir()
+	src := filepath.Join(base, "prod")
+	testutil.WriteTree(t, src, testutil.Tree{"p/f": "1"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/f": "1"})
+	file := filepath.Join(t.TempDir(), "state", "source.json")
+	opts := guard.Options{Source: src, Dest: dst, IdentityFile: file}
+	g := guard.New(opts)
+	if err := g.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("identity not recorded: %v", err)
+	}
+	// Another directory at the same path, not empty (a stray file on a bare
+	// mount point): refused, by this guard and by a new one.
+	must(t, os.Rename(src, src+".away"))
+	testutil.WriteTree(t, src, testutil.Tree{"stray": "x"})
+	for i, g := range []*guard.Guard{g, guard.New(opts)} {
+		err := g.Check()
+		if !errors.Is(err, syncer.ErrPaused) || !strings.Contains(err.Error(), "not the filesystem recorded") ||
+			!strings.Contains(err.Error(), "--accept-source") {
+			t.Errorf("guard %d, replaced root: %v, want paused with how to accept", i, err)
+		}
+	}
+	// The original back: healthy again.
+	must(t, os.RemoveAll(src))
+	must(t, os.Rename(src+".away", src))
+	if err := g.Check(); err != nil {
+		t.Errorf("original root back: %v", err)
+	}
+	// A deliberate new volume, accepted: healthy, and recorded for the next start.
+	must(t, os.Rename(src, src+".old"))
+	testutil.WriteTree(t, src, testutil.Tree{"p/f": "1"})
+	if err := g.Check(); err == nil {
+		t.Fatal("new root accepted without Accept")
+	}
+	if _, err := g.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Check(); err != nil {
+		t.Errorf("after Accept: %v", err)
+	}
+	if err := guard.New(opts).Check(); err != nil {
+		t.Errorf("after Accept, a new guard: %v", err)
+	}
+}
+
+// TestGuard_IdentityRemount checks, as root, that a filesystem unmounted
+// and mounted again (on another loop device) is the same source, and that
+// another filesystem with the same files is not.
+func TestGuard_IdentityRemount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "prod"), t.TempDir()
+	must(t, os.Mkdir(src, 0o755))
+	imgA, imgB := testutil.Ext4Image(t, base, "a"), testutil.Ext4Image(t, base, "b")
+	testutil.Mount(t, imgA, src)
+	testutil.WriteTree(t, src, testutil.Tree{"p/f": "1"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/f": "1"})
+	opts := guard.Options{Source: src, Dest: dst, IdentityFile: filepath.Join(base, "source.json")}
+	if err := guard.New(opts).Check(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Unmount(t, src, false)
+	// The bare mount point, with a stray file: another filesystem.
+	testutil.WriteTree(t, src, testutil.Tree{"stray": "x"})
+	if err := guard.New(opts).Check(); !errors.Is(err, syncer.ErrPaused) {
+		t.Errorf("bare mount point: %v, want paused", err)
+	}
+	must(t, os.Remove(filepath.Join(src, "stray")))
+	testutil.Mount(t, imgB, src)
+	testutil.WriteTree(t, src, testutil.Tree{"p/f": "1"})
+	if err := guard.New(opts).Check(); !errors.Is(err, syncer.ErrPaused) {
+		t.Errorf("another filesystem with the same files: %v, want paused", err)
+	}
+	testutil.Unmount(t, src, false)
+	holdLoop := testutil.Ext4Image(t, base, "hold") // takes the first free loop device, so that a comes back on another
+	testutil.Mount(t, holdLoop, filepath.Join(base, "hold.mnt"))
+	testutil.Mount(t, imgA, src)
+	if err := guard.New(opts).Check(); err != nil {
+		t.Errorf("the same filesystem mounted again: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

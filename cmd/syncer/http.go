@@ -30,6 +30,7 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 		writeJSON(w, d.status(r.Context()))
 	})
 	mux.HandleFunc("POST /api/reconcile", d.handleReconcile)
+	mux.HandleFunc("POST /api/resume", d.handleResume)
 	mux.HandleFunc("GET /api/reconcile/{id}", func(w http.ResponseWriter, r *http.Request) {
 		v, ok := d.recon.Report(r.PathValue("id"))
 		if !ok {
