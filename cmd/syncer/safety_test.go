@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/syncer/syncer"
@@ -86,13 +87,20 @@ func unchanged(t *testing.T, before map[string]string, dir string) string {
 
 func (h *harness) status(t *testing.T) statusReport {
 	t.Helper()
+	r, err := h.tryStatus()
+	must(t, err)
+	return r
+}
+
+// tryStatus is `syncer status --json`; an error when no daemon answers yet.
+func (h *harness) tryStatus() (statusReport, error) {
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), []string{"status", "--json", "--state-dir", h.cfg.StateDir}, &stdout, &stderr); code != 0 {
-		t.Fatalf("status: exit %d: %s", code, stderr.String())
+		return statusReport{}, fmt.Errorf("status: exit %d: %s", code, stderr.String())
 	}
 	var r statusReport
-	must(t, json.Unmarshal(stdout.Bytes(), &r))
-	return r
+	err := json.Unmarshal(stdout.Bytes(), &r)
+	return r, err
 }
 
 // TestRun_GuardSourceReplaced: the source replaced by an empty directory (an
@@ -156,7 +164,8 @@ func TestRun_GuardSourceReplaced(t *testing.T) {
 func TestRun_GuardUnmount(t *testing.T) {
 	requireRoot(t)
 	cfg := testConfig(t)
-	mountTmpfs(t, cfg.Source, "16m")
+	img := testutil.Ext4Image(t, t.TempDir(), "prod")
+	testutil.Mount(t, img, cfg.Source)
 	cfg.RequireMount, cfg.Marker = true, ".syncer-source"
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{".syncer-source": "", "p/a/f": "1", "q/h": "3"})
 	h := start(t, cfg)
@@ -191,8 +200,87 @@ func TestRun_GuardUnmount(t *testing.T) {
 		t.Fatalf("backup changed with the source unmounted:\n%s", d)
 	}
 	must(t, os.Remove(h.path("stray")))
-	mountTmpfs(t, cfg.Source, "16m")
-	testutil.WriteTree(t, cfg.Source, testutil.Tree{".syncer-source": "", "p/a/f": "1", "q/h": "3", "q/new": "n"})
+	testutil.Mount(t, img, cfg.Source) // the same filesystem back
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"q/new": "n"})
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); r.Paused != "" {
+			return fmt.Errorf("still paused: %s", r.Paused)
+		}
+		return nil
+	})
+	h.converge(t)
+}
+
+// TestRun_SourceUnmounted: with the default config, the source volume
+// lazily unmounted under the running daemon with a stray file written to
+// the bare mount point pauses every project, also across a restart, and
+// nothing leaves the mirror; the same volume back resumes by itself;
+// another volume waits for `syncer resume --accept-source`.
+func TestRun_SourceUnmounted(t *testing.T) {
+	requireRoot(t)
+	cfg := testConfig(t)
+	imgs := t.TempDir()
+	img := testutil.Ext4Image(t, imgs, "prod")
+	testutil.Mount(t, img, cfg.Source)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/b/g": "2", "q/h": "3"})
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+	paused := func(h *harness) {
+		t.Helper()
+		testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+			r, err := h.tryStatus()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(r.Paused, "not the filesystem recorded") || !strings.Contains(r.Paused, "--accept-source") {
+				return fmt.Errorf("paused = %q, want the source identity reason and how to accept", r.Paused)
+			}
+			return nil
+		})
+	}
+
+	testutil.Unmount(t, cfg.Source, true)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"stray": "written into the bare mount point"})
+	paused(h)
+	if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "paused") {
+		t.Errorf("/readyz while paused = %d %q, want 503 paused", code, body)
+	}
+	time.Sleep(3 * time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("mirror changed with the source unmounted:\n%s", d)
+	}
+
+	// Restarted while unmounted: the recorded identity still holds it.
+	h.stop(t)
+	h = launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
+	paused(h)
+	time.Sleep(2 * time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("mirror changed after a restart with the source unmounted:\n%s", d)
+	}
+
+	// The volume back: resumed by itself, nothing lost.
+	must(t, os.Remove(h.path("stray")))
+	testutil.Mount(t, img, cfg.Source)
+	h.waitReady(t)
+	h.converge(t)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("mirror after the volume came back:\n%s", d)
+	}
+
+	// Another volume with the same projects: held until accepted.
+	testutil.Unmount(t, cfg.Source, false)
+	testutil.Mount(t, testutil.Ext4Image(t, imgs, "new"), cfg.Source)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a/f": "1", "p/b/g": "2", "q/h": "3", "q/new": "n"})
+	paused(h)
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"resume", "--accept-source", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("resume --accept-source: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "source accepted") {
+		t.Errorf("resume said %q", stdout.String())
+	}
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 		if r := h.status(t); r.Paused != "" {
 			return fmt.Errorf("still paused: %s", r.Paused)
