@@ -33,3 +33,26 @@ func (e *OpenFilesError) Covers(s Scope) bool {
 	}
 	return false
 }
+
+// ScopeError is returned by a Sync that synced its scopes except Scopes,
+// which failed with Err: the jobs of the others are done.
+type ScopeError struct {
+	Scopes []Scope
+	Err    error
+}
+
+func (e *ScopeError) Error() string {
+	return fmt.Sprintf("%d of the run's scopes failed (%s...): %v", len(e.Scopes), e.Scopes[0], e.Err)
+}
+
+func (e *ScopeError) Unwrap() error { return e.Err }
+
+// Has reports whether s is one of the scopes that failed.
+func (e *ScopeError) Has(s Scope) bool {
+	for _, x := range e.Scopes {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -221,6 +221,13 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 			c.unlock()
 		}
 	}()
+	p.run(held, log, claims)
+}
+
+// run syncs the claims in one run and settles their jobs. A run of several
+// scopes that fails as a whole runs each of them alone: one scope's failure
+// never fails the jobs of the others.
+func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 	scopes := make([]syncer.Scope, len(claims))
 	for i, c := range claims {
 		scopes[i] = c.scope
@@ -240,7 +247,7 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.busy++
 	p.mu.Unlock()
 	start := time.Now()
-	st, err := p.opts.Syncer.Sync(held, scopes, hints)
+	st, err := p.opts.Syncer.Sync(ctx, scopes, hints)
 	took := time.Since(start)
 	p.mu.Lock()
 	p.busy--
@@ -249,10 +256,25 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	if p.opts.OnRun != nil {
 		p.opts.OnRun(st, took, err)
 	}
+	if err != nil && len(claims) > 1 && !isCancel(err) && !errors.Is(err, syncer.ErrPaused) {
+		var open *syncer.OpenFilesError
+		var part *syncer.ScopeError
+		if !errors.As(err, &open) && !errors.As(err, &part) {
+			log.Warn("batched run failed; running its scopes one by one", zap.Int("scopes", len(claims)), zap.Error(err))
+			for _, c := range claims {
+				p.run(ctx, log, []*claim{c})
+			}
+			return
+		}
+	}
 
 	var open *syncer.OpenFilesError
 	if errors.As(err, &open) {
 		err = nil // for every job but those covering the open files
+	}
+	var part *syncer.ScopeError
+	if errors.As(err, &part) {
+		err = nil // for every job but those of the scopes that failed
 	}
 	if err == nil && st.Vanished {
 		p.followUp(log, scopes)
@@ -260,11 +282,14 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
 		for _, d := range c.ds {
-			if open != nil && open.Covers(d.Job.Scope) {
+			switch {
+			case open != nil && open.Covers(d.Job.Scope):
 				p.later(log, d, open)
-				continue
+			case part != nil && part.Has(c.scope):
+				p.settle(log, d, run, st, part.Err, start, took, len(claims))
+			default:
+				p.settle(log, d, run, st, err, start, took, len(claims))
 			}
-			p.settle(log, d, run, st, err, start, took, len(claims))
 		}
 	}
 }

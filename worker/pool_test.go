@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +267,85 @@ func TestPool_Run_RidesAlong(t *testing.T) {
 	defer rec.mu.Unlock()
 	if rec.runs != 1 {
 		t.Errorf("%d runs, want 1 carrying the parent and its new subdirectory", rec.runs)
+	}
+}
+
+// TestPool_Run_FailureStaysWithItsScope: one scope whose sync fails, in a
+// batch with others, fails only its own job; the others are done.
+func TestPool_Run_FailureStaysWithItsScope(t *testing.T) {
+	q := openQueue(t)
+	scopes := []syncer.Scope{{Dir: "p/a"}, {Dir: "q/bad"}, {Dir: "r/c"}}
+	for _, s := range scopes {
+		if err := q.PublishJob(t.Context(), syncer.Job{ID: s.Dir, Scope: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recSyncer{fail: func(s []syncer.Scope) error {
+		if slices.Contains(s, syncer.Scope{Dir: "q/bad"}) {
+			return permanentErr{}
+		}
+		return nil
+	}}
+	results := make(chan syncer.Result, 8)
+	runPool(t, worker.Options{Workers: 1, Batch: 8, Source: &together{Source: q.Jobs(), n: 3}, Syncer: rec,
+		OnResult: func(r syncer.Result) { results <- r }})
+	got := map[string]bool{}
+	for range scopes {
+		select {
+		case r := <-results:
+			got[r.Job.ID] = r.OK
+		case <-time.After(10 * time.Second):
+			t.Fatalf("results so far %v", got)
+		}
+	}
+	if !got["p/a"] || got["q/bad"] || !got["r/c"] {
+		t.Errorf("results %v: want p/a and r/c done, q/bad failed", got)
+	}
+}
+
+// held is a Syncer that syncs every scope but those of project "held",
+// which it reports failed with a pause.
+type held struct{ recSyncer }
+
+func (h *held) Sync(ctx context.Context, scopes []syncer.Scope, hints syncer.Hints) (syncer.Stats, error) {
+	var rest, out []syncer.Scope
+	for _, s := range scopes {
+		if s.Project() == "held" {
+			out = append(out, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	st, err := h.recSyncer.Sync(ctx, rest, hints)
+	if err == nil && len(out) > 0 {
+		err = &syncer.ScopeError{Scopes: out, Err: syncer.ErrPaused}
+	}
+	return st, err
+}
+
+// TestPool_Run_ScopeError: a run that reports some scopes failed settles
+// the others as done and holds those.
+func TestPool_Run_ScopeError(t *testing.T) {
+	q := openQueue(t)
+	for _, s := range []syncer.Scope{{Dir: "p/a"}, {Dir: "held/x"}} {
+		if err := q.PublishJob(t.Context(), syncer.Job{ID: s.Dir, Scope: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	results := make(chan syncer.Result, 8)
+	runPool(t, worker.Options{Workers: 1, Batch: 8, Source: &together{Source: q.Jobs(), n: 2}, Syncer: &held{},
+		OnResult: func(r syncer.Result) { results <- r }, PausedDelay: time.Hour})
+	select {
+	case r := <-results:
+		if r.Job.ID != "p/a" || !r.OK {
+			t.Errorf("result %+v, want p/a done", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no result")
+	}
+	select {
+	case r := <-results:
+		t.Errorf("result for a held job: %+v", r)
+	case <-time.After(500 * time.Millisecond):
 	}
 }
