@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
+	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/rsync"
@@ -57,6 +58,7 @@ type Config struct {
 	LeaseTTL          time.Duration `yaml:"lease_ttl"`
 	DiagnoseInterval  time.Duration `yaml:"diagnose_interval"`
 	MaxDelete         int           `yaml:"max_delete"`
+	MaxDeleteFraction float64       `yaml:"max_delete_fraction"`
 	Trash             string        `yaml:"trash"`
 	TrashRetention    time.Duration `yaml:"trash_retention"`
 	Marker            string        `yaml:"marker"`
@@ -107,7 +109,7 @@ func Default() Config {
 		JobAckWait:        60 * time.Second,
 		LeaseTTL:          30 * time.Second,
 		DiagnoseInterval:  30 * time.Second,
-		MaxDelete:         10000,
+		MaxDeleteFraction: guard.DefaultFraction,
 		Trash:             ".syncer-trash",
 		TrashRetention:    7 * 24 * time.Hour,
 		LogLevel:          "info",
@@ -240,8 +242,11 @@ func (c *Config) Validate() error {
 	if c.ReconcileInterval < 0 {
 		bad("reconcile_interval: %v is negative", c.ReconcileInterval)
 	}
-	if c.MaxDelete < 1 {
-		bad("max_delete: %d, want at least 1", c.MaxDelete)
+	if c.MaxDelete < 0 {
+		bad("max_delete: %d, want 0 (no cap) or more", c.MaxDelete)
+	}
+	if c.MaxDeleteFraction < 0 || c.MaxDeleteFraction > 1 {
+		bad("max_delete_fraction: %v, want 0 (no brake) to 1", c.MaxDeleteFraction)
 	}
 	if c.TrashRetention < 0 {
 		bad("trash_retention: %v is negative", c.TrashRetention)

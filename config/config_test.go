@@ -104,7 +104,7 @@ func TestMarshalLogObject(t *testing.T) {
 	if err := c.MarshalLogObject(enc); err != nil {
 		t.Fatal(err)
 	}
-	if enc.Fields["max_delete"] != 10000 || enc.Fields["debounce"] != c.Debounce || enc.Fields["direct_copy"] != true {
+	if enc.Fields["max_delete_fraction"] != 0.5 || enc.Fields["debounce"] != c.Debounce || enc.Fields["direct_copy"] != true {
 		t.Errorf("fields %v: want every setting under its YAML key", enc.Fields)
 	}
 	if ex, ok := enc.Fields["exclude"].([]any); !ok || len(ex) != 1 || ex[0] != "*.tmp" {

@@ -81,6 +81,13 @@ func applyEnv(c *Config) error {
 				continue
 			}
 			f.SetBool(b)
+		case float64:
+			x, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("SYNCER_%s: %q is not a number", strings.ToUpper(key), s))
+				continue
+			}
+			f.SetFloat(x)
 		}
 	}
 	return errors.Join(errs...)
@@ -99,6 +106,8 @@ func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 			enc.AddInt(key, f)
 		case bool:
 			enc.AddBool(key, f)
+		case float64:
+			enc.AddFloat64(key, f)
 		case time.Duration:
 			enc.AddDuration(key, f)
 		case []string:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 
@@ -77,6 +78,18 @@ func (c *Config) Guard(log *zap.Logger, listDest func() ([]string, error), onRes
 		o.ListDest = listDest
 	}
 	return o
+}
+
+// Brake is the deletion brake's options, and whether there is one: a
+// fraction is set and the backup is local (the counts come from reading it).
+func (c *Config) Brake(log *zap.Logger) (guard.BrakeOptions, bool) {
+	walk := c.Walk()
+	return guard.BrakeOptions{Fraction: c.MaxDeleteFraction, Logger: log,
+		Count: func(ctx context.Context, scopes []syncer.Scope) (map[string]int64, error) {
+			return reconcile.Deletions(ctx, walk, scopes)
+		},
+		Entries: func(ctx context.Context, project string) (int64, error) { return reconcile.Entries(ctx, walk, project) },
+	}, c.MaxDeleteFraction > 0 && !c.Remote()
 }
 
 // Watcher is the watcher's options; onLost asks for a reconcile.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,19 +107,49 @@ func (g *Guard) Paused() string {
 }
 
 // Syncer refuses runs while the guard is tripped: every run may delete, so
-// none may start from a source that vanished.
+// none may start from a source that vanished. With a Brake, the scopes of
+// projects whose deletions need approval are held, the others run.
 type Syncer struct {
 	Guard *Guard
+	Brake *Brake // nil: no brake
 	Next  syncer.Syncer
 }
 
-// Sync checks the guard, then runs Next.
+// Sync checks the guard and the brake, then runs Next on what they let through.
 func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	if err := s.Guard.Check(); err != nil {
 		return syncer.Stats{}, err
 	}
-	return s.Next.Sync(ctx, scopes, h)
+	if s.Brake == nil {
+		return s.Next.Sync(ctx, scopes, h)
+	}
+	held, why, err := s.Brake.Check(ctx, scopes)
+	if err != nil {
+		return syncer.Stats{}, transient{err}
+	}
+	if len(held) == 0 {
+		return s.Next.Sync(ctx, scopes, h)
+	}
+	var rest []syncer.Scope
+	for _, sc := range scopes {
+		if !slices.Contains(held, sc) {
+			rest = append(rest, sc)
+		}
+	}
+	var st syncer.Stats
+	if len(rest) > 0 {
+		if st, err = s.Next.Sync(ctx, rest, h); err != nil {
+			return st, err
+		}
+	}
+	return st, &syncer.ScopeError{Scopes: held, Err: why}
 }
+
+// transient marks a failure worth retrying.
+type transient struct{ error }
+
+func (transient) Transient() bool { return true }
+func (t transient) Unwrap() error { return t.error }
 
 func (g *Guard) check() error {
 	src := g.opts.Source

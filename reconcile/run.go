@@ -22,6 +22,7 @@ const (
 	StateDone    = "done"
 	StateFailed  = "failed"  // some jobs failed (dead-lettered)
 	StateRefused = "refused" // the deletion guard holds every job
+	StateHeld    = "held"    // what is left waits for the deletion brake's approval
 	StateError   = "error"
 )
 
@@ -53,12 +54,15 @@ type Report struct {
 	Deleted    int64    `json:"deleted"`
 	Errors     []string `json:"errors,omitempty"`
 	Error      string   `json:"error,omitempty"`
+	// Held are the projects whose jobs wait for the deletion brake's
+	// approval: the reconcile ends without them.
+	Held []string `json:"held,omitempty"`
 }
 
 // Ended reports whether the reconcile is over, however it ended.
 func (r Report) Ended() bool {
 	switch r.State {
-	case StateDone, StateFailed, StateRefused, StateError:
+	case StateDone, StateFailed, StateRefused, StateHeld, StateError:
 		return true
 	}
 	return false
@@ -100,6 +104,9 @@ type RunnerOptions struct {
 	OnFound func()
 	// OnQueued, when set, is called after each batch of jobs is queued.
 	OnQueued func(jobs int)
+	// Held, when set, lists the projects whose deletions wait for
+	// approval: a reconcile whose remaining jobs are all theirs ends.
+	Held func() []string
 	// OnDone, when set, is called when a reconcile whose walk completed
 	// ends, with what each project's backup lacked.
 	OnDone func(r Report, drift map[string]Drift)
@@ -241,6 +248,8 @@ func (r *Runner) Run(ctx context.Context, id string) error {
 			x.State, x.Error = StateError, err.Error()
 		case x.Failed > 0:
 			x.State = StateFailed
+		case len(x.Held) > 0:
+			x.State = StateHeld
 		default:
 			x.State = StateDone
 		}
@@ -311,9 +320,9 @@ func (r *Runner) run(ctx context.Context, id string) error {
 	if serr != nil {
 		return serr
 	}
-	sum, err := t.Wait(ctx)
+	sum, held, err := r.wait(ctx, t)
 	r.update(id, func(x *run) {
-		x.Done, x.Failed, x.Errors = sum.Done, sum.Failed, sum.Errors
+		x.Done, x.Failed, x.Errors, x.Held = sum.Done, sum.Failed, sum.Errors, held
 		x.Files, x.Bytes, x.Deleted = sum.Stats.Files, sum.Stats.Bytes, sum.Stats.Deleted
 		if plan.Blind {
 			// A remote backup: what rsync had to transfer is the drift.
@@ -342,6 +351,59 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		r.log.Error("reconcile jobs failed", zap.String("id", id), zap.Int("failed", sum.Failed), zap.Strings("errors", sum.Errors))
 	}
 	return nil
+}
+
+// errHeld ends a wait whose remaining jobs all wait for approval.
+var errHeld = errors.New("remaining jobs held")
+
+// wait waits until every job is settled, or until those left all belong to
+// projects the brake holds, which it returns.
+func (r *Runner) wait(ctx context.Context, t *Tracker) (Summary, []string, error) {
+	if r.opts.Held == nil {
+		sum, err := t.Wait(ctx)
+		return sum, nil, err
+	}
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var held []string
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			hp := r.opts.Held()
+			left := t.Waiting()
+			if len(hp) == 0 || len(left) == 0 {
+				continue
+			}
+			var projects []string
+			all := true
+			for _, s := range left {
+				if !slices.Contains(hp, s.Project()) {
+					all = false
+					break
+				}
+				if !slices.Contains(projects, s.Project()) {
+					projects = append(projects, s.Project())
+				}
+			}
+			if all {
+				slices.Sort(projects)
+				held = projects
+				cancel(errHeld)
+				return
+			}
+		}
+	}()
+	sum, err := t.Wait(wctx)
+	if err != nil && errors.Is(context.Cause(wctx), errHeld) && ctx.Err() == nil {
+		return sum, held, nil
+	}
+	return sum, nil, err
 }
 
 // submit queues the jobs a walk finds, in batches: as many as arrived

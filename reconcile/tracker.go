@@ -135,6 +135,17 @@ func (t *Tracker) remove(id string) {
 	}
 }
 
+// Waiting lists the scopes of the jobs not settled yet.
+func (t *Tracker) Waiting() []syncer.Scope {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]syncer.Scope, 0, len(t.waiting))
+	for _, w := range t.waiting {
+		out = append(out, w.scope)
+	}
+	return out
+}
+
 // Summary returns the counts so far.
 func (t *Tracker) Summary() Summary {
 	t.mu.Lock()

@@ -94,7 +94,8 @@ type Watcher struct {
 	// goroutine under openMu, which other goroutines take to read it.
 	openMu  sync.Mutex
 	open    map[string]*openFile
-	started bool // the startup walk is over
+	started bool // the first walk is over: Ready is closed
+	walking bool // a walk adds watches in parallel: set and cleared around it by Run
 
 	treeMu   sync.Mutex // watched and children, while the startup walk adds watches in parallel
 	mu       sync.Mutex
@@ -274,7 +275,9 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	}()
 
 	start := time.Now()
+	w.walking = true // no file tracking while the walk adds watches in parallel
 	err = w.addTreeParallel("")
+	w.walking = false
 	w.setupDone()
 	if err != nil {
 		return false, err
@@ -620,7 +623,7 @@ func (w *Watcher) addDir(dir string) ([]string, error) {
 		}
 		if e.IsDir() {
 			kids = append(kids, child)
-		} else if w.started && e.Type().IsRegular() {
+		} else if !w.walking && e.Type().IsRegular() {
 			// A file created in a new directory before its watch: it may
 			// be written still, with no event left to tell.
 			w.track(child)

@@ -40,6 +40,7 @@ type daemon struct {
 	q         *queue.JetStream
 	runner    *rsync.Runner
 	guard     *guard.Guard
+	brake     *guard.Brake // nil without one
 	w         *watcher.Watcher
 	pool      *worker.Pool
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
@@ -68,6 +69,13 @@ func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
 		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
+		Held: func() []string {
+			var out []string
+			for _, h := range d.held() {
+				out = append(out, h.Project)
+			}
+			return out
+		},
 		Logger: log.Named("reconcile")})
 	return d
 }
@@ -164,7 +172,10 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		sy = copier.Syncer{Copier: copier.New(opts), Fallback: d.runner, Logger: d.log.Named("copier")}
 	}
 	po := cfg.Pool(d.log.Named("worker"))
-	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Next: sy}, d.w
+	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
+		d.brake = guard.NewBrake(bo)
+	}
+	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Brake: d.brake, Next: sy}, d.w
 	po.Sink, po.OnLost = d.q, d.lost
 	po.OnResult = func(r syncer.Result) { d.metrics.Result(r); d.projects.Observe(r) }
 	po.OnRun = func(st syncer.Stats, took time.Duration, err error) { d.runs.Add(1); d.metrics.Run(st, took, err) }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
@@ -31,6 +32,7 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /api/reconcile", d.handleReconcile)
 	mux.HandleFunc("POST /api/resume", d.handleResume)
+	mux.HandleFunc("POST /api/approve", d.handleApprove)
 	mux.HandleFunc("GET /api/reconcile/{id}", func(w http.ResponseWriter, r *http.Request) {
 		v, ok := d.recon.Report(r.PathValue("id"))
 		if !ok {
@@ -55,10 +57,21 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 	})
 }
 
+// held lists the projects the deletion brake holds.
+func (d *daemon) held() []guard.Hold {
+	if d.brake == nil {
+		return nil
+	}
+	return d.brake.Held()
+}
+
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
 	if p := d.guard.Paused(); p != "" {
 		return "paused: " + p
+	}
+	if h := d.held(); len(h) > 0 {
+		return "held: " + h[0].String()
 	}
 	if !d.isReady() {
 		return "initial sync not done"
@@ -104,6 +117,7 @@ type statusReport struct {
 	NetworkFS    string            `json:"network_fs,omitempty"`
 	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
 	Paused       string            `json:"paused,omitempty"`
+	Held         []guard.Hold      `json:"held,omitempty"`
 	Dead         []queue.DeadJob   `json:"dead"`
 	Projects     []metrics.Project `json:"projects"`
 }
@@ -137,6 +151,11 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	r.NetworkFS = d.networkFS
 	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
 	pending, _ := d.q.PendingByProject(ctx, names)
-	r.Projects = d.projects.Report(names, pending, r.Paused)
+	r.Held = d.held()
+	held := map[string]string{}
+	for _, h := range r.Held {
+		held[h.Project] = h.String()
+	}
+	r.Projects = d.projects.Report(names, pending, r.Paused, held)
 	return r
 }

@@ -246,7 +246,7 @@ func TestRun_Status(t *testing.T) {
 			t.Errorf("project %s state = %s, want ok", p.Name, p.State)
 		}
 	}
-	for _, ps := range h.d.projects.Report(h.d.projects.Names(nil), nil, "") {
+	for _, ps := range h.d.projects.Report(h.d.projects.Names(nil), nil, "", nil) {
 		if got[ps.Name] != ps.Done {
 			t.Errorf("project %q jobs done = %d in status, %d in the daemon", ps.Name, got[ps.Name], ps.Done)
 		}

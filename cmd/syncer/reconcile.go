@@ -266,6 +266,8 @@ func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config,
 	switch last.State {
 	case reconcile.StateFailed:
 		return exitError{exitPartial, fmt.Sprintf("%d of %d jobs failed (see `syncer status`)", last.Failed, last.Jobs)}
+	case reconcile.StateHeld:
+		return exitError{exitRefused, fmt.Sprintf("deletions of %s wait for `syncer approve`; everything else is done", strings.Join(last.Held, ", "))}
 	case reconcile.StateRefused:
 		return exitError{exitRefused, last.Error}
 	case reconcile.StateError:

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/testutil"
 )
 
@@ -536,5 +537,76 @@ func TestRun_ExternalNATS(t *testing.T) {
 	}
 	if d := unchanged(t, before, cfg.Dest); d != "" {
 		t.Errorf("backup touched:\n%s", d)
+	}
+}
+
+// TestRun_DeletionBrake: deleting 60 % of a project holds its run with
+// nothing deleted, while other projects go on, until `syncer approve`; then
+// the deletion is done and every deleted file is in the trash.
+func TestRun_DeletionBrake(t *testing.T) {
+	cfg := testConfig(t)
+	tree := testutil.Tree{"q/a": "1"}
+	for i := range 400 {
+		tree[fmt.Sprintf("p/keep/f%d", i)] = "k"
+	}
+	for i := range 600 {
+		tree[fmt.Sprintf("p/doomed/d%d/f%d", i%6, i)] = "d"
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+
+	must(t, os.RemoveAll(h.path("p/doomed")))
+	var held metrics.Project
+	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
+		for _, p := range h.status(t).Projects {
+			if p.Name == "p" && p.State == "held" {
+				held = p
+				return nil
+			}
+		}
+		return errors.New("p not held")
+	})
+	if !strings.Contains(held.Held, "deleting 607 of 1008 entries") || !strings.Contains(held.Held, "syncer approve p") {
+		t.Errorf("held = %q, want the count and how to approve", held.Held)
+	}
+	if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "held") {
+		t.Errorf("/readyz while held = %d %q, want 503 held", code, body)
+	}
+	// Other projects go on meanwhile.
+	must(t, os.WriteFile(h.path("q/b"), []byte("2"), 0o644))
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		_, err := os.Stat(filepath.Join(cfg.Dest, "q/b"))
+		return err
+	})
+	time.Sleep(2 * time.Second)
+	before["q/b"] = "2"
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("backup changed while the deletion was held:\n%s", d)
+	}
+
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"approve", "p", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("approve: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "607 of 1008") {
+		t.Errorf("approve said %q", stdout.String())
+	}
+	h.converge(t)
+	trashed := 0
+	must(t, filepath.WalkDir(filepath.Join(cfg.Dest, cfg.Trash), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && strings.Contains(p, "/p/doomed/") {
+			trashed++
+		}
+		return err
+	}))
+	if trashed != 600 {
+		t.Errorf("%d deleted files in the trash, want all 600", trashed)
+	}
+	for _, p := range h.status(t).Projects {
+		if p.State == "held" {
+			t.Errorf("project %s still held after approve", p.Name)
+		}
 	}
 }

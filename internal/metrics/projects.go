@@ -24,8 +24,10 @@ type project struct {
 type Project struct {
 	Name string `json:"name"`
 	// State is ok, syncing (jobs pending), failing (its last job was
-	// given up) or paused (the deletion guard holds every job).
+	// given up), held (its deletions wait for approval, Held says which)
+	// or paused (the deletion guard holds every job).
 	State     string    `json:"state"`
+	Held      string    `json:"held,omitempty"`
 	Pending   uint64    `json:"pending"`
 	LastSync  time.Time `json:"last_sync,omitzero"`
 	LastLag   float64   `json:"last_lag_seconds"`
@@ -84,9 +86,10 @@ func (p *Projects) Names(extra []string) []string {
 	return out
 }
 
-// Report is the status of the named projects, given their pending jobs and
-// why every job is held ("" when none is).
-func (p *Projects) Report(names []string, pending map[string]uint64, paused string) []Project {
+// Report is the status of the named projects, given their pending jobs,
+// why every job is held ("" when none is) and the projects whose deletions
+// wait for approval (with why).
+func (p *Projects) Report(names []string, pending map[string]uint64, paused string, held map[string]string) []Project {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]Project, 0, len(names))
@@ -96,9 +99,12 @@ func (p *Projects) Report(names []string, pending map[string]uint64, paused stri
 			pr = ps.Project
 		}
 		pr.Name, pr.Pending = ProjectLabel(n), pending[n]
+		pr.Held = held[n]
 		switch {
 		case paused != "":
 			pr.State = "paused"
+		case pr.Held != "":
+			pr.State = "held"
 		case pr.State == "failing":
 		case pr.Pending > 0:
 			pr.State = "syncing"

@@ -19,7 +19,7 @@ func TestProjects(t *testing.T) {
 			Started: t0.Add(started), Finished: t0.Add(started + time.Second), Error: map[bool]string{false: "rsync: exit 11"}[ok]}
 	}
 	state := func(name string, pending map[string]uint64, paused string) metrics.Project {
-		for _, pr := range p.Report(p.Names([]string{"idle"}), pending, paused) {
+		for _, pr := range p.Report(p.Names([]string{"idle"}), pending, paused, nil) {
 			if pr.Name == name {
 				return pr
 			}

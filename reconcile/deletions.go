@@ -1,0 +1,145 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
+)
+
+// Deletions counts, per project, the backup entries a sync of scopes would
+// delete (rsync --delete, the entries moved to the trash): the entries of a
+// scope's directory that the source lacks or has with another type, with
+// everything below them, and for a recursive scope the same at every level
+// below. A scope whose source directory is gone deletes nothing (its
+// parent's run does). It reads only; opts names the trees as for Walk.
+func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope) (map[string]int64, error) {
+	src, err := osx.OpenRoot(opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	dst, err := osx.OpenRoot(opts.Dest)
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+	c := counter{ctx: ctx, src: src, dst: dst, opts: opts}
+	out := map[string]int64{}
+	for _, s := range scopes {
+		n, err := c.deletions(s.Dir, s.Recursive)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out[s.Project()] += n
+		}
+	}
+	return out, nil
+}
+
+// Entries counts the entries of the backup below dir (the directory
+// itself not included).
+func Entries(ctx context.Context, opts Options, dir string) (int64, error) {
+	dst, err := osx.OpenRoot(opts.Dest)
+	if err != nil {
+		return 0, err
+	}
+	defer dst.Close()
+	c := counter{ctx: ctx, dst: dst, opts: opts}
+	return c.below(dir)
+}
+
+type counter struct {
+	ctx      context.Context
+	src, dst *osx.Root
+	opts     Options
+}
+
+func (c *counter) skip(dir string) func(string) bool {
+	return func(name string) bool {
+		return syncer.Excluded(c.opts.Excludes, name) || (dir == "" && slices.Contains(c.opts.IgnoreDest, name))
+	}
+}
+
+// list returns the names of dir's entries by type (unix.S_IFMT bits);
+// none when dir is not there.
+func list(r *osx.Root, dir string, skip func(string) bool) (map[string]uint32, error) {
+	out := map[string]uint32{}
+	err := r.ListDir(dir, skip, func(_ int, name string, st *unix.Stat_t) { out[name] = st.Mode & unix.S_IFMT })
+	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
+		return nil, nil
+	}
+	return out, err
+}
+
+func (c *counter) deletions(dir string, recursive bool) (int64, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	src, err := list(c.src, dir, c.skip(dir))
+	if err != nil || src == nil {
+		return 0, err
+	}
+	dst, err := list(c.dst, dir, c.skip(dir))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for name, typ := range dst {
+		rel := syncer.Join(dir, name)
+		st, ok := src[name]
+		switch {
+		case !ok || st != typ:
+			n++
+			if typ == unix.S_IFDIR {
+				below, err := c.below(rel)
+				if err != nil {
+					return 0, err
+				}
+				n += below
+			}
+		case recursive && typ == unix.S_IFDIR:
+			below, err := c.deletions(rel, true)
+			if err != nil {
+				return 0, err
+			}
+			n += below
+		}
+	}
+	return n, nil
+}
+
+// below counts the backup's entries below dir.
+func (c *counter) below(dir string) (int64, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	var n int64
+	var dirs []string
+	err := c.dst.ListDir(dir, c.skip(dir), func(_ int, name string, st *unix.Stat_t) {
+		n++
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			dirs = append(dirs, syncer.Join(dir, name))
+		}
+	})
+	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		m, err := c.below(d)
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	return n, nil
+}
