@@ -61,6 +61,7 @@ type Config struct {
 	MaxDeleteFraction float64       `yaml:"max_delete_fraction"`
 	Trash             string        `yaml:"trash"`
 	TrashRetention    time.Duration `yaml:"trash_retention"`
+	TrashMaxBytes     int           `yaml:"trash_max_bytes"`
 	Marker            string        `yaml:"marker"`
 	RequireMount      bool          `yaml:"require_mount"`
 
@@ -247,6 +248,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDeleteFraction < 0 || c.MaxDeleteFraction > 1 {
 		bad("max_delete_fraction: %v, want 0 (no brake) to 1", c.MaxDeleteFraction)
+	}
+	if c.TrashMaxBytes < 0 {
+		bad("trash_max_bytes: %d, want 0 (no cap) or more", c.TrashMaxBytes)
 	}
 	if c.TrashRetention < 0 {
 		bad("trash_retention: %v is negative", c.TrashRetention)

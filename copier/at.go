@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/versions"
 )
 
 // File-system calls on descriptors. Nothing here resolves a path through a
@@ -22,6 +23,8 @@ import (
 // trees are the two roots of one Copy or SyncFlat call, opened at its start.
 type trees struct {
 	src, dst *osx.Root
+	trash    string // the trash directory's name, "" for none
+	stamp    string // where this call's displaced entries go below trash
 }
 
 func (c *Copier) open() (*trees, error) {
@@ -34,12 +37,18 @@ func (c *Copier) open() (*trees, error) {
 		src.Close()
 		return nil, err
 	}
-	return &trees{src: src, dst: dst}, nil
+	return &trees{src: src, dst: dst, trash: c.opts.Trash, stamp: versions.Stamp(c.now())}, nil
 }
 
-func (t *trees) close() {
+// close records what the call displaced (versions.Record) and closes the roots.
+func (t *trees) close() error {
+	var err error
+	if t.trash != "" {
+		err = versions.Record(t.dst, t.trash, t.stamp)
+	}
 	t.src.Close()
 	t.dst.Close()
+	return err
 }
 
 func dup(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
@@ -184,13 +193,13 @@ func (c *Copier) now() time.Time {
 }
 
 // trashDir opens (creating it) the trash directory that will hold the
-// backup entry rel: Trash/<YYYY-MM-DD>/<parent of rel>.
-func (c *Copier) trashDir(dst *osx.Root, rel string) (int, error) {
-	d := c.opts.Trash + "/" + c.now().Format("2006-01-02")
+// backup entry rel: Trash/<stamp>/<parent of rel>.
+func (t *trees) trashDir(rel string) (int, error) {
+	d := t.trash + "/" + t.stamp
 	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
 		d += "/" + rel[:i]
 	}
-	fd, err := mkdirAll(dst, d)
+	fd, err := mkdirAll(t.dst, d)
 	if err != nil {
 		return -1, fmt.Errorf("trash: %w", err)
 	}
@@ -201,7 +210,8 @@ func (c *Copier) trashDir(dst *osx.Root, rel string) (int, error) {
 // the way into the trash, as rsync replaces it (--backup): never written
 // through, never followed. Without a trash it is removed (a symlink or a
 // file; a directory in the way is left to rsync).
-func (c *Copier) evict(dst *osx.Root, rel string) error {
+func (t *trees) evict(rel string) error {
+	dst := t.dst
 	pfd, name, err := dst.OpenParent(rel)
 	if err != nil {
 		return err
@@ -214,10 +224,10 @@ func (c *Copier) evict(dst *osx.Root, rel string) error {
 		return err
 	}
 	defer func() { _ = futimens(pfd, &pst) }()
-	if c.opts.Trash == "" {
+	if t.trash == "" {
 		return unix.Unlinkat(pfd, name, 0)
 	}
-	tfd, err := c.trashDir(dst, rel)
+	tfd, err := t.trashDir(rel)
 	if err != nil {
 		return err
 	}

@@ -116,7 +116,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 	if d := testutil.DiffTrees(src, dst, ".trash", "p/a/open.mov", "p/a/x.tmp", "p/a/sub/deep"); d != "" {
 		t.Error(d)
 	}
-	if b, err := os.ReadFile(filepath.Join(dst, ".trash/2026-11-22/p/a/changed")); string(b) != "old" {
+	if b, err := os.ReadFile(filepath.Join(dst, ".trash/2026-11-22T120000.000000000Z/p/a/changed")); string(b) != "old" {
 		t.Errorf("the replaced file in the trash = %q, %v; want the old content", b, err)
 	}
 	for _, f := range []string{"open.mov", "x.tmp", "sub/deep"} {

@@ -78,7 +78,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 		// rsync creates the directory.
 		bad, merr := misplaced(t.dst, dir)
 		if merr == nil && bad != "" {
-			merr = c.evict(t.dst, bad)
+			merr = t.evict(bad)
 		}
 		return st, nil, false, merr
 	}
@@ -225,7 +225,7 @@ func (r *run) place(ctx context.Context, sfd, dfd int, dir, name string, replace
 		return fmt.Errorf("%s: %w", r.t.dst.Join(dir), err)
 	}
 	if replace {
-		if err := r.c.toTrash(r.t.dst, dfd, dir, name); err != nil {
+		if err := r.t.toTrash(dfd, dir, name); err != nil {
 			_ = unix.Unlinkat(dfd, tmp, 0)
 			return err
 		}
@@ -246,13 +246,12 @@ func (r *run) place(ctx context.Context, sfd, dfd int, dir, name string, replace
 }
 
 // toTrash links the backup file name of the directory dfd (dir, below the
-// backup root) into today's trash, replacing an older copy of the same day,
-// as rsync --backup-dir does.
-func (c *Copier) toTrash(dst *osx.Root, dfd int, dir, name string) error {
-	if c.opts.Trash == "" {
+// backup root) into this call's trash directory, as rsync --backup-dir does.
+func (t *trees) toTrash(dfd int, dir, name string) error {
+	if t.trash == "" {
 		return nil
 	}
-	tfd, err := c.trashDir(dst, join(dir, name))
+	tfd, err := t.trashDir(join(dir, name))
 	if err != nil {
 		return err
 	}

@@ -8,12 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/versions"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
@@ -280,12 +282,14 @@ func (r *Runner) Reachable(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
-// PruneTrash removes the days of the trash (Options.Trash/<YYYY-MM-DD>)
-// older than retention before now, and returns the days it removed. Names
-// that are not days are left alone. On a local backup nothing is resolved
-// through a symlink: a trash that is a symlink lists as empty, and a day
-// that is one is removed as a link.
-func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, now time.Time) ([]string, error) {
+// PruneTrash removes the trash's versions displaced more than retention
+// before now and then, with maxBytes positive on a local backup, the
+// oldest others until what is left holds at most maxBytes; it returns the
+// stamps it removed (versions.Old). Names that are not stamps are left
+// alone. On a local backup nothing is resolved through a symlink: a trash
+// that is a symlink lists as empty, and a stamp that is one is removed as
+// a link.
+func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, maxBytes int64, now time.Time) ([]string, error) {
 	if r.opts.Trash == "" || retention <= 0 {
 		return nil, nil
 	}
@@ -293,36 +297,45 @@ func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, now ti
 	if err != nil {
 		return nil, err
 	}
-	cutoff := now.Add(-retention)
-	var old []string
-	for _, n := range names {
-		day, err := time.ParseInLocation("2006-01-02", n, time.Local)
-		if err == nil && day.AddDate(0, 0, 1).Before(cutoff) {
-			old = append(old, n)
+	size := func(string) (int64, error) { return 0, nil }
+	if !r.loc.Remote() && maxBytes > 0 {
+		root, err := osx.OpenRoot(r.opts.Dest)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		size = func(stamp string) (int64, error) { return versions.Size(root, r.opts.Trash, stamp) }
+	}
+	old, err := versions.Old(names, now.Add(-retention), maxBytes, size)
+	if err != nil || len(old) == 0 {
+		return nil, err
+	}
+	remove := slices.Clone(old)
+	for _, s := range old {
+		if slices.Contains(names, versions.Manifest(s)) {
+			remove = append(remove, versions.Manifest(s))
 		}
 	}
-	if len(old) == 0 {
-		return nil, nil
-	}
-	if err := r.RemoveAll(ctx, r.opts.Trash, old); err != nil {
+	if err := r.RemoveAll(ctx, r.opts.Trash, remove); err != nil {
 		return nil, err
 	}
 	return old, nil
 }
 
-// KeepTrash prunes the trash at start and hourly until ctx ends: days older
-// than retention go. It does nothing when Options.Trash is off.
-func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration) {
+// KeepTrash prunes the trash at start and hourly until ctx ends (see
+// PruneTrash). It does nothing when Options.Trash is off.
+func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxBytes int64) {
 	if r.opts.Trash == "" || retention <= 0 {
 		return
 	}
 	for {
-		old, err := r.PruneTrash(ctx, retention, time.Now())
+		old, err := r.PruneTrash(ctx, retention, maxBytes, time.Now())
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.log.Warn("prune trash", zap.Error(err))
 		case len(old) > 0:
-			r.log.Info("trash pruned", zap.Strings("days", old), zap.Duration("retention", retention))
+			r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
+				zap.Duration("retention", retention), zap.Int64("max_bytes", maxBytes))
 		}
 		select {
 		case <-ctx.Done():

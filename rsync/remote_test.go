@@ -99,7 +99,7 @@ func TestRunner_Remote(t *testing.T) {
 			if d := testutil.DiffTrees(src, backup, ".syncer-trash"); d != "" {
 				t.Fatal(d)
 			}
-			if b, err := os.ReadFile(filepath.Join(backup, ".syncer-trash/2026-11-22/p/a/g")); err != nil || string(b) != "2" {
+			if b, err := os.ReadFile(filepath.Join(backup, ".syncer-trash/2026-11-22T120000.000000000Z/p/a/g")); err != nil || string(b) != "2" {
 				t.Errorf("deleted file not in the trash: %q, %v", b, err)
 			}
 
@@ -117,8 +117,8 @@ func TestRunner_Remote(t *testing.T) {
 			must(os.MkdirAll(filepath.Join(backup, ".syncer-trash/2026-01-01/p"), 0o755))
 			must(os.WriteFile(filepath.Join(backup, ".syncer-trash/2026-01-01/p/old"), nil, 0o644))
 			must(r.RemoveAll(t.Context(), ".syncer-trash", []string{"2026-01-01"}))
-			if names, _ := r.List(t.Context(), ".syncer-trash"); !slices.Equal(names, []string{"2026-11-22"}) {
-				t.Errorf("trash after RemoveAll = %q, want only 2026-11-22", names)
+			if names, _ := r.List(t.Context(), ".syncer-trash"); !slices.Equal(names, []string{"2026-11-22T120000.000000000Z"}) {
+				t.Errorf("trash after RemoveAll = %q, want only the run's stamp", names)
 			}
 			if d := testutil.DiffTrees(src, backup, ".syncer-trash"); d != "" {
 				t.Fatal(d)

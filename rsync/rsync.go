@@ -19,6 +19,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/versions"
 )
 
 // Defaults for Options.
@@ -49,8 +50,9 @@ type Options struct {
 	// Hitting the cap ends the run with exit 25, a permanent failure.
 	MaxDelete int
 	// Trash, when set, is a directory name in the backup root: deleted and
-	// overwritten files move to Trash/<YYYY-MM-DD>/<path> instead of
-	// disappearing, and Trash itself is never synced or deleted.
+	// overwritten files move to Trash/<stamp>/<path> (versions.Stamp of the
+	// invocation's start) instead of disappearing, with a manifest beside
+	// (versions.Record), and Trash itself is never synced or deleted.
 	Trash string
 	// Now gives the trash date; time.Now when nil.
 	Now func() time.Time
@@ -145,14 +147,42 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 		recursive bool
 	}{{deep, true}, {flat, false}} {
 		for _, chunk := range r.chunks(set.dirs) {
-			st, err := r.run(ctx, Args(r.opts, chunk, set.recursive, skipped(h.Open, chunk, set.recursive)))
+			// Each invocation displaces into a trash directory of its own:
+			// no version ever replaces another.
+			stamp := versions.Stamp(r.now())
+			st, err := r.run(ctx, argsAt(r.opts, chunk, set.recursive, skipped(h.Open, chunk, set.recursive), stamp))
 			total.Add(st)
+			r.record(stamp)
 			if err != nil {
 				return total, err
 			}
 		}
 	}
 	return total, nil
+}
+
+func (r *Runner) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
+}
+
+// record writes the manifest of what the invocation displaced into the
+// trash directory stamp, on a local backup (a remote one's stamps are
+// listed by walking them).
+func (r *Runner) record(stamp string) {
+	if r.opts.Trash == "" || r.loc.Remote() || r.opts.DryRun {
+		return
+	}
+	root, err := osx.OpenRoot(r.opts.Dest)
+	if err == nil {
+		err = versions.Record(root, r.opts.Trash, stamp)
+		root.Close()
+	}
+	if err != nil {
+		r.log.Warn("record versions", zap.Error(err), zap.String("stamp", stamp))
+	}
 }
 
 // chunks splits dirs so that each invocation's path arguments stay under MaxArgBytes.
@@ -209,6 +239,15 @@ const maxSkipBytes = 32 << 10
 // file's size are still seen, and directory times converge. Paths always follow
 // "--", so names starting with "-" are never read as options.
 func Args(opts Options, dirs []string, recursive bool, skip []string) []string {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	return argsAt(opts, dirs, recursive, skip, versions.Stamp(now()))
+}
+
+// argsAt is Args displacing into the trash directory stamp.
+func argsAt(opts Options, dirs []string, recursive bool, skip []string, stamp string) []string {
 	args := []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1"}
 	if recursive {
 		args = append(args, "--recursive")
@@ -219,12 +258,8 @@ func Args(opts Options, dirs []string, recursive bool, skip []string) []string {
 		args = append(args, "--max-delete="+strconv.Itoa(opts.MaxDelete))
 	}
 	if opts.Trash != "" {
-		now := time.Now
-		if opts.Now != nil {
-			now = opts.Now
-		}
 		// Anchored at the transfer root: with --relative that is the backup root.
-		args = append(args, "--backup", "--backup-dir="+opts.Trash+"/"+now().Format("2006-01-02"), "--exclude=/"+opts.Trash)
+		args = append(args, "--backup", "--backup-dir="+opts.Trash+"/"+stamp, "--exclude=/"+opts.Trash)
 	}
 	for _, e := range opts.Excludes {
 		args = append(args, "--exclude="+e)

@@ -26,9 +26,9 @@ func TestArgs(t *testing.T) {
 		want      []string
 	}{
 		{"flat", []string{"p/a b", "-x"}, false, nil, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
-			"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
+			"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22T235900.000000000Z", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./p/a b/", "/data/prod/./-x/", "/data/prod_backup/"}},
 		{"root recursive", []string{""}, true, nil, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
-			"--recursive", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
+			"--recursive", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22T235900.000000000Z", "--exclude=/.syncer-trash", "--exclude=*.tmp", "--", "/data/prod/./", "/data/prod_backup/"}},
 	}
 	tests = append(tests, struct {
 		name      string
@@ -37,7 +37,7 @@ func TestArgs(t *testing.T) {
 		skip      []string
 		want      []string
 	}{"skip", []string{"p"}, false, []string{"p/clip.mov", "p/a*b?[c]\\d"}, []string{"-lptgoD", "--numeric-ids", "--delete", "--relative", "--stats", "--protect-args", "--modify-window=-1",
-		"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22", "--exclude=/.syncer-trash", "--exclude=*.tmp",
+		"--dirs", "--max-delete=500", "--backup", "--backup-dir=.syncer-trash/2026-11-22T235900.000000000Z", "--exclude=/.syncer-trash", "--exclude=*.tmp",
 		"--exclude=/p/clip.mov", `--exclude=/p/a\*b\?\[c]\\d`, "--", "/data/prod/./p/", "/data/prod_backup/"}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,7 +222,7 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}, {Dir: ""}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
-	trash := filepath.Join(dst, ".syncer-trash/2026-11-22/p")
+	trash := filepath.Join(dst, ".syncer-trash/2026-11-22T120000.000000000Z/p") // the run's own trash directory
 	for name, want := range map[string]string{"del": "d", "over": "old"} {
 		got, err := os.ReadFile(filepath.Join(trash, name))
 		if err != nil || string(got) != want {

@@ -244,7 +244,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		g.Go(func() error { return co.Consume(gctx, d.q) })
 		g.Go(func() error { return d.w.Run(gctx, d.q) })
 		g.Go(func() error { return d.sched.Run(gctx) })
-		g.Go(func() error { d.runner.KeepTrash(gctx, d.cfg.TrashRetention); return nil })
+		g.Go(func() error { d.runner.KeepTrash(gctx, d.cfg.TrashRetention, int64(d.cfg.TrashMaxBytes)); return nil })
 	}
 	if d.cfg.DiagnoseInterval > 0 {
 		g.Go(func() error {

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/versions"
+)
+
+// treePath turns a path given on the command line (relative to the tree,
+// or absolute below the source or the backup) into one relative to the tree.
+func treePath(cfg config.Config, p string) (string, error) {
+	if filepath.IsAbs(p) {
+		for _, root := range []string{cfg.Source, cfg.Dest} {
+			if rel, ok := syncer.Rel(root, filepath.Clean(p)); ok {
+				p = rel
+				break
+			}
+		}
+		if filepath.IsAbs(p) {
+			return "", usageError{fmt.Errorf("%s is neither below the source %s nor below the backup %s", p, cfg.Source, cfg.Dest)}
+		}
+	}
+	p = strings.TrimSuffix(strings.TrimPrefix(p, "./"), "/")
+	if p == "." {
+		p = ""
+	}
+	if err := syncer.CheckPath(p); err != nil {
+		return "", usageError{err}
+	}
+	return p, nil
+}
+
+// parseAt reads --at: RFC 3339, local "2006-01-02 15:04[:05]", a trash
+// stamp, or a duration ago ("90m").
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	if t, ok := versions.ParseStamp(s); ok {
+		return t, nil
+	}
+	return time.Time{}, usageError{fmt.Errorf("--at %q: want a time (2026-12-02 14:30, RFC 3339, a stamp from `syncer versions`) or a duration ago (90m)", s)}
+}
+
+// openBackup opens the local backup for versions and restore.
+func openBackup(cfg config.Config) (*osx.Root, error) {
+	if cfg.Remote() {
+		return nil, errors.New("versions and restore read the backup directly: run them on the backup host, with dest its local path")
+	}
+	if cfg.TrashDir() == "" {
+		return nil, errors.New("trash_retention is 0: no versions are kept")
+	}
+	return osx.OpenRoot(cfg.Dest)
+}
+
+func newVersionsCmd(stdout, stderr io.Writer) *cobra.Command {
+	var configPath string
+	var asJSON bool
+	flags := config.Default()
+	cmd := &cobra.Command{
+		Use:   "versions PATH",
+		Short: "List the kept versions of a file, a directory or a project",
+		Long: `versions lists every version of PATH (a file, or every file below a
+directory; relative to the tree, or absolute below the source or the backup)
+that syncs overwrote or deleted and the trash still keeps, oldest first,
+then the backup's current one. Restore any of them with ` + "`syncer restore PATH --at TIME`" + `.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
+			if err != nil {
+				return err
+			}
+			defer done()
+			path, err := treePath(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			root, err := openBackup(cfg)
+			if err != nil {
+				return err
+			}
+			defer root.Close()
+			vs, err := versions.List(root, cfg.TrashDir(), path)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if vs == nil {
+					vs = []versions.Version{}
+				}
+				return json.NewEncoder(stdout).Encode(vs)
+			}
+			if len(vs) == 0 {
+				return fmt.Errorf("no version of %q on the backup", path)
+			}
+			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DISPLACED\tKIND\tSIZE\tMODIFIED\tPATH")
+			for _, v := range vs {
+				at := "-"
+				if !v.At.IsZero() {
+					at = v.At.Local().Format("2006-01-02 15:04:05.000")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%q\n", at, v.Kind, v.Size, v.Mtime.Local().Format("2006-01-02 15:04:05"), v.Path)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addFlags(cmd.Flags(), &flags)
+	return cmd
+}
+
+func newRestoreCmd(stdout, stderr io.Writer) *cobra.Command {
+	var configPath, at, to string
+	var force, dryRun, asJSON bool
+	flags := config.Default()
+	cmd := &cobra.Command{
+		Use:   "restore PATH [--at TIME] [--to DIR] [--dry-run] [--force]",
+		Short: "Bring back a file, a directory or a project as it was at a time",
+		Long: `restore brings PATH back from the backup and its kept versions: each file as
+it was at --at (default: its latest content, a deleted file's last version),
+files that did not exist then left out. Without --to it goes back to its
+place in the source; with --to DIR it lands in DIR under PATH's last name.
+It never replaces an existing file without --force, and checks every
+target before it writes anything. --dry-run lists what it would restore.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
+			if err != nil {
+				return err
+			}
+			defer done()
+			path, err := treePath(cfg, args[0])
+			if err != nil {
+				return err
+			}
+			when, err := parseAt(at, time.Now())
+			if err != nil {
+				return err
+			}
+			backup, err := openBackup(cfg)
+			if err != nil {
+				return err
+			}
+			defer backup.Close()
+			target, toPath := cfg.Source, path
+			if to != "" {
+				if target, err = filepath.Abs(to); err != nil {
+					return usageError{err}
+				}
+				toPath = filepath.Base(path)
+				if path == "" {
+					toPath = ""
+				}
+			}
+			dst, err := osx.OpenRoot(target)
+			if err != nil {
+				return fmt.Errorf("restore target: %w", err)
+			}
+			defer dst.Close()
+			done2, err := versions.Restore(versions.RestoreOptions{Backup: backup, Trash: cfg.TrashDir(), Path: path, At: when,
+				To: dst, ToPath: toPath, Force: force, DryRun: dryRun})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(stdout).Encode(done2)
+			}
+			verb := "restored"
+			if dryRun {
+				verb = "would restore"
+			}
+			for _, r := range done2 {
+				from := "backup"
+				if r.From.Stamp != "" {
+					from = r.From.Kind + " " + r.From.At.Local().Format("2006-01-02 15:04:05.000")
+				}
+				fmt.Fprintf(stdout, "%s %q (%d bytes, %s)\n", verb, dst.Join(r.Path), r.From.Size, from)
+			}
+			fmt.Fprintf(stdout, "%d files %s\n", len(done2), verb)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
+	cmd.Flags().StringVar(&at, "at", "", "the time to restore PATH as of (2026-12-02 14:30, RFC 3339, a stamp, or a duration ago: 90m)")
+	cmd.Flags().StringVar(&to, "to", "", "restore into this directory instead of the source")
+	cmd.Flags().BoolVar(&force, "force", false, "replace files that exist at the target")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be restored and write nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	addFlags(cmd.Flags(), &flags)
+	return cmd
+}
