@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/syncer/syncer/internal/testutil"
+	"go.uber.org/zap/zaptest"
 )
 
 // builds holds the syncer and upstream nats-server binaries, built once
@@ -159,5 +161,33 @@ func TestCluster_BadServer(t *testing.T) {
 	}
 	if d := unchanged(t, before, cfg.Dest); d != "" {
 		t.Errorf("backup touched:\n%s", d)
+	}
+}
+
+// TestRun_WorkRoleStays: `syncer work` with nothing but its pool (no
+// diagnose loop) runs until it is stopped, and then returns success.
+func TestRun_WorkRoleStays(t *testing.T) {
+	s := testutil.StartJetStream(t)
+	cfg := testConfig(t)
+	cfg.NatsURL, cfg.DiagnoseInterval = []string{s.ClientURL()}, 0
+	must(t, cfg.Validate())
+	ctx, cancel := context.WithCancel(context.Background())
+	d := newDaemon(cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
+	d.role = "work"
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the work role returned by itself: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopped by its context: %v, want success", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("did not stop")
 	}
 }

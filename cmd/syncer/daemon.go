@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -233,6 +234,19 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.runCtx = gctx
 	d.mu.Unlock()
+	// A component that returns before the end was asked for stops the
+	// daemon with an error: only a signal (ctx) ends it with success, so
+	// that systemd's Restart=on-failure restarts every other stop.
+	component := func(name string, fn func(context.Context) error) {
+		g.Go(func() error {
+			err := fn(gctx)
+			if err == nil && ctx.Err() == nil && gctx.Err() == nil {
+				err = fmt.Errorf("%s stopped unexpectedly", name)
+			}
+			return err
+		})
+	}
+	component("run", func(ctx context.Context) error { <-ctx.Done(); return nil }) // the pool runs apart
 	if d.role == "work" {
 		d.setReady() // workers only: the queue feeds them
 	} else {
@@ -241,9 +255,9 @@ func (d *daemon) Run(ctx context.Context) error {
 				"writes by other clients are found by reconcile only. Run syncer on the file server itself.",
 				zap.String("source", d.cfg.Source), zap.String("fstype", d.networkFS), zap.Duration("reconcile_interval", reconcile.NetworkInterval))
 		}
-		g.Go(func() error { return co.Consume(gctx, d.q) })
-		g.Go(func() error { return d.w.Run(gctx, d.q) })
-		g.Go(func() error { return d.sched.Run(gctx) })
+		component("coalescer", func(ctx context.Context) error { return co.Consume(ctx, d.q) })
+		component("watcher", func(ctx context.Context) error { return d.w.Run(ctx, d.q) })
+		component("reconcile scheduler", d.sched.Run)
 		g.Go(func() error { d.runner.KeepTrash(gctx, d.cfg.TrashRetention, int64(d.cfg.TrashMaxBytes)); return nil })
 	}
 	if d.cfg.DiagnoseInterval > 0 {
