@@ -118,6 +118,9 @@ type pendingEvent struct {
 // look whether it is still open for writing.
 type openFile struct {
 	since, next time.Time
+	// asIs: open longer than OpenWait, the file is being synced as it is
+	// and not reported open until then (guarded by openMu).
+	asIs time.Time
 }
 
 // New checks the options; it starts nothing.
@@ -202,7 +205,14 @@ func (w *Watcher) Watches() int { return int(w.watches.Load()) }
 func (w *Watcher) Waiting() int {
 	w.openMu.Lock()
 	defer w.openMu.Unlock()
-	return len(w.open)
+	n := 0
+	now := time.Now()
+	for _, o := range w.open {
+		if !now.Before(o.asIs) {
+			n++
+		}
+	}
+	return n
 }
 
 // Overflows counts kernel event queue overflows.
@@ -403,8 +413,16 @@ func (w *Watcher) probe(now time.Time) {
 				o.next = now.Add(openProbe)
 				continue
 			}
+			// Open too long: synced as it is now, and again every
+			// OpenWait while it stays open, and once more when closed.
 			w.log.Info("file open for writing too long; syncing it as it is", zap.String(syncer.LogDir, f),
 				zap.Duration("open_for", now.Sub(o.since)))
+			w.openMu.Lock()
+			since := o.since
+			o.since, o.next, o.asIs = now, now.Add(openProbe), now.Add(w.opts.OpenWait)
+			w.openMu.Unlock()
+			w.noteAt(syncer.Scope{Dir: syncer.Parent(f)}, syncer.ReasonChange, since)
+			continue
 		}
 		w.openMu.Lock()
 		delete(w.open, f)
@@ -421,7 +439,11 @@ func (w *Watcher) OpenBelow(scopes ...syncer.Scope) []string {
 	w.openMu.Lock()
 	defer w.openMu.Unlock()
 	var out []string
-	for f := range w.open {
+	now := time.Now()
+	for f, o := range w.open {
+		if now.Before(o.asIs) {
+			continue // synced as it is
+		}
 		for _, s := range scopes {
 			if s.HasFile(f) {
 				out = append(out, f)

@@ -225,7 +225,8 @@ func TestWatcher_OpenFiles(t *testing.T) {
 }
 
 // TestWatcher_OpenWait checks that a file open for writing longer than
-// OpenWait is reported (and so copied) as it is.
+// OpenWait is reported (and so copied) as it is, again every OpenWait while
+// it stays open and written, and once more when it is closed.
 func TestWatcher_OpenWait(t *testing.T) {
 	root := t.TempDir()
 	w, err := watcher.New(watcher.Options{Root: root, OpenWait: 300 * time.Millisecond})
@@ -254,6 +255,43 @@ func TestWatcher_OpenWait(t *testing.T) {
 		}
 		return nil
 	})
+	// Written on, still open: reported as it is again and again.
+	m := r.mark()
+	for range 20 {
+		if _, err := f.WriteString("row\n"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := r.count(m, syncer.Scope{}); n < 2 {
+		t.Errorf("%d events for a file written for 1 s while open, want one at least every 300 ms", n)
+	}
+	if open := w.OpenBelow(syncer.Scope{Recursive: true}); len(open) != 0 {
+		t.Errorf("OpenBelow = %v while it is synced as it is", open)
+	}
+	m = r.mark()
+	must(t, f.Close())
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error { return r.saw(m, syncer.Scope{}) })
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// count is the number of events for s since mark.
+func (r *rec) count(mark int, s syncer.Scope) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.evs[mark:] {
+		if ev.Scope == s {
+			n++
+		}
+	}
+	return n
 }
 
 // lostRec records what the watcher reports lost.

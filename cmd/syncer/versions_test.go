@@ -156,3 +156,30 @@ func sameFiles(t *testing.T, a, b string) string {
 	}
 	return strings.Join(diffs, "\n")
 }
+
+// TestRun_OpenFileCopiedAsItIs: a file opened once and written every
+// 100 ms for longer than open_file_wait is copied as it is while it stays
+// open, again each open_file_wait, and whole once it is closed.
+func TestRun_OpenFileCopiedAsItIs(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.OpenFileWait = time.Second
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/": ""})
+	h := start(t, cfg)
+	f, err := os.Create(h.path("p/app.db"))
+	must(t, err)
+	defer f.Close()
+	sizes := map[int64]bool{}
+	for i := range 40 {
+		_, err := fmt.Fprintf(f, "row %d\n", i)
+		must(t, err)
+		time.Sleep(100 * time.Millisecond)
+		if fi, err := os.Stat(filepath.Join(cfg.Dest, "p/app.db")); err == nil && fi.Size() > 0 {
+			sizes[fi.Size()] = true
+		}
+	}
+	if len(sizes) < 2 {
+		t.Errorf("backup copies seen while the file stayed open for 4 s: sizes %v, want at least two", sizes)
+	}
+	must(t, f.Close())
+	h.converge(t)
+}
