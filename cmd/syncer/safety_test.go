@@ -610,3 +610,41 @@ func TestRun_DeletionBrake(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_VanishingDirs: directories created and removed at once, and a
+// directory moved in and moved on at once, cost a bounded number of runs,
+// leave no job looping and nothing dead-lettered.
+func TestRun_VanishingDirs(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/x/y/f": "1", "p/keep": "k"})
+	h := start(t, cfg)
+	h.converge(t)
+	h.d.runs.Store(0)
+	for i := range 20 {
+		d := h.path(fmt.Sprintf("p/t%d", i))
+		must(t, os.Mkdir(d, 0o755))
+		must(t, os.WriteFile(filepath.Join(d, "z"), []byte("z"), 0o644))
+		time.Sleep(20 * time.Millisecond)
+		must(t, os.RemoveAll(d))
+	}
+	for i := range 10 {
+		testutil.WriteTree(t, cfg.Source, testutil.Tree{fmt.Sprintf("p/x/y%d/f", i): "1"})
+		must(t, os.Rename(h.path(fmt.Sprintf("p/x/y%d", i)), h.path("p/z")))
+		must(t, os.Rename(h.path("p/z"), h.path(fmt.Sprintf("p/w%d", i))))
+	}
+	h.converge(t)
+	time.Sleep(2 * time.Second)
+	settled := h.d.runs.Load()
+	time.Sleep(5 * time.Second)
+	if more := h.d.runs.Load() - settled; more > 0 {
+		t.Errorf("%d runs in the 5 s after converging: a job loops", more)
+	}
+	t.Logf("runs for 20 vanishing directories and 10 moved in and on: %d", settled)
+	if settled > 200 {
+		t.Errorf("%d runs, want a bounded number", settled)
+	}
+	if r := h.status(t); len(r.Dead) > 0 {
+		t.Errorf("dead letters: %+v", r.Dead)
+	}
+	h.converge(t)
+}
