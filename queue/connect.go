@@ -3,10 +3,12 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sys/unix"
 )
 
 // Connect opens the queue where opts say it lives: on the embedded server
@@ -107,4 +109,28 @@ func (q *JetStream) Close() {
 	if q.close != nil {
 		q.close()
 	}
+}
+
+// minFree is the free space below which the embedded store is reported
+// unable to take events: JetStream refuses writes well before the last byte.
+const minFree = 64 << 20
+
+// Healthy reports whether the queue answers and, for the embedded server,
+// whether its store's filesystem has room for events.
+func (q *JetStream) Healthy(ctx context.Context) error {
+	if _, err := q.Stats(ctx); err != nil {
+		return fmt.Errorf("unreachable: %w", err)
+	}
+	if q.opts.External != nil || q.opts.Scratch {
+		return nil
+	}
+	var fs unix.Statfs_t
+	dir := filepath.Join(q.opts.StateDir, "nats")
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	if free := fs.Bavail * uint64(fs.Bsize); free < minFree {
+		return fmt.Errorf("store %s: its filesystem is full (%d MiB free): events cannot be stored", dir, free>>20)
+	}
+	return nil
 }

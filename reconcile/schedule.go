@@ -57,6 +57,7 @@ type Scheduler struct {
 	all      bool            // everything is wanted
 	wanted   map[string]bool // projects wanted
 	failover bool            // a failover's reconcile is scheduled
+	lostAt   time.Time       // events lost since, until a reconcile started after catches up
 }
 
 // NewScheduler returns a Scheduler; Run runs it.
@@ -111,11 +112,37 @@ func (s *Scheduler) Request(projects ...string) {
 // Lost asks for a reconcile of what the watcher may have missed: the
 // project holding s, or everything when s is the whole tree.
 func (s *Scheduler) Lost(sc syncer.Scope) {
+	s.mu.Lock()
+	if s.lostAt.IsZero() {
+		s.lostAt = time.Now()
+	}
+	s.mu.Unlock()
 	if sc.Dir == "" {
 		s.Request()
 		return
 	}
 	s.Request(sc.Project())
+}
+
+// Degraded says, while events may have been lost and the reconciles that
+// catch up have not completed, since when; "" when none are missing.
+func (s *Scheduler) Degraded() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lostAt.IsZero() {
+		return ""
+	}
+	return "events may have been lost since " + s.lostAt.Format(time.RFC3339) + "; a reconcile is catching up"
+}
+
+// caughtUp clears the lost mark when a reconcile that started at start
+// completed with nothing else wanted.
+func (s *Scheduler) caughtUp(start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lostAt.IsZero() && !s.lostAt.After(start) && !s.all && len(s.wanted) == 0 {
+		s.lostAt = time.Time{}
+	}
 }
 
 // Failover asks for one reconcile of everything once the cluster settles:
@@ -202,7 +229,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			projects = list
 		}
-		if err := s.opts.Reconcile(ctx, why, projects); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := s.opts.Reconcile(ctx, why, projects)
+		if err == nil {
+			s.caughtUp(start)
+		}
+		if err != nil && ctx.Err() == nil {
 			// Not done (the queue unreachable, the guard tripped): ask
 			// again, so that what it was for is not forgotten.
 			s.log.Error("reconcile failed; retrying in a while", zap.Error(err), zap.String(syncer.LogReason, why),

@@ -259,3 +259,43 @@ func TestScheduler_FailoverFollowUp(t *testing.T) {
 		rec.hold <- struct{}{}
 	})
 }
+
+// TestScheduler_DegradedUntilCaughtUp: lost events make the scheduler
+// degraded until a reconcile started after them completes, retries
+// included.
+func TestScheduler_DegradedUntilCaughtUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		failures := 2
+		rec := &recorder{fail: func(c call) error {
+			if c.why == reconcile.WhyRequested && failures > 0 {
+				failures--
+				return errors.New("no space left on device")
+			}
+			return nil
+		}}
+		s := run(t, reconcile.ScheduleOptions{Retry: 10 * time.Second}, rec)
+		<-s.Ready()
+		if d := s.Degraded(); d != "" {
+			t.Fatalf("degraded at start: %q", d)
+		}
+		s.Lost(syncer.Scope{Dir: "p/a", Recursive: true})
+		synctest.Wait()
+		if d := s.Degraded(); !strings.Contains(d, "events may have been lost") {
+			t.Fatalf("after lost events: %q", d)
+		}
+		time.Sleep(15 * time.Second) // one retry fails too
+		synctest.Wait()
+		if s.Degraded() == "" {
+			t.Fatal("caught up although every reconcile failed")
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if d := s.Degraded(); d != "" {
+			t.Errorf("still degraded after a reconcile succeeded: %q", d)
+		}
+		calls := rec.all()
+		if last := calls[len(calls)-1]; !slices.Equal(last.projects, []string{"p"}) {
+			t.Errorf("last reconcile %+v, want project p", last)
+		}
+	})
+}

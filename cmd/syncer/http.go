@@ -67,8 +67,10 @@ func (d *daemon) held() []guard.Hold {
 
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
-	if p := d.guard.Paused(); p != "" {
-		return "paused: " + p
+	// Asked now, not from the last run: a source gone while nothing
+	// changes is not ready either.
+	if err := d.guard.Check(); err != nil {
+		return "paused: " + d.guard.Paused()
 	}
 	if h := d.held(); len(h) > 0 {
 		return "held: " + h[0].String()
@@ -78,8 +80,13 @@ func (d *daemon) notReady(ctx context.Context) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := d.q.Stats(ctx); err != nil {
-		return "queue unreachable: " + err.Error()
+	if err := d.q.Healthy(ctx); err != nil {
+		return "queue " + err.Error()
+	}
+	if d.sched != nil {
+		if why := d.sched.Degraded(); why != "" {
+			return "degraded: " + why
+		}
 	}
 	return ""
 }
@@ -136,10 +143,10 @@ func (d *daemon) status(ctx context.Context) statusReport {
 	w := d.w
 	r := statusReport{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
 		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
-		WatchesLimit: metrics.InotifyLimit(), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load(),
-		Paused: d.guard.Paused()}
+		WatchesLimit: metrics.InotifyLimit(), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
-	r.NotReady = d.notReady(ctx)
+	r.NotReady = d.notReady(ctx) // checks the guard now
+	r.Paused = d.guard.Paused()
 	if st, err := d.q.Stats(ctx); err != nil {
 		r.Queue.Error = err.Error()
 	} else {
