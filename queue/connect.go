@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,38 +51,31 @@ func Connect(ctx context.Context, opts Options) (q *JetStream, err error) {
 		}
 		undo = append(undo, nc.Close)
 		url = nc.ConnectedUrlRedacted()
-	} else {
+	} else if opts.Scratch {
 		store := filepath.Join(opts.StateDir, "nats")
-		if opts.Scratch {
-			// It lives in memory and dies with the process, but holds the
-			// state dir so that no daemon starts meanwhile.
-			lock, err := LockDir(store)
-			if err != nil {
-				return nil, err
-			}
-			undo = append(undo, func() { lock.Close() })
-			if store, err = ScratchDir(filepath.Join(opts.StateDir, "reconcile-queue")); err != nil {
-				return nil, err
-			}
+		// It lives in memory and dies with the process, but holds the
+		// state dir so that no daemon starts meanwhile.
+		lock, err := LockDir(store)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { lock.Close() })
+		if store, err = ScratchDir(filepath.Join(opts.StateDir, "reconcile-queue")); err != nil {
+			return nil, err
 		}
 		emb, err := StartEmbedded(EmbeddedOptions{StoreDir: store, Listen: opts.Listen})
 		if err != nil {
 			return nil, err
 		}
-		if opts.Scratch {
-			// Memory only and the process is about to end: do not wait the
-			// ~50 ms the server takes to stop.
-			undo = append(undo, func() { go func() { emb.Shutdown(); _ = os.RemoveAll(store) }() })
-		} else {
-			undo = append(undo, emb.Shutdown)
-		}
+		// Memory only and the process is about to end: do not wait the
+		// ~50 ms the server takes to stop.
+		undo = append(undo, func() { go func() { emb.Shutdown(); _ = os.RemoveAll(store) }() })
 		if nc, err = emb.connect("syncer"); err != nil {
 			return nil, err
 		}
 		undo = append(undo, nc.Close)
-		if u := emb.ClientURL(); u != "" {
-			url = "embedded, listening on " + u
-		}
+	} else {
+		return connectEmbedded(ctx, opts)
 	}
 	if opts.Replicas <= 0 {
 		opts.Replicas = replicas(nc) // 3 on a cluster: survive the loss of a server
@@ -133,4 +128,70 @@ func (q *JetStream) Healthy(ctx context.Context) error {
 		return fmt.Errorf("store %s: its filesystem is full (%d MiB free): events cannot be stored", dir, free>>20)
 	}
 	return nil
+}
+
+// connectEmbedded opens the queue on the embedded server with its file
+// store in StateDir/nats. A store that cannot be opened (a damaged block
+// file, consumer state or stream metadata) is moved aside, named in an
+// error line, and an empty one is started: the daemon's startup reconcile
+// then finds whatever the lost jobs were for.
+func connectEmbedded(ctx context.Context, opts Options) (*JetStream, error) {
+	store := filepath.Join(opts.StateDir, "nats")
+	if opts.EventsMaxBytes <= 0 {
+		opts.EventsMaxBytes = eventsLimit(opts.StateDir)
+	}
+	q, err := startEmbedded(ctx, opts, store)
+	if err == nil || ctx.Err() != nil || errors.Is(err, ErrLocked) {
+		return q, err
+	}
+	data := filepath.Join(store, "jetstream")
+	if _, serr := os.Stat(data); serr != nil {
+		return nil, err // nothing there to blame
+	}
+	aside := filepath.Join(store, "damaged-"+time.Now().UTC().Format("20060102T150405Z"))
+	if rerr := os.Rename(data, aside); rerr != nil {
+		return nil, fmt.Errorf("%w (and moving the store aside failed: %v)", err, rerr)
+	}
+	if opts.Logger != nil {
+		opts.Logger.Error("queue store damaged: moved aside, starting an empty one; the startup reconcile finds what its jobs were for",
+			zap.String("moved_to", aside), zap.Error(err))
+	}
+	return startEmbedded(ctx, opts, store)
+}
+
+// startEmbedded starts the server on store and opens the queue on it.
+func startEmbedded(ctx context.Context, opts Options, store string) (q *JetStream, err error) {
+	emb, err := StartEmbedded(EmbeddedOptions{StoreDir: store, Listen: opts.Listen, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := emb.connect("syncer")
+	if err != nil {
+		emb.Shutdown()
+		return nil, err
+	}
+	opts.Replicas = 1
+	if q, err = open(ctx, nc, opts); err != nil {
+		nc.Close()
+		emb.Shutdown()
+		return nil, err
+	}
+	q.url = "embedded"
+	if u := emb.ClientURL(); u != "" {
+		q.url = "embedded, listening on " + u
+	}
+	q.close = func() { nc.Close(); emb.Shutdown() }
+	return q, nil
+}
+
+// eventsLimit fits the EVENTS stream's cap to the state filesystem: at
+// most DefaultEventsMaxBytes, at most a quarter of the space JetStream may
+// use there (three quarters of what is free), at least 8 MiB.
+func eventsLimit(stateDir string) int64 {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(stateDir, &fs); err != nil {
+		return DefaultEventsMaxBytes
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	return max(8<<20, min(DefaultEventsMaxBytes, free*3/4/4))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 )
 
 // ErrLocked means another process holds the state directory.
@@ -24,6 +25,9 @@ type EmbeddedOptions struct {
 	Listen string
 	// SyncAlways fsyncs every write (slower; survives power loss).
 	SyncAlways bool
+	// Logger, when set, gets the server's warnings and errors (a block
+	// file repaired, a stream it could not recover).
+	Logger *zap.Logger
 }
 
 // Embedded is an in-process NATS server with JetStream.
@@ -64,6 +68,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if opts.Logger != nil {
+		srv.SetLoggerV2(serverLog{opts.Logger.Named("nats")}, false, false, false)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10*time.Second) || !srv.JetStreamEnabled() {
@@ -138,4 +145,21 @@ func ScratchDir(parent string) (string, error) {
 		return "", fmt.Errorf("scratch store: %w", err)
 	}
 	return dir, nil
+}
+
+// serverLog passes the embedded server's warnings and errors to zap; its
+// notices (startup banners) and debug lines are dropped.
+type serverLog struct{ log *zap.Logger }
+
+func (l serverLog) Noticef(string, ...any) {}
+func (l serverLog) Debugf(string, ...any)  {}
+func (l serverLog) Tracef(string, ...any)  {}
+func (l serverLog) Warnf(format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
+}
+func (l serverLog) Errorf(format string, v ...any) {
+	l.log.Error(fmt.Sprintf(format, v...))
+}
+func (l serverLog) Fatalf(format string, v ...any) {
+	l.log.Error(fmt.Sprintf(format, v...))
 }

@@ -30,8 +30,14 @@ const (
 	apiTimeout          = 10 * time.Second
 	// openTimeout bounds setting up streams: on a cluster that is still
 	// electing leaders, creating them fails for a few seconds.
-	openTimeout    = 60 * time.Second
-	attemptTimeout = 5 * time.Second
+	openTimeout = 60 * time.Second
+	// embeddedOpenTimeout bounds it on the embedded server, which elects
+	// nothing: a stream or consumer that cannot be set up this long is damaged.
+	embeddedOpenTimeout = 5 * time.Second
+	// DefaultEventsMaxBytes caps the EVENTS stream (a stopped coalescer must
+	// not fill the disk); on a small state filesystem Connect lowers it.
+	DefaultEventsMaxBytes = 1 << 30
+	attemptTimeout        = 5 * time.Second
 )
 
 // Publishes outlive a stream leader election (a few seconds) by retrying
@@ -66,7 +72,10 @@ type Options struct {
 	// external cluster, and after each reconnect: the moments when stored
 	// work can be redelivered or, rarely, skipped.
 	OnFailover func(what string)
-	Logger     *zap.Logger
+	// EventsMaxBytes caps the EVENTS stream when it is created
+	// (DefaultEventsMaxBytes, less on a small embedded store).
+	EventsMaxBytes int64
+	Logger         *zap.Logger
 }
 
 func (o Options) storage() jetstream.StorageType {
@@ -110,8 +119,16 @@ func open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	q := &JetStream{nc: nc, js: js, opts: opts, log: opts.Logger}
-	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	timeout := openTimeout
+	if opts.External == nil {
+		timeout = embeddedOpenTimeout // no leader to elect: what fails this long is damage
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	maxEvents := opts.EventsMaxBytes
+	if maxEvents <= 0 {
+		maxEvents = DefaultEventsMaxBytes
+	}
 	if q.events, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:      EventsStream,
 		Subjects:  []string{eventsPrefix + ">"},
@@ -120,7 +137,7 @@ func open(ctx context.Context, nc *nats.Conn, opts Options) (*JetStream, error) 
 		Replicas:  opts.Replicas,
 		// A stopped coalescer must not fill the disk; a refused publish
 		// makes the watcher ask for a reconcile instead.
-		MaxBytes: 1 << 30,
+		MaxBytes: maxEvents,
 		Discard:  jetstream.DiscardNew,
 	}); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/queue"
 )
 
 // requireRoot skips a fault test that needs mounts; CI runs as root.
@@ -647,4 +648,29 @@ func TestRun_VanishingDirs(t *testing.T) {
 		t.Errorf("dead letters: %+v", r.Dead)
 	}
 	h.converge(t)
+}
+
+// TestRun_DamagedStore: random bytes in a consumer file of the queue store
+// while the daemon is down: the next start moves the store aside, is ready
+// within 10 s and the backup equals the source, changes made while down
+// included.
+func TestRun_DamagedStore(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
+	h := start(t, cfg)
+	h.converge(t)
+	h.stop(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/while-down": "2", "q/new": "3"})
+	consumer := filepath.Join(cfg.StateDir, "nats", "jetstream", "$G", "streams", queue.EventsStream, "obs", queue.EventsConsumer, "o.dat")
+	must(t, os.WriteFile(consumer, bytes.Repeat([]byte{0xa5, 0x17}, 128), 0o600))
+	t0 := time.Now()
+	h = start(t, cfg)
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Errorf("ready %v after a start on a damaged store, want within 10 s", took)
+	}
+	h.converge(t)
+	aside, _ := filepath.Glob(filepath.Join(cfg.StateDir, "nats", "damaged-*"))
+	if len(aside) != 1 {
+		t.Errorf("moved aside: %v, want the damaged store kept once", aside)
+	}
 }
