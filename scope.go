@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -116,4 +117,28 @@ func Excluded(patterns []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// OuterParents lists the parents of the scopes' directories whose own
+// attributes no scope of the list syncs: a run creating or removing a
+// scope's directory changes its parent's times, which are another run's to set.
+func OuterParents(scopes []Scope) []string {
+	var out []string
+	for _, s := range scopes {
+		if s.Dir == "" {
+			continue
+		}
+		p := Parent(s.Dir)
+		mine := false
+		for _, o := range scopes {
+			if o.Dir == p || (o.Recursive && IsAncestor(o.Dir, p)) {
+				mine = true
+				break
+			}
+		}
+		if !mine && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package syncer_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/syncer/syncer"
@@ -95,4 +96,13 @@ func containsNUL(s string) bool {
 		}
 	}
 	return false
+}
+
+func TestOuterParents(t *testing.T) {
+	got := syncer.OuterParents([]syncer.Scope{{Dir: "p/a/x", Recursive: true}, {Dir: "p/a/y"}, {Dir: "q/b"}, {Dir: "q"},
+		{Dir: "r", Recursive: true}, {Dir: "r/c/d"}, {Dir: "top"}, {Dir: ""}})
+	want := []string{"p/a"} // q is synced flat, r recursive, the root flat
+	if !slices.Equal(got, want) {
+		t.Errorf("OuterParents = %q, want %q", got, want)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -62,17 +61,7 @@ func setFdAttrs(fd int, st *unix.Stat_t) error {
 	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	return futimens(fd, st)
-}
-
-// futimens gives the open file fd the times of st, to the nanosecond
-// (utimensat with a NULL path).
-func futimens(fd int, st *unix.Stat_t) error {
-	ts := [2]unix.Timespec{st.Atim, st.Mtim}
-	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
-		return fmt.Errorf("set times: %w", e)
-	}
-	return nil
+	return osx.Futimens(fd, st)
 }
 
 // setAttrsAt gives the entry name of dirfd (a symlink, device, FIFO or
@@ -223,7 +212,7 @@ func (t *trees) evict(rel string) error {
 	if err := unix.Fstat(pfd, &pst); err != nil {
 		return err
 	}
-	defer func() { _ = futimens(pfd, &pst) }()
+	defer func() { _ = osx.Futimens(pfd, &pst) }()
 	if t.trash == "" {
 		return unix.Unlinkat(pfd, name, 0)
 	}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // Syncer is the local backup's syncer.Syncer: the copier in front of rsync
@@ -38,6 +39,11 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()
+	}
+	// Times of directories outside the scopes are other runs' to set.
+	if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
+		defer dst.Close()
+		defer dst.KeepTimes(syncer.OuterParents(scopes))()
 	}
 	var total syncer.Stats
 	var rest []syncer.Scope

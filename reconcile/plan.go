@@ -122,6 +122,12 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 			}
 		}
 	case len(projects) == 0:
+		// The root's own attributes, which no parent's compare covers.
+		var s, d unix.Stat_t
+		if unix.Fstat(src.Fd(), &s) == nil && unix.Fstat(w.dst.Fd(), &d) == nil &&
+			(s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano()) {
+			w.add(syncer.Scope{Dir: ""}, nil)
+		}
 		w.push(task{dir: ""})
 	}
 	for _, p := range projects {

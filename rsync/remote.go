@@ -344,3 +344,22 @@ func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxByte
 		}
 	}
 }
+
+// MakeTrash creates the trash directory (0700) in a local backup's root
+// when it is missing, keeping the root's times: made by the first run that
+// displaces something, it would change them after the root was synced.
+func (r *Runner) MakeTrash() error {
+	if r.opts.Trash == "" || r.loc.Remote() {
+		return nil
+	}
+	root, err := osx.OpenRoot(r.opts.Dest)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	defer root.KeepTimes([]string{""})()
+	if err := unix.Mkdirat(root.Fd(), r.opts.Trash, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("make the trash %s: %w", root.Join(r.opts.Trash), err)
+	}
+	return nil
+}

@@ -149,6 +149,9 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if d.runner, err = rsync.New(cfg.Rsync(d.log.Named("rsync"))); err != nil {
 		return nil, err
 	}
+	if err := d.runner.MakeTrash(); err != nil {
+		return nil, err
+	}
 	if cfg.Remote() && d.role != "watch" {
 		// A worker that cannot reach the backup says so now, not per job.
 		if err := d.runner.Reachable(ctx, 30*time.Second); err != nil {

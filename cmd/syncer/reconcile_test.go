@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,4 +167,70 @@ func TestRun_Overflow(t *testing.T) {
 	// Events flow again after the overflow.
 	must(t, os.WriteFile(h.path("p/d/after"), []byte("y"), 0o644))
 	h.converge(t)
+}
+
+// TestReconcile_MutationsConverge: 20 rounds of 1 % of the files changed
+// (edits, appends, additions, deletions, renames of files and of
+// directories), each followed by one `syncer reconcile`: every time the
+// backup equals the source, directory times included, the root's too.
+func TestReconcile_MutationsConverge(t *testing.T) {
+	cfg := testConfig(t)
+	tree := testutil.Tree{}
+	for d := range 50 {
+		for f := range 10 {
+			tree[fmt.Sprintf("p%d/d%d/f%d", d%5, d, f)] = strings.Repeat("x", f+1)
+		}
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
+		t.Fatalf("first reconcile: exit %d: %s", code, stderr)
+	}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	pick := func() string {
+		for {
+			p := filepath.Join(cfg.Source, fmt.Sprintf("p%d/d%d/f%d", rng.IntN(5), rng.IntN(50), rng.IntN(12)))
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	for round := range 20 {
+		time.Sleep(5 * time.Millisecond) // mtimes move on between rounds
+		for range 5 {
+			switch rng.IntN(6) {
+			case 0:
+				must(t, os.WriteFile(pick(), []byte(fmt.Sprintf("edit %d", round)), 0o644))
+			case 1:
+				f, err := os.OpenFile(pick(), os.O_APPEND|os.O_WRONLY, 0)
+				must(t, err)
+				_, _ = f.WriteString("+")
+				must(t, f.Close())
+			case 2:
+				p := pick()
+				must(t, os.WriteFile(filepath.Join(filepath.Dir(p), fmt.Sprintf("new%d-%d", round, rng.IntN(1000))), []byte("n"), 0o644))
+			case 3:
+				must(t, os.Remove(pick()))
+			case 4:
+				p := pick()
+				must(t, os.Rename(p, p+fmt.Sprintf(".r%d", round)))
+			case 5:
+				d := filepath.Dir(pick())
+				to := filepath.Join(cfg.Source, fmt.Sprintf("p%d", rng.IntN(5)), fmt.Sprintf("moved%d-%d", round, rng.IntN(1000)))
+				must(t, os.Rename(d, to))
+				must(t, os.Mkdir(d, 0o755)) // its name comes back empty
+			}
+		}
+		if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
+			t.Fatalf("round %d: reconcile exit %d: %s", round, code, stderr)
+		}
+		if d := testutil.DiffTrees(cfg.Source, cfg.Dest, cfg.Trash); d != "" {
+			t.Fatalf("round %d: backup differs after reconcile:\n%s", round, d)
+		}
+		var s, b syscall.Stat_t
+		must(t, syscall.Stat(cfg.Source, &s))
+		must(t, syscall.Stat(cfg.Dest, &b))
+		if s.Mtim != b.Mtim || s.Mode != b.Mode {
+			t.Fatalf("round %d: root differs: source mtime %v mode %o, backup %v %o", round, s.Mtim, s.Mode, b.Mtim, b.Mode)
+		}
+	}
 }

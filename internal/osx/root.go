@@ -2,9 +2,11 @@ package osx
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -145,4 +147,59 @@ func walk(dirfd int, rel string, flags int, mode uint32) (int, error) {
 		cur = fd
 	}
 	return unix.Openat(cur, parts[len(parts)-1], flags|unix.O_NOFOLLOW, mode)
+}
+
+// KeepTimes records the times of the directories rels beneath r (those
+// that exist) and returns a func that puts back the times of those that
+// changed meanwhile: a sync that creates or removes an entry in a
+// directory outside its scopes must not change that directory's times.
+func (r *Root) KeepTimes(rels []string) (restore func()) {
+	type kept struct {
+		rel string
+		st  unix.Stat_t
+	}
+	var ks []kept
+	for _, rel := range rels {
+		var st unix.Stat_t
+		if err := r.stat(rel, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			ks = append(ks, kept{rel, st})
+		}
+	}
+	return func() {
+		for _, k := range ks {
+			var now unix.Stat_t
+			if r.stat(k.rel, &now) != nil || now.Mtim == k.st.Mtim || now.Ino != k.st.Ino {
+				continue
+			}
+			fd, err := r.OpenDir(k.rel)
+			if err != nil {
+				continue
+			}
+			_ = Futimens(fd, &k.st)
+			unix.Close(fd)
+		}
+	}
+}
+
+// stat lstats rel beneath r ("" is the root).
+func (r *Root) stat(rel string, st *unix.Stat_t) error {
+	if rel == "" {
+		return unix.Fstat(r.fd, st)
+	}
+	fd, name, err := r.OpenParent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// Futimens gives the open file or directory fd the access and modification
+// times of st (utimensat on the descriptor itself).
+func Futimens(fd int, st *unix.Stat_t) error {
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return fmt.Errorf("set times: %w", e)
+	}
+	return nil
 }
