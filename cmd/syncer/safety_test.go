@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/queue"
@@ -674,3 +675,66 @@ func TestRun_DamagedStore(t *testing.T) {
 		t.Errorf("moved aside: %v, want the damaged store kept once", aside)
 	}
 }
+
+// TestRun_LargeOrdinaryOperations: a 30,000-entry folder moved from one
+// project to another, and a `git gc` removing over 10,000 loose objects,
+// converge within seconds with the default limits and dead-letter nothing.
+func TestRun_LargeOrdinaryOperations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 80,000 files: skipped with -short")
+	}
+	gitBin := testutil.RequireTool(t, "git")
+	cfg := testConfig(t)
+	tree := testutil.Tree{"b/readme": "b"}
+	for d := range 300 {
+		for f := range 99 {
+			tree[fmt.Sprintf("a/shoot/d%d/f%d", d, f)] = ""
+		}
+	}
+	for d := range 320 {
+		for f := range 99 {
+			tree[fmt.Sprintf("a/other/d%d/f%d", d, f)] = ""
+		}
+	}
+	for i := range 10500 {
+		tree[fmt.Sprintf("g/repo/src/m%d/f%d.txt", i%100, i)] = fmt.Sprintf("content %d\n", i)
+	}
+	for i := range 6000 {
+		tree[fmt.Sprintf("g/assets/a%d/f%d", i%60, i)] = ""
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	git := func(args ...string) {
+		t.Helper()
+		c := exec.Command(gitBin, args...)
+		c.Dir = h0path(cfg, "g/repo")
+		c.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org", "GIT_COMMITTER_NAME=t",
+			"GIT_COMMITTER_EMAIL=t@example.org", "GIT_CONFIG_GLOBAL=/dev/null")
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	git("add", ".") // every file a loose object
+	h := start(t, cfg)
+	h.converge(t)
+	loose, _ := filepath.Glob(filepath.Join(cfg.Dest, "g/repo/.git/objects/??/*"))
+
+	t0 := time.Now()
+	must(t, os.Rename(h.path("a/shoot"), h.path("b/shoot")))
+	h.converge(t)
+	t.Logf("30,000-entry folder moved across projects: equal after %v", time.Since(t0).Round(time.Millisecond))
+
+	t0 = time.Now()
+	git("gc", "-q", "--prune=now")
+	h.converge(t)
+	t.Logf("git gc removing %d loose objects: equal after %v", len(loose), time.Since(t0).Round(time.Millisecond))
+	if len(loose) < 10000 {
+		t.Errorf("only %d loose objects before gc: the test did not test anything", len(loose))
+	}
+	r := h.status(t)
+	if len(r.Dead) > 0 || len(r.Held) > 0 {
+		t.Errorf("dead letters %+v, held %+v: want neither", r.Dead, r.Held)
+	}
+}
+
+func h0path(cfg config.Config, rel string) string { return filepath.Join(cfg.Source, rel) }
