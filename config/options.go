@@ -84,7 +84,7 @@ func (c *Config) Guard(log *zap.Logger, listDest func() ([]string, error), onRes
 // fraction is set and the backup is local (the counts come from reading it).
 func (c *Config) Brake(log *zap.Logger) (guard.BrakeOptions, bool) {
 	walk := c.Walk()
-	return guard.BrakeOptions{Fraction: c.MaxDeleteFraction, Logger: log,
+	return guard.BrakeOptions{Fraction: c.MaxDeleteFraction, Logger: log, StateFile: filepath.Join(c.StateDir, "held.json"),
 		Count: func(ctx context.Context, scopes []syncer.Scope) (map[string]int64, error) {
 			return reconcile.Deletions(ctx, walk, scopes)
 		},

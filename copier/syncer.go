@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -40,10 +41,14 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	if log == nil {
 		log = zap.NewNop()
 	}
-	// Times of directories outside the scopes are other runs' to set.
+	// Times of directories outside the scopes are other runs' to set: the
+	// copier puts back those its new directories changed (rsync, below,
+	// sets implied directories' times from the source itself).
+	keep := func() {}
 	if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
 		defer dst.Close()
-		defer dst.KeepTimes(syncer.OuterParents(scopes))()
+		keep = sync.OnceFunc(dst.KeepTimes(syncer.OuterParents(scopes)))
+		defer keep()
 	}
 	var total syncer.Stats
 	var rest []syncer.Scope
@@ -91,6 +96,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		if len(found) > 0 {
 			h.Open = append(slices.Clone(h.Open), found...)
 		}
+		keep()
 		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Open: h.Open})
 		total.Add(st)
 		if err != nil {

@@ -2,7 +2,10 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -33,7 +36,9 @@ type BrakeOptions struct {
 	Entries func(ctx context.Context, project string) (int64, error)
 	// Approval is how long an approval lets a project's deletions through.
 	Approval time.Duration
-	Logger   *zap.Logger // nil: no logs
+	// StateFile, when set, keeps the held projects across restarts.
+	StateFile string
+	Logger    *zap.Logger // nil: no logs
 }
 
 // Brake holds the runs that would delete a large share of a project on
@@ -44,8 +49,9 @@ type Brake struct {
 	log  *zap.Logger
 
 	mu       sync.Mutex
-	held     map[string]Hold      // by project
-	approved map[string]time.Time // by project: until when
+	held     map[string]Hold       // by project
+	approved map[string]time.Time  // by project: until when
+	history  map[string][]deletion // by project: the deletions let through within the window
 }
 
 // Hold is a project's deletion waiting for approval.
@@ -54,6 +60,19 @@ type Hold struct {
 	Deleting int64     `json:"deleting"`
 	Of       int64     `json:"of"`
 	Since    time.Time `json:"since"`
+	// Scopes are the held runs' scopes in the project: the hold ends by
+	// itself when they have nothing left to delete.
+	Scopes []syncer.Scope `json:"scopes"`
+}
+
+// mergeScopes adds to have the scopes of project p (the root's too).
+func mergeScopes(have, scopes []syncer.Scope, p string) []syncer.Scope {
+	for _, s := range scopes {
+		if (s.Project() == p || s.Dir == "") && !slices.Contains(have, s) {
+			have = append(have, s)
+		}
+	}
+	return have
 }
 
 func (h Hold) String() string {
@@ -89,7 +108,16 @@ func NewBrake(opts BrakeOptions) *Brake {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Brake{opts: opts, log: opts.Logger, held: map[string]Hold{}, approved: map[string]time.Time{}}
+	b := &Brake{opts: opts, log: opts.Logger, held: map[string]Hold{}, approved: map[string]time.Time{},
+		history: map[string][]deletion{}}
+	if opts.StateFile != "" {
+		if data, err := os.ReadFile(opts.StateFile); err == nil {
+			if err := json.Unmarshal(data, &b.held); err != nil {
+				b.log.Warn("held deletions not read", zap.String("file", opts.StateFile), zap.Error(err))
+			}
+		}
+	}
+	return b
 }
 
 // Check counts what a sync of scopes would delete and returns the scopes of
@@ -101,23 +129,62 @@ func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scop
 	if err != nil {
 		return nil, nil, fmt.Errorf("count deletions: %w", err)
 	}
+	projects := map[string]bool{}
+	for _, s := range scopes {
+		if s.Dir != "" {
+			projects[s.Project()] = true
+		}
+	}
+	for p := range counts {
+		projects[p] = true
+	}
 	now := time.Now()
 	var holds []Hold
-	for _, p := range sortedKeys(counts) {
+	for _, p := range sortedKeys(projects) {
 		n := counts[p]
-		if n <= b.opts.Floor || b.isApproved(p, now) {
+		if b.isApproved(p, now) {
 			b.release(p)
+			continue
+		}
+		if h, ok := b.heldNow(p); ok {
+			if n > 0 {
+				// A mass deletion waits: so does every deletion in its
+				// project, however small each run's share.
+				h.Scopes = mergeScopes(h.Scopes, scopes, p)
+				holds = append(holds, b.hold(h))
+				continue
+			}
+			// This run deletes nothing there; the held deletion is over
+			// when its scopes have nothing left to delete (the files came back).
+			left, err := b.opts.Count(ctx, h.Scopes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("count deletions: %w", err)
+			}
+			if left[p] == 0 {
+				b.release(p)
+			}
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		// What the project lost within the window counts with this run:
+		// a deletion split over many runs (one per directory) is one.
+		recent := b.recent(p, now)
+		if n+recent <= b.opts.Floor {
+			b.deleted(p, n, now)
 			continue
 		}
 		total, err := b.opts.Entries(ctx, p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("count entries of %s: %w", p, err)
 		}
-		if float64(n) <= b.opts.Fraction*float64(total) {
-			b.release(p)
+		if float64(n+recent) <= b.opts.Fraction*float64(total+recent) {
+			b.deleted(p, n, now)
 			continue
 		}
-		holds = append(holds, b.hold(Hold{Project: p, Deleting: n, Of: total, Since: now}))
+		holds = append(holds, b.hold(Hold{Project: p, Deleting: n + recent, Of: total + recent, Since: now,
+			Scopes: mergeScopes(nil, scopes, p)}))
 	}
 	if len(holds) == 0 {
 		return nil, nil, nil
@@ -125,13 +192,51 @@ func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scop
 	var out []syncer.Scope
 	for _, s := range scopes {
 		for _, h := range holds {
-			if s.Project() == h.Project {
+			// The root's run deletes whole projects: held with any of them.
+			if s.Project() == h.Project || s.Dir == "" {
 				out = append(out, s)
 				break
 			}
 		}
 	}
 	return out, &HeldError{Holds: holds}, nil
+}
+
+// window is how long a project's deletions count together.
+const window = 10 * time.Minute
+
+type deletion struct {
+	at time.Time
+	n  int64
+}
+
+// recent is what project p deleted within the window before now.
+func (b *Brake) recent(p string, now time.Time) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	kept := b.history[p][:0]
+	for _, d := range b.history[p] {
+		if now.Sub(d.at) < window {
+			kept = append(kept, d)
+			n += d.n
+		}
+	}
+	b.history[p] = kept
+	return n
+}
+
+func (b *Brake) deleted(p string, n int64, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.history[p] = append(b.history[p], deletion{now, n})
+}
+
+func (b *Brake) heldNow(p string) (Hold, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h, ok := b.held[p]
+	return h, ok
 }
 
 func (b *Brake) isApproved(p string, now time.Time) bool {
@@ -157,7 +262,25 @@ func (b *Brake) hold(h Hold) Hold {
 			zap.Int64("deleting", h.Deleting), zap.Int64("entries", h.Of), zap.String("approve", "syncer approve "+h.Project))
 	}
 	b.held[h.Project] = h
+	b.save()
 	return h
+}
+
+// save records the held projects in StateFile; b.mu is held.
+func (b *Brake) save() {
+	if b.opts.StateFile == "" {
+		return
+	}
+	data, err := json.Marshal(b.held)
+	if err == nil {
+		tmp := b.opts.StateFile + ".tmp"
+		if err = os.WriteFile(tmp, data, 0o600); err == nil {
+			err = os.Rename(tmp, b.opts.StateFile)
+		}
+	}
+	if err != nil {
+		b.log.Warn("record held deletions", zap.String("file", b.opts.StateFile), zap.Error(err))
+	}
 }
 
 func (b *Brake) release(p string) {
@@ -165,6 +288,7 @@ func (b *Brake) release(p string) {
 	defer b.mu.Unlock()
 	if h, ok := b.held[p]; ok {
 		delete(b.held, p)
+		b.save()
 		b.log.Info("deletion released", zap.String(syncer.LogProject, p), zap.Int64("held_deleting", h.Deleting))
 	}
 }
@@ -177,6 +301,7 @@ func (b *Brake) Approve(project string) (h Hold, held bool) {
 	h, held = b.held[project]
 	b.approved[project] = time.Now().Add(b.opts.Approval)
 	delete(b.held, project)
+	b.save()
 	b.log.Warn("deletion approved", zap.String(syncer.LogProject, project), zap.Bool("was_held", held),
 		zap.Int64("deleting", h.Deleting), zap.Duration("for", b.opts.Approval))
 	return h, held

@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,5 +219,63 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBrake: a deletion split over runs counts as one, a held project
+// holds every deleting run in it, the hold ends when the files come back,
+// and it survives a restart.
+func TestBrake(t *testing.T) {
+	deleting := map[syncer.Scope]int64{}
+	count := func(_ context.Context, scopes []syncer.Scope) (map[string]int64, error) {
+		out := map[string]int64{}
+		for _, s := range scopes {
+			out[s.Project()] += deleting[s]
+		}
+		return out, nil
+	}
+	var gone int64 // what the runs let through deleted
+	entries := func(context.Context, string) (int64, error) { return 2000 - gone, nil }
+	file := filepath.Join(t.TempDir(), "held.json")
+	b := guard.NewBrake(guard.BrakeOptions{Count: count, Entries: entries, StateFile: file})
+	check := func(b *guard.Brake, s syncer.Scope) bool {
+		t.Helper()
+		held, _, err := b.Check(t.Context(), []syncer.Scope{s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(held) > 0
+	}
+	// Nine directories of 150 each: 1,350 of 2,000 entries, one run each.
+	heldAt := -1
+	for i := range 9 {
+		s := syncer.Scope{Dir: fmt.Sprintf("p/d%d", i)}
+		deleting[s] = 150
+		if check(b, s) {
+			heldAt = i
+			break
+		}
+		gone += 150
+	}
+	if heldAt < 3 || heldAt > 7 {
+		t.Fatalf("held at run %d, want once over half the project", heldAt)
+	}
+	small := syncer.Scope{Dir: "p/x"}
+	deleting[small] = 1
+	if !check(b, small) {
+		t.Error("a one-entry deletion in a held project went through")
+	}
+	if check(b, syncer.Scope{Dir: "q/y"}) {
+		t.Error("another project held")
+	}
+	// Restarted: still held.
+	b2 := guard.NewBrake(guard.BrakeOptions{Count: count, Entries: entries, StateFile: file})
+	if len(b2.Held()) != 1 || !check(b2, small) {
+		t.Fatalf("after a restart: held %+v", b2.Held())
+	}
+	// The files come back: nothing to delete, released.
+	clear(deleting)
+	if check(b2, syncer.Scope{Dir: "p/new"}) || len(b2.Held()) != 0 {
+		t.Errorf("files back: held %+v, want released", b2.Held())
 	}
 }

@@ -32,6 +32,13 @@ func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope) (map[st
 	c := counter{ctx: ctx, src: src, dst: dst, opts: opts}
 	out := map[string]int64{}
 	for _, s := range scopes {
+		if s.Dir == "" {
+			// The root's run deletes whole projects: each counts for its own.
+			if err := c.root(s.Recursive, out); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		n, err := c.deletions(s.Dir, s.Recursive)
 		if err != nil {
 			return nil, err
@@ -41,6 +48,40 @@ func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope) (map[st
 		}
 	}
 	return out, nil
+}
+
+// root counts into out, by project, what a sync of the root deletes.
+func (c *counter) root(recursive bool, out map[string]int64) error {
+	src, err := list(c.src, "", c.skip(""))
+	if err != nil || src == nil {
+		return err
+	}
+	dst, err := list(c.dst, "", c.skip(""))
+	if err != nil {
+		return err
+	}
+	for name, typ := range dst {
+		var n int64
+		switch st, ok := src[name]; {
+		case !ok || st != typ:
+			n = 1
+			if typ == unix.S_IFDIR {
+				below, err := c.below(name)
+				if err != nil {
+					return err
+				}
+				n += below
+			}
+		case recursive && typ == unix.S_IFDIR:
+			if n, err = c.deletions(name, true); err != nil {
+				return err
+			}
+		}
+		if n > 0 {
+			out[name] += n
+		}
+	}
+	return nil
 }
 
 // Entries counts the entries of the backup below dir (the directory

@@ -57,3 +57,20 @@ func TestDeletions(t *testing.T) {
 		t.Errorf("Entries(root) = %d, %v, want 5 (the trash left out)", n, err)
 	}
 }
+
+// TestDeletions_Root: a sync of the root deletes whole projects, each
+// counted for itself.
+func TestDeletions_Root(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"a/keep": "1"})
+	testutil.WriteTree(t, dst, testutil.Tree{"a/keep": "1", "a/gone": "2", "b/x/1": "", "b/x/2": "", "top": ""})
+	opts := reconcile.Options{Source: src, Dest: dst}
+	got, err := reconcile.Deletions(t.Context(), opts, []syncer.Scope{{Dir: ""}})
+	if err != nil || len(got) != 2 || got["b"] != 4 || got["top"] != 1 {
+		t.Errorf("flat root: %v, %v; want b 4, top 1", got, err)
+	}
+	got, err = reconcile.Deletions(t.Context(), opts, []syncer.Scope{{Dir: "", Recursive: true}})
+	if err != nil || got["a"] != 1 || got["b"] != 4 {
+		t.Errorf("recursive root: %v, %v; want a 1 too", got, err)
+	}
+}

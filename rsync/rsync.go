@@ -142,13 +142,6 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 			flat = append(flat, s.Dir)
 		}
 	}
-	if !r.loc.Remote() && !r.opts.DryRun {
-		// Times of directories outside the scopes are other runs' to set.
-		if dst, err := osx.OpenRoot(r.opts.Dest); err == nil {
-			defer dst.Close()
-			defer dst.KeepTimes(syncer.OuterParents(scopes))()
-		}
-	}
 	for _, set := range []struct {
 		dirs      []string
 		recursive bool

@@ -57,8 +57,7 @@ func TestRun_RemoteDest(t *testing.T) {
 			must(t, os.MkdirAll(h.path("q/new/deep"), 0o755))
 			must(t, os.WriteFile(h.path("q/new/deep/n"), []byte("n"), 0o644))
 			equal()
-			today := filepath.Join(backup, cfg.Trash, time.Now().Format("2006-01-02"))
-			if b, err := os.ReadFile(filepath.Join(today, "p/a/g")); err != nil || string(b) != "2" {
+			if b, err := trashed(backup, cfg.Trash, "p/a/g"); err != nil || string(b) != "2" {
 				t.Errorf("deleted file not in the remote trash: %q, %v", b, err)
 			}
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -437,11 +438,24 @@ func TestRun_Trash(t *testing.T) {
 	})
 	must(t, os.Remove(h.path("p/f")))
 	h.converge(t)
-	for _, f := range []string{"p/y", "p/f"} {
-		if _, err := os.Stat(filepath.Join(today, f)); err != nil {
-			t.Errorf("trash lost %s: %v", f, err)
-		}
+	// The earlier release's day within the retention stays, and the
+	// deleted file is in the version directory of the run that deleted it.
+	if _, err := os.Stat(filepath.Join(today, "p/y")); err != nil {
+		t.Errorf("trash lost p/y: %v", err)
 	}
+	if b, err := trashed(cfg.Dest, cfg.Trash, "p/f"); err != nil || string(b) != "1" {
+		t.Errorf("trash lost p/f: %q, %v", b, err)
+	}
+}
+
+// trashed reads the newest version of rel kept in the trash of dest.
+func trashed(dest, trash, rel string) ([]byte, error) {
+	m, _ := filepath.Glob(filepath.Join(dest, trash, "*Z", rel))
+	if len(m) == 0 {
+		return nil, fmt.Errorf("no version of %s in %s", rel, filepath.Join(dest, trash))
+	}
+	slices.Sort(m)
+	return os.ReadFile(m[len(m)-1])
 }
 
 // TestRun_SecondDaemon: a second daemon on the same state dir is refused.
@@ -738,3 +752,64 @@ func TestRun_LargeOrdinaryOperations(t *testing.T) {
 }
 
 func h0path(cfg config.Config, rel string) string { return filepath.Join(cfg.Source, rel) }
+
+// TestRun_SourceEmptiedOneRestored: the source emptied and one file put
+// back (a restore begun into a wiped volume) deletes nothing from the
+// mirror, while running and across a restart: every project is held.
+func TestRun_SourceEmptiedOneRestored(t *testing.T) {
+	cfg := testConfig(t)
+	tree := testutil.Tree{}
+	for i := range 600 {
+		tree[fmt.Sprintf("a/d%d/f%d", i%10, i)] = "a"
+		tree[fmt.Sprintf("b/d%d/f%d", i%10, i)] = "b"
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+	held := func(h *harness) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+			r, err := h.tryStatus()
+			if err != nil {
+				return err
+			}
+			got := map[string]bool{}
+			for _, x := range r.Held {
+				got[x.Project] = true
+			}
+			if !got["a"] || !got["b"] {
+				return fmt.Errorf("held %+v, paused %q: want a and b held", r.Held, r.Paused)
+			}
+			return nil
+		})
+	}
+	for _, p := range []string{"a", "b"} {
+		must(t, os.RemoveAll(h.path(p)))
+	}
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"a/d0/f0": "a"})
+	held(h)
+	time.Sleep(2 * time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("mirror changed:\n%s", d)
+	}
+	h.stop(t)
+	h = launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
+	held(h)
+	if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "held") {
+		t.Errorf("/readyz = %d %q, want 503 held", code, body)
+	}
+	time.Sleep(2 * time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("mirror changed after a restart:\n%s", d)
+	}
+	// The rest of the restore arrives: released, equal.
+	testutil.WriteTree(t, cfg.Source, tree)
+	h.converge(t)
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if r := h.status(t); len(r.Held) > 0 {
+			return fmt.Errorf("still held: %+v", r.Held)
+		}
+		return nil
+	})
+}
