@@ -24,9 +24,13 @@
 // opened file is. A backup entry of the wrong type (a symlink planted where
 // a directory belongs) is moved into the trash, never written through.
 //
+// What it replaces goes to the trash directory of its call (versions.Stamp
+// of its start) with a manifest beside it (versions.Record), and the times
+// of a parent its new directories changed are put back.
+//
 // It never deletes: deletions, with their cap and trash, are rsync's, and
 // so is anything it reports it did not do. A copy interrupted half-way is
 // completed by rsync on the next run.
 //
-// It imports the root package and internal helpers only.
+// It imports the root package, versions and internal helpers only.
 package copier

@@ -3,7 +3,10 @@
 // is open: the embedded server (file store, no port by default), a scratch
 // in-memory one for a standalone reconcile, or an external cluster (with
 // its version checked, reconnecting forever, and every leader election and
-// reconnect reported through OnFailover).
+// reconnect reported through OnFailover). An embedded store that cannot be
+// opened is moved aside, named in an error line, and replaced by an empty
+// one; the EVENTS stream's cap fits the state filesystem; Healthy says when
+// the store's filesystem is full.
 //
 // On it: the EVENTS stream between watcher and coalescer, the JOBS
 // work-queue stream that all workers share (one pending job per scope), the

@@ -13,6 +13,10 @@
 // request, a set served by one walk, retried when it fails: lost events
 // (Lost), a NATS failover once the cluster settles (Failover), the API.
 //
+// Deletions and Entries count, from the two trees, what a sync of some
+// scopes would delete and what a project holds: the deletion brake's
+// figures, known before rsync runs.
+//
 // It imports the root package, internal helpers and zap, never another
 // pipeline package: its jobs go to a Publisher, the guard is a func.
 package reconcile

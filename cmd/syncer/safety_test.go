@@ -813,3 +813,43 @@ func TestRun_SourceEmptiedOneRestored(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRun_StateFilesystemFull: with the state filesystem full, events are
+// not stored: /readyz says why, and once space is back the daemon catches
+// up and says ready again.
+func TestRun_StateFilesystemFull(t *testing.T) {
+	requireRoot(t)
+	cfg := testConfig(t)
+	mountTmpfs(t, cfg.StateDir, "300m")
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
+	h := start(t, cfg)
+	h.converge(t)
+	filler := filepath.Join(cfg.StateDir, "filler")
+	f, err := os.Create(filler)
+	must(t, err)
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // ENOSPC
+		}
+	}
+	must(t, f.Close())
+	for i := range 20 {
+		testutil.WriteTree(t, cfg.Source, testutil.Tree{fmt.Sprintf("p/d%d/f", i): "while full"})
+	}
+	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		code, body := httpGet(t, "http://"+h.d.addr+"/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "full") && !strings.Contains(body, "degraded") {
+			return fmt.Errorf("/readyz = %d %q, want 503 saying the store is full or events were lost", code, body)
+		}
+		return nil
+	})
+	must(t, os.Remove(filler))
+	h.converge(t)
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz = %d %q after space came back", code, body)
+		}
+		return nil
+	})
+}
