@@ -47,13 +47,28 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	keep := func() {}
 	if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
 		defer dst.Close()
-		keep = sync.OnceFunc(dst.KeepTimes(syncer.OuterParents(scopes)))
-		defer keep()
+		if src, err := osx.OpenRoot(s.Copier.opts.Source); err == nil {
+			defer src.Close()
+			keep = sync.OnceFunc(dst.KeepTimes(src, syncer.OuterParents(scopes)))
+			defer keep()
+		}
 	}
 	var total syncer.Stats
 	var rest []syncer.Scope
 	var found []string // new files being written, that the jobs did not know of
-	for _, sc := range scopes {
+	// New subtrees first: creating them changes their parents, whose own
+	// flat scopes then set their times last.
+	ordered := slices.Clone(scopes)
+	slices.SortStableFunc(ordered, func(a, b syncer.Scope) int {
+		switch {
+		case a.Recursive == b.Recursive:
+			return 0
+		case a.Recursive:
+			return -1
+		}
+		return 1
+	})
+	for _, sc := range ordered {
 		if sc.Recursive {
 			st, err := s.Copier.Copy(ctx, sc.Dir, h.Open)
 			total.Add(st)

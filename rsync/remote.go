@@ -357,7 +357,7 @@ func (r *Runner) MakeTrash() error {
 		return err
 	}
 	defer root.Close()
-	defer root.KeepTimes([]string{""})()
+	defer root.KeepTimes(nil, []string{""})()
 	if err := unix.Mkdirat(root.Fd(), r.opts.Trash, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("make the trash %s: %w", root.Join(r.opts.Trash), err)
 	}

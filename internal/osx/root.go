@@ -150,10 +150,14 @@ func walk(dirfd int, rel string, flags int, mode uint32) (int, error) {
 }
 
 // KeepTimes records the times of the directories rels beneath r (those
-// that exist) and returns a func that puts back the times of those that
-// changed meanwhile: a sync that creates or removes an entry in a
-// directory outside its scopes must not change that directory's times.
-func (r *Root) KeepTimes(rels []string) (restore func()) {
+// that exist) and returns a func that sets the times of those that changed
+// meanwhile to those of the same directory beneath from (the source), or
+// back to what they were when from has none: a sync that creates or
+// removes an entry in a directory outside its scopes must not leave that
+// directory's times its own. Taking the source's, not the recorded ones,
+// keeps concurrent runs under one parent from undoing each other. A nil
+// from puts back the recorded times.
+func (r *Root) KeepTimes(from *Root, rels []string) (restore func()) {
 	type kept struct {
 		rel string
 		st  unix.Stat_t
@@ -171,11 +175,16 @@ func (r *Root) KeepTimes(rels []string) (restore func()) {
 			if r.stat(k.rel, &now) != nil || now.Mtim == k.st.Mtim || now.Ino != k.st.Ino {
 				continue
 			}
+			want := &k.st
+			var src unix.Stat_t
+			if from != nil && from.stat(k.rel, &src) == nil && src.Mode&unix.S_IFMT == unix.S_IFDIR {
+				want = &src
+			}
 			fd, err := r.OpenDir(k.rel)
 			if err != nil {
 				continue
 			}
-			_ = Futimens(fd, &k.st)
+			_ = Futimens(fd, want)
 			unix.Close(fd)
 		}
 	}
