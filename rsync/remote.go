@@ -363,3 +363,42 @@ func (r *Runner) MakeTrash() error {
 	}
 	return nil
 }
+
+// Fetch copies path (a file or a directory, relative to the tree) from a
+// remote backup into the local directory into, below the same relative
+// path, with every kept version of it (Trash/<stamp>/path) and the trash's
+// manifests, so that versions and restore read a remote backup as a local
+// one. Versions a stamp does not hold are no error.
+func (r *Runner) Fetch(ctx context.Context, path, into string) error {
+	if !r.loc.Remote() {
+		return errors.New("fetch: the backup is local")
+	}
+	if err := syncer.CheckPath(path); err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(r.opts.Dest, "/") + "/./"
+	srcs := []string{base + path}
+	if path == "" {
+		srcs = []string{base}
+	}
+	if r.opts.Trash != "" {
+		// rsync expands the wildcards on the remote side, --protect-args or not.
+		srcs = append(srcs, base+r.opts.Trash+"/*/"+path, base+r.opts.Trash+"/*"+versions.ManifestSuffix)
+	}
+	args := append([]string{"-lptgoD", "--recursive", "--relative", "--numeric-ids", "--protect-args"}, remoteArgs(r.opts)...)
+	args = append(args, "--")
+	args = append(args, srcs...)
+	cmd := exec.CommandContext(ctx, r.bin, append(args, strings.TrimSuffix(into, "/")+"/")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = r.opts.WaitDelay
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 23 {
+		return nil // some stamps hold no version of path
+	}
+	if err != nil {
+		return fmt.Errorf("fetch %s: %s", path, firstLine(stderr.String()+err.Error()))
+	}
+	return nil
+}

@@ -33,7 +33,10 @@ const stampLayout = "2006-01-02T150405.000000000Z"
 const dayLayout = "2006-01-02"
 
 // manifestSuffix names a run's manifest beside its directory.
-const manifestSuffix = ".versions"
+const manifestSuffix = ManifestSuffix
+
+// ManifestSuffix ends the name of a stamp's manifest in the trash.
+const ManifestSuffix = ".versions"
 
 // Stamp is the trash directory name for what a run starting at t displaces.
 func Stamp(t time.Time) string { return t.UTC().Format(stampLayout) }

@@ -60,6 +60,19 @@ func TestRun_RemoteDest(t *testing.T) {
 			if b, err := trashed(backup, cfg.Trash, "p/a/g"); err != nil || string(b) != "2" {
 				t.Errorf("deleted file not in the remote trash: %q, %v", b, err)
 			}
+			// Its versions listed and restored through rsync.
+			flags := []string{"--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", t.TempDir(), "--rsync-path", cfg.RsyncPath,
+				"--ssh-port", fmt.Sprint(cfg.SSHPort), "--ssh-identity", cfg.SSHIdentity, "--ssh-known-hosts", cfg.SSHKnownHosts,
+				"--rsync-password-file", cfg.RsyncPasswordFile}
+			if code, out, errs := cli(t, append([]string{"versions", "p/a/g", "--json"}, flags...)...); code != 0 || !strings.Contains(out, `"kind":"deleted"`) {
+				t.Errorf("versions on a remote backup: exit %d, %s %s", code, out, errs)
+			}
+			to := t.TempDir()
+			if code, _, errs := cli(t, append([]string{"restore", "p/a/g", "--to", to}, flags...)...); code != 0 {
+				t.Errorf("restore from a remote backup: exit %d: %s", code, errs)
+			} else if b, err := os.ReadFile(filepath.Join(to, "g")); err != nil || string(b) != "2" {
+				t.Errorf("restored from a remote backup: %q, %v", b, err)
+			}
 
 			// The source emptied: the guard, reading the remote backup, holds.
 			before := files(t, backup)

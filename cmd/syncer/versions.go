@@ -1,20 +1,24 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/versions"
 )
 
@@ -62,15 +66,37 @@ func parseAt(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, usageError{fmt.Errorf("--at %q: want a time (2026-12-02 14:30, RFC 3339, a stamp from `syncer versions`) or a duration ago (90m)", s)}
 }
 
-// openBackup opens the local backup for versions and restore.
-func openBackup(cfg config.Config) (*osx.Root, error) {
-	if cfg.Remote() {
-		return nil, errors.New("versions and restore read the backup directly: run them on the backup host, with dest its local path")
-	}
+// openBackup opens the backup for versions and restore of path: a local
+// one directly; of a remote one, path and its kept versions fetched with
+// rsync into a staging directory that done removes.
+func openBackup(ctx context.Context, cfg config.Config, path string) (root *osx.Root, done func(), err error) {
 	if cfg.TrashDir() == "" {
-		return nil, errors.New("trash_retention is 0: no versions are kept")
+		return nil, nil, errors.New("trash_retention is 0: no versions are kept")
 	}
-	return osx.OpenRoot(cfg.Dest)
+	if !cfg.Remote() {
+		root, err := osx.OpenRoot(cfg.Dest)
+		if err != nil {
+			return nil, nil, err
+		}
+		return root, func() { root.Close() }, nil
+	}
+	staging, err := os.MkdirTemp("", "syncer-versions-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(staging) }
+	r, err := rsync.New(cfg.Rsync(zap.NewNop()))
+	if err == nil {
+		err = r.Fetch(ctx, path, staging)
+	}
+	if err == nil {
+		root, err = osx.OpenRoot(staging)
+	}
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return root, func() { root.Close(); cleanup() }, nil
 }
 
 func newVersionsCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -86,7 +112,7 @@ that syncs overwrote or deleted and the trash still keeps, oldest first,
 then the backup's current one. Restore any of them with ` + "`syncer restore PATH --at TIME`" + `.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
+			ctx, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
@@ -95,11 +121,11 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 			if err != nil {
 				return err
 			}
-			root, err := openBackup(cfg)
+			root, closeBackup, err := openBackup(ctx, cfg, path)
 			if err != nil {
 				return err
 			}
-			defer root.Close()
+			defer closeBackup()
 			vs, err := versions.List(root, cfg.TrashDir(), path)
 			if err != nil {
 				return err
@@ -146,7 +172,7 @@ It never replaces an existing file without --force, and checks every
 target before it writes anything. --dry-run lists what it would restore.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
+			ctx, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
@@ -159,11 +185,11 @@ target before it writes anything. --dry-run lists what it would restore.`,
 			if err != nil {
 				return err
 			}
-			backup, err := openBackup(cfg)
+			backup, closeBackup, err := openBackup(ctx, cfg, path)
 			if err != nil {
 				return err
 			}
-			defer backup.Close()
+			defer closeBackup()
 			target, toPath := cfg.Source, path
 			if to != "" {
 				if target, err = filepath.Abs(to); err != nil {
