@@ -26,62 +26,62 @@ import (
 // "_" for "-"; SYNCER_<KEY> environment variables override the file, and
 // flags override both.
 type Config struct {
-	Source   string `yaml:"source"`
-	Dest     string `yaml:"dest"`
-	StateDir string `yaml:"state_dir"`
+	Source   string `yaml:"source" help:"source tree to back up, one folder per project (e.g. /data/prod)"`
+	Dest     string `yaml:"dest" help:"backup tree; must exist: /data/prod_backup, host:/path (ssh) or rsync://host/module/path"`
+	StateDir string `yaml:"state_dir" help:"where the queue store and lock live"`
 
-	Workers          int           `yaml:"workers"`
-	Batch            int           `yaml:"batch"`
-	Debounce         time.Duration `yaml:"debounce"`
-	MaxDelay         time.Duration `yaml:"max_delay"`
-	CollapseChildren int           `yaml:"collapse_children"`
-	CollapseProject  int           `yaml:"collapse_project"`
-	Exclude          []string      `yaml:"exclude"`
-	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
-	OpenFileWait     time.Duration `yaml:"open_file_wait"`
+	Workers          int           `yaml:"workers" help:"concurrent rsyncs (0: GOMAXPROCS, the usable cores)"`
+	Batch            int           `yaml:"batch" help:"most directories one rsync may carry"`
+	Debounce         time.Duration `yaml:"debounce" help:"quiet time a directory needs before it is synced"`
+	MaxDelay         time.Duration `yaml:"max_delay" help:"longest wait for a directory that never goes quiet"`
+	CollapseChildren int           `yaml:"collapse_children" help:"pending subdirectories that collapse into their parent"`
+	CollapseProject  int           `yaml:"collapse_project" help:"pending directories that collapse into their whole project"`
+	Exclude          []string      `yaml:"exclude" help:"name glob to skip (repeatable), e.g. '*.tmp'"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"time running rsyncs get to finish on stop"`
+	OpenFileWait     time.Duration `yaml:"open_file_wait" help:"longest a file still open for writing waits to be copied (0: copy at once)"`
 
-	RsyncPath  string   `yaml:"rsync_path"`
-	RsyncArgs  []string `yaml:"rsync_args"`
-	DirectCopy bool     `yaml:"direct_copy"`
+	RsyncPath  string   `yaml:"rsync_path" help:"rsync binary"`
+	RsyncArgs  []string `yaml:"rsync_args" help:"extra rsync arguments (repeatable), e.g. --acls"`
+	DirectCopy bool     `yaml:"direct_copy" help:"copy new subtrees and changed files in the kernel where rsync is not needed (local backups)"`
 
 	// A remote dest: ssh settings ("host:/path") or the rsync daemon's
 	// password ("rsync://host/module/path").
-	SSHIdentity       string `yaml:"ssh_identity"`
-	SSHPort           int    `yaml:"ssh_port"`
-	SSHKnownHosts     string `yaml:"ssh_known_hosts"`
-	RsyncPasswordFile string `yaml:"rsync_password_file"`
+	SSHIdentity       string `yaml:"ssh_identity" help:"with a host:/path dest: ssh private key file"`
+	SSHPort           int    `yaml:"ssh_port" help:"with a host:/path dest: ssh port (0: ssh's default)"`
+	SSHKnownHosts     string `yaml:"ssh_known_hosts" help:"with a host:/path dest: known_hosts file; the host key is then checked strictly"`
+	RsyncPasswordFile string `yaml:"rsync_password_file" help:"with an rsync:// dest: file holding the daemon user's password"`
 
-	RetryBackoff      time.Duration `yaml:"retry_backoff"`
-	RetryMax          int           `yaml:"retry_max"`
-	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
-	JobAckWait        time.Duration `yaml:"job_ack_wait"`
-	LeaseTTL          time.Duration `yaml:"lease_ttl"`
-	DiagnoseInterval  time.Duration `yaml:"diagnose_interval"`
-	MaxDelete         int           `yaml:"max_delete"`
-	MaxDeleteFraction float64       `yaml:"max_delete_fraction"`
-	Trash             string        `yaml:"trash"`
-	TrashRetention    time.Duration `yaml:"trash_retention"`
-	TrashMaxBytes     int           `yaml:"trash_max_bytes"`
-	Marker            string        `yaml:"marker"`
-	RequireMount      bool          `yaml:"require_mount"`
+	RetryBackoff      time.Duration `yaml:"retry_backoff" help:"first retry delay of a transiently failed job; doubles each time, at most 10m"`
+	RetryMax          int           `yaml:"retry_max" help:"transient failures before a job is given up (dead-lettered)"`
+	ReconcileInterval time.Duration `yaml:"reconcile_interval" help:"full reconcile every this long (±10% jitter; 0: only at start and after lost events)"`
+	JobAckWait        time.Duration `yaml:"job_ack_wait" help:"how long a job whose worker died stays unseen before another worker gets it"`
+	LeaseTTL          time.Duration `yaml:"lease_ttl" help:"with --nats-url: how long a dead worker's scope lease blocks others (renewed every third of it)"`
+	DiagnoseInterval  time.Duration `yaml:"diagnose_interval" help:"how often the daemon samples the machine for syncer_bottleneck (0: never)"`
+	MaxDelete         int           `yaml:"max_delete" help:"most deletions one rsync may make, more is an error (0: no cap; the fraction brake is what holds mass deletions)"`
+	MaxDeleteFraction float64       `yaml:"max_delete_fraction" help:"share of a project's backup entries one run may delete before it waits for 'syncer approve' (0: no brake)"`
+	Trash             string        `yaml:"trash" help:"directory in the backup root that keeps deleted and overwritten files, by date"`
+	TrashRetention    time.Duration `yaml:"trash_retention" help:"how long overwritten and deleted versions are kept (0: no trash, deletions are final)"`
+	TrashMaxBytes     int           `yaml:"trash_max_bytes" help:"most bytes the kept versions may take; past it the oldest go first (0: no cap)"`
+	Marker            string        `yaml:"marker" help:"file that must exist in the source root before anything is deleted (e.g. .syncer-source)"`
+	RequireMount      bool          `yaml:"require_mount" help:"the source root must be a mount point (and stay the same filesystem)"`
 
-	Listen           string   `yaml:"listen"`
-	ControlGroup     string   `yaml:"control_group"`
-	ControlTokenFile string   `yaml:"control_token_file"`
-	Pprof            bool     `yaml:"pprof"`
-	NatsURL          []string `yaml:"nats_url"`
-	NatsTokenFile    string   `yaml:"nats_token_file"`
-	NatsUser         string   `yaml:"nats_user"`
-	NatsPassword     string   `yaml:"nats_password_file"`
-	NatsNkeyFile     string   `yaml:"nats_nkey_file"`
-	NatsCredsFile    string   `yaml:"nats_creds_file"`
-	NatsTLSCA        string   `yaml:"nats_tls_ca"`
-	NatsTLSCert      string   `yaml:"nats_tls_cert"`
-	NatsTLSKey       string   `yaml:"nats_tls_key"`
-	NatsReplicas     int      `yaml:"nats_replicas"`
-	NatsListen       string   `yaml:"nats_listen"`
-	LogLevel         string   `yaml:"log_level"`
-	LogFormat        string   `yaml:"log_format"`
+	Listen           string   `yaml:"listen" help:"HTTP address for the read-only /metrics, /healthz and /readyz (\"\" to disable); control is on the state dir's socket"`
+	ControlGroup     string   `yaml:"control_group" help:"group allowed to use the control socket (status, reconcile, retry) besides root"`
+	ControlTokenFile string   `yaml:"control_token_file" help:"file holding a bearer token that opens the control API on --listen too (default: control only on the socket)"`
+	Pprof            bool     `yaml:"pprof" help:"serve /debug/pprof on the control socket"`
+	NatsURL          []string `yaml:"nats_url" help:"external NATS server(s) instead of the embedded one (nats://host:4222, repeatable)"`
+	NatsTokenFile    string   `yaml:"nats_token_file" help:"file holding the external NATS token"`
+	NatsUser         string   `yaml:"nats_user" help:"external NATS user (with --nats-password-file)"`
+	NatsPassword     string   `yaml:"nats_password_file" help:"file holding the external NATS user's password"`
+	NatsNkeyFile     string   `yaml:"nats_nkey_file" help:"file holding an nkey user seed for the external NATS"`
+	NatsCredsFile    string   `yaml:"nats_creds_file" help:"NATS credentials file (user JWT and seed)"`
+	NatsTLSCA        string   `yaml:"nats_tls_ca" help:"CA bundle that verifies the NATS servers (turns TLS on)"`
+	NatsTLSCert      string   `yaml:"nats_tls_cert" help:"client certificate for NATS servers that require one"`
+	NatsTLSKey       string   `yaml:"nats_tls_key" help:"client certificate's key"`
+	NatsReplicas     int      `yaml:"nats_replicas" help:"copies of each stream on an external cluster (0: 3 on a cluster of three or more servers, else 1)"`
+	NatsListen       string   `yaml:"nats_listen" help:"also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none"`
+	LogLevel         string   `yaml:"log_level" help:"debug, info, warn or error"`
+	LogFormat        string   `yaml:"log_format" help:"json, console or auto (console on a terminal)"`
 }
 
 // MaxWorkers bounds the worker pool: each worker runs one rsync.

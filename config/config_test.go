@@ -3,10 +3,12 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/syncer/syncer/config"
 	"go.uber.org/zap/zapcore"
 )
@@ -109,5 +111,30 @@ func TestMarshalLogObject(t *testing.T) {
 	}
 	if ex, ok := enc.Fields["exclude"].([]any); !ok || len(ex) != 1 || ex[0] != "*.tmp" {
 		t.Errorf("exclude = %#v", enc.Fields["exclude"])
+	}
+}
+
+// TestFlags checks that every setting has a flag named after its key, with
+// help, and that a flag given wins in Load.
+func TestFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c := config.Default()
+	config.Flags(fs, &c)
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		n++
+		if f.Usage == "" {
+			t.Errorf("flag --%s has no help", f.Name)
+		}
+	})
+	if n != reflect.TypeOf(c).NumField() {
+		t.Errorf("%d flags for %d settings", n, reflect.TypeOf(c).NumField())
+	}
+	if err := fs.Parse([]string{"--max-delete-fraction", "0.25", "--exclude", "*.tmp", "--exclude", ".cache", "--workers", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Load("", c, func(name string) bool { f := fs.Lookup(name); return f != nil && f.Changed })
+	if err != nil || got.MaxDeleteFraction != 0.25 || len(got.Exclude) != 2 || got.Workers != 3 {
+		t.Errorf("Load with flags: %+v, %v", got, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 )
@@ -120,4 +121,31 @@ func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		}
 	}
 	return nil
+}
+
+// Flags registers a flag for every setting on fs, bound to c's fields:
+// its name is the YAML key with '-' for '_', its help the field's help tag,
+// its default c's value.
+func Flags(fs *pflag.FlagSet, c *Config) {
+	v := reflect.ValueOf(c).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name, help := strings.ReplaceAll(f.Tag.Get("yaml"), "_", "-"), f.Tag.Get("help")
+		switch p := v.Field(i).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, help)
+		case *int:
+			fs.IntVar(p, name, *p, help)
+		case *bool:
+			fs.BoolVar(p, name, *p, help)
+		case *float64:
+			fs.Float64Var(p, name, *p, help)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, help)
+		case *[]string:
+			fs.StringSliceVar(p, name, *p, help)
+		default:
+			panic(fmt.Sprintf("config: no flag for %s (%T)", f.Name, p))
+		}
+	}
 }

@@ -2,7 +2,9 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -122,4 +124,40 @@ func (c *Config) Walk() reconcile.Options {
 		o.Dest = ""
 	}
 	return o
+}
+
+// TreePath turns a path given on the command line (relative to the tree,
+// or absolute below the source or the backup) into one relative to the tree.
+func (cfg *Config) TreePath(p string) (string, error) {
+	if filepath.IsAbs(p) {
+		for _, root := range []string{cfg.Source, cfg.Dest} {
+			if rel, ok := syncer.Rel(root, filepath.Clean(p)); ok {
+				p = rel
+				break
+			}
+		}
+		if filepath.IsAbs(p) {
+			return "", fmt.Errorf("%s is neither below the source %s nor below the backup %s", p, cfg.Source, cfg.Dest)
+		}
+	}
+	p = strings.TrimSuffix(strings.TrimPrefix(p, "./"), "/")
+	if p == "." {
+		p = ""
+	}
+	if err := syncer.CheckPath(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// AcceptSource records the source root as it is now as the one to back up
+// (guard.Guard.Accept) with no daemon running, holding the state dir so
+// that none starts meanwhile.
+func (c *Config) AcceptSource() (guard.Identity, error) {
+	lock, err := queue.LockDir(filepath.Join(c.StateDir, "nats"))
+	if err != nil {
+		return guard.Identity{}, err
+	}
+	defer lock.Close()
+	return guard.New(c.Guard(zap.NewNop(), nil, nil)).Accept()
 }

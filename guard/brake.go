@@ -307,8 +307,21 @@ func (b *Brake) Approve(project string) (h Hold, held bool) {
 	return h, held
 }
 
-// Held lists the projects waiting for approval.
+// Projects lists the held projects' names; none for a nil Brake.
+func (b *Brake) Projects() []string {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return sortedKeys(b.held)
+}
+
+// Held lists the projects waiting for approval; none for a nil Brake.
 func (b *Brake) Held() []Hold {
+	if b == nil {
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]Hold, 0, len(b.held))

@@ -93,8 +93,13 @@ func (s *Scheduler) isReady() bool {
 	}
 }
 
-// Request asks for a reconcile of the projects; none is all of them.
+// Request asks for a reconcile of the projects; none is all of them. A nil
+// Scheduler (a process that does not reconcile) ignores it, and Lost and
+// Failover too.
 func (s *Scheduler) Request(projects ...string) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	if len(projects) == 0 {
 		s.all = true
@@ -112,6 +117,9 @@ func (s *Scheduler) Request(projects ...string) {
 // Lost asks for a reconcile of what the watcher may have missed: the
 // project holding s, or everything when s is the whole tree.
 func (s *Scheduler) Lost(sc syncer.Scope) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	if s.lostAt.IsZero() {
 		s.lostAt = time.Now()
@@ -150,7 +158,7 @@ func (s *Scheduler) caughtUp(start time.Time) {
 // elections of one failover (every stream and consumer elects) and those
 // while the startup reconcile runs, which covers them, cost nothing more.
 func (s *Scheduler) Failover(cause string) {
-	if !s.isReady() {
+	if s == nil || !s.isReady() {
 		return
 	}
 	s.mu.Lock()

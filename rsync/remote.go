@@ -402,3 +402,27 @@ func (r *Runner) Fetch(ctx context.Context, path, into string) error {
 	}
 	return nil
 }
+
+// Open opens the backup for reading path and its kept versions: a local
+// backup directly, a remote one fetched into a staging directory (Fetch)
+// that done removes.
+func (r *Runner) Open(ctx context.Context, path string) (root *osx.Root, done func(), err error) {
+	if !r.loc.Remote() {
+		if root, err = osx.OpenRoot(r.opts.Dest); err != nil {
+			return nil, nil, err
+		}
+		return root, func() { root.Close() }, nil
+	}
+	staging, err := os.MkdirTemp("", "syncer-versions-")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err = r.Fetch(ctx, path, staging); err == nil {
+		root, err = osx.OpenRoot(staging)
+	}
+	if err != nil {
+		_ = os.RemoveAll(staging)
+		return nil, nil, err
+	}
+	return root, func() { root.Close(); _ = os.RemoveAll(staging) }, nil
+}

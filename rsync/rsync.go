@@ -398,3 +398,27 @@ func ParseStats(out []byte) syncer.Stats {
 	}
 	return st
 }
+
+// Itemize is a dry run of the scopes, one at a time: the changes rsync
+// would make (--itemize-changes lines), with nothing changed and no
+// deletion cap.
+func Itemize(ctx context.Context, opts Options, scopes []syncer.Scope) ([]string, error) {
+	var items bytes.Buffer
+	opts.MaxDelete, opts.DryRun, opts.Itemize = 0, true, &items
+	r, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range scopes {
+		if _, err := r.Sync(ctx, []syncer.Scope{s}, syncer.Hints{}); err != nil {
+			return nil, fmt.Errorf("dry run of %s: %w", s, err)
+		}
+	}
+	lines := []string{}
+	for _, l := range strings.Split(strings.TrimSuffix(items.String(), "\n"), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
+}

@@ -249,3 +249,23 @@ func mkdirAll(r *osx.Root, rel string) error {
 	}
 	return nil
 }
+
+// ParseAt reads a restore time: RFC 3339, local "2006-01-02 15:04[:05]", a trash
+// stamp, or a duration ago ("90m").
+func ParseAt(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	if t, ok := ParseStamp(s); ok {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--at %q: want a time (2026-12-02 14:30, RFC 3339, a stamp from `syncer versions`) or a duration ago (90m)", s)
+}

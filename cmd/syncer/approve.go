@@ -9,6 +9,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/internal/control"
 )
 
 type approveRequest struct {
@@ -24,7 +25,7 @@ type approveResponse struct {
 // the brake go ahead.
 func (d *daemon) handleApprove(w http.ResponseWriter, r *http.Request) {
 	var req approveRequest
-	if err := decodeJSON(r, &req); err != nil {
+	if err := control.DecodeJSON(r, &req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -37,7 +38,7 @@ func (d *daemon) handleApprove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, held := d.brake.Approve(req.Project)
-	writeJSON(w, approveResponse{Held: held, Hold: h})
+	control.WriteJSON(w, approveResponse{Held: held, Hold: h})
 }
 
 func newApproveCmd(stdout io.Writer) *cobra.Command {

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"path/filepath"
 
 	"github.com/syncer/syncer/internal/control"
-	"go.uber.org/zap"
 )
 
 // The daemon's HTTP API comes in two parts, split by privilege:
@@ -75,45 +70,13 @@ func (d *daemon) handler() http.Handler {
 // until the returned stop is called.
 func (d *daemon) serveAPI() (stop func(), err error) {
 	cfg := d.cfg
-	var token string
-	if cfg.ControlTokenFile != "" {
-		if token, err = control.ReadToken(cfg.ControlTokenFile); err != nil {
-			return nil, fmt.Errorf("control_token_file: %w", err)
-		}
-	}
-	ln, err := control.Listen(filepath.Join(cfg.StateDir, controlSock), cfg.ControlGroup)
+	api, err := control.Open(control.Options{StateDir: cfg.StateDir, Socket: controlSock, Group: cfg.ControlGroup,
+		Listen: cfg.Listen, TokenFile: cfg.ControlTokenFile, AddrFile: addrFile, Logger: d.log}, d.handler(), d.tcpHandler)
 	if err != nil {
 		return nil, err
 	}
-	stops := []func(){control.Serve("control", ln, d.handler(), d.log)}
-	stop = func() {
-		for _, s := range stops {
-			s()
-		}
-	}
-	if cfg.Listen == "" {
-		return stop, nil
-	}
-	tln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		stop()
-		return nil, fmt.Errorf("http listen: %w", err)
-	}
-	d.addr = tln.Addr().String()
-	if !control.Loopback(cfg.Listen) {
-		d.log.Warn("the HTTP listener is reachable from other hosts: it serves /metrics, /healthz and /readyz to anyone who connects",
-			zap.String("listen", d.addr), zap.Bool("control_by_token", token != ""))
-	}
-	stops = append(stops, control.Serve("http", tln, d.tcpHandler(token, d.addr), d.log))
-	// Written whole or not at all: the CLI may read it at any moment.
-	addrPath := filepath.Join(cfg.StateDir, addrFile)
-	if err := os.WriteFile(addrPath+".tmp", []byte(d.addr+"\n"), 0o600); err != nil {
-		d.log.Warn("record http address", zap.Error(err))
-	} else if err := os.Rename(addrPath+".tmp", addrPath); err != nil {
-		d.log.Warn("record http address", zap.Error(err))
-	}
-	stops = append(stops, func() { _ = os.Remove(addrPath) })
-	return stop, nil
+	d.addr = api.Addr
+	return api.Close, nil
 }
 
 // addrFile is where the daemon records its HTTP address in the state dir.

@@ -70,13 +70,7 @@ func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
 		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
-		Held: func() []string {
-			var out []string
-			for _, h := range d.held() {
-				out = append(out, h.Project)
-			}
-			return out
-		},
+		Held:   func() []string { return d.brake.Projects() },
 		Logger: log.Named("reconcile")})
 	return d
 }
@@ -138,7 +132,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		d.sched = reconcile.NewScheduler(reconcile.ScheduleOptions{Reconcile: d.recon.Reconcile,
 			Interval: cfg.ReconcileInterval, NetworkFS: d.networkFS, OnReady: d.setReady, Logger: d.log.Named("reconcile")})
 	}
-	onFailover := d.failover
+	onFailover := d.sched.Failover
 	if d.role == "work" {
 		onFailover = nil // the half that reconciles answers failovers
 	}
@@ -159,9 +153,9 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		}
 	}
 	if d.guard == nil {
-		d.guard = guard.New(cfg.Guard(d.log.Named("guard"), d.listDest, d.requestAll))
+		d.guard = guard.New(cfg.Guard(d.log.Named("guard"), d.listDest, func() { d.sched.Request() }))
 	}
-	if d.w, err = watcher.New(cfg.Watcher(d.log.Named("watcher"), d.lost)); err != nil {
+	if d.w, err = watcher.New(cfg.Watcher(d.log.Named("watcher"), d.sched.Lost)); err != nil {
 		return nil, err
 	}
 	var locker worker.Locker // in-process by default
@@ -180,7 +174,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		d.brake = guard.NewBrake(bo)
 	}
 	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Brake: d.brake, Next: sy}, d.w
-	po.Sink, po.OnLost = d.q, d.lost
+	po.Sink, po.OnLost = d.q, d.sched.Lost
 	po.OnResult = func(r syncer.Result) { d.metrics.Result(r); d.projects.Observe(r) }
 	po.OnRun = func(st syncer.Stats, took time.Duration, err error) { d.runs.Add(1); d.metrics.Run(st, took, err) }
 	if d.pool, err = worker.New(po); err != nil {
@@ -229,7 +223,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	}
 	defer stop()
 	co, err := coalesce.New(coalesce.Config{Options: d.cfg.Coalesce(), Publisher: d.q, Logger: d.log.Named("coalesce"),
-		OnJob: d.metrics.Job, OnPublishError: func(error) { d.failover("job publish failed") }})
+		OnJob: d.metrics.Job, OnPublishError: func(error) { d.sched.Failover("job publish failed") }})
 	if err != nil {
 		return err
 	}
@@ -315,23 +309,4 @@ func (d *daemon) listDest() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return d.runner.List(ctx, "")
-}
-
-// lost asks for a reconcile of what the watcher may have missed.
-func (d *daemon) lost(s syncer.Scope) {
-	if d.sched != nil {
-		d.sched.Lost(s)
-	}
-}
-
-func (d *daemon) requestAll() {
-	if d.sched != nil {
-		d.sched.Request()
-	}
-}
-
-func (d *daemon) failover(what string) {
-	if d.sched != nil {
-		d.sched.Failover(what)
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer/diag"
+	"github.com/syncer/syncer/internal/status"
 )
 
 func newDiagnoseCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -55,7 +56,7 @@ answers the question for any backup job:
 				return err
 			}
 			q := diag.Queue{}
-			var r statusReport
+			var r status.Report
 			if err := cf.get(cmd, "/api/status", &r); err == nil {
 				q = diag.Queue{Known: true, Pending: int(r.Queue.Pending), InFlight: r.Queue.InFlight, Workers: r.Workers, Busy: r.Busy}
 			}

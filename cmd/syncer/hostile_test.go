@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/reconcile"
 )
@@ -339,13 +340,13 @@ func TestHostile_CraftedJobsExternal(t *testing.T) {
 			t.Fatalf("publish %s: %v", id, err)
 		}
 	}
-	var st statusReport
+	var st status.Report
 	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 		var stdout, stderr bytes.Buffer
 		if code := Main(t.Context(), []string{"status", "--json", "--state-dir", state}, &stdout, &stderr); code != 0 {
 			return fmt.Errorf("status: exit %d: %s", code, stderr.String())
 		}
-		st = statusReport{}
+		st = status.Report{}
 		if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
 			return err
 		}

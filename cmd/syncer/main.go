@@ -12,11 +12,10 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/internal/logging"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -163,7 +162,7 @@ func prepare(cmd *cobra.Command, configPath string, flags config.Config, stderr 
 	if err := cfg.Validate(); err != nil {
 		return nil, cfg, nil, nil, usageError{err}
 	}
-	if log, err = newLogger(cfg, stderr); err != nil {
+	if log, err = logging.New(cfg.LogLevel, cfg.LogFormat, stderr); err != nil {
 		return nil, cfg, nil, nil, usageError{err}
 	}
 	ctx, stop := notifyContext(cmd.Context(), log)
@@ -191,32 +190,4 @@ func notifyContext(parent context.Context, log *zap.Logger) (context.Context, fu
 		}
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
-}
-
-// newLogger builds the one logger: JSON unless on a terminal (or as configured).
-func newLogger(cfg config.Config, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(cfg.LogLevel)
-	if err != nil {
-		return nil, err
-	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "ts"
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	ec.EncodeDuration = zapcore.SecondsDurationEncoder
-	format := cfg.LogFormat
-	if format == "auto" {
-		format = "json"
-		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-			format = "console"
-		}
-	}
-	var enc zapcore.Encoder
-	if format == "console" {
-		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
-		ec.EncodeDuration = zapcore.StringDurationEncoder
-		enc = zapcore.NewConsoleEncoder(ec)
-	} else {
-		enc = zapcore.NewJSONEncoder(ec)
-	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"gopkg.in/yaml.v3"
 
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 )
 
@@ -221,13 +222,13 @@ func TestRun_Status(t *testing.T) {
 	h := start(t, cfg)
 	must(t, os.WriteFile(h.path("p1/f2"), []byte("x"), 0o644))
 	h.converge(t)
-	var r statusReport
+	var r status.Report
 	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), []string{"status", "--json", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
 			return fmt.Errorf("status exit %d: %s", code, stderr.String())
 		}
-		r = statusReport{}
+		r = status.Report{}
 		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,15 +11,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/mattn/go-isatty"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/internal/control"
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -32,7 +30,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 		Projects []string `json:"projects"`
 	}
 	if req.ContentLength != 0 {
-		if err := decodeJSON(req, &body); err != nil {
+		if err := control.DecodeJSON(req, &body); err != nil {
 			http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -70,7 +68,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 	}
 	d.mu.Unlock()
 	v, _ := d.recon.Report(id)
-	writeJSON(w, v)
+	control.WriteJSON(w, v)
 }
 
 // Exit codes of `syncer reconcile` beyond 0, 1 and 2.
@@ -140,27 +138,17 @@ func reconcileDryRun(ctx context.Context, cfg config.Config, projects []string, 
 	if err != nil {
 		return err
 	}
-	var items bytes.Buffer
-	opts := cfg.Rsync(zap.NewNop())
-	opts.MaxDelete, opts.DryRun, opts.Itemize = 0, true, &items
-	r, err := rsync.New(opts)
+	lines, err := rsync.Itemize(ctx, cfg.Rsync(zap.NewNop()), plan.Scopes)
 	if err != nil {
 		return err
 	}
-	for _, s := range plan.Scopes {
-		if _, err := r.Sync(ctx, []syncer.Scope{s}, syncer.Hints{}); err != nil {
-			return fmt.Errorf("dry run of %s: %w", s, err)
-		}
-	}
 	if asJSON {
-		lines := strings.Split(strings.TrimSuffix(items.String(), "\n"), "\n")
-		if items.Len() == 0 {
-			lines = []string{}
-		}
 		return json.NewEncoder(stdout).Encode(map[string]any{"dry_run": true, "scopes": len(plan.Scopes),
 			"drift_files": plan.Files, "drift_bytes": plan.Bytes, "changes": lines})
 	}
-	_, _ = stdout.Write(items.Bytes())
+	for _, l := range lines {
+		fmt.Fprintln(stdout, l)
+	}
 	fmt.Fprintf(stdout, "dry run: %d scopes would be synced, %d files / %d bytes differ; nothing was changed\n",
 		len(plan.Scopes), plan.Files, plan.Bytes)
 	return nil
@@ -199,69 +187,9 @@ func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config,
 			return v, nil
 		}
 	}
-	tty := false
-	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		tty = true
-	}
-	if !asJSON {
-		if f, ok := stdout.(*os.File); !ok || !isatty.IsTerminal(f.Fd()) {
-			asJSON = true
-		}
-	}
-	var bar *progressbar.ProgressBar
-	var last reconcile.Report
-	for {
-		v, err := view()
-		if err != nil {
-			return err
-		}
-		last = v
-		if tty {
-			if bar == nil && v.State != reconcile.StateWalking {
-				bar = progressbar.NewOptions64(max(v.DriftBytes, 1), progressbar.OptionSetWriter(stderr),
-					progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
-					progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
-			}
-			if bar != nil {
-				bar.Describe(fmt.Sprintf("jobs %d/%d, files %d/%d", v.Done+v.Failed, v.Jobs, v.Files, v.DriftFiles))
-				_ = bar.Set64(min(v.Bytes, max(v.DriftBytes, 1)))
-			} else {
-				fmt.Fprintf(stderr, "\rwalking...")
-			}
-		}
-		if v.Ended() {
-			break
-		}
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, syncer.ErrPaused) {
-				return err
-			}
-			done = nil
-		case <-time.After(250 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if bar != nil {
-		_ = bar.Finish()
-	}
-	if done != nil {
-		if err := <-done; err != nil && !errors.Is(err, syncer.ErrPaused) {
-			return err
-		}
-	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(last)
-	} else {
-		fmt.Fprintf(stdout, "reconcile %s: %s in %s: %d jobs, %d failed; %d files / %d bytes transferred, %d deleted; drift %d files / %d bytes\n",
-			last.ID, last.State, last.Finished.Sub(last.Started).Round(time.Millisecond), last.Jobs, last.Failed,
-			last.Files, last.Bytes, last.Deleted, last.DriftFiles, last.DriftBytes)
-		for _, e := range last.Errors {
-			fmt.Fprintf(stdout, "  failed: %s\n", e)
-		}
+	last, err := status.Follow(ctx, view, done, stdout, stderr, asJSON)
+	if err != nil {
+		return err
 	}
 	switch last.State {
 	case reconcile.StateFailed:

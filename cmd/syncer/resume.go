@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/guard"
-	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/internal/control"
 )
 
 // resumeRequest accepts what the guard holds the projects for.
@@ -27,7 +25,7 @@ type resumeResponse struct {
 // handleResume is POST /api/resume.
 func (d *daemon) handleResume(w http.ResponseWriter, r *http.Request) {
 	var req resumeRequest
-	if err := decodeJSON(r, &req); err != nil || !req.AcceptSource {
+	if err := control.DecodeJSON(r, &req); err != nil || !req.AcceptSource {
 		http.Error(w, "bad request: want {\"accept_source\": true}", http.StatusBadRequest)
 		return
 	}
@@ -37,7 +35,7 @@ func (d *daemon) handleResume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = d.guard.Check() // resumes the projects now if nothing else holds them
-	writeJSON(w, resumeResponse{Source: id, Paused: d.guard.Paused()})
+	control.WriteJSON(w, resumeResponse{Source: id, Paused: d.guard.Paused()})
 }
 
 func newResumeCmd(stdout io.Writer) *cobra.Command {
@@ -76,12 +74,7 @@ state dir for the next start.`,
 				if cfg.Source == "" {
 					return usageError{fmt.Errorf("no daemon answers (%v), and no source is configured: give --config", err)}
 				}
-				lock, lerr := queue.LockDir(filepath.Join(cfg.StateDir, "nats"))
-				if lerr != nil {
-					return lerr
-				}
-				defer lock.Close()
-				if resp.Source, err = guard.New(cfg.Guard(zap.NewNop(), nil, nil)).Accept(); err != nil {
+				if resp.Source, err = cfg.AcceptSource(); err != nil {
 					return err
 				}
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/metrics"
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/queue"
 )
@@ -89,7 +90,7 @@ func unchanged(t *testing.T, before map[string]string, dir string) string {
 	return strings.Join(diffs, "\n")
 }
 
-func (h *harness) status(t *testing.T) statusReport {
+func (h *harness) status(t *testing.T) status.Report {
 	t.Helper()
 	r, err := h.tryStatus()
 	must(t, err)
@@ -97,12 +98,12 @@ func (h *harness) status(t *testing.T) statusReport {
 }
 
 // tryStatus is `syncer status --json`; an error when no daemon answers yet.
-func (h *harness) tryStatus() (statusReport, error) {
+func (h *harness) tryStatus() (status.Report, error) {
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), []string{"status", "--json", "--state-dir", h.cfg.StateDir}, &stdout, &stderr); code != 0 {
-		return statusReport{}, fmt.Errorf("status: exit %d: %s", code, stderr.String())
+		return status.Report{}, fmt.Errorf("status: exit %d: %s", code, stderr.String())
 	}
-	var r statusReport
+	var r status.Report
 	err := json.Unmarshal(stdout.Bytes(), &r)
 	return r, err
 }
@@ -324,7 +325,7 @@ func TestRun_DeadLetter(t *testing.T) {
 	h := start(t, cfg)
 	must(t, os.WriteFile(flag, nil, 0o644))
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"bad/f": "x", "good/g": "y"})
-	var r statusReport
+	var r status.Report
 	testutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 		r = h.status(t)
 		if len(r.Dead) == 0 {

@@ -6,98 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/osx"
 	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/versions"
 )
-
-// treePath turns a path given on the command line (relative to the tree,
-// or absolute below the source or the backup) into one relative to the tree.
-func treePath(cfg config.Config, p string) (string, error) {
-	if filepath.IsAbs(p) {
-		for _, root := range []string{cfg.Source, cfg.Dest} {
-			if rel, ok := syncer.Rel(root, filepath.Clean(p)); ok {
-				p = rel
-				break
-			}
-		}
-		if filepath.IsAbs(p) {
-			return "", usageError{fmt.Errorf("%s is neither below the source %s nor below the backup %s", p, cfg.Source, cfg.Dest)}
-		}
-	}
-	p = strings.TrimSuffix(strings.TrimPrefix(p, "./"), "/")
-	if p == "." {
-		p = ""
-	}
-	if err := syncer.CheckPath(p); err != nil {
-		return "", usageError{err}
-	}
-	return p, nil
-}
-
-// parseAt reads --at: RFC 3339, local "2006-01-02 15:04[:05]", a trash
-// stamp, or a duration ago ("90m").
-func parseAt(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	if t, ok := versions.ParseStamp(s); ok {
-		return t, nil
-	}
-	return time.Time{}, usageError{fmt.Errorf("--at %q: want a time (2026-12-02 14:30, RFC 3339, a stamp from `syncer versions`) or a duration ago (90m)", s)}
-}
-
-// openBackup opens the backup for versions and restore of path: a local
-// one directly; of a remote one, path and its kept versions fetched with
-// rsync into a staging directory that done removes.
-func openBackup(ctx context.Context, cfg config.Config, path string) (root *osx.Root, done func(), err error) {
-	if cfg.TrashDir() == "" {
-		return nil, nil, errors.New("trash_retention is 0: no versions are kept")
-	}
-	if !cfg.Remote() {
-		root, err := osx.OpenRoot(cfg.Dest)
-		if err != nil {
-			return nil, nil, err
-		}
-		return root, func() { root.Close() }, nil
-	}
-	staging, err := os.MkdirTemp("", "syncer-versions-")
-	if err != nil {
-		return nil, nil, err
-	}
-	cleanup := func() { _ = os.RemoveAll(staging) }
-	r, err := rsync.New(cfg.Rsync(zap.NewNop()))
-	if err == nil {
-		err = r.Fetch(ctx, path, staging)
-	}
-	if err == nil {
-		root, err = osx.OpenRoot(staging)
-	}
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return root, func() { root.Close(); cleanup() }, nil
-}
 
 func newVersionsCmd(stdout, stderr io.Writer) *cobra.Command {
 	var configPath string
@@ -117,9 +37,9 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 				return err
 			}
 			defer done()
-			path, err := treePath(cfg, args[0])
+			path, err := cfg.TreePath(args[0])
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			root, closeBackup, err := openBackup(ctx, cfg, path)
 			if err != nil {
@@ -177,13 +97,13 @@ target before it writes anything. --dry-run lists what it would restore.`,
 				return err
 			}
 			defer done()
-			path, err := treePath(cfg, args[0])
+			path, err := cfg.TreePath(args[0])
 			if err != nil {
-				return err
+				return usageError{err}
 			}
-			when, err := parseAt(at, time.Now())
+			when, err := versions.ParseAt(at, time.Now())
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			backup, closeBackup, err := openBackup(ctx, cfg, path)
 			if err != nil {
@@ -236,4 +156,16 @@ target before it writes anything. --dry-run lists what it would restore.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	addFlags(cmd.Flags(), &flags)
 	return cmd
+}
+
+// openBackup opens the backup for reading path and its versions.
+func openBackup(ctx context.Context, cfg config.Config, path string) (*osx.Root, func(), error) {
+	if cfg.TrashDir() == "" {
+		return nil, nil, errors.New("trash_retention is 0: no versions are kept")
+	}
+	r, err := rsync.New(cfg.Rsync(zap.NewNop()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.Open(ctx, path)
 }

@@ -3,12 +3,14 @@ package control
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,4 +143,85 @@ func Loopback(addr string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DecodeJSON reads a request's JSON body (at most 1 MiB, no unknown fields) into v.
+func DecodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// WriteJSON answers with v as indented JSON.
+func WriteJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Options say where the API is served.
+type Options struct {
+	StateDir string // holds the socket and the address file
+	Socket   string // the control socket's name in StateDir
+	Group    string // the group besides root that may use the socket
+	// Listen, when set, is the TCP address of the public routes; with
+	// TokenFile, the control routes are served there too, behind its token.
+	Listen, TokenFile string
+	// AddrFile names, in StateDir, the file the TCP listener's address is
+	// written to (whole or not at all) for the CLI.
+	AddrFile string
+	Logger   *zap.Logger
+}
+
+// API is the served API; Addr is the TCP listener's address, "" when none.
+type API struct {
+	Addr  string
+	stops []func()
+}
+
+// Open serves full on the control socket and, with Listen, tcp(token,
+// addr) on TCP, until Close.
+func Open(o Options, full http.Handler, tcp func(token, addr string) http.Handler) (*API, error) {
+	var token string
+	if o.TokenFile != "" {
+		var err error
+		if token, err = ReadToken(o.TokenFile); err != nil {
+			return nil, fmt.Errorf("control_token_file: %w", err)
+		}
+	}
+	ln, err := Listen(filepath.Join(o.StateDir, o.Socket), o.Group)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{stops: []func(){Serve("control", ln, full, o.Logger)}}
+	if o.Listen == "" {
+		return a, nil
+	}
+	tln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	a.Addr = tln.Addr().String()
+	if !Loopback(o.Listen) {
+		o.Logger.Warn("the HTTP listener is reachable from other hosts: it serves /metrics, /healthz and /readyz to anyone who connects",
+			zap.String("listen", a.Addr), zap.Bool("control_by_token", token != ""))
+	}
+	a.stops = append(a.stops, Serve("http", tln, tcp(token, a.Addr), o.Logger))
+	path := filepath.Join(o.StateDir, o.AddrFile)
+	if err := os.WriteFile(path+".tmp", []byte(a.Addr+"\n"), 0o600); err != nil {
+		o.Logger.Warn("record http address", zap.Error(err))
+	} else if err := os.Rename(path+".tmp", path); err != nil {
+		o.Logger.Warn("record http address", zap.Error(err))
+	}
+	a.stops = append(a.stops, func() { _ = os.Remove(path) })
+	return a, nil
+}
+
+// Close stops serving.
+func (a *API) Close() {
+	for _, s := range a.stops {
+		s()
+	}
 }

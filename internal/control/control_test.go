@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/syncer/syncer/internal/control"
+	"go.uber.org/zap"
 )
 
 func TestReadToken(t *testing.T) {
@@ -106,5 +107,39 @@ func TestLoopback(t *testing.T) {
 		if got := control.Loopback(addr); got != want {
 			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestOpen serves a handler on the socket and the TCP listener, records the
+// listener's address for the CLI, and removes it on Close.
+func TestOpen(t *testing.T) {
+	state := t.TempDir()
+	full := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		control.WriteJSON(w, map[string]string{"from": "socket"})
+	})
+	tcp := func(token, addr string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { control.WriteJSON(w, map[string]string{"from": "tcp"}) })
+	}
+	api, err := control.Open(control.Options{StateDir: state, Socket: "c.sock", Listen: "127.0.0.1:0", AddrFile: "http.addr",
+		Logger: zap.NewNop()}, full, tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(state, "http.addr"))
+	if err != nil || strings.TrimSpace(string(b)) != api.Addr {
+		t.Errorf("address file %q (%v), want %s", b, err, api.Addr)
+	}
+	for _, c := range []control.Client{{Socket: filepath.Join(state, "c.sock")}, {Addr: api.Addr}} {
+		var got map[string]string
+		if err := c.Do(t.Context(), http.MethodGet, "/x", nil, &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{true: "socket", false: "tcp"}[c.Socket != ""]; got["from"] != want {
+			t.Errorf("%+v answered %v, want %s", c, got, want)
+		}
+	}
+	api.Close()
+	if _, err := os.Stat(filepath.Join(state, "http.addr")); err == nil {
+		t.Error("address file left after Close")
 	}
 }

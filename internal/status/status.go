@@ -1,0 +1,186 @@
+// Package status is what the CLI shows of the daemon: its status report,
+// as GET /api/status returns it and `syncer status` prints it, and a
+// reconcile's progress and summary.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/internal/metrics"
+	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/reconcile"
+)
+
+// Report is what GET /api/status returns and `syncer status` prints.
+type Report struct {
+	Version      string            `json:"version"`
+	Source       string            `json:"source"`
+	Dest         string            `json:"dest"`
+	Started      time.Time         `json:"started"`
+	Ready        bool              `json:"ready"`
+	NotReady     string            `json:"not_ready,omitempty"`
+	Workers      int               `json:"workers"`
+	Busy         int               `json:"workers_busy"`
+	Queue        Queue             `json:"queue"`
+	Watches      int               `json:"watches"`
+	WatchesLimit int64             `json:"watches_limit"`
+	Unwatched    []string          `json:"unwatched,omitempty"`
+	Overflows    int64             `json:"overflows"`
+	OpenWaiting  int               `json:"open_files_waiting"`
+	RsyncRuns    int64             `json:"rsync_runs"`
+	NetworkFS    string            `json:"network_fs,omitempty"`
+	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
+	Paused       string            `json:"paused,omitempty"`
+	Held         []guard.Hold      `json:"held,omitempty"`
+	Dead         []queue.DeadJob   `json:"dead"`
+	Projects     []metrics.Project `json:"projects"`
+}
+
+// Queue is what the queue holds.
+type Queue struct {
+	Pending       uint64  `json:"pending"`
+	InFlight      int     `json:"inflight"`
+	OldestSeconds float64 `json:"oldest_seconds"`
+	Events        uint64  `json:"events"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// Print writes r for a terminal.
+func Print(w io.Writer, r Report) {
+	state := "ready"
+	if !r.Ready || r.NotReady != "" {
+		state = "NOT READY: " + r.NotReady
+	}
+	fmt.Fprintf(w, "syncer %s  %s → %s  %s  (up %s)\n", r.Version, r.Source, r.Dest, state, time.Since(r.Started).Round(time.Second))
+	fmt.Fprintf(w, "workers %d/%d busy · queue %d pending, %d in flight, oldest %.1fs · events %d · watches %d of %d · rsync runs %d\n",
+		r.Busy, r.Workers, r.Queue.Pending, r.Queue.InFlight, r.Queue.OldestSeconds, r.Queue.Events, r.Watches, r.WatchesLimit, r.RsyncRuns)
+	if r.Queue.Error != "" {
+		fmt.Fprintf(w, "queue error: %s\n", r.Queue.Error)
+	}
+	if r.Paused != "" {
+		fmt.Fprintf(w, "PAUSED: %s\n", r.Paused)
+	}
+	for _, h := range r.Held {
+		fmt.Fprintf(w, "HELD: %s\n", h)
+	}
+	if r.OpenWaiting > 0 {
+		fmt.Fprintf(w, "%d files still open for writing wait to be copied\n", r.OpenWaiting)
+	}
+	if len(r.Unwatched) > 0 || r.Overflows > 0 {
+		fmt.Fprintf(w, "lost events: %d overflows, %d unwatched directories (covered by reconcile)\n", r.Overflows, len(r.Unwatched))
+	}
+	if r.NetworkFS != "" {
+		fmt.Fprintf(w, "WARNING: the source is on %s: only this host's writes raise events; reconcile finds the rest\n", r.NetworkFS)
+	}
+	if rc := r.Reconcile; rc != nil {
+		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %d bytes\n",
+			rc.ID, rc.Why, rc.State, FmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, rc.DriftBytes)
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tLAST ERROR")
+	for _, p := range r.Projects {
+		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%s\n", p.Name, p.State, FmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed, p.LastError)
+	}
+	_ = tw.Flush()
+	if len(r.Dead) > 0 {
+		fmt.Fprintf(w, "\n%d dead-lettered jobs (put back with `syncer retry`):\n", len(r.Dead))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tSCOPE\tEXIT\tWHEN\tERROR")
+		for _, d := range r.Dead {
+			fmt.Fprintf(tw, "%s\t%q\t%d\t%s\t%s\n", d.ID, d.Scope, d.ExitCode, FmtTime(d.At), d.Error)
+		}
+		_ = tw.Flush()
+	}
+}
+
+// FmtTime is t for a terminal, "-" when zero.
+func FmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// Follow polls view every 250 ms until the reconcile ends, with a progress
+// bar on stderr when it is a terminal, then prints its summary on stdout:
+// JSON with asJSON or when stdout is not a terminal. done, when set,
+// delivers the error of a reconcile run in this process.
+func Follow(ctx context.Context, view func() (reconcile.Report, error), done <-chan error, stdout, stderr io.Writer,
+	asJSON bool) (reconcile.Report, error) {
+	tty := false
+	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		tty = true
+	}
+	if !asJSON {
+		if f, ok := stdout.(*os.File); !ok || !isatty.IsTerminal(f.Fd()) {
+			asJSON = true
+		}
+	}
+	var bar *progressbar.ProgressBar
+	var last reconcile.Report
+	for {
+		v, err := view()
+		if err != nil {
+			return last, err
+		}
+		last = v
+		if tty {
+			if bar == nil && v.State != reconcile.StateWalking {
+				bar = progressbar.NewOptions64(max(v.DriftBytes, 1), progressbar.OptionSetWriter(stderr),
+					progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionSetWidth(30),
+					progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+			}
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("jobs %d/%d, files %d/%d", v.Done+v.Failed, v.Jobs, v.Files, v.DriftFiles))
+				_ = bar.Set64(min(v.Bytes, max(v.DriftBytes, 1)))
+			} else {
+				fmt.Fprintf(stderr, "\rwalking...")
+			}
+		}
+		if v.Ended() {
+			break
+		}
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, syncer.ErrPaused) {
+				return last, err
+			}
+			done = nil
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return last, ctx.Err()
+		}
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if done != nil {
+		if err := <-done; err != nil && !errors.Is(err, syncer.ErrPaused) {
+			return last, err
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(last)
+	} else {
+		fmt.Fprintf(stdout, "reconcile %s: %s in %s: %d jobs, %d failed; %d files / %d bytes transferred, %d deleted; drift %d files / %d bytes\n",
+			last.ID, last.State, last.Finished.Sub(last.Started).Round(time.Millisecond), last.Jobs, last.Failed,
+			last.Files, last.Bytes, last.Deleted, last.DriftFiles, last.DriftBytes)
+		for _, e := range last.Errors {
+			fmt.Fprintf(stdout, "  failed: %s\n", e)
+		}
+	}
+	return last, nil
+}
