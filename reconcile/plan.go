@@ -28,6 +28,9 @@ type Options struct {
 	Excludes []string
 	// Projects, when set, limits the plan to these top-level folders.
 	Projects []string
+	// Scopes, when set, limits the compare to these: a flat scope's
+	// directory entries, a recursive scope's subtree (Projects is unused).
+	Scopes []syncer.Scope
 	// IgnoreDest are names in the backup root that are not part of the
 	// mirror (the trash).
 	IgnoreDest []string
@@ -107,6 +110,11 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	w.cond = sync.NewCond(&w.mu)
 	projects := opts.Projects
 	switch {
+	case len(opts.Scopes) > 0 && opts.Dest != "":
+		for _, s := range opts.Scopes {
+			w.push(task{dir: s.Dir, flat: !s.Recursive})
+		}
+		projects = nil
 	case opts.Dest == "":
 		w.plan.Blind = true
 		if len(projects) == 0 {
@@ -236,6 +244,7 @@ func (w *walker) partition(dir string) []syncer.Scope {
 type task struct {
 	dir     string
 	missing bool
+	flat    bool // compare dir's entries only (Options.Scopes)
 }
 
 // walker runs Concurrency goroutines over a shared stack of directories: the
@@ -282,6 +291,9 @@ func (w *walker) work(ctx context.Context) {
 			kids = w.missing(t.dir, &sc)
 		} else {
 			kids = w.dir(t.dir, &sc)
+		}
+		if t.flat {
+			kids = nil // the scopes planned for what it found are enough
 		}
 		w.mu.Lock()
 		w.active--

@@ -245,3 +245,21 @@ func TestWalk_TypeChanged(t *testing.T) {
 		t.Fatalf("after one pass: %s", d)
 	}
 }
+
+// TestWalk_Scopes: a walk limited to scopes compares a flat scope's
+// entries only and a recursive scope's whole subtree.
+func TestWalk_Scopes(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f": "new", "p/a/deep/g": "new", "p/b/deep/h": "new", "q/x": "new"})
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/f": "old", "p/a/deep/g": "old", "p/b/deep/h": "old", "q/x": "old"})
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst,
+		Scopes: []syncer.Scope{{Dir: "p/a"}, {Dir: "p/b", Recursive: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// p/a/deep is not descended; p/b/deep's own times differ too (an entry of p/b).
+	want := []syncer.Scope{{Dir: "p/a"}, {Dir: "p/b"}, {Dir: "p/b/deep"}}
+	if d := cmp.Diff(want, p.Scopes); d != "" {
+		t.Errorf("scopes mismatch (-want +got):\n%s", d)
+	}
+}

@@ -286,10 +286,23 @@ func (r *Runner) run(ctx context.Context, id string) error {
 	go func() { submitted <- r.submit(ctx, id, t, found) }()
 	opts := r.opts.Walk
 	opts.Projects = rep.Projects
+	var touchedMu sync.Mutex
+	touched := map[syncer.Scope]bool{} // what the reconcile queued, and the parents holding their attributes
+	touch := func(s syncer.Scope) {
+		touchedMu.Lock()
+		touched[s] = true
+		// The parent holds the directory's own attributes; the root's
+		// other entries are other projects', outside a filtered reconcile.
+		if s.Dir != "" && (syncer.Parent(s.Dir) != "" || len(rep.Projects) == 0) {
+			touched[syncer.Scope{Dir: syncer.Parent(s.Dir)}] = true
+		}
+		touchedMu.Unlock()
+	}
 	opts.OnScope = func(s syncer.Scope, files []string) {
 		if r.opts.OnFound != nil {
 			r.opts.OnFound()
 		}
+		touch(s)
 		found <- syncer.Job{Scope: s, Files: files}
 	}
 	if rep.Why == WhyStartup {
@@ -305,6 +318,7 @@ func (r *Runner) run(ctx context.Context, id string) error {
 			if r.opts.OnFound != nil {
 				r.opts.OnFound()
 			}
+			touch(s)
 			found <- syncer.Job{Scope: s}
 		}
 	}
@@ -321,6 +335,13 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		return serr
 	}
 	sum, held, err := r.wait(ctx, t)
+	if err == nil && sum.Failed == 0 && len(held) == 0 && len(touched) > 0 && !plan.Blind {
+		scopes := make([]syncer.Scope, 0, len(touched))
+		for s := range touched {
+			scopes = append(scopes, s)
+		}
+		sum, held, err = r.verify(ctx, id, t, scopes, sum)
+	}
 	r.update(id, func(x *run) {
 		x.Done, x.Failed, x.Errors, x.Held = sum.Done, sum.Failed, sum.Errors, held
 		x.Files, x.Bytes, x.Deleted = sum.Stats.Files, sum.Stats.Bytes, sum.Stats.Deleted
@@ -351,6 +372,46 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		r.log.Error("reconcile jobs failed", zap.String("id", id), zap.Int("failed", sum.Failed), zap.Strings("errors", sum.Errors))
 	}
 	return nil
+}
+
+// verifyRounds bounds how often a reconcile queues what a compare of what
+// it touched still finds different.
+const verifyRounds = 3
+
+// verify compares again what a reconcile touched (its scopes, and their
+// parents for the directories' own attributes), once its jobs are done,
+// and queues what still differs (a change made meanwhile, a directory's
+// times another run moved) until nothing does: a reconcile is done only
+// when the backup of what it touched equals the source. What still differs
+// after verifyRounds is reported as a failure.
+func (r *Runner) verify(ctx context.Context, id string, t *Tracker, scopes []syncer.Scope, sum Summary) (Summary, []string, error) {
+	opts := r.opts.Walk
+	opts.Scopes = scopes
+	for round := 1; ; round++ {
+		plan, err := Walk(ctx, opts)
+		if err != nil || len(plan.Scopes) == 0 {
+			return sum, nil, err
+		}
+		if round > verifyRounds {
+			sum.Failed++
+			sum.Errors = append(sum.Errors, fmt.Sprintf("%d scopes still differ after %d rounds (first: %s): changing faster than they sync",
+				len(plan.Scopes), verifyRounds, plan.Scopes[0]))
+			return sum, nil, nil
+		}
+		r.log.Info("reconcile: what it touched still differs; syncing it again", zap.String("id", id), zap.Int("round", round),
+			zap.Int("scopes", len(plan.Scopes)), zap.String("first", plan.Scopes[0].String()))
+		jobs := make([]syncer.Job, len(plan.Scopes))
+		for i, s := range plan.Scopes {
+			jobs[i] = syncer.Job{Scope: s}
+		}
+		if err := t.Submit(ctx, r.opts.Jobs, fmt.Sprintf("reconcile-%s-verify%d", id, round), jobs, syncer.ReasonReconcile); err != nil {
+			return sum, nil, err
+		}
+		var held []string
+		if sum, held, err = r.wait(ctx, t); err != nil || sum.Failed > 0 || len(held) > 0 {
+			return sum, held, err
+		}
+	}
 }
 
 // errHeld ends a wait whose remaining jobs all wait for approval.
