@@ -221,6 +221,13 @@ func (g *Guard) checkIdentity() (Identity, error) {
 		if !ok {
 			return now, nil // recorded once the rest of the check passes
 		}
+		if rec.Path != "" && rec.Path != src {
+			// Another source in the config: another tree, not a swapped
+			// volume (the deletion brake still holds a mass deletion).
+			g.opts.Logger.Warn("source changed in the config: its identity is recorded anew", zap.String("was", rec.Path),
+				zap.String("source", src))
+			return now, nil
+		}
 		g.recorded = &rec
 	}
 	if !g.recorded.Same(now) {

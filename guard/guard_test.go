@@ -174,6 +174,17 @@ func TestGuard_Identity(t *testing.T) {
 	if err := guard.New(opts).Check(); err != nil {
 		t.Errorf("after Accept, a new guard: %v", err)
 	}
+	// Another source in the config is another tree, recorded anew.
+	other := filepath.Join(base, "other")
+	testutil.WriteTree(t, other, testutil.Tree{"p/f": "1"})
+	moved := opts
+	moved.Source = other
+	if err := guard.New(moved).Check(); err != nil {
+		t.Errorf("a new source path in the config: %v", err)
+	}
+	if err := guard.New(moved).Check(); err != nil {
+		t.Errorf("the new source path, next start: %v", err)
+	}
 }
 
 // TestGuard_IdentityRemount checks, as root, that a filesystem unmounted

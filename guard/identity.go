@@ -18,6 +18,8 @@ import (
 // unmounted leaves the same path on another filesystem or another
 // directory, and its identity differs.
 type Identity struct {
+	// Path is the source root's path in the config when recorded.
+	Path string `json:"path"`
 	// FSID is the filesystem's id (statfs f_fsid), which ext4, xfs and
 	// btrfs derive from the filesystem's UUID: it survives a remount on
 	// another device number. Empty when the filesystem has none.
@@ -71,7 +73,7 @@ func Identify(path string) (Identity, error) {
 	if err := unix.Statfs(path, &fs); err != nil {
 		return Identity{}, err
 	}
-	id := Identity{Device: fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)), Inode: st.Ino, FSType: int64(fs.Type)}
+	id := Identity{Path: path, Device: fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)), Inode: st.Ino, FSType: int64(fs.Type)}
 	if fs.Fsid.Val != [2]int32{} {
 		id.FSID = fmt.Sprintf("%08x%08x", uint32(fs.Fsid.Val[0]), uint32(fs.Fsid.Val[1]))
 	}
