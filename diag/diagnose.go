@@ -2,7 +2,8 @@ package diag
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -117,7 +118,7 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 	// Disks: the busiest.
 	var diskName string
 	var diskBusy, diskMBps, diskIOPS float64
-	for _, name := range sortedKeys(cur.Disks) {
+	for _, name := range slices.Sorted(maps.Keys(cur.Disks)) {
 		p, ok := prev.Disks[name]
 		if !ok {
 			continue
@@ -136,7 +137,7 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 	// Network: the fullest link, or the busiest interface when no link speed is known.
 	var netName string
 	var netShare, netMbps float64
-	for _, name := range sortedKeys(cur.Nets) {
+	for _, name := range slices.Sorted(maps.Keys(cur.Nets)) {
 		p, ok := prev.Nets[name]
 		c := cur.Nets[name]
 		if !ok {
@@ -197,13 +198,4 @@ func Diagnose(prev, cur Snapshot, q Queue) Verdict {
 		v.Advice = "the limit is per-file latency (metadata round trips): more workers will help"
 	}
 	return v
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

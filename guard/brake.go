@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -140,7 +140,7 @@ func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scop
 	}
 	now := time.Now()
 	var holds []Hold
-	for _, p := range sortedKeys(projects) {
+	for _, p := range slices.Sorted(maps.Keys(projects)) {
 		n := counts[p]
 		if b.isApproved(p, now) {
 			b.release(p)
@@ -314,7 +314,7 @@ func (b *Brake) Projects() []string {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return sortedKeys(b.held)
+	return slices.Sorted(maps.Keys(b.held))
 }
 
 // Held lists the projects waiting for approval; none for a nil Brake.
@@ -325,17 +325,8 @@ func (b *Brake) Held() []Hold {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]Hold, 0, len(b.held))
-	for _, p := range sortedKeys(b.held) {
+	for _, p := range slices.Sorted(maps.Keys(b.held)) {
 		out = append(out, b.held[p])
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,20 +31,11 @@ that syncs overwrote or deleted and the trash still keeps, oldest first,
 then the backup's current one. Restore any of them with ` + "`syncer restore PATH --at TIME`" + `.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
+			cfg, path, root, done, err := openVersions(cmd, configPath, flags, stderr, args[0])
 			if err != nil {
 				return err
 			}
 			defer done()
-			path, err := cfg.TreePath(args[0])
-			if err != nil {
-				return usageError{err}
-			}
-			root, closeBackup, err := openBackup(ctx, cfg, path)
-			if err != nil {
-				return err
-			}
-			defer closeBackup()
 			vs, err := versions.List(root, cfg.TrashDir(), path)
 			if err != nil {
 				return err
@@ -92,24 +82,15 @@ It never replaces an existing file without --force, and checks every
 target before it writes anything. --dry-run lists what it would restore.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cfg, _, done, err := prepare(cmd, configPath, flags, stderr)
-			if err != nil {
-				return err
-			}
-			defer done()
-			path, err := cfg.TreePath(args[0])
-			if err != nil {
-				return usageError{err}
-			}
 			when, err := versions.ParseAt(at, time.Now())
 			if err != nil {
 				return usageError{err}
 			}
-			backup, closeBackup, err := openBackup(ctx, cfg, path)
+			cfg, path, backup, done, err := openVersions(cmd, configPath, flags, stderr, args[0])
 			if err != nil {
 				return err
 			}
-			defer closeBackup()
+			defer done()
 			target, toPath := cfg.Source, path
 			if to != "" {
 				if target, err = filepath.Abs(to); err != nil {
@@ -158,14 +139,31 @@ target before it writes anything. --dry-run lists what it would restore.`,
 	return cmd
 }
 
-// openBackup opens the backup for reading path and its versions.
-func openBackup(ctx context.Context, cfg config.Config, path string) (*osx.Root, func(), error) {
+// openVersions is the set-up of versions and restore: the config, arg as
+// a path in the tree, and the backup opened for reading it and its
+// versions; done undoes it all.
+func openVersions(cmd *cobra.Command, configPath string, flags config.Config, stderr io.Writer, arg string) (
+	cfg config.Config, path string, root *osx.Root, done func(), err error) {
+	ctx, cfg, _, end, err := prepare(cmd, configPath, flags, stderr)
+	if err != nil {
+		return cfg, "", nil, nil, err
+	}
+	if path, err = cfg.TreePath(arg); err != nil {
+		end()
+		return cfg, "", nil, nil, usageError{err}
+	}
 	if cfg.TrashDir() == "" {
-		return nil, nil, errors.New("trash_retention is 0: no versions are kept")
+		end()
+		return cfg, "", nil, nil, errors.New("trash_retention is 0: no versions are kept")
 	}
 	r, err := rsync.New(cfg.Rsync(zap.NewNop()))
-	if err != nil {
-		return nil, nil, err
+	var closeBackup func()
+	if err == nil {
+		root, closeBackup, err = r.Open(ctx, path)
 	}
-	return r.Open(ctx, path)
+	if err != nil {
+		end()
+		return cfg, "", nil, nil, err
+	}
+	return cfg, path, root, func() { closeBackup(); end() }, nil
 }
