@@ -61,6 +61,10 @@ type Stats struct {
 	Files   int64 // regular files transferred
 	Bytes   int64 // bytes of file data transferred
 	Deleted int64 // entries deleted on the backup
+	// Dropped counts extended attributes and ACLs of synced entries that
+	// the backup's filesystem would not take (no support for their kind,
+	// or a value larger than it keeps).
+	Dropped int64
 	// Vanished is set when source files disappeared during the run (rsync
 	// exit 24): the run succeeded, but its scopes deserve another look.
 	Vanished bool
@@ -71,6 +75,7 @@ func (s *Stats) Add(o Stats) {
 	s.Files += o.Files
 	s.Bytes += o.Bytes
 	s.Deleted += o.Deleted
+	s.Dropped += o.Dropped
 	s.Vanished = s.Vanished || o.Vanished
 }
 

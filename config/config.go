@@ -43,6 +43,10 @@ type Config struct {
 	RsyncPath  string   `yaml:"rsync_path" help:"rsync binary"`
 	RsyncArgs  []string `yaml:"rsync_args" help:"extra rsync arguments (repeatable), e.g. --acls"`
 	DirectCopy bool     `yaml:"direct_copy" help:"copy new subtrees and changed files in the kernel where rsync is not needed (local backups)"`
+	Xattrs     bool     `yaml:"xattrs" help:"keep extended attributes: user.* (Samba's streams, DOS attributes, Finder info), trusted.*, security.* (Windows ACLs)"`
+	ACLs       bool     `yaml:"acls" help:"keep POSIX ACLs (access and default)"`
+	Sparse     bool     `yaml:"sparse" help:"keep sparse files sparse on the backup"`
+	HardLinks  bool     `yaml:"hard_links" help:"keep hard links (rsync -H, within one directory's or subtree's run; turns the direct copier off)"`
 
 	// A remote dest: ssh settings ("host:/path") or the rsync daemon's
 	// password ("rsync://host/module/path").
@@ -103,6 +107,9 @@ func Default() Config {
 		OpenFileWait:      watcher.DefaultOpenWait,
 		RsyncPath:         "rsync",
 		DirectCopy:        true,
+		Xattrs:            true,
+		ACLs:              true,
+		Sparse:            true,
 		Listen:            DefaultListen,
 		RetryBackoff:      time.Second,
 		RetryMax:          8,

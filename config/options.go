@@ -13,6 +13,8 @@ import (
 	"github.com/syncer/syncer/coalesce"
 	"github.com/syncer/syncer/copier"
 	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -60,15 +62,45 @@ func (c *Config) Rsync(log *zap.Logger) rsync.Options {
 	return rsync.Options{Binary: c.RsyncPath, Source: c.Source, Dest: c.Dest,
 		SSH:          rsync.SSH{Identity: c.SSHIdentity, Port: c.SSHPort, KnownHosts: c.SSHKnownHosts},
 		PasswordFile: c.RsyncPasswordFile, Excludes: c.Exclude, Args: c.RsyncArgs, MaxDelete: c.MaxDelete,
+		Keep: c.Keep(), Sparse: c.Sparse, HardLinks: c.HardLinks,
 		Trash: c.TrashDir(), Logger: log}
 }
 
 // Copier is the direct copier's options, and whether it may be used: it
-// is on (direct_copy), the backup is local, and no extra rsync options ask
-// for what it does not keep (ACLs, xattrs, hard links...).
+// is on (direct_copy), the backup is local, and neither hard links nor
+// extra rsync options ask for what it does not do.
 func (c *Config) Copier() (copier.Options, bool) {
-	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, OpenWait: c.OpenFileWait, Trash: c.TrashDir()},
-		c.DirectCopy && len(c.RsyncArgs) == 0 && !c.Remote()
+	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, OpenWait: c.OpenFileWait, Trash: c.TrashDir(),
+			Keep: c.Keep(), Sparse: c.Sparse},
+		c.DirectCopy && len(c.RsyncArgs) == 0 && !c.Remote() && !c.HardLinks
+}
+
+// Keep is the kinds of extended attributes and ACLs the settings ask to keep.
+func (c *Config) Keep() xattr.Kind {
+	k := xattr.None
+	if c.Xattrs {
+		k |= xattr.User | xattr.Trusted | xattr.Security
+	}
+	if c.ACLs {
+		k |= xattr.ACL
+	}
+	return k
+}
+
+// ProbeBackup finds what a local backup's filesystem keeps of what Keep
+// asks for (xattr.Probe on its root). A remote backup is not probed: it
+// returns Keep, and rsync's errors say what the far side refuses.
+func (c *Config) ProbeBackup() (xattr.Kind, error) {
+	if c.Remote() || c.Keep() == xattr.None {
+		return c.Keep(), nil
+	}
+	root, err := osx.OpenRoot(c.Dest)
+	if err != nil {
+		return c.Keep(), err
+	}
+	defer root.Close()
+	takes, err := xattr.Probe(root.Fd())
+	return c.Keep() & takes, err
 }
 
 // Guard is the deletion guard's options; listDest lists a remote

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/versions"
 )
 
@@ -54,14 +55,56 @@ func dup(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_C
 
 // setFdAttrs gives the open file or directory fd the owner, mode and times
 // of st, in the order that keeps setuid bits (chown clears them).
-func setFdAttrs(fd int, st *unix.Stat_t) error {
+func setFdAttrs(fd int, st *unix.Stat_t) (int64, error) {
+	return (*Copier)(nil).setFdAttrs(fd, st, nil)
+}
+
+// setFdAttrs gives the open file or directory fd the owner, extended
+// attributes and ACLs (x, see Options.Keep), mode and times of st, in the
+// order that keeps setuid bits and capabilities (chown clears both). It
+// returns the count of attributes the backup did not keep. A nil Copier
+// sets no attributes.
+func (c *Copier) setFdAttrs(fd int, st *unix.Stat_t, x []xattr.Attr) (int64, error) {
 	if err := unix.Fchown(fd, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("chown: %w", err)
+		return 0, fmt.Errorf("chown: %w", err)
+	}
+	dropped, err := c.applyAttrs(xattr.Fd(fd), x)
+	if err != nil {
+		return dropped, err
 	}
 	if err := unix.Fchmod(fd, st.Mode&0o7777); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+		return dropped, fmt.Errorf("chmod: %w", err)
 	}
-	return osx.Futimens(fd, st)
+	return dropped, osx.Futimens(fd, st)
+}
+
+// applyAttrs makes the attributes of e those of x (read by attrsOf) of the
+// kinds the backup takes, and counts what it did not keep: the kinds it
+// does not take, and values it refused.
+func (c *Copier) applyAttrs(e xattr.Entry, x []xattr.Attr) (int64, error) {
+	if c == nil || c.opts.Keep == xattr.None {
+		return 0, nil
+	}
+	var lost int64
+	for _, a := range x {
+		if xattr.KindOf(a.Name)&c.opts.Takes == 0 {
+			lost++
+		}
+	}
+	keep := c.opts.Keep & c.opts.Takes
+	if keep == xattr.None {
+		return lost, nil
+	}
+	_, dropped, err := e.Apply(x, keep)
+	return lost + dropped.Total(), err
+}
+
+// attrsOf reads the attributes of e of the kinds in Options.Keep.
+func (c *Copier) attrsOf(e xattr.Entry) ([]xattr.Attr, error) {
+	if c.opts.Keep == xattr.None {
+		return nil, nil
+	}
+	return e.List(c.opts.Keep)
 }
 
 // setAttrsAt gives the entry name of dirfd (a symlink, device, FIFO or

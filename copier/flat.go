@@ -14,6 +14,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/xattr"
 )
 
 // bigFile is the size from which a new file still open for writing is left
@@ -93,6 +94,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 		delete(dst.ents, c.opts.Trash)
 	}
 	done = true
+	r := &run{c: c, t: t, ctx: ctx}
 	type copyJob struct {
 		name    string
 		replace bool
@@ -118,8 +120,14 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 			done = false
 		case s.Size != d.Size || s.Mtim != d.Mtim:
 			copies = append(copies, copyJob{name: name, replace: true})
-		case s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid:
-			if err := setAttrsAt(dst.fd, name, &s); err != nil {
+		default:
+			// The same content: attributes alone may have changed.
+			if s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid {
+				if err := setAttrsAt(dst.fd, name, &s); err != nil {
+					return st, open, false, fmt.Errorf("%s: %w", t.dst.Join(rel), err)
+				}
+			}
+			if err := r.syncAttrs(xattr.At(src.fd, name), xattr.At(dst.fd, name)); err != nil {
 				return st, open, false, fmt.Errorf("%s: %w", t.dst.Join(rel), err)
 			}
 		}
@@ -129,7 +137,6 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 			done = false // a deletion: rsync's, with its cap and trash
 		}
 	}
-	r := &run{c: c, t: t, ctx: ctx}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
 	for _, j := range copies {
@@ -139,12 +146,27 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 		return r.stats, open, false, err
 	}
 	s, d := &src.self, &dst.self
-	if done && (len(copies) > 0 || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
+	if done {
+		err = r.syncAttrs(xattr.Fd(src.fd), xattr.Fd(dst.fd))
+	}
+	if done && err == nil && (len(copies) > 0 || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
 		// As rsync leaves it: the directory's own attributes, its mtime
 		// last (placing files changed it).
-		err = setFdAttrs(dst.fd, s)
+		_, err = setFdAttrs(dst.fd, s)
 	}
 	return r.stats, open, done && err == nil, err
+}
+
+// syncAttrs gives the backup entry dst the extended attributes and ACLs of
+// the source entry src, where they differ.
+func (r *run) syncAttrs(src, dst xattr.Entry) error {
+	x, err := r.c.attrsOf(src)
+	if err != nil {
+		return err
+	}
+	dropped, err := r.c.applyAttrs(dst, x)
+	r.drop(dropped)
+	return err
 }
 
 // listing is an open directory, its entries (lstat) and its own attributes.
@@ -220,7 +242,8 @@ func (r *run) place(ctx context.Context, sfd, dfd int, dir, name string, replace
 	}
 	defer unix.Close(in)
 	tmp := fmt.Sprintf(".syncer-%x.tmp", rand.Uint64())
-	n, err := copyFile(in, dfd, tmp)
+	n, dropped, err := r.c.copyFile(in, dfd, tmp)
+	r.drop(dropped)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.t.dst.Join(dir), err)
 	}

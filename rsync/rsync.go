@@ -19,6 +19,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/versions"
 )
 
@@ -46,6 +47,16 @@ type Options struct {
 	Excludes []string
 	// Args are extra rsync arguments appended before the paths (e.g. --acls).
 	Args []string
+	// Keep is the kinds of extended attributes and ACLs kept (-X, -A):
+	// xattr kinds left out are filtered from -X ("-x" rules), so that a
+	// backup that takes some kinds but not others gets those it takes
+	// instead of failing every file.
+	Keep xattr.Kind
+	// Sparse turns runs of zeros into holes (--sparse): a sparse file
+	// stays sparse on the backup.
+	Sparse bool
+	// HardLinks keeps hard links within one invocation (-H).
+	HardLinks bool
 	// MaxDelete caps deletions per run (--max-delete); 0 means no cap.
 	// Hitting the cap ends the run with exit 25, a permanent failure.
 	MaxDelete int
@@ -254,6 +265,7 @@ func argsAt(opts Options, dirs []string, recursive bool, skip []string, stamp st
 	} else {
 		args = append(args, "--dirs")
 	}
+	args = append(args, metaArgs(opts)...)
 	if opts.MaxDelete > 0 {
 		args = append(args, "--max-delete="+strconv.Itoa(opts.MaxDelete))
 	}
@@ -283,6 +295,36 @@ func argsAt(opts Options, dirs []string, recursive bool, skip []string, stamp st
 		}
 	}
 	return append(args, strings.TrimSuffix(opts.Dest, "/")+"/")
+}
+
+// metaArgs asks for what Keep, Sparse and HardLinks keep.
+func metaArgs(opts Options) []string {
+	var args []string
+	names := xattr.User | xattr.Trusted | xattr.Security
+	if opts.Keep&names != 0 {
+		args = append(args, "-X")
+		for _, f := range []struct {
+			k    xattr.Kind
+			rule string
+		}{{xattr.User, "user.*"}, {xattr.Trusted, "trusted.*"}, {xattr.Security, "security.*"}} {
+			if opts.Keep&f.k == 0 {
+				args = append(args, "--filter=-x "+f.rule)
+			}
+		}
+		if opts.Keep&xattr.ACL == 0 {
+			args = append(args, "--filter=-x system.*") // -X alone copies ACLs as raw attributes
+		}
+	}
+	if opts.Keep&xattr.ACL != 0 {
+		args = append(args, "-A")
+	}
+	if opts.Sparse {
+		args = append(args, "--sparse")
+	}
+	if opts.HardLinks {
+		args = append(args, "-H")
+	}
+	return args
 }
 
 // literal escapes a path for an rsync pattern. rsync reads a backslash as

@@ -18,6 +18,7 @@ import (
 	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/internal/metrics"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -47,6 +48,7 @@ type daemon struct {
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
 	recon     *reconcile.Runner
 	networkFS string // the source's filesystem when it is a network one
+	lost      string // the metadata kinds the backup cannot keep, "" when none
 	addr      string // the TCP listener, "" when none
 	startPool func() // starts the worker pool once
 
@@ -62,6 +64,23 @@ type daemon struct {
 
 	projects metrics.Projects // what status shows per project
 	runs     atomic.Int64     // rsync runs, for tests and status
+}
+
+// probeBackup finds what the backup's filesystem keeps of the metadata the
+// settings ask for, and says once what it cannot.
+func (d *daemon) probeBackup() xattr.Kind {
+	want := d.cfg.Keep()
+	takes, err := d.cfg.ProbeBackup()
+	if err != nil {
+		d.log.Warn("could not probe what the backup keeps; assuming everything", zap.Error(err))
+	}
+	d.metrics.CannotKeep(want, takes)
+	if lost := want &^ takes; lost != xattr.None {
+		d.lost = lost.String()
+		d.log.Warn("the backup's filesystem cannot keep some metadata: it is dropped and counted per project (syncer_metadata_dropped_total)",
+			zap.String("cannot_keep", d.lost), zap.String("dest", d.cfg.Dest))
+	}
+	return takes
 }
 
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
@@ -140,7 +159,13 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	undo = append(undo, d.q.Close)
-	if d.runner, err = rsync.New(cfg.Rsync(d.log.Named("rsync"))); err != nil {
+	takes := cfg.Keep()
+	if d.role != "watch" {
+		takes = d.probeBackup()
+	}
+	ro := cfg.Rsync(d.log.Named("rsync"))
+	ro.Keep = takes
+	if d.runner, err = rsync.New(ro); err != nil {
 		return nil, err
 	}
 	if err := d.runner.MakeTrash(); err != nil {
@@ -167,6 +192,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	var sy syncer.Syncer = d.runner
 	if opts, ok := cfg.Copier(); ok {
+		opts.Takes = takes
 		sy = copier.Syncer{Copier: copier.New(opts), Fallback: d.runner, Logger: d.log.Named("copier")}
 	}
 	po := cfg.Pool(d.log.Named("worker"))

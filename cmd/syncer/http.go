@@ -99,7 +99,7 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	if v, ok := d.recon.Report(""); ok {
 		r.Reconcile = &v
 	}
-	r.NetworkFS = d.networkFS
+	r.NetworkFS, r.CannotKeep = d.networkFS, d.lost
 	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
 	pending, _ := d.q.PendingByProject(ctx, names)
 	r.Held = d.brake.Held()

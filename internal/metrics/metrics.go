@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/watcher"
 	"github.com/syncer/syncer/worker"
@@ -42,6 +44,34 @@ type Metrics struct {
 	driftBytes    *prometheus.CounterVec
 	ready         prometheus.Gauge
 	bottleneck    *prometheus.GaugeVec
+	dropped       *prometheus.CounterVec
+	cannotKeep    *prometheus.GaugeVec
+
+	runs runs
+}
+
+// runs remembers the runs whose stats were counted: the jobs of one run
+// share them, and their results may interleave with other workers'.
+type runs struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// first reports whether run is seen for the first time.
+func (s *runs) first(run string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[run] {
+		return false
+	}
+	if len(s.seen) >= 4096 {
+		clear(s.seen) // a run's results settle back to back: older ones are done
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[run] = true
+	return true
 }
 
 // New returns the metrics of a daemon of the given version.
@@ -80,10 +110,15 @@ func New(version string) *Metrics {
 		bottleneck: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_bottleneck",
 			Help: "1 for the resource that limits the sync now (cpu, disk, network, memory, latency, idle), 0 for the others."},
 			[]string{"resource"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncer_metadata_dropped_total",
+			Help: "Extended attributes and ACLs of synced entries the backup did not keep, by project."}, []string{"project"}),
+		cannotKeep: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_backup_cannot_keep",
+			Help: "1 for each kind of metadata asked for that the backup's filesystem does not take (user, trusted, security, acl)."},
+			[]string{"kind"}),
 	}
 	m.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
 		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
-		m.ready, m.bottleneck, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ready, m.bottleneck, m.dropped, m.cannotKeep, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version}})
 	bi.Set(1)
@@ -167,8 +202,24 @@ func SourceProjects(source string) []string {
 	return out
 }
 
+// CannotKeep records what the backup's filesystem does not take of what
+// the settings ask for: wanted, and takes of it.
+func (m *Metrics) CannotKeep(wanted, takes xattr.Kind) {
+	for _, k := range []struct {
+		k     xattr.Kind
+		label string
+	}{{xattr.User, "user"}, {xattr.Trusted, "trusted"}, {xattr.Security, "security"}, {xattr.ACL, "acl"}} {
+		if wanted&k.k != 0 {
+			m.cannotKeep.WithLabelValues(k.label).Set(map[bool]float64{true: 0, false: 1}[takes&k.k != 0])
+		}
+	}
+}
+
 // Result records a settled job.
 func (m *Metrics) Result(r syncer.Result) {
+	if r.Stats.Dropped > 0 && m.runs.first(r.Run) {
+		m.dropped.WithLabelValues(ProjectLabel(r.Job.Scope.Project())).Add(float64(r.Stats.Dropped))
+	}
 	if !r.OK {
 		m.jobsFailed.WithLabelValues(strconv.Itoa(r.ExitCode)).Inc()
 		return

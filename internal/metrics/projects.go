@@ -11,8 +11,9 @@ import (
 // Projects keeps, per project, what `syncer status` shows of its settled
 // jobs. It is safe for concurrent use.
 type Projects struct {
-	mu sync.Mutex
-	m  map[string]*project
+	mu   sync.Mutex
+	m    map[string]*project
+	runs runs
 }
 
 type project struct {
@@ -34,6 +35,9 @@ type Project struct {
 	Done      int64     `json:"jobs_done"`
 	Failed    int64     `json:"jobs_failed"`
 	LastError string    `json:"last_error,omitempty"`
+	// Dropped counts extended attributes and ACLs the backup did not keep
+	// (syncer.Stats.Dropped).
+	Dropped int64 `json:"metadata_dropped"`
 }
 
 // Observe takes one settled job. A project is failing from a job given up
@@ -49,6 +53,9 @@ func (p *Projects) Observe(r syncer.Result) {
 	if ps == nil {
 		ps = &project{}
 		p.m[name] = ps
+	}
+	if r.Stats.Dropped > 0 && p.runs.first(r.Run) {
+		ps.Dropped += r.Stats.Dropped
 	}
 	if r.OK {
 		ps.Done++

@@ -40,6 +40,7 @@ type Report struct {
 	OpenWaiting  int               `json:"open_files_waiting"`
 	RsyncRuns    int64             `json:"rsync_runs"`
 	NetworkFS    string            `json:"network_fs,omitempty"`
+	CannotKeep   string            `json:"backup_cannot_keep,omitempty"`
 	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
 	Paused       string            `json:"paused,omitempty"`
 	Held         []guard.Hold      `json:"held,omitempty"`
@@ -83,14 +84,18 @@ func Print(w io.Writer, r Report) {
 	if r.NetworkFS != "" {
 		fmt.Fprintf(w, "WARNING: the source is on %s: only this host's writes raise events; reconcile finds the rest\n", r.NetworkFS)
 	}
+	if r.CannotKeep != "" {
+		fmt.Fprintf(w, "WARNING: the backup's filesystem cannot keep %s: dropped, counted per project (DROPPED)\n", r.CannotKeep)
+	}
 	if rc := r.Reconcile; rc != nil {
 		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %d bytes\n",
 			rc.ID, rc.Why, rc.State, FmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, rc.DriftBytes)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tLAST ERROR")
+	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tDROPPED\tLAST ERROR")
 	for _, p := range r.Projects {
-		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%s\n", p.Name, p.State, FmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed, p.LastError)
+		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, FmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed,
+			p.Dropped, p.LastError)
 	}
 	_ = tw.Flush()
 	if len(r.Dead) > 0 {

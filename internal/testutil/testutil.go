@@ -1,11 +1,14 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/sys/unix"
 )
 
 // StartJetStream starts an in-process JetStream server on a random loopback
@@ -100,7 +104,7 @@ func WriteTree(tb testing.TB, root string, t Tree) {
 }
 
 // DiffTrees compares two trees (names, types, sizes, modes, owners, mtimes,
-// symlink targets, contents) and describes the first differences; "" means
+// symlink targets, contents, extended attributes and ACLs) and describes the first differences; "" means
 // equal. The roots' own attributes are not compared. Entries whose
 // slash-separated relative path starts with one of skip are ignored.
 func DiffTrees(a, b string, skip ...string) string {
@@ -175,10 +179,43 @@ func scan(root string, skip []string) (map[string]string, error) {
 			}
 			desc += fmt.Sprintf(" size=%d sum=%x", len(c), quickSum(c))
 		}
+		x, err := Xattrs(p)
+		if err != nil {
+			return err
+		}
+		for _, name := range slices.Sorted(maps.Keys(x)) {
+			desc += fmt.Sprintf(" %s=%x", name, quickSum([]byte(x[name])))
+		}
 		out[rel] = desc
 		return nil
 	})
 	return out, err
+}
+
+// Xattrs reads the extended attributes (ACLs included) of p, not
+// following it.
+func Xattrs(p string) (map[string]string, error) {
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listxattr %s: %w", p, err)
+	}
+	out := map[string]string{}
+	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
+		if name == "" {
+			continue
+		}
+		v := make([]byte, 64<<10)
+		m, err := unix.Lgetxattr(p, name, v)
+		if err != nil {
+			return nil, fmt.Errorf("getxattr %s %s: %w", p, name, err)
+		}
+		out[name] = string(v[:m])
+	}
+	return out, nil
 }
 
 func quickSum(b []byte) uint64 {
