@@ -151,7 +151,7 @@ func (c *Config) Pool(log *zap.Logger) worker.Options {
 // Walk is the reconcile walk over the trees: no Dest for a remote backup,
 // whose comparison rsync does.
 func (c *Config) Walk() reconcile.Options {
-	o := reconcile.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, IgnoreDest: c.IgnoreDest()}
+	o := reconcile.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, IgnoreDest: c.IgnoreDest(), Keep: c.Keep()}
 	if c.Remote() {
 		o.Dest = ""
 	}

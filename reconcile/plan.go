@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/xattr"
 )
 
 // Options configure a Plan.
@@ -34,6 +35,12 @@ type Options struct {
 	// IgnoreDest are names in the backup root that are not part of the
 	// mirror (the trash).
 	IgnoreDest []string
+	// Keep is the kinds of extended attributes and ACLs the backup keeps
+	// (what the settings ask for that its filesystem takes): files and
+	// directories whose attributes of those kinds differ are synced. It
+	// costs a listxattr per entry on each side, and reads of the values
+	// where there are any.
+	Keep xattr.Kind
 	// MaxFiles and MaxBytes bound one recursive job (fpart-style
 	// partitions): a missing subtree larger than that is split into its
 	// subdirectories, plus a non-recursive job for its own files, so that a
@@ -345,6 +352,7 @@ type meta struct {
 	mtime      int64 // ns; directories' too
 	uid, gid   uint32
 	target     string // symlink
+	xsum       uint64 // extended attributes and ACLs (xattr.Sum)
 	isDir, reg bool
 }
 
@@ -373,6 +381,12 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) 
 				m.target = string(buf[:n])
 			}
 			m.mtime = 0 // not every backup filesystem keeps symlink times
+		}
+		if w.opts.Keep != xattr.None && (m.isDir || m.reg) {
+			// An entry gone meanwhile is the watcher's to report.
+			if x, err := xattr.At(fd, name).List(w.opts.Keep); err == nil {
+				m.xsum = xattr.Sum(x)
+			}
 		}
 		out = append(out, entry{name, m})
 	})

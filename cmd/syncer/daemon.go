@@ -48,7 +48,8 @@ type daemon struct {
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
 	recon     *reconcile.Runner
 	networkFS string // the source's filesystem when it is a network one
-	lost      string // the metadata kinds the backup cannot keep, "" when none
+	takes     xattr.Kind // the metadata kinds asked for that the backup keeps
+	lost      string     // those it cannot keep, "" when none
 	addr      string // the TCP listener, "" when none
 	startPool func() // starts the worker pool once
 
@@ -85,7 +86,10 @@ func (d *daemon) probeBackup() xattr.Kind {
 
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{})}
-	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: cfg.Walk(), Jobs: jobs{d},
+	d.takes = d.probeBackup()
+	walk := cfg.Walk()
+	walk.Keep = d.takes
+	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: walk, Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
 		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
@@ -159,12 +163,8 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	undo = append(undo, d.q.Close)
-	takes := cfg.Keep()
-	if d.role != "watch" {
-		takes = d.probeBackup()
-	}
 	ro := cfg.Rsync(d.log.Named("rsync"))
-	ro.Keep = takes
+	ro.Keep = d.takes
 	if d.runner, err = rsync.New(ro); err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	var sy syncer.Syncer = d.runner
 	if opts, ok := cfg.Copier(); ok {
-		opts.Takes = takes
+		opts.Takes = d.takes
 		sy = copier.Syncer{Copier: copier.New(opts), Fallback: d.runner, Logger: d.log.Named("copier")}
 	}
 	po := cfg.Pool(d.log.Named("worker"))

@@ -12,13 +12,25 @@ import (
 // mkfs.ext4 is missing.
 func Ext4Image(tb testing.TB, dir, name string) string {
 	tb.Helper()
+	return Image(tb, dir, name, "ext4")
+}
+
+// Image makes a small filesystem image of the type fstype (ext4 or xfs)
+// in dir, sparse (XFS needs 300 MiB at least). The test is skipped when
+// its mkfs is missing.
+func Image(tb testing.TB, dir, name, fstype string) string {
+	tb.Helper()
 	img := filepath.Join(dir, name+".img")
-	if out, err := exec.Command("truncate", "-s", "32M", img).CombinedOutput(); err != nil {
+	size, args := "32M", []string{"-q", "-F", "-b", "4096"}
+	if fstype == "xfs" {
+		size, args = "320M", []string{"-q", "-f"}
+	}
+	if out, err := exec.Command("truncate", "-s", size, img).CombinedOutput(); err != nil {
 		tb.Fatalf("truncate: %v %s", err, out)
 	}
-	mkfs := RequireTool(tb, "mkfs.ext4")
-	if out, err := exec.Command(mkfs, "-q", "-F", img).CombinedOutput(); err != nil {
-		tb.Fatalf("mkfs.ext4: %v %s", err, out)
+	mkfs := RequireTool(tb, "mkfs."+fstype)
+	if out, err := exec.Command(mkfs, append(args, img)...).CombinedOutput(); err != nil {
+		tb.Fatalf("mkfs.%s: %v %s", fstype, err, out)
 	}
 	return img
 }

@@ -71,6 +71,8 @@ func KindOf(name string) Kind {
 	switch {
 	case strings.HasPrefix(name, "user."):
 		return User
+	case name == "trusted.SGI_ACL_FILE" || name == "trusted.SGI_ACL_DEFAULT":
+		return None // XFS shows its ACLs under these too: they go as system.posix_acl_*
 	case strings.HasPrefix(name, "trusted."):
 		return Trusted
 	case strings.HasPrefix(name, "security."):

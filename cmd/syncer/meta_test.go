@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/internal/testutil"
+)
+
+// samba gives the file p what Samba's vfs_fruit, vfs_acl_xattr and DOS
+// attribute support store for Mac and Windows clients, with a resource
+// fork of fork bytes, and a POSIX ACL.
+func samba(t *testing.T, p string, fork int, seed byte) {
+	t.Helper()
+	afp := bytes.Repeat([]byte{0x41, 0x46, 0x00, 0xff, seed}, 7)[:32] // binary, with NULs
+	setfattr(t, p, "user.DosStream.AFP_AfpInfo:$DATA", afp)
+	setfattr(t, p, "user.DosStream.AFP_Resource:$DATA", bytes.Repeat([]byte{seed, 0, 1}, fork)[:fork])
+	setfattr(t, p, "user.DOSATTRIB", []byte{0, 0, 4, 0, 4, 0, 0, 0, 0x11, 0, 0, 0, 0x20, 0, 0, 0, seed})
+	setfattr(t, p, "security.NTACL", append([]byte{4, 0, 4, 0, 0, 0, 2, 0}, bytes.Repeat([]byte{seed}, 80)...))
+	setfacl(t, p, "-m", fmt.Sprintf("u:%d:rw,g:%d:r", 1000+int(seed), 2000+int(seed)))
+}
+
+// setfattr sets an attribute as setfattr(1) does (a 64 KiB value is
+// longer than one argument may be).
+func setfattr(t *testing.T, p, name string, v []byte) {
+	t.Helper()
+	if err := unix.Lsetxattr(p, name, v, 0); err != nil {
+		t.Fatalf("setxattr %s %s: %v", name, p, err)
+	}
+}
+
+func setfacl(t *testing.T, p string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(testutil.RequireTool(t, "setfacl"), append(args, p)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("setfacl %v %s: %v %s", args, p, err, out)
+	}
+}
+
+// sparse makes p a file of 1 GiB holding 1 MiB of data in its middle.
+func sparse(t *testing.T, p string) {
+	t.Helper()
+	f, err := os.Create(p)
+	must(t, err)
+	defer f.Close()
+	must(t, f.Truncate(1<<30))
+	_, err = f.WriteAt(bytes.Repeat([]byte("render"), (1<<20)/6+1)[:1<<20], 512<<20)
+	must(t, err)
+}
+
+func allocated(t *testing.T, p string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	must(t, syscall.Stat(p, &st))
+	return st.Blocks * 512
+}
+
+// fsTrees puts the source and the backup of cfg on filesystems of their
+// own of the type fstype (as root).
+func fsTrees(t *testing.T, cfg *config.Config, fstype string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loop mounts need root")
+	}
+	dir := t.TempDir()
+	testutil.Mount(t, testutil.Image(t, dir, "src", fstype), cfg.Source)
+	testutil.Mount(t, testutil.Image(t, dir, "dst", fstype), cfg.Dest)
+}
+
+// TestRun_Metadata checks that extended attributes as Samba writes them,
+// POSIX access and default ACLs and sparse files reach the backup on
+// every kind of change, through the direct copier and through rsync, on
+// ext4 and XFS.
+func TestRun_Metadata(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loop-mounted filesystems: skipped with -short")
+	}
+	for _, fs := range []struct {
+		name string
+		fork int // the largest resource fork it keeps beside the rest
+	}{{"ext4", 3 << 10}, {"xfs", 64 << 10}} {
+		for _, direct := range []bool{true, false} {
+			t.Run(fs.name+"/"+map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+				cfg := testConfig(t)
+				cfg.DirectCopy = direct
+				fsTrees(t, &cfg, fs.name)
+				shots := filepath.Join(cfg.Source, "proj", "shots")
+				must(t, os.MkdirAll(shots, 0o775))
+				setfacl(t, shots, "-d", "-m", "u:1500:rwx,g:1600:rx")
+				setfacl(t, shots, "-m", "u:1500:rwx")
+				must(t, os.WriteFile(filepath.Join(shots, "take1.mov"), []byte("take one"), 0o664))
+				samba(t, filepath.Join(shots, "take1.mov"), fs.fork, 1)
+				sparse(t, filepath.Join(cfg.Source, "proj", "disk.img"))
+
+				h := start(t, cfg) // what was there before: the startup reconcile
+				h.converge(t)
+				if n := allocated(t, filepath.Join(cfg.Dest, "proj", "disk.img")); n > 4<<20 {
+					t.Fatalf("the 1 GiB sparse file with 1 MiB of data takes %d bytes on the backup", n)
+				}
+
+				// Created live, in a directory with a default ACL.
+				take2 := filepath.Join(shots, "take2.mov")
+				must(t, os.WriteFile(take2, []byte("take two"), 0o664))
+				samba(t, take2, fs.fork, 2)
+				h.converge(t)
+
+				// Modified: content and attributes both.
+				f, err := os.OpenFile(take2, os.O_APPEND|os.O_WRONLY, 0)
+				must(t, err)
+				_, err = f.WriteString(" and more")
+				must(t, err)
+				must(t, f.Close())
+				setfattr(t, take2, "user.DOSATTRIB", []byte("changed"))
+				h.converge(t)
+
+				// Attributes alone: a new stream, a removed one, an ACL entry.
+				setfattr(t, filepath.Join(shots, "take1.mov"), "user.DosStream.Zone.Identifier:$DATA", []byte("[ZoneTransfer]\r\nZoneId=3\r\n"))
+				out, err := exec.Command(testutil.RequireTool(t, "setfattr"), "-x", "user.DOSATTRIB", take2).CombinedOutput()
+				must(t, errorsJoin(err, out))
+				setfacl(t, shots, "-m", "u:1700:r")
+				h.converge(t)
+
+				// Renamed, file and directory.
+				must(t, os.Rename(take2, filepath.Join(shots, "take2_final.mov")))
+				must(t, os.Rename(shots, filepath.Join(cfg.Source, "proj", "shots_v2")))
+				h.converge(t)
+
+				// Changed while stopped: the startup reconcile finds them.
+				h.stop(t)
+				shots = filepath.Join(cfg.Source, "proj", "shots_v2")
+				setfattr(t, filepath.Join(shots, "take1.mov"), "user.DosStream.AFP_AfpInfo:$DATA", bytes.Repeat([]byte{9}, 32))
+				setfacl(t, filepath.Join(shots, "take2_final.mov"), "-x", "u:1002")
+				take3 := filepath.Join(cfg.Source, "proj", "take3.mov")
+				must(t, os.WriteFile(take3, []byte("take three"), 0o644))
+				samba(t, take3, fs.fork, 3)
+				h = start(t, cfg)
+				h.converge(t)
+			})
+		}
+	}
+}
+
+func errorsJoin(err error, out []byte) error {
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
+// TestRun_BackupWithoutXattrs checks that a backup whose filesystem keeps
+// no extended attributes or ACLs (ramfs) gets everything else, says once
+// what it cannot keep, and counts what was dropped per project.
+func TestRun_BackupWithoutXattrs(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.DirectCopy = direct
+			if os.Geteuid() != 0 {
+				t.Skip("mounting needs root")
+			}
+			if out, err := exec.Command("mount", "-t", "ramfs", "ramfs", cfg.Dest).CombinedOutput(); err != nil {
+				t.Fatalf("mount ramfs: %v %s", err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("umount", "-l", cfg.Dest).Run() })
+			must(t, os.MkdirAll(filepath.Join(cfg.Source, "proj"), 0o755))
+			must(t, os.WriteFile(filepath.Join(cfg.Source, "proj", "a.mov"), []byte("a"), 0o644))
+			samba(t, filepath.Join(cfg.Source, "proj", "a.mov"), 100, 1)
+			h := start(t, cfg)
+			b := filepath.Join(cfg.Source, "proj", "b.mov")
+			must(t, os.WriteFile(b, []byte("b"), 0o644))
+			samba(t, b, 100, 2)
+			testutil.Eventually(t, 30*time.Second, 25*time.Millisecond, func() error {
+				for _, f := range []string{"a.mov", "b.mov"} {
+					got, err := os.ReadFile(filepath.Join(cfg.Dest, "proj", f))
+					if err != nil || string(got) != f[:1] {
+						return fmt.Errorf("%s on the backup: %q, %v", f, got, err)
+					}
+				}
+				return nil
+			})
+			r := h.d.status(t.Context())
+			if r.CannotKeep != "user xattrs, trusted xattrs, security xattrs, POSIX ACLs" {
+				t.Errorf("status says the backup cannot keep %q", r.CannotKeep)
+			}
+			if len(r.Dead) > 0 {
+				t.Errorf("jobs failed: %+v", r.Dead)
+			}
+			if !direct {
+				return // rsync drops them by its filters, uncounted
+			}
+			var dropped int64
+			for _, p := range r.Projects {
+				if p.Name == "proj" {
+					dropped = p.Dropped
+				}
+			}
+			if dropped < 10 { // 5 attributes each, and the directory's
+				t.Errorf("status counts %d attributes dropped in proj, want 10 or more", dropped)
+			}
+			if v := h.metric(t, "syncer_metadata_dropped_total"); v < 10 {
+				t.Errorf("syncer_metadata_dropped_total = %v, want 10 or more", v)
+			}
+		})
+	}
+}
+
+// metric sums the values of the counter or gauge name over its labels.
+func (h *harness) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	fams, err := h.d.metrics.Gather()
+	must(t, err)
+	var n float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			n += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return n
+}
