@@ -33,7 +33,7 @@ const (
 	Trusted                   // trusted.* (root only)
 	Security                  // security.*
 	ACL                       // system.posix_acl_access, system.posix_acl_default
-	All      = User | Trusted | Security | ACL
+	All           = User | Trusted | Security | ACL
 	None     Kind = 0
 )
 
