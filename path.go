@@ -86,7 +86,7 @@ func (j Job) Check() error {
 	if err := CheckPath(j.Scope.Dir); err != nil {
 		return err
 	}
-	for _, ps := range [][]string{j.Open, j.Files} {
+	for _, ps := range [][]string{j.Open, j.Files, j.Verify} {
 		for _, p := range ps {
 			if err := CheckFile(p); err != nil {
 				return err

@@ -54,6 +54,11 @@ type Job struct {
 	// the whole directory again. Such a job travels apart from the jobs
 	// that cover a whole directory and never replaces one.
 	Files []string
+	// Verify, set by a reconcile, are regular files of Scope.Dir that are
+	// equal to their backup by size and mtime but were rewritten since
+	// they were synced (their ctime or inode moved, see package index):
+	// their contents are compared, and copied where they differ.
+	Verify []string
 }
 
 // Stats are what one rsync run moved, parsed from its --stats output.
@@ -120,6 +125,9 @@ type Hints struct {
 	// need a look there, besides the directory's own attributes (see
 	// Job.Files). A Syncer may ignore it and compare the whole directory.
 	Files map[string][]string
+	// Verify lists files whose contents must be compared, not judged by
+	// size and mtime (see Job.Verify).
+	Verify []string
 }
 
 // Acker mirrors JetStream's acknowledgement verbs. Exactly one of Ack, Nak or

@@ -43,6 +43,9 @@ func (c *Config) IgnoreDest() []string {
 	return nil
 }
 
+// IndexFile is where the index of synced files lives.
+func (c *Config) IndexFile() string { return filepath.Join(c.StateDir, "index.db") }
+
 // IdentityFile is where the source root's identity is recorded.
 func (c *Config) IdentityFile() string { return filepath.Join(c.StateDir, "source.json") }
 

@@ -106,7 +106,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 	}
 	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}, Trash: ".trash", Now: func() time.Time { return day }})
-	st, open, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, []string{"p/a/open.mov"})
+	st, open, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, []string{"p/a/open.mov"}, nil)
 	if err != nil || !done || len(open) != 0 {
 		t.Fatalf("SyncFlat() = %+v, %v, done=%v, %v; want done", st, open, done, err)
 	}
@@ -128,7 +128,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 	// A deletion, a symlink: copied what it could, the rest is rsync's.
 	testutil.WriteTree(t, dst, testutil.Tree{"p/a/gone": "g"})
 	testutil.WriteTree(t, src, testutil.Tree{"p/a/link": "-> same", "p/a/more": "m"})
-	_, _, done, err = c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, nil)
+	_, _, done, err = c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, nil, nil)
 	if err != nil || done {
 		t.Errorf("with a deletion and a symlink: done=%v, %v; want not done", done, err)
 	}
@@ -136,18 +136,18 @@ func TestCopier_SyncFlat(t *testing.T) {
 		t.Error("a new file was not copied alongside")
 	}
 	// A recursive scope is done only without subdirectories: p/a has one.
-	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a/sub", Recursive: true}, nil, nil); err != nil || !done {
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a/sub", Recursive: true}, nil, nil, nil); err != nil || !done {
 		t.Errorf("recursive scope of a leaf directory: done=%v, %v; want done", done, err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "p/a/sub/deep")); string(b) != "d" {
 		t.Error("the leaf's file was not copied")
 	}
-	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p", Recursive: true}, nil, nil); err != nil || done {
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p", Recursive: true}, nil, nil, nil); err != nil || done {
 		t.Errorf("recursive scope with subdirectories: done=%v, %v; want not done", done, err)
 	}
 	// A directory missing from the backup is not its case.
 	testutil.WriteTree(t, src, testutil.Tree{"q/f": "f"})
-	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "q"}, nil, nil); err != nil || done {
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "q"}, nil, nil, nil); err != nil || done {
 		t.Errorf("missing directory: done=%v, %v; want not done", done, err)
 	}
 }
@@ -160,7 +160,7 @@ func TestCopier_SyncFlat_Files(t *testing.T) {
 	testutil.WriteTree(t, src, testutil.Tree{"p/named": "new", "p/-odd\n name": "odd", "p/other": "other new"})
 	testutil.WriteTree(t, dst, testutil.Tree{"p/named": "old", "p/other": "other old", "p/gone": "g"})
 	c := copier.New(copier.Options{Source: src, Dest: dst})
-	st, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p"}, []string{"p/named", "p/-odd\n name", "p/vanished", "q/elsewhere"}, nil)
+	st, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p"}, []string{"p/named", "p/-odd\n name", "p/vanished", "q/elsewhere"}, nil, nil)
 	if err != nil || !done || st.Files != 2 {
 		t.Fatalf("SyncFlat() = %+v, done=%v, %v; want 2 files, done", st, done, err)
 	}
@@ -174,7 +174,7 @@ func TestCopier_SyncFlat_Files(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WriteTree(t, src, testutil.Tree{"p/named/f": "f"})
-	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p"}, []string{"p/named"}, nil); err != nil || done {
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p"}, []string{"p/named"}, nil, nil); err != nil || done {
 		t.Errorf("a named file became a directory: done=%v, %v; want not done", done, err)
 	}
 }

@@ -1,6 +1,7 @@
 package copier
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +46,10 @@ const bigFile = 1 << 20
 //
 // For a recursive scope, done also needs a directory without
 // subdirectories on either side: then the scope holds nothing more.
-func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []string) (st syncer.Stats, open []string, done bool, err error) {
+//
+// Files in verify (see syncer.Job.Verify) that look equal by size and
+// mtime have their contents compared, and are copied where they differ.
+func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, verify []string) (st syncer.Stats, open []string, done bool, err error) {
 	dir := sc.Dir
 	if err := syncer.CheckPath(dir); err != nil {
 		return st, nil, false, err
@@ -120,6 +124,8 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip []st
 			done = false
 		case s.Size != d.Size || s.Mtim != d.Mtim:
 			copies = append(copies, copyJob{name: name, replace: true})
+		case slices.Contains(verify, rel) && !sameContent(src.fd, dst.fd, name):
+			copies = append(copies, copyJob{name: name, replace: true}) // the copy brings mode and owner
 		default:
 			// The same content: attributes alone may have changed.
 			if s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid {
@@ -167,6 +173,37 @@ func (r *run) syncAttrs(src, dst xattr.Entry) error {
 	dropped, err := r.c.applyAttrs(dst, x)
 	r.drop(dropped)
 	return err
+}
+
+// sameContent reports whether the regular file name has the same bytes in
+// the source directory sfd and the backup directory dfd; false when either
+// cannot be read as one.
+func sameContent(sfd, dfd int, name string) bool {
+	a, ok, err := openSource(sfd, name)
+	if err != nil || !ok {
+		return false
+	}
+	defer unix.Close(a)
+	b, ok, err := openSource(dfd, name)
+	if err != nil || !ok {
+		return false
+	}
+	defer unix.Close(b)
+	x, y := make([]byte, 1<<20), make([]byte, 1<<20)
+	for off := int64(0); ; {
+		n, err := unix.Pread(a, x, off)
+		if err != nil {
+			return false
+		}
+		m, err := unix.Pread(b, y[:max(n, 1)], off)
+		if err != nil || m != n || !bytes.Equal(x[:n], y[:m]) {
+			return false
+		}
+		if n == 0 {
+			return true
+		}
+		off += int64(n)
+	}
 }
 
 // listing is an open directory, its entries (lstat) and its own attributes.

@@ -87,7 +87,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		// they were all that differed, no rsync at all. A reconcile's job
 		// names its files: then only those are looked at.
 		t0 := time.Now()
-		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Open)
+		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Open, h.Verify)
 		total.Add(st)
 		found = append(found, open...)
 		if ce := log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {

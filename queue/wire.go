@@ -40,6 +40,8 @@ func jobSubject(j syncer.Job) string {
 	switch {
 	case j.Scope.Recursive:
 		kind = "r"
+	case len(j.Verify) > 0:
+		kind = "v" // never replaced by a job that would not compare contents
 	case len(j.Files) > 0:
 		kind = "f"
 	}
@@ -68,6 +70,7 @@ type wireJob struct {
 	FirstEvent time.Time `json:"first_event"`
 	Open       [][]byte  `json:"open,omitempty"`
 	Files      [][]byte  `json:"files,omitempty"`
+	Verify     [][]byte  `json:"verify,omitempty"`
 }
 
 type wireResult struct {
@@ -83,12 +86,12 @@ type wireResult struct {
 
 func toWireJob(j syncer.Job) wireJob {
 	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason),
-		FirstEvent: j.FirstEvent, Open: toBytes(j.Open), Files: toBytes(j.Files)}
+		FirstEvent: j.FirstEvent, Open: toBytes(j.Open), Files: toBytes(j.Files), Verify: toBytes(j.Verify)}
 }
 
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Open: fromBytes(w.Open), Files: fromBytes(w.Files)}
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Open: fromBytes(w.Open), Files: fromBytes(w.Files), Verify: fromBytes(w.Verify)}
 }
 
 // decodeJob reads a job off the wire and validates every path in it

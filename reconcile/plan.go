@@ -10,10 +10,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/osx"
 	"github.com/syncer/syncer/internal/xattr"
 )
@@ -41,6 +43,11 @@ type Options struct {
 	// costs a listxattr per entry on each side, and reads of the values
 	// where there are any.
 	Keep xattr.Kind
+	// Index, when set, holds what each file was when it was last synced: a
+	// file equal to its backup by size and mtime whose ctime or inode moved
+	// since is synced with its content compared (syncer.Job.Verify). Files
+	// it lacks are recorded as they are (the index is rebuilt by walking).
+	Index *index.Index
 	// MaxFiles and MaxBytes bound one recursive job (fpart-style
 	// partitions): a missing subtree larger than that is split into its
 	// subdirectories, plus a non-recursive job for its own files, so that a
@@ -59,8 +66,9 @@ type Options struct {
 	// those scopes are then counted in Plan.Streamed, not listed in
 	// Plan.Scopes. files, when not nil, are the only entries that differ
 	// there: regular files, new or changed (see syncer.Job.Files). It is
-	// called from several goroutines at once.
-	OnScope func(s syncer.Scope, files []string)
+	// called from several goroutines at once. verify are the files whose
+	// content must be compared (see syncer.Job.Verify).
+	OnScope func(s syncer.Scope, files, verify []string)
 }
 
 // Plan is what a reconcile has to sync.
@@ -106,7 +114,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	defer src.Close()
-	w := &walker{opts: opts, src: src, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}}
+	w := &walker{opts: opts, src: src, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}, began: time.Now().UnixNano()}
 	if opts.Dest != "" {
 		if w.dst, err = osx.OpenRoot(opts.Dest); err != nil {
 			return Plan{}, err
@@ -126,7 +134,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		w.plan.Blind = true
 		if len(projects) == 0 {
 			// Whole projects removed from the source go with the root.
-			w.add(syncer.Scope{Dir: ""}, nil)
+			w.add(syncer.Scope{Dir: ""}, nil, nil)
 			err := src.ListDir("", w.excluded, func(_ int, n string, st *unix.Stat_t) {
 				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 					projects = append(projects, n)
@@ -141,7 +149,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		var s, d unix.Stat_t
 		if unix.Fstat(src.Fd(), &s) == nil && unix.Fstat(w.dst.Fd(), &d) == nil &&
 			(s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano()) {
-			w.add(syncer.Scope{Dir: ""}, nil)
+			w.add(syncer.Scope{Dir: ""}, nil, nil)
 		}
 		w.push(task{dir: ""})
 	}
@@ -149,11 +157,11 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		var st unix.Stat_t
 		if err := unix.Fstatat(src.Fd(), p, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			// A project gone from the source: its removal is a change of the root.
-			w.add(syncer.Scope{Dir: ""}, nil)
+			w.add(syncer.Scope{Dir: ""}, nil, nil)
 			continue
 		}
 		if w.plan.Blind {
-			w.add(syncer.Scope{Dir: p, Recursive: true}, nil)
+			w.add(syncer.Scope{Dir: p, Recursive: true}, nil, nil)
 			w.push(task{dir: p, missing: true})
 			continue
 		}
@@ -259,6 +267,7 @@ type task struct {
 type walker struct {
 	opts     Options
 	src, dst *osx.Root // dst nil for a blind plan
+	began    int64     // ns: files changed since are not recorded as synced
 
 	mu     sync.Mutex // guards everything below
 	cond   *sync.Cond // signalled when stack grows or active drops
@@ -309,7 +318,14 @@ func (w *walker) work(ctx context.Context) {
 	}
 }
 
-func (w *walker) add(s syncer.Scope, files []string) {
+// moved reports whether the index's record of the regular file s says it
+// was rewritten or replaced since it was synced: its ctime or inode moved.
+func moved(recs map[string]index.Record, s *entry) bool {
+	r, ok := recs[s.name]
+	return ok && (r.Ctime != s.rec.Ctime || r.Ino != s.rec.Ino)
+}
+
+func (w *walker) add(s syncer.Scope, files, verify []string) {
 	w.mu.Lock()
 	seen := w.scopes[s]
 	w.scopes[s] = true
@@ -319,7 +335,7 @@ func (w *walker) add(s syncer.Scope, files []string) {
 	}
 	w.mu.Unlock()
 	if stream {
-		w.opts.OnScope(s, files)
+		w.opts.OnScope(s, files, verify)
 	}
 }
 
@@ -360,6 +376,7 @@ type meta struct {
 type entry struct {
 	name string
 	meta
+	rec index.Record // a regular file's inode and times, for the index
 }
 
 // read lists dir into buf with one fstatat per entry relative to the open
@@ -370,11 +387,13 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) 
 	out := buf[:0]
 	err := root.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
+		var rec index.Record
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			m.isDir, m.size = true, 0
 		case unix.S_IFREG:
 			m.reg = true
+			rec = index.Stamp(st)
 		case unix.S_IFLNK:
 			buf := make([]byte, st.Size+1)
 			if n, err := unix.Readlinkat(fd, name, buf); err == nil {
@@ -388,7 +407,7 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) 
 				m.xsum = xattr.Sum(x)
 			}
 		}
-		out = append(out, entry{name, m})
+		out = append(out, entry{name, m, rec})
 	})
 	if err != nil {
 		return out, err
@@ -426,7 +445,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	}
 	if dstMissing && rel != "" {
 		// Whole directory missing in the backup (project filter case).
-		w.add(syncer.Scope{Dir: rel, Recursive: true}, nil)
+		w.add(syncer.Scope{Dir: rel, Recursive: true}, nil, nil)
 		return []task{{dir: rel, missing: true}}
 	}
 	if rel == "" && len(w.opts.IgnoreDest) > 0 {
@@ -435,6 +454,17 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	var kids []task
 	var files, bytes int64
 	flat := false
+	// What the index says of this directory's files, and what it lacks.
+	var recs map[string]index.Record
+	var fill index.Update
+	if w.opts.Index != nil {
+		if recs, err = w.opts.Index.Dir(rel); err != nil {
+			w.fail(fmt.Errorf("read the index: %w", err))
+			return nil
+		}
+		fill = index.Update{Dir: rel, Put: map[string]index.Record{}}
+	}
+	var verify []string
 	// changed lists the regular files that differ while nothing else
 	// does, up to a bound: a job naming them spares its worker a listing.
 	var changed []string
@@ -466,7 +496,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		switch {
 		case d == nil && s.isDir:
-			w.add(syncer.Scope{Dir: child, Recursive: true}, nil)
+			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
 		case d == nil:
 			flat = true
@@ -479,7 +509,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			// while nobody watched): the parent replaces the entry, and
 			// the directory is copied whole, not left empty.
 			flat, named = true, false
-			w.add(syncer.Scope{Dir: child, Recursive: true}, nil)
+			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
 		case s.isDir && d.isDir:
 			if s.meta != d.meta {
@@ -492,13 +522,35 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			if s.reg {
 				files, bytes = files+1, bytes+s.size
 			}
+			if s.reg && d.reg && recs != nil && moved(recs, s) {
+				verify = append(verify, child)
+			}
+		case s.reg && recs != nil:
+			// Equal by size and mtime: the index says whether it was
+			// rewritten since (ctime or inode moved).
+			_, ok := recs[s.name]
+			switch {
+			case !ok && s.rec.Ctime < w.began-index.Margin.Nanoseconds():
+				fill.Put[s.name] = s.rec
+			case ok && moved(recs, s):
+				flat = true
+				name(child, true)
+				files, bytes = files+1, bytes+s.size
+				verify = append(verify, child)
+			}
+		}
+	}
+	if len(fill.Put) > 0 {
+		if err := w.opts.Index.Apply(fill); err != nil {
+			w.fail(fmt.Errorf("write the index: %w", err))
+			return nil
 		}
 	}
 	if flat {
 		if !named {
 			changed = nil
 		}
-		w.add(syncer.Scope{Dir: rel}, changed)
+		w.add(syncer.Scope{Dir: rel}, changed, verify)
 	}
 	w.count(rel, int64(len(src)), files, bytes)
 	return kids

@@ -187,7 +187,7 @@ func TestWalk_OnScope(t *testing.T) {
 	var mu sync.Mutex
 	var got []syncer.Scope
 	files := map[string][]string{}
-	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, OnScope: func(s syncer.Scope, fs []string) {
+	p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, OnScope: func(s syncer.Scope, fs, _ []string) {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, s)

@@ -298,12 +298,12 @@ func (r *Runner) run(ctx context.Context, id string) error {
 		}
 		touchedMu.Unlock()
 	}
-	opts.OnScope = func(s syncer.Scope, files []string) {
+	opts.OnScope = func(s syncer.Scope, files, verify []string) {
 		if r.opts.OnFound != nil {
 			r.opts.OnFound()
 		}
 		touch(s)
-		found <- syncer.Job{Scope: s, Files: files}
+		found <- syncer.Job{Scope: s, Files: files, Verify: verify}
 	}
 	if rep.Why == WhyStartup {
 		opts.BeforeRead = r.opts.Watched

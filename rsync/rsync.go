@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -122,7 +123,8 @@ func New(opts Options) (*Runner, error) {
 // up as a change of an existing ancestor, which carries the deletion.
 // Recursive and non-recursive scopes run as separate invocations. Files in
 // h.Open are excluded, which also keeps them from being deleted; h.Files is
-// not used (rsync compares the whole directory).
+// not used (rsync compares the whole directory). With h.Verify, rsync
+// compares checksums of same-size files (--checksum) instead of mtimes.
 func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	var total syncer.Stats
 	var flat, deep []string
@@ -161,7 +163,13 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 			// Each invocation displaces into a trash directory of its own:
 			// no version ever replaces another.
 			stamp := versions.Stamp(r.now())
-			st, err := r.run(ctx, argsAt(r.opts, chunk, set.recursive, skipped(h.Open, chunk, set.recursive), stamp))
+			args := argsAt(r.opts, chunk, set.recursive, skipped(h.Open, chunk, set.recursive), stamp)
+			if len(h.Verify) > 0 {
+				// Files rewritten keeping size and mtime: rsync's quick
+				// check would pass them, its checksums do not.
+				args = slices.Insert(args, 1, "--checksum")
+			}
+			st, err := r.run(ctx, args)
 			total.Add(st)
 			r.record(stamp)
 			if err != nil {

@@ -232,7 +232,7 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
-	hints := syncer.Hints{Open: batchOpen(claims), Files: batchFiles(claims)}
+	hints := syncer.Hints{Open: batchOpen(claims), Files: batchFiles(claims), Verify: batchVerify(claims)}
 	if p.opts.Open != nil {
 		for _, f := range p.opts.Open.OpenBelow(scopes...) {
 			if !slices.Contains(hints.Open, f) {
@@ -312,6 +312,21 @@ func (p *Pool) later(log *zap.Logger, d syncer.Delivery, open *syncer.OpenFilesE
 // and that every job of the run covering it asks to skip too. A job that
 // covers the file without skipping it may be the follow-up sent once the
 // file was closed, and skipping it there would lose that follow-up.
+// batchVerify is every file a job of the run asks to compare by content.
+func batchVerify(claims []*claim) []string {
+	var out []string
+	for _, c := range claims {
+		for _, d := range c.ds {
+			for _, p := range d.Job.Verify {
+				if !slices.Contains(out, p) {
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	return out
+}
+
 func batchOpen(claims []*claim) []string {
 	var out []string
 	seen := map[string]bool{}

@@ -17,6 +17,7 @@ import (
 	"github.com/syncer/syncer/copier"
 	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
@@ -50,6 +51,7 @@ type daemon struct {
 	networkFS string     // the source's filesystem when it is a network one
 	takes     xattr.Kind // the metadata kinds asked for that the backup keeps
 	lost      string     // those it cannot keep, "" when none
+	index     *index.Index // nil without one
 	addr      string     // the TCP listener, "" when none
 	startPool func()     // starts the worker pool once
 
@@ -84,11 +86,29 @@ func (d *daemon) probeBackup() xattr.Kind {
 	return takes
 }
 
+// openIndex opens the index of synced files where one process both walks
+// and syncs a local backup, on the embedded queue (the index records what
+// its own workers synced); nil without one.
+func (d *daemon) openIndex() *index.Index {
+	if d.cfg.Remote() || len(d.cfg.NatsURL) > 0 {
+		return nil
+	}
+	ix, err := index.Open(d.cfg.IndexFile())
+	if err != nil {
+		d.log.Warn("no index of synced files: reconcile compares sizes and mtimes only", zap.Error(err))
+		return nil
+	}
+	return ix
+}
+
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{})}
 	d.takes = d.probeBackup()
 	walk := cfg.Walk()
 	walk.Keep = d.takes
+	if d.index = d.openIndex(); d.index != nil {
+		walk.Index = d.index
+	}
 	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: walk, Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
@@ -140,6 +160,9 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	d.started = time.Now()
 	var undo []func()
+	if d.index != nil {
+		undo = append(undo, func() { _ = d.index.Close() }) // closed last: the workers write it
+	}
 	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -198,6 +221,10 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	po := cfg.Pool(d.log.Named("worker"))
 	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
 		d.brake = guard.NewBrake(bo)
+	}
+	if d.index != nil {
+		sy = index.Syncer{Next: sy, Recorder: &index.Recorder{Index: d.index, Source: cfg.Source, Excludes: cfg.Exclude,
+			Logger: d.log.Named("index")}}
 	}
 	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Brake: d.brake, Next: sy}, d.w
 	po.Sink, po.OnLost = d.q, d.sched.Lost

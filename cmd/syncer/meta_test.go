@@ -229,3 +229,51 @@ func (h *harness) metric(t *testing.T, name string) float64 {
 	}
 	return n
 }
+
+// TestRun_HiddenRewrite checks that a file rewritten while the daemon was
+// stopped, keeping its size and getting its mtime back (touch -r, cp -p
+// of another take), is found by the startup reconcile and copied, on
+// both paths: the index of synced files saw its ctime move.
+func TestRun_HiddenRewrite(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.DirectCopy = direct
+			must(t, os.MkdirAll(filepath.Join(cfg.Source, "proj", "scene1"), 0o755))
+			take := filepath.Join(cfg.Source, "proj", "scene1", "take.mov")
+			other := filepath.Join(cfg.Source, "proj", "take_b.mov")
+			must(t, os.WriteFile(take, []byte("take A, first grade"), 0o644))
+			must(t, os.WriteFile(other, []byte("take B, other grade"), 0o644))
+			h := start(t, cfg)
+			h.converge(t)
+			// A file written live, recorded by its job.
+			live := filepath.Join(cfg.Source, "proj", "scene1", "live.mov")
+			must(t, os.WriteFile(live, []byte("live take, v1"), 0o644))
+			h.converge(t)
+			h.stop(t)
+
+			// Same size, mtime put back: a size-and-mtime compare sees nothing.
+			fi, err := os.Stat(take)
+			must(t, err)
+			must(t, os.WriteFile(take, []byte("take A, final grade"[:len("take A, first grade")]), 0o644))
+			must(t, os.Chtimes(take, fi.ModTime(), fi.ModTime()))
+			lfi, err := os.Stat(live)
+			must(t, err)
+			must(t, os.WriteFile(live, []byte("live take, v2"), 0o644))
+			must(t, os.Chtimes(live, lfi.ModTime(), lfi.ModTime()))
+			// Replaced by another file of the same size and mtime (a new inode).
+			ofi, err := os.Stat(other)
+			must(t, err)
+			tmp := other + ".tmp"
+			must(t, os.WriteFile(tmp, []byte("take C, new grade!!"), 0o644))
+			must(t, os.Chtimes(tmp, ofi.ModTime(), ofi.ModTime()))
+			must(t, os.Rename(tmp, other))
+
+			h = start(t, cfg)
+			h.converge(t)
+			if n := h.d.index.Len(); n < 3 {
+				t.Errorf("the index holds %d records, want 3 or more", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,179 @@
+// Package index keeps, per synced source file, what it was when it last
+// reached the backup: inode, size, mtime and change time (ctime). A file
+// whose ctime or inode moved while its size and mtime stayed (rewritten
+// by a tool that keeps mtimes, `touch -r`, `cp -p` over it) looks equal to
+// a size-and-mtime compare, rsync's quick check included; the index is how
+// reconcile still finds it. The same records are what later work needs to
+// recognise a file moved while syncer was down (same inode, new path).
+//
+// One record per path, keyed by its directory and name, so that the
+// records of one directory are read in one range scan: a B+tree file in
+// the state directory (bbolt), crash-safe (copy-on-write pages, fsync on
+// commit), memory-bounded (pages are mapped, not loaded). Workers write the
+// records of the directories they synced once the sync succeeded
+// (Syncer); the reconcile walk reads them and fills in the files the index
+// lacks. A missing or unreadable index is started anew: a file without a
+// record is trusted by its size and mtime, as before the index existed,
+// and recorded, so that the next full reconcile has rebuilt it.
+//
+// It imports the root package and internal helpers only.
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Record is one synced file as the source had it.
+type Record struct {
+	Ino   uint64
+	Size  int64
+	Mtime int64 // ns
+	Ctime int64 // ns
+}
+
+const recordLen = 32
+
+func (r Record) bytes() []byte {
+	b := make([]byte, recordLen)
+	binary.LittleEndian.PutUint64(b[0:], r.Ino)
+	binary.LittleEndian.PutUint64(b[8:], uint64(r.Size))
+	binary.LittleEndian.PutUint64(b[16:], uint64(r.Mtime))
+	binary.LittleEndian.PutUint64(b[24:], uint64(r.Ctime))
+	return b
+}
+
+func parse(b []byte) (Record, bool) {
+	if len(b) != recordLen {
+		return Record{}, false
+	}
+	return Record{Ino: binary.LittleEndian.Uint64(b[0:]), Size: int64(binary.LittleEndian.Uint64(b[8:])),
+		Mtime: int64(binary.LittleEndian.Uint64(b[16:])), Ctime: int64(binary.LittleEndian.Uint64(b[24:]))}, true
+}
+
+var files = []byte("files")
+
+// Index is the index of synced files. It is safe for concurrent use.
+type Index struct{ db *bolt.DB }
+
+// Open opens (creating it) the index file at path. One process holds it
+// at a time (a lock on the file). A file that cannot be read as an index
+// (damaged, truncated) is moved aside to path.damaged-<time> and a new one
+// is started: the index is a cache of what a full compare rebuilds.
+func Open(path string) (*Index, error) {
+	db, err := open(path)
+	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+		aside := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
+		if rerr := os.Rename(path, aside); rerr == nil {
+			db, err = open(path)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	return &Index{db: db}, nil
+}
+
+func open(path string) (*bolt.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(files)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the index file.
+func (ix *Index) Close() error { return ix.db.Close() }
+
+// key is dir, NUL, name: the records of one directory are adjacent, and
+// no name holds a NUL.
+func key(dir, name string) []byte {
+	k := make([]byte, 0, len(dir)+1+len(name))
+	return append(append(append(k, dir...), 0), name...)
+}
+
+// Dir returns the records of the entries of dir (relative to the source
+// root), by name.
+func (ix *Index) Dir(dir string) (map[string]Record, error) {
+	out := map[string]Record{}
+	prefix := key(dir, "")
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(files).Cursor()
+		for k, v := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+			if r, ok := parse(v); ok {
+				out[string(k[len(prefix):])] = r
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Update is a change to the records of one directory.
+type Update struct {
+	Dir string
+	// Put records these entries of Dir, by name.
+	Put map[string]Record
+	// Exact says that Put is every file of Dir now: records of other
+	// names are removed.
+	Exact bool
+}
+
+// Apply writes updates in one transaction. Concurrent calls are batched
+// into one commit (one fsync).
+func (ix *Index) Apply(updates ...Update) error {
+	return ix.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(files)
+		for _, u := range updates {
+			if u.Exact {
+				prefix := key(u.Dir, "")
+				var gone [][]byte
+				c := b.Cursor()
+				for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+					if _, keep := u.Put[string(k[len(prefix):])]; !keep {
+						gone = append(gone, slices.Clone(k))
+					}
+				}
+				for _, k := range gone {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			for name, r := range u.Put {
+				if err := b.Put(key(u.Dir, name), r.bytes()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Len counts the records.
+func (ix *Index) Len() int {
+	var n int
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(files).Stats().KeyN
+		return nil
+	})
+	return n
+}
