@@ -12,10 +12,13 @@
 // only what they leave: the daemon's syncer for a local backup.
 //
 // Copies use copy_file_range (sendfile between filesystems), with bounded
-// parallelism, and keep what rsync -a --numeric-ids keeps: types,
-// permissions, numeric owners, nanosecond mtimes (symlinks' too), symlink
-// targets, devices, fifos and sockets. Hard links, ACLs and xattrs are not
-// kept: with rsync options that ask for them, the copier is not used.
+// parallelism, and keep what rsync -aXA --sparse --numeric-ids keeps:
+// types, permissions, numeric owners, nanosecond mtimes (symlinks' too),
+// symlink targets, devices, fifos and sockets, extended attributes and
+// POSIX ACLs (Options.Keep, on descriptors: internal/xattr), and the
+// holes of sparse files (Options.Sparse: SEEK_DATA/SEEK_HOLE). Hard links
+// are not kept: with them (or other rsync options) asked for, the copier
+// is not used.
 //
 // It never resolves a path through a symlink: both trees are opened as
 // osx.Root and every entry is reached beneath its root through directories

@@ -2,7 +2,11 @@
 //
 // Walk compares the source and the backup side by side with bounded
 // concurrency (type, size, mtime to the nanosecond, mode, owner, symlink
-// target) and plans only the scopes that differ: a directory whose entries
+// target, extended attributes and ACLs) and plans only the scopes that
+// differ; with an index of synced files (package index) it also finds
+// files rewritten keeping size and mtime (their ctime or inode moved),
+// whose jobs then compare contents (syncer.Job.Verify), and records the
+// files the index lacks: a directory whose entries
 // differ becomes a non-recursive scope, a directory missing from the backup
 // a recursive one, partitioned by size. Runner runs one reconcile: it
 // walks, queues what differs while the walk goes on (the same JOBS queue and
@@ -17,6 +21,6 @@
 // scopes would delete and what a project holds: the deletion brake's
 // figures, known before rsync runs.
 //
-// It imports the root package, internal helpers and zap, never another
-// pipeline package: its jobs go to a Publisher, the guard is a func.
+// It imports the root package, index, internal helpers and zap, never
+// another pipeline package: its jobs go to a Publisher, the guard is a func.
 package reconcile

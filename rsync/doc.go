@@ -1,5 +1,6 @@
 // Package rsync runs the rsync binary for a set of scopes: it builds the
-// argument list (never a shell line), streams stderr to the log, parses
+// argument list (never a shell line; metadata kept with -X -A --sparse,
+// xattr kinds the backup does not take filtered out), streams stderr to the log, parses
 // --stats and classifies exit codes into transient and permanent failures.
 // Each invocation displaces what it overwrites or deletes into a trash
 // directory of its own (--backup-dir=<trash>/<stamp>), recorded by

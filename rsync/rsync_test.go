@@ -4,14 +4,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/rsync"
 )
 
@@ -247,5 +250,32 @@ func TestRunner_Sync_TrashAndMaxDelete(t *testing.T) {
 	var ee *rsync.ExitError
 	if !errors.As(err, &ee) || ee.Code != 25 || ee.Transient() {
 		t.Fatalf("Sync() past --max-delete = %v, want a permanent exit 25", err)
+	}
+}
+
+// TestArgs_Metadata checks what each metadata setting asks of rsync: kinds
+// the backup does not take are filtered out of -X, never asked for.
+func TestArgs_Metadata(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		keep   xattr.Kind
+		sparse bool
+		links  bool
+		want   []string
+	}{
+		{"all", xattr.All, true, false, []string{"-X", "-A", "--sparse"}},
+		{"no user xattrs", xattr.Trusted | xattr.Security | xattr.ACL, false, false, []string{"-X", "--filter=-x user.*", "-A"}},
+		{"xattrs, no ACLs", xattr.User | xattr.Trusted | xattr.Security, false, true, []string{"-X", "--filter=-x system.*", "-H"}},
+		{"ACLs only", xattr.ACL, false, false, []string{"-A"}},
+		{"none", xattr.None, false, false, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := rsync.Args(rsync.Options{Source: "/s", Dest: "/d", Keep: tt.keep, Sparse: tt.sparse, HardLinks: tt.links}, []string{"p"}, false, nil)
+			// Between --dirs and the paths.
+			i, j := slices.Index(got, "--dirs")+1, slices.Index(got, "--")
+			if d := cmp.Diff(tt.want, got[i:j], cmpopts.EquateEmpty()); d != "" {
+				t.Errorf("metadata arguments (-want +got):\n%s", d)
+			}
+		})
 	}
 }

@@ -38,6 +38,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -49,6 +51,7 @@ var (
 	flagCold   = flag.Bool("cold", false, "drop the page cache before every run (root)")
 	flagOnly   = flag.String("only", "", "run only the trees whose name contains this")
 	flagCases  = flag.String("cases", "cold,nochange,1%", "cases to run")
+	flagMeta   = flag.Bool("metadata", true, "give every third file Samba-like extended attributes and compare fidelity: rsync -aXA against syncer with and without it")
 	flagBackup = flag.String("backup", "ext4", "the backup: ext4 (a fresh loop-mounted filesystem for each cold copy; root) or dir (a directory beside the source)")
 )
 
@@ -83,13 +86,12 @@ func main() {
 			{"cp -a", func() { run("cp", "-a", src+"/.", dst) }, true},
 			{"rsync", func() { run("rsync", "-a", "--delete", src+"/", dst+"/") }, false},
 			{"rsync/proj", func() { perProject(src, dst) }, false},
-			{"syncer", func() {
-				state, err := os.MkdirTemp(dir, "state-")
-				check(err)
-				defer os.RemoveAll(state)
-				run(bin, "reconcile", "--source", src, "--dest", dst, "--state-dir", state, "--trash-retention", "0",
-					"--log-level", "error", "--json")
-			}, false},
+			{"syncer", func() { reconcile(bin, dir, src, dst) }, false},
+		}
+		if *flagMeta {
+			tools = append(tools,
+				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", src+"/", dst+"/") }, false},
+				tool{"syncer -meta", func() { reconcile(bin, dir, src, dst, "--xattrs=false", "--acls=false", "--sparse=false") }, false})
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
 			times := map[string]time.Duration{}
@@ -134,9 +136,23 @@ func main() {
 			}
 			fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s\n", name, c, cp, fmtDur(times["rsync"]), fmtDur(times["rsync/proj"]),
 				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", times["syncer"].Seconds()/times["rsync"].Seconds()), ratioCp)
+			if *flagMeta {
+				fmt.Printf("%-8s %-10s fidelity: rsync -aXA %s, syncer without metadata %s: syncer/rsync -aXA %.2fx, cost of fidelity %+.0f%%\n",
+					"", "", fmtDur(times["rsync -aXA"]), fmtDur(times["syncer -meta"]),
+					times["syncer"].Seconds()/times["rsync -aXA"].Seconds(), 100*(times["syncer"].Seconds()/times["syncer -meta"].Seconds()-1))
+			}
 		}
 	}
 	exit(0)
+}
+
+// reconcile runs one standalone syncer reconcile of src into dst.
+func reconcile(bin, dir, src, dst string, extra ...string) {
+	state, err := os.MkdirTemp(dir, "state-")
+	check(err)
+	defer os.RemoveAll(state)
+	run(bin, append([]string{"reconcile", "--source", src, "--dest", dst, "--state-dir", state, "--trash-retention", "0",
+		"--log-level", "error", "--json"}, extra...)...)
 }
 
 // newBackup prepares an empty backup in dir for the tree src and returns
@@ -222,7 +238,12 @@ func generate(root string, skew bool) {
 		d := filepath.Join(root, fmt.Sprintf("p%d/shot%03d/frames%d", p, (i/projects)%40, (i/(projects*40))%4))
 		check(os.MkdirAll(d, 0o755))
 		size := 512 + rng.IntN(8<<10)
-		check(os.WriteFile(filepath.Join(d, fmt.Sprintf("f%06d.dpx", i)), randBytes(rng, size), 0o644))
+		f := filepath.Join(d, fmt.Sprintf("f%06d.dpx", i))
+		check(os.WriteFile(f, randBytes(rng, size), 0o644))
+		if *flagMeta && i%3 == 0 {
+			check(unix.Setxattr(f, "user.DosStream.AFP_AfpInfo:$DATA", randBytes(rng, 32), 0))
+			check(unix.Setxattr(f, "user.DOSATTRIB", randBytes(rng, 24), 0))
+		}
 	}
 	for i := range *flagLarge {
 		p := i % projects
@@ -296,7 +317,7 @@ func perProject(src, dst string) {
 // would then count as changes).
 func ensureSynced(src, dst string) {
 	check(os.MkdirAll(dst, 0o755))
-	run("rsync", "-a", "--delete", "--modify-window=-1", src+"/", dst+"/")
+	run("rsync", "-aXA", "--delete", "--modify-window=-1", src+"/", dst+"/")
 }
 
 // verify fails loudly unless the backup equals the source.
