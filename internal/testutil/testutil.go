@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -233,9 +234,13 @@ func contentSum(p string) (int64, uint64, error) {
 	defer f.Close()
 	var h maphash.Hash
 	h.SetSeed(sumSeed)
-	n, err := io.CopyBuffer(&h, f, make([]byte, 1<<20))
+	buf := sumBufs.Get().(*[]byte)
+	defer sumBufs.Put(buf)
+	n, err := io.CopyBuffer(&h, f, *buf)
 	return n, h.Sum64(), err
 }
+
+var sumBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 func quickSum(b []byte) uint64 {
 	var h uint64 = 14695981039346656037

@@ -7,13 +7,20 @@ import (
 	"math/rand/v2"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer/internal/osx"
 )
 
 // Probe finds the kinds of attributes the filesystem of the open directory
 // dirfd keeps, by setting one of each on a temporary file in it (removed
-// again). Kinds it refuses are left out; an error means the probe itself
-// could not run (a read-only or full filesystem).
+// again, and the directory's times put back). Kinds it refuses are left
+// out; an error means the probe itself could not run (a read-only or full
+// filesystem).
 func Probe(dirfd int) (Kind, error) {
+	var dir unix.Stat_t
+	if err := unix.Fstat(dirfd, &dir); err != nil {
+		return None, fmt.Errorf("probe attributes: %w", err)
+	}
 	name := fmt.Sprintf(".syncer-probe-%x", rand.Uint64())
 	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -22,6 +29,7 @@ func Probe(dirfd int) (Kind, error) {
 	defer func() {
 		unix.Close(fd)
 		_ = unix.Unlinkat(dirfd, name, 0)
+		_ = osx.Futimens(dirfd, &dir)
 	}()
 	var got Kind
 	for _, p := range []struct {

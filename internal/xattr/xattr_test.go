@@ -43,9 +43,13 @@ func TestProbe(t *testing.T) {
 	img := testutil.Ext4Image(t, t.TempDir(), "probe")
 	ext4 := filepath.Join(t.TempDir(), "ext4")
 	testutil.Mount(t, img, ext4)
+	before, _ := os.Stat(ext4)
 	got, err := xattr.Probe(openDir(t, ext4))
 	if err != nil || got != xattr.All {
 		t.Fatalf("Probe(ext4) = %v, %v; want %v", got, err, xattr.All)
+	}
+	if after, _ := os.Stat(ext4); !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("the probe changed its directory's mtime: %v → %v", before.ModTime(), after.ModTime())
 	}
 	if got, err := xattr.Probe(openDir(t, ramfs(t))); err != nil || got != xattr.None {
 		t.Fatalf("Probe(ramfs) = %v, %v; want none", got, err)
