@@ -48,12 +48,12 @@ type daemon struct {
 	pool      *worker.Pool
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
 	recon     *reconcile.Runner
-	networkFS string     // the source's filesystem when it is a network one
-	takes     xattr.Kind // the metadata kinds asked for that the backup keeps
-	lost      string     // those it cannot keep, "" when none
+	networkFS string       // the source's filesystem when it is a network one
+	takes     xattr.Kind   // the metadata kinds asked for that the backup keeps
+	lost      string       // those it cannot keep, "" when none
 	index     *index.Index // nil without one
-	addr      string     // the TCP listener, "" when none
-	startPool func()     // starts the worker pool once
+	addr      string       // the TCP listener, "" when none
+	startPool func()       // starts the worker pool once
 
 	opened  func() error // a standalone reconcile opens the queue lazily
 	opening atomic.Bool
