@@ -13,6 +13,7 @@ import (
 	"github.com/syncer/syncer/coalesce"
 	"github.com/syncer/syncer/copier"
 	"github.com/syncer/syncer/guard"
+	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/osx"
 	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
@@ -88,6 +89,43 @@ func (c *Config) Keep() xattr.Kind {
 		k |= xattr.ACL
 	}
 	return k
+}
+
+// Backup is what a process knows of the backup from its start: the kinds
+// of metadata asked for that its filesystem keeps (Takes) and those it
+// cannot (Lost), and the index of synced files.
+type Backup struct {
+	Takes, Lost xattr.Kind
+	Index       *index.Index // nil without one
+}
+
+// OpenBackup probes the backup (ProbeBackup) and says once what it cannot
+// keep, and opens the index of synced files where one process both walks
+// and syncs a local backup on the embedded queue (the index records what
+// its own workers synced). A failed probe assumes everything is kept; a
+// failed index leaves reconcile to sizes and mtimes. Both are logged.
+func (c *Config) OpenBackup(log *zap.Logger) Backup {
+	var b Backup
+	var err error
+	if b.Takes, err = c.ProbeBackup(); err != nil {
+		log.Warn("could not probe what the backup keeps; assuming everything", zap.Error(err))
+	}
+	if b.Lost = c.Keep() &^ b.Takes; b.Lost != xattr.None {
+		log.Warn("the backup's filesystem cannot keep some metadata: it is dropped and counted per project (syncer_metadata_dropped_total)",
+			zap.String("cannot_keep", b.Lost.String()), zap.String("dest", c.Dest))
+	}
+	if !c.Remote() && len(c.NatsURL) == 0 {
+		if b.Index, err = index.Open(c.IndexFile()); err != nil {
+			log.Warn("no index of synced files: reconcile compares sizes and mtimes only", zap.Error(err))
+		}
+	}
+	return b
+}
+
+// Recorder writes the index of synced files after each sync; b.Lost is
+// counted on what it records.
+func (c *Config) Recorder(b Backup, log *zap.Logger) *index.Recorder {
+	return &index.Recorder{Index: b.Index, Source: c.Source, Excludes: c.Exclude, Logger: log}
 }
 
 // ProbeBackup finds what a local backup's filesystem keeps of what Keep

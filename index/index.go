@@ -29,6 +29,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Record is one synced file as the source had it.
@@ -69,7 +70,7 @@ type Index struct{ db *bolt.DB }
 // is started: the index is a cache of what a full compare rebuilds.
 func Open(path string) (*Index, error) {
 	db, err := open(path)
-	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
 		aside := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
 		if rerr := os.Rename(path, aside); rerr == nil {
 			db, err = open(path)

@@ -19,7 +19,6 @@ import (
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/metrics"
-	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -48,12 +47,10 @@ type daemon struct {
 	pool      *worker.Pool
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
 	recon     *reconcile.Runner
-	networkFS string       // the source's filesystem when it is a network one
-	takes     xattr.Kind   // the metadata kinds asked for that the backup keeps
-	lost      string       // those it cannot keep, "" when none
-	index     *index.Index // nil without one
-	addr      string       // the TCP listener, "" when none
-	startPool func()       // starts the worker pool once
+	networkFS string        // the source's filesystem when it is a network one
+	backup    config.Backup // what the backup keeps, and the index of synced files
+	addr      string        // the TCP listener, "" when none
+	startPool func()        // starts the worker pool once
 
 	opened  func() error // a standalone reconcile opens the queue lazily
 	opening atomic.Bool
@@ -69,46 +66,12 @@ type daemon struct {
 	runs     atomic.Int64     // rsync runs, for tests and status
 }
 
-// probeBackup finds what the backup's filesystem keeps of the metadata the
-// settings ask for, and says once what it cannot.
-func (d *daemon) probeBackup() xattr.Kind {
-	want := d.cfg.Keep()
-	takes, err := d.cfg.ProbeBackup()
-	if err != nil {
-		d.log.Warn("could not probe what the backup keeps; assuming everything", zap.Error(err))
-	}
-	d.metrics.CannotKeep(want, takes)
-	if lost := want &^ takes; lost != xattr.None {
-		d.lost = lost.String()
-		d.log.Warn("the backup's filesystem cannot keep some metadata: it is dropped and counted per project (syncer_metadata_dropped_total)",
-			zap.String("cannot_keep", d.lost), zap.String("dest", d.cfg.Dest))
-	}
-	return takes
-}
-
-// openIndex opens the index of synced files where one process both walks
-// and syncs a local backup, on the embedded queue (the index records what
-// its own workers synced); nil without one.
-func (d *daemon) openIndex() *index.Index {
-	if d.cfg.Remote() || len(d.cfg.NatsURL) > 0 {
-		return nil
-	}
-	ix, err := index.Open(d.cfg.IndexFile())
-	if err != nil {
-		d.log.Warn("no index of synced files: reconcile compares sizes and mtimes only", zap.Error(err))
-		return nil
-	}
-	return ix
-}
-
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{})}
-	d.takes = d.probeBackup()
+	d.backup = cfg.OpenBackup(log)
+	d.metrics.CannotKeep(cfg.Keep(), d.backup.Takes)
 	walk := cfg.Walk()
-	walk.Keep = d.takes
-	if d.index = d.openIndex(); d.index != nil {
-		walk.Index = d.index
-	}
+	walk.Keep, walk.Index = d.backup.Takes, d.backup.Index
 	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: walk, Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
@@ -160,8 +123,8 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	d.started = time.Now()
 	var undo []func()
-	if d.index != nil {
-		undo = append(undo, func() { _ = d.index.Close() }) // closed last: the workers write it
+	if ix := d.backup.Index; ix != nil {
+		undo = append(undo, func() { _ = ix.Close() }) // closed last: the workers write it
 	}
 	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -187,7 +150,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	undo = append(undo, d.q.Close)
 	ro := cfg.Rsync(d.log.Named("rsync"))
-	ro.Keep = d.takes
+	ro.Keep = d.backup.Takes
 	if d.runner, err = rsync.New(ro); err != nil {
 		return nil, err
 	}
@@ -215,16 +178,15 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	var sy syncer.Syncer = d.runner
 	if opts, ok := cfg.Copier(); ok {
-		opts.Takes = d.takes
+		opts.Takes = d.backup.Takes
 		sy = copier.Syncer{Copier: copier.New(opts), Fallback: d.runner, Logger: d.log.Named("copier")}
 	}
 	po := cfg.Pool(d.log.Named("worker"))
 	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
 		d.brake = guard.NewBrake(bo)
 	}
-	if d.index != nil {
-		sy = index.Syncer{Next: sy, Recorder: &index.Recorder{Index: d.index, Source: cfg.Source, Excludes: cfg.Exclude,
-			Logger: d.log.Named("index")}}
+	if d.backup.Index != nil {
+		sy = index.Syncer{Next: sy, Recorder: cfg.Recorder(d.backup, d.log.Named("index"))}
 	}
 	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Brake: d.brake, Next: sy}, d.w
 	po.Sink, po.OnLost = d.q, d.sched.Lost

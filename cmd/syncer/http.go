@@ -11,6 +11,7 @@ import (
 	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/status"
+	"github.com/syncer/syncer/internal/xattr"
 )
 
 // retryRequest asks to put dead-lettered jobs back; no IDs means all.
@@ -99,7 +100,10 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	if v, ok := d.recon.Report(""); ok {
 		r.Reconcile = &v
 	}
-	r.NetworkFS, r.CannotKeep = d.networkFS, d.lost
+	r.NetworkFS = d.networkFS
+	if d.backup.Lost != xattr.None {
+		r.CannotKeep = d.backup.Lost.String()
+	}
 	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
 	pending, _ := d.q.PendingByProject(ctx, names)
 	r.Held = d.brake.Held()

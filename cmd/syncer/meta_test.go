@@ -271,7 +271,7 @@ func TestRun_HiddenRewrite(t *testing.T) {
 
 			h = start(t, cfg)
 			h.converge(t)
-			if n := h.d.index.Len(); n < 3 {
+			if n := h.d.backup.Index.Len(); n < 3 {
 				t.Errorf("the index holds %d records, want 3 or more", n)
 			}
 		})
