@@ -133,7 +133,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 					return st, open, false, fmt.Errorf("%s: %w", t.dst.Join(rel), err)
 				}
 			}
-			if err := r.syncAttrs(xattr.At(src.fd, name), xattr.At(dst.fd, name)); err != nil {
+			if err := r.syncAttrs(xattr.At(src.fd, name), xattr.At(dst.fd, name), newer(&s, &d)); err != nil {
 				return st, open, false, fmt.Errorf("%s: %w", t.dst.Join(rel), err)
 			}
 		}
@@ -153,7 +153,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 	}
 	s, d := &src.self, &dst.self
 	if done {
-		err = r.syncAttrs(xattr.Fd(src.fd), xattr.Fd(dst.fd))
+		err = r.syncAttrs(xattr.Fd(src.fd), xattr.Fd(dst.fd), newer(&src.self, &dst.self))
 	}
 	if done && err == nil && (len(copies) > 0 || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
 		// As rsync leaves it: the directory's own attributes, its mtime
@@ -164,15 +164,25 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 }
 
 // syncAttrs gives the backup entry dst the extended attributes and ACLs of
-// the source entry src, where they differ.
-func (r *run) syncAttrs(src, dst xattr.Entry) error {
+// the source entry src, where they differ. What the backup does not keep
+// is counted when changed says the source changed since the backup entry
+// was last written (see newer), not again on every look.
+func (r *run) syncAttrs(src, dst xattr.Entry, changed bool) error {
 	x, err := r.c.attrsOf(src)
 	if err != nil {
 		return err
 	}
 	dropped, err := r.c.applyAttrs(dst, x)
-	r.drop(dropped)
+	if changed {
+		r.drop(dropped)
+	}
 	return err
+}
+
+// newer reports whether the source entry s changed (ctime) after its
+// backup d was last written: both on this host's clock.
+func newer(s, d *unix.Stat_t) bool {
+	return s.Ctim.Nano() > d.Ctim.Nano()
 }
 
 // sameContent reports whether the regular file name has the same bytes in

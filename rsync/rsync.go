@@ -367,7 +367,7 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 	if err := cmd.Start(); err != nil {
 		return syncer.Stats{}, fmt.Errorf("start rsync: %w", err)
 	}
-	tail := r.drain(stderr)
+	tail, refused, other := r.drain(stderr)
 	err = cmd.Wait()
 	// Whatever happened, leave no process of the group behind.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -390,6 +390,15 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 		return st, fmt.Errorf("rsync: %w", err)
 	}
 	code := ee.ExitCode()
+	if code == 23 && refused > 0 && other == 0 {
+		// Everything transferred but attributes the backup would not
+		// take (a value larger than its filesystem keeps): counted, not
+		// failed, as the copier does.
+		r.log.Warn("rsync: the backup refused some extended attributes or ACLs; dropped and counted",
+			zap.Int("refused", refused))
+		st.Dropped += int64(refused)
+		return st, nil
+	}
 	if code == 24 {
 		// Files vanished while rsync ran: normal in a live tree. Their
 		// deletion reaches us as its own event.
@@ -400,9 +409,15 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 	return st, &ExitError{Code: code, Stderr: tail.String()}
 }
 
+// refusedAttr is rsync's message for an extended attribute or ACL the
+// receiving filesystem would not take: not supported, too large, no room
+// beside the others, not permitted.
+var refusedAttr = regexp.MustCompile(`^rsync: \[\w+\] (rsync_xal_set|set_acl): .*\((1|7|28|34|61|95)\)$`)
+
 // drain reads stderr to the end, logging each line at Debug and keeping the
-// last bytes for an ExitError. It returns once the pipe is closed.
-func (r *Runner) drain(rd io.Reader) *bytes.Buffer {
+// last bytes for an ExitError. It counts the attributes the backup refused
+// and the other error lines. It returns once the pipe is closed.
+func (r *Runner) drain(rd io.Reader) (_ *bytes.Buffer, refused, other int) {
 	var tail bytes.Buffer
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -410,6 +425,12 @@ func (r *Runner) drain(rd io.Reader) *bytes.Buffer {
 		line := sc.Bytes()
 		if ce := r.log.Check(zap.DebugLevel, "rsync stderr"); ce != nil {
 			ce.Write(zap.ByteString("line", line))
+		}
+		switch {
+		case refusedAttr.Match(line):
+			refused++
+		case bytes.HasPrefix(line, []byte("rsync: ")):
+			other++
 		}
 		tail.Write(line)
 		tail.WriteByte('\n')
@@ -421,7 +442,7 @@ func (r *Runner) drain(rd io.Reader) *bytes.Buffer {
 	if tail.Len() > stderrTail {
 		tail.Next(tail.Len() - stderrTail)
 	}
-	return &tail
+	return &tail, refused, other
 }
 
 // isItemized reports whether l is an --itemize-changes line ("YXcstpoguax name"

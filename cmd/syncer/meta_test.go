@@ -197,17 +197,27 @@ func TestRun_BackupWithoutXattrs(t *testing.T) {
 			if !direct {
 				return // rsync drops them by its filters, uncounted
 			}
-			var dropped int64
-			for _, p := range r.Projects {
-				if p.Name == "proj" {
-					dropped = p.Dropped
+			// 5 attributes of each file; b's set after it was created.
+			testutil.Eventually(t, 10*time.Second, 25*time.Millisecond, func() error {
+				var dropped int64
+				for _, p := range h.d.status(t.Context()).Projects {
+					if p.Name == "proj" {
+						dropped = p.Dropped
+					}
 				}
-			}
-			if dropped < 10 { // 5 attributes each, and the directory's
-				t.Errorf("status counts %d attributes dropped in proj, want 10 or more", dropped)
-			}
-			if v := h.metric(t, "syncer_metadata_dropped_total"); v < 10 {
-				t.Errorf("syncer_metadata_dropped_total = %v, want 10 or more", v)
+				if v := h.metric(t, "syncer_metadata_dropped_total"); dropped != 10 || v != 10 {
+					return fmt.Errorf("status counts %d attributes dropped in proj, syncer_metadata_dropped_total %v; want 10", dropped, v)
+				}
+				return nil
+			})
+			// Counted once: later syncs of the directory count nothing more.
+			must(t, os.WriteFile(filepath.Join(cfg.Source, "proj", "c.txt"), []byte("c"), 0o644))
+			testutil.Eventually(t, 10*time.Second, 25*time.Millisecond, func() error {
+				_, err := os.Stat(filepath.Join(cfg.Dest, "proj", "c.txt"))
+				return err
+			})
+			if v := h.metric(t, "syncer_metadata_dropped_total"); v != 10 {
+				t.Errorf("after another sync of the directory, syncer_metadata_dropped_total = %v, want still 10", v)
 			}
 		})
 	}
@@ -276,4 +286,59 @@ func TestRun_HiddenRewrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRun_OversizeXattr checks that an attribute larger than the backup's
+// filesystem keeps (a 64 KiB resource fork from XFS onto ext4, which keeps
+// a few KiB per file) drops that attribute alone, counted, on both paths:
+// the file, its other attributes and every other file get there.
+func TestRun_OversizeXattr(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loop-mounted filesystems: skipped with -short")
+	}
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "DirectCopy", false: "RsyncOnly"}[direct], func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.DirectCopy = direct
+			if os.Geteuid() != 0 {
+				t.Skip("loop mounts need root")
+			}
+			dir := t.TempDir()
+			testutil.Mount(t, testutil.Image(t, dir, "src", "xfs"), cfg.Source)
+			testutil.Mount(t, testutil.Image(t, dir, "dst", "ext4"), cfg.Dest)
+			p := filepath.Join(cfg.Source, "proj")
+			must(t, os.MkdirAll(p, 0o755))
+			must(t, os.WriteFile(filepath.Join(p, "small.mov"), []byte("small"), 0o644))
+			samba(t, filepath.Join(p, "small.mov"), 1<<10, 1)
+			h := start(t, cfg)
+			h.converge(t)
+			big := filepath.Join(p, "big.mov")
+			must(t, os.WriteFile(big, []byte("big"), 0o644))
+			setfattr(t, big, "user.DosStream.AFP_Resource:$DATA", bytes.Repeat([]byte{7}, 64<<10))
+			setfattr(t, big, "user.DOSATTRIB", []byte("kept"))
+			testutil.Eventually(t, 30*time.Second, 25*time.Millisecond, func() error {
+				x, err := testutil.Xattrs(filepath.Join(cfg.Dest, "proj", "big.mov"))
+				if err != nil || x["user.DOSATTRIB"] != "kept" {
+					return fmt.Errorf("big.mov on the backup: %v, %v", x, err)
+				}
+				if h.metric(t, "syncer_metadata_dropped_total") < 1 {
+					return fmt.Errorf("no drop counted")
+				}
+				return nil
+			})
+			if _, ok := must2(testutil.Xattrs(filepath.Join(cfg.Dest, "proj", "big.mov")))["user.DosStream.AFP_Resource:$DATA"]; ok {
+				t.Fatal("ext4 kept a 64 KiB attribute?")
+			}
+			if r := h.d.status(t.Context()); len(r.Dead) > 0 {
+				t.Fatalf("jobs failed: %+v", r.Dead)
+			}
+		})
+	}
+}
+
+func must2[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
