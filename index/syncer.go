@@ -19,9 +19,17 @@ import (
 // that lags by up to a tick), and is left unrecorded.
 const Margin = 20 * time.Millisecond
 
+// Unknown is the ctime of a record whose file changed while it was synced:
+// it matches no file, so the file's content is compared once it looks
+// equal by size and mtime.
+const Unknown = 0
+
 // Syncer records, once Next synced scopes, the regular files of those
 // scopes as the source has them (Recorder.Record). A failed sync records
-// nothing.
+// nothing. Before the sync it asks Next to compare the contents of the
+// files of flat scopes that were rewritten keeping their size and mtime
+// since they were recorded (Recorder.Suspects): a live `touch -r` or
+// `cp -p` over a file reaches the backup within the usual lag.
 type Syncer struct {
 	Recorder *Recorder
 	Next     syncer.Syncer
@@ -32,6 +40,9 @@ var _ syncer.Syncer = Syncer{}
 // Sync syncs with Next, then records.
 func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
 	start := time.Now()
+	if v := s.Recorder.Suspects(scopes, h); len(v) > 0 {
+		h.Verify = append(slices.Clone(h.Verify), v...)
+	}
 	st, err := s.Next.Sync(ctx, scopes, h)
 	var open *syncer.OpenFilesError
 	if err == nil || errors.As(err, &open) {
@@ -72,6 +83,50 @@ func (r *Recorder) Record(scopes []syncer.Scope, h syncer.Hints, start time.Time
 	}
 }
 
+// Suspects lists the regular files of the flat scopes (those a job names,
+// when it names some) whose record has their size and mtime but not their
+// ctime or inode: rewritten since the sync that recorded them, in a way a
+// size-and-mtime compare does not see.
+func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
+	if r == nil || r.Index == nil {
+		return nil
+	}
+	src, err := osx.OpenRoot(r.Source)
+	if err != nil {
+		return nil
+	}
+	defer src.Close()
+	var out []string
+	for _, sc := range scopes {
+		if sc.Recursive {
+			continue // new subtrees are copied whole
+		}
+		recs, err := r.Index.Dir(sc.Dir)
+		if err != nil || len(recs) == 0 {
+			continue
+		}
+		add := func(_ int, name string, st *unix.Stat_t) {
+			prev, ok := recs[name]
+			if now := Stamp(st); ok && st.Mode&unix.S_IFMT == unix.S_IFREG && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now {
+				out = append(out, syncer.Join(sc.Dir, name))
+			}
+		}
+		skip := func(name string) bool { return syncer.Excluded(r.Excludes, name) }
+		if files := h.Files[sc.Dir]; files != nil {
+			names := make([]string, 0, len(files))
+			for _, f := range files {
+				if syncer.Parent(f) == sc.Dir {
+					names = append(names, baseName(f))
+				}
+			}
+			_ = src.StatAt(sc.Dir, names, skip, add)
+		} else {
+			_ = src.ListDir(sc.Dir, skip, add)
+		}
+	}
+	return out
+}
+
 func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before int64) error {
 	skip := func(name string) bool { return syncer.Excluded(r.Excludes, name) }
 	stack := []string{sc.Dir}
@@ -89,7 +144,17 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 				p, now := syncer.Join(dir, name), Stamp(st)
 				prev, had := old[name]
 				switch {
-				case now.Ctime >= before || slices.Contains(h.Open, p):
+				case slices.Contains(h.Open, p):
+					if had {
+						u.Put[name] = prev // left out of the sync
+					}
+				case now.Ctime >= before:
+					// Changed while the sync ran: whether the backup has
+					// this version is unknown. A record no ctime matches
+					// makes the next sync or reconcile compare contents,
+					// should it look equal by size and mtime.
+					now.Ctime = Unknown
+					u.Put[name] = now
 				case had && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now && !slices.Contains(h.Verify, p):
 					// Rewritten keeping size and mtime, or only its
 					// attributes changed: a sync that compared sizes and
@@ -109,7 +174,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 			names := make([]string, 0, len(files))
 			for _, f := range files {
 				if syncer.Parent(f) == dir {
-					names = append(names, f[len(f)-len(baseName(f)):])
+					names = append(names, baseName(f))
 				}
 			}
 			u.Exact = false
