@@ -90,6 +90,9 @@ func open(path string) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A worker's records wait for their commit before its job is acked:
+	// gather concurrent ones for 2 ms, not bbolt's 10.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(files)
 		return err
