@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"path"
 	"slices"
 	"time"
 
@@ -113,13 +114,7 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 		}
 		skip := func(name string) bool { return syncer.Excluded(r.Excludes, name) }
 		if files := h.Files[sc.Dir]; files != nil {
-			names := make([]string, 0, len(files))
-			for _, f := range files {
-				if syncer.Parent(f) == sc.Dir {
-					names = append(names, baseName(f))
-				}
-			}
-			_ = src.StatAt(sc.Dir, names, skip, add)
+			_ = src.StatAt(sc.Dir, namesIn(sc.Dir, files), skip, add)
 		} else {
 			_ = src.ListDir(sc.Dir, skip, add)
 		}
@@ -171,14 +166,8 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 			}
 		}
 		if files := h.Files[dir]; files != nil && !sc.Recursive {
-			names := make([]string, 0, len(files))
-			for _, f := range files {
-				if syncer.Parent(f) == dir {
-					names = append(names, baseName(f))
-				}
-			}
 			u.Exact = false
-			err = src.StatAt(dir, names, skip, add)
+			err = src.StatAt(dir, namesIn(dir, files), skip, add)
 		} else {
 			err = src.ListDir(dir, skip, add)
 		}
@@ -195,13 +184,16 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 	return nil
 }
 
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
+// namesIn is the names, in dir, of the files (paths relative to the
+// source root) that lie directly in it.
+func namesIn(dir string, files []string) []string {
+	names := make([]string, 0, len(files))
+	for _, f := range files {
+		if syncer.Parent(f) == dir {
+			names = append(names, path.Base(f))
 		}
 	}
-	return p
+	return names
 }
 
 // Stamp is the record of a file as stat gives it.
