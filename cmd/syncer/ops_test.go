@@ -235,6 +235,11 @@ func TestRun_Status(t *testing.T) {
 		if r.Queue.Pending+uint64(r.Queue.InFlight) > 0 {
 			return fmt.Errorf("queue not idle: %+v", r.Queue)
 		}
+		// An idle queue can still have events in the coalescer's window
+		// (the write's close after its create): wait until no run follows.
+		if n := h.d.runs.Load(); r.RsyncRuns != n {
+			return fmt.Errorf("status says %d runs, the daemon has done %d", r.RsyncRuns, n)
+		}
 		return nil
 	})
 	if !r.Ready || r.Source != cfg.Source || r.RsyncRuns != h.d.runs.Load() {
