@@ -53,6 +53,11 @@ type Options struct {
 	// backup that takes some kinds but not others gets those it takes
 	// instead of failing every file.
 	Keep xattr.Kind
+	// Lost is the kinds asked for that the backup's filesystem cannot
+	// keep (filtered from -X like those not asked for): the attributes of
+	// those kinds on each entry rsync sends are counted in Stats.Dropped,
+	// as the copier counts them, found from its --itemize-changes lines.
+	Lost xattr.Kind
 	// Sparse turns runs of zeros into holes (--sparse): a sparse file
 	// stays sparse on the backup.
 	Sparse bool
@@ -169,7 +174,10 @@ func (r *Runner) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints
 				// check would pass them, its checksums do not.
 				args = slices.Insert(args, 1, "--checksum")
 			}
-			st, err := r.run(ctx, args)
+			st, out, err := r.run(ctx, args)
+			if r.opts.Lost != xattr.None && !r.opts.DryRun {
+				st.Dropped += lostAttrs(src, out, r.opts.Lost)
+			}
 			total.Add(st)
 			r.record(stamp)
 			if err != nil {
@@ -289,7 +297,10 @@ func argsAt(opts Options, dirs []string, recursive bool, skip []string, stamp st
 		args = append(args, "--exclude=/"+literal(p))
 	}
 	if opts.DryRun {
-		args = append(args, "--dry-run", "--itemize-changes")
+		args = append(args, "--dry-run")
+	}
+	if opts.DryRun || opts.Lost != xattr.None {
+		args = append(args, "--itemize-changes")
 	}
 	args = append(args, remoteArgs(opts)...)
 	args = append(args, opts.Args...)
@@ -352,7 +363,8 @@ func literal(p string) string {
 	return b.String()
 }
 
-func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
+// run runs rsync with args and returns its figures and its stdout.
+func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, []byte, error) {
 	cmd := exec.CommandContext(ctx, r.bin, args...)
 	// rsync forks a receiver; a process group lets cancellation reach both.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -362,10 +374,10 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return syncer.Stats{}, fmt.Errorf("rsync stderr pipe: %w", err)
+		return syncer.Stats{}, nil, fmt.Errorf("rsync stderr pipe: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return syncer.Stats{}, fmt.Errorf("start rsync: %w", err)
+		return syncer.Stats{}, nil, fmt.Errorf("start rsync: %w", err)
 	}
 	tail, refused, other := r.drain(stderr)
 	err = cmd.Wait()
@@ -380,14 +392,14 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 		}
 	}
 	if err == nil {
-		return st, nil
+		return st, stdout.Bytes(), nil
 	}
 	if ctx.Err() != nil {
-		return st, fmt.Errorf("rsync cancelled: %w", ctx.Err())
+		return st, stdout.Bytes(), fmt.Errorf("rsync cancelled: %w", ctx.Err())
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
-		return st, fmt.Errorf("rsync: %w", err)
+		return st, stdout.Bytes(), fmt.Errorf("rsync: %w", err)
 	}
 	code := ee.ExitCode()
 	if code == 23 && refused > 0 && other == 0 {
@@ -397,16 +409,16 @@ func (r *Runner) run(ctx context.Context, args []string) (syncer.Stats, error) {
 		r.log.Warn("rsync: the backup refused some extended attributes or ACLs; dropped and counted",
 			zap.Int("refused", refused))
 		st.Dropped += int64(refused)
-		return st, nil
+		return st, stdout.Bytes(), nil
 	}
 	if code == 24 {
 		// Files vanished while rsync ran: normal in a live tree. Their
 		// deletion reaches us as its own event.
 		r.log.Warn("rsync: source files vanished", zap.Int(syncer.LogExitCode, code))
 		st.Vanished = true
-		return st, nil
+		return st, stdout.Bytes(), nil
 	}
-	return st, &ExitError{Code: code, Stderr: tail.String()}
+	return st, stdout.Bytes(), &ExitError{Code: code, Stderr: tail.String()}
 }
 
 // refusedAttr is rsync's message for an extended attribute or ACL the
@@ -443,6 +455,68 @@ func (r *Runner) drain(rd io.Reader) (_ *bytes.Buffer, refused, other int) {
 		tail.Next(tail.Len() - stderrTail)
 	}
 	return &tail, refused, other
+}
+
+// lostAttrs counts the attributes of the kinds in lost on the entries that
+// the itemized lines in out say were sent (created, rewritten or given new
+// attributes), read from the source beneath src without following links.
+// An entry gone since is not counted.
+func lostAttrs(src *osx.Root, out []byte, lost xattr.Kind) int64 {
+	var n int64
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		rel, ok := sentName(l)
+		if !ok {
+			continue
+		}
+		dirfd, name, err := src.OpenParent(rel)
+		if err != nil {
+			continue
+		}
+		names, _ := xattr.At(dirfd, name).Names(lost)
+		n += int64(len(names))
+		_ = syscall.Close(dirfd)
+	}
+	return n
+}
+
+// sentName is the source path of an itemized line for an entry rsync sent
+// or changed, with rsync's \#ooo escapes undone; not ok for deletions, the
+// root and lines that are not itemized.
+func sentName(l []byte) (string, bool) {
+	if !isItemized(l) || l[0] == '*' || (l[0] == '.' && bytes.Count(l[2:11], []byte(".")) == 9) {
+		return "", false
+	}
+	name := string(l[12:])
+	switch {
+	case l[1] == 'L':
+		name, _, _ = strings.Cut(name, " -> ")
+	case l[0] == 'h':
+		name, _, _ = strings.Cut(name, " => ")
+	}
+	name = strings.TrimSuffix(unescape(name), "/")
+	if name == "" || name == "." || syncer.CheckPath(name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// unescape undoes rsync's \#ooo (octal) escapes of unprintable bytes.
+func unescape(s string) string {
+	if !strings.Contains(s, "\\#") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 < len(s) && s[i+1] == '#' {
+			if v, err := strconv.ParseUint(s[i+2:i+5], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 4
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // isItemized reports whether l is an --itemize-changes line ("YXcstpoguax name"

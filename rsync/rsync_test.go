@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
@@ -277,5 +278,47 @@ func TestArgs_Metadata(t *testing.T) {
 				t.Errorf("metadata arguments (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestRunner_Sync_Lost counts the attributes of kinds the backup cannot
+// keep on each entry rsync sends, odd names included, and nothing for
+// entries it leaves alone.
+func TestRunner_Sync_Lost(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	names := append(OddNames(), "plain")
+	for _, n := range names {
+		testutil.WriteTree(t, src, testutil.Tree{"p/" + n: n})
+	}
+	testutil.WriteTree(t, src, testutil.Tree{"p/untagged": "u"})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink("plain", filepath.Join(src, "p", "link")))
+	for _, n := range names {
+		p := filepath.Join(src, "p", n)
+		must(unix.Lsetxattr(p, "user.DOSATTRIB", []byte{1}, 0))
+		must(unix.Lsetxattr(p, "user.test", []byte{2}, 0))
+		must(unix.Lsetxattr(p, "trusted.kept", []byte{3}, 0)) // a kind the backup takes
+	}
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst, Keep: xattr.Trusted, Lost: xattr.User})
+	must(err)
+	st, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, syncer.Hints{})
+	must(err)
+	if want := int64(2 * len(names)); st.Dropped != want {
+		t.Errorf("first sync: %d attributes dropped, want %d (2 on each of %d files)", st.Dropped, want, len(names))
+	}
+	got, err := testutil.Xattrs(filepath.Join(dst, "p", "plain"))
+	must(err)
+	if len(got) != 1 || got["trusted.kept"] != "\x03" {
+		t.Errorf("backup attributes of p/plain = %q, want trusted.kept only", got)
+	}
+	must(os.WriteFile(filepath.Join(src, "p", "untagged"), []byte("changed"), 0o644))
+	if st, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, syncer.Hints{}); err != nil || st.Dropped != 0 {
+		t.Errorf("second sync (one file without attributes changed): %d dropped, %v; want 0", st.Dropped, err)
 	}
 }

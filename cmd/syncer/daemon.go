@@ -150,7 +150,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	}
 	undo = append(undo, d.q.Close)
 	ro := cfg.Rsync(d.log.Named("rsync"))
-	ro.Keep = d.backup.Takes
+	ro.Keep, ro.Lost = d.backup.Takes, d.backup.Lost
 	if d.runner, err = rsync.New(ro); err != nil {
 		return nil, err
 	}
