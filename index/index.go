@@ -9,12 +9,18 @@
 // One record per path, keyed by its directory and name, so that the
 // records of one directory are read in one range scan: a B+tree file in
 // the state directory (bbolt), crash-safe (copy-on-write pages, fsync on
-// commit), memory-bounded (pages are mapped, not loaded). Workers write the
+// commit), memory-bounded (pages are mapped, not loaded). Workers queue the
 // records of the directories they synced once the sync succeeded
-// (Syncer); the reconcile walk reads them and fills in the files the index
-// lacks. A missing or unreadable index is started anew: a file without a
-// record is trusted by its size and mtime, as before the index existed,
-// and recorded, so that the next full reconcile has rebuilt it.
+// (Syncer); the reconcile walk reads them and queues the files the index
+// lacks. Queued records are read back at once and written together, one
+// commit per FlushEvery or per FlushDirs directories: a copy of many
+// small directories does not wait for one fsync each. A crash loses at
+// most the records queued since the last commit; a file whose newest
+// record was lost has an older one, whose ctime no longer matches (its
+// content is compared once), or none. A missing or unreadable index is
+// started anew: a file without a record is trusted by its size and mtime,
+// as before the index existed, and recorded, so that the next full
+// reconcile has rebuilt it.
 //
 // It imports the root package and internal helpers only.
 package index
@@ -26,10 +32,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
+)
+
+// How often, or after how many directories, queued records are committed.
+const (
+	FlushEvery = 200 * time.Millisecond
+	FlushDirs  = 512
 )
 
 // Record is one synced file as the source had it.
@@ -62,13 +76,25 @@ func parse(b []byte) (Record, bool) {
 var files = []byte("files")
 
 // Index is the index of synced files. It is safe for concurrent use.
-type Index struct{ db *bolt.DB }
+type Index struct {
+	db  *bolt.DB
+	log *zap.Logger
 
-// Open opens (creating it) the index file at path. One process holds it
+	commits  sync.Mutex // one Flush at a time
+	mu       sync.Mutex
+	pending  map[string]Update // queued, by directory
+	flushing map[string]Update // being committed
+	kick     chan struct{}     // FlushDirs reached
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// Open opens (creating it) the index file at path and starts committing
+// what is queued; failed commits are logged to log. One process holds it
 // at a time (a lock on the file). A file that cannot be read as an index
 // (damaged, truncated) is moved aside to path.damaged-<time> and a new one
 // is started: the index is a cache of what a full compare rebuilds.
-func Open(path string) (*Index, error) {
+func Open(path string, log *zap.Logger) (*Index, error) {
 	db, err := open(path)
 	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
 		aside := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
@@ -79,7 +105,13 @@ func Open(path string) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
-	return &Index{db: db}, nil
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ix := &Index{db: db, log: log, pending: map[string]Update{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go ix.flushLoop()
+	return ix, nil
 }
 
 func open(path string) (*bolt.DB, error) {
@@ -90,9 +122,6 @@ func open(path string) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A worker's records wait for their commit before its job is acked:
-	// gather concurrent ones for 2 ms, not bbolt's 10.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(files)
 		return err
@@ -104,8 +133,12 @@ func open(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-// Close closes the index file.
-func (ix *Index) Close() error { return ix.db.Close() }
+// Close commits what is queued and closes the index file.
+func (ix *Index) Close() error {
+	close(ix.stop)
+	<-ix.done
+	return errors.Join(ix.Flush(), ix.db.Close())
+}
 
 // key is dir, NUL, name: the records of one directory are adjacent, and
 // no name holds a NUL.
@@ -115,10 +148,14 @@ func key(dir, name string) []byte {
 }
 
 // Dir returns the records of the entries of dir (relative to the source
-// root), by name.
+// root), by name, queued ones included.
 func (ix *Index) Dir(dir string) (map[string]Record, error) {
 	out := map[string]Record{}
 	prefix := key(dir, "")
+	// Under the lock, a commit may run but not end: what it writes is
+	// either read here or still in flushing.
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(files).Cursor()
 		for k, v := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
@@ -128,6 +165,11 @@ func (ix *Index) Dir(dir string) (map[string]Record, error) {
 		}
 		return nil
 	})
+	for _, q := range []map[string]Update{ix.flushing, ix.pending} {
+		if u, ok := q[dir]; ok {
+			u.applyTo(out)
+		}
+	}
 	return out, err
 }
 
@@ -141,12 +183,95 @@ type Update struct {
 	Exact bool
 }
 
-// Apply writes updates in one transaction. Concurrent calls are batched
-// into one commit (one fsync).
-func (ix *Index) Apply(updates ...Update) error {
-	return ix.db.Batch(func(tx *bolt.Tx) error {
+// applyTo makes recs, the records of u.Dir, what they are after u.
+func (u Update) applyTo(recs map[string]Record) {
+	if u.Exact {
+		for name := range recs {
+			if _, keep := u.Put[name]; !keep {
+				delete(recs, name)
+			}
+		}
+	}
+	for name, r := range u.Put {
+		recs[name] = r
+	}
+}
+
+// then is u followed by v, an update of the same directory.
+func (u Update) then(v Update) Update {
+	if v.Exact {
+		return v
+	}
+	put := make(map[string]Record, len(u.Put)+len(v.Put))
+	for _, p := range []map[string]Record{u.Put, v.Put} {
+		for name, r := range p {
+			put[name] = r
+		}
+	}
+	return Update{Dir: u.Dir, Put: put, Exact: u.Exact}
+}
+
+// Queue adds updates to be committed within FlushEvery; Dir reads them at
+// once. The caller does not change their Put maps after.
+func (ix *Index) Queue(updates ...Update) {
+	ix.mu.Lock()
+	for _, u := range updates {
+		if prev, ok := ix.pending[u.Dir]; ok {
+			u = prev.then(u)
+		}
+		ix.pending[u.Dir] = u
+	}
+	full := len(ix.pending) >= FlushDirs
+	ix.mu.Unlock()
+	if full {
+		select {
+		case ix.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (ix *Index) flushLoop() {
+	defer close(ix.done)
+	t := time.NewTicker(FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ix.stop:
+			return
+		case <-t.C:
+		case <-ix.kick:
+		}
+		if err := ix.Flush(); err != nil {
+			ix.log.Warn("index of synced files: records not written; reconcile compares their sizes and mtimes", zap.Error(err))
+		}
+	}
+}
+
+// Flush commits what is queued, in one transaction (one fsync), and
+// returns once it is on disk.
+func (ix *Index) Flush() error {
+	ix.commits.Lock()
+	defer ix.commits.Unlock()
+	ix.mu.Lock()
+	batch := ix.pending
+	if len(batch) == 0 {
+		ix.mu.Unlock()
+		return nil
+	}
+	ix.flushing, ix.pending = batch, map[string]Update{}
+	ix.mu.Unlock()
+	err := ix.commit(batch)
+	ix.mu.Lock()
+	ix.flushing = nil
+	ix.mu.Unlock()
+	return err
+}
+
+func (ix *Index) commit(batch map[string]Update) error {
+	return ix.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(files)
-		for _, u := range updates {
+		for _, u := range batch {
 			if u.Exact {
 				prefix := key(u.Dir, "")
 				var gone [][]byte

@@ -177,9 +177,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 		if err != nil {
 			return err
 		}
-		if err := r.Index.Apply(u); err != nil {
-			return err
-		}
+		r.Index.Queue(u)
 	}
 	return nil
 }

@@ -167,15 +167,6 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		}
 		w.push(task{dir: p})
 	}
-	// Records the index lacks are written by one goroutine, many
-	// directories a commit: the walk never waits for the disk.
-	fillDone := make(chan error, 1)
-	if opts.Index != nil {
-		w.fills = make(chan index.Update, 1024)
-		go func() { fillDone <- w.writeFills() }()
-	} else {
-		fillDone <- nil
-	}
 	var wg sync.WaitGroup
 	for range opts.Concurrency {
 		wg.Add(1)
@@ -187,12 +178,6 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	stop := context.AfterFunc(ctx, func() { w.mu.Lock(); w.cond.Broadcast(); w.mu.Unlock() })
 	defer stop()
 	wg.Wait()
-	if w.fills != nil {
-		close(w.fills)
-	}
-	if err := <-fillDone; err != nil && w.err == nil {
-		w.err = fmt.Errorf("write the index: %w", err)
-	}
 	if w.err != nil {
 		return Plan{}, w.err
 	}
@@ -283,7 +268,6 @@ type walker struct {
 	opts     Options
 	src, dst *osx.Root // dst nil for a blind plan
 	began    int64     // ns: files changed since are not recorded as synced
-	fills    chan index.Update
 
 	mu     sync.Mutex // guards everything below
 	cond   *sync.Cond // signalled when stack grows or active drops
@@ -332,28 +316,6 @@ func (w *walker) work(ctx context.Context) {
 		w.stack = append(w.stack, kids...)
 		w.cond.Broadcast()
 	}
-}
-
-// writeFills writes the records the walk found missing, up to 512
-// directories a transaction, until fills is closed; after a failure it
-// drains the rest.
-func (w *walker) writeFills() error {
-	var first error
-	batch := make([]index.Update, 0, 512)
-	flush := func() {
-		if len(batch) > 0 && first == nil {
-			first = w.opts.Index.Apply(batch...)
-		}
-		batch = batch[:0]
-	}
-	for u := range w.fills {
-		batch = append(batch, u)
-		if len(batch) == cap(batch) || len(w.fills) == 0 {
-			flush()
-		}
-	}
-	flush()
-	return first
 }
 
 // moved reports whether the index's record of the regular file s says it
@@ -579,7 +541,8 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 	}
 	if len(fill.Put) > 0 {
-		w.fills <- fill
+		// Queued: many directories a commit, the walk never waits for the disk.
+		w.opts.Index.Queue(fill)
 	}
 	if flat {
 		if !named {

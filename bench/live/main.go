@@ -42,8 +42,10 @@ var (
 	bigGB    = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
 	writerIn = flag.String("writer", "memory", "where the throughput writer reads its files: memory (page cache) or disk (clean cache)")
 	bigRuns  = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
-	keep     = flag.Bool("keep", false, "keep the work directory")
-	extra    = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
+	bigTools = flag.String("throughput-tools", "syncer,syncer-nometa,lsyncd-1s,lsyncd,lsyncd-XA",
+		"who to measure in the throughput case; the files carry Samba-like xattrs and an ACL, kept by syncer and lsyncd-XA (rsync -XA), dropped by syncer-nometa and lsyncd")
+	keep  = flag.Bool("keep", false, "keep the work directory")
+	extra = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
 )
 
 func main() {
@@ -130,20 +132,26 @@ func (b *bench) start(tool, src, dst string) *daemon {
 	check(err)
 	var readyLine string
 	switch tool {
-	case "syncer":
+	case "syncer", "syncer-nometa":
 		args := []string{"run", "--source", src, "--dest", dst, "--state-dir", filepath.Join(dir, "state"),
 			"--rsync-path", wrapper, "--log-format", "json", "--listen", "", "--diagnose-interval", "0"}
+		if tool == "syncer-nometa" {
+			args = append(args, "--xattrs=false", "--acls=false", "--sparse=false")
+		}
 		d.cmd = exec.Command(b.syncer, append(args, strings.Fields(*extra)...)...)
 		readyLine = `"msg":"reconcile done"`
-	case "lsyncd", "lsyncd-1s":
-		delay := ""
+	case "lsyncd", "lsyncd-1s", "lsyncd-XA":
+		delay, meta := "", ""
 		if tool == "lsyncd-1s" {
 			delay = "delay = 1,"
 		}
+		if tool == "lsyncd-XA" {
+			meta = "xattrs = true, acls = true,"
+		}
 		conf := filepath.Join(dir, "lsyncd.conf")
 		check(os.WriteFile(conf, []byte(fmt.Sprintf(`settings { nodaemon = true, logfile = %q, insist = true }
-sync { default.rsync, source = %q, target = %q, %s rsync = { binary = %q, archive = true } }
-`, d.log+".lsyncd", src, dst, delay, wrapper)), 0o644))
+sync { default.rsync, source = %q, target = %q, %s rsync = { binary = %q, archive = true, %s } }
+`, d.log+".lsyncd", src, dst, delay, wrapper, meta)), 0o644))
 		d.cmd = exec.Command("lsyncd", conf)
 		readyLine = "Startup of"
 	default:
@@ -276,7 +284,7 @@ func (b *bench) lag() {
 var failed bool
 
 func recordDiff(tool string) {
-	if tool == "syncer" {
+	if strings.HasPrefix(tool, "syncer") {
 		failed = true
 	}
 }
@@ -581,6 +589,9 @@ func (b *bench) throughput() {
 	nfiles := int(max(total/fileSize, 1))
 	bytes := float64(int64(nfiles) * fileSize)
 	fmt.Printf("## Throughput: %d × 512 MiB written at full speed (writer's input: %s), %d rounds\n\n", nfiles, *writerIn, *bigRuns)
+	fmt.Println("Each file carries Samba's attributes (Finder info, DOS attributes, a Windows ACL) and a POSIX ACL;")
+	fmt.Println("`cp -a`, syncer and lsyncd-XA (rsync -XA) keep them and are checked for them, syncer-nometa and lsyncd drop them.")
+	fmt.Println()
 	// The same bytes for everyone: one random block repeated, generated once.
 	block := make([]byte, 8<<20)
 	for i := range block {
@@ -596,6 +607,7 @@ func (b *bench) throughput() {
 			check(err)
 		}
 		check(f.Close())
+		samba(f.Name())
 	}
 	// The backup is another device in production (a second NAS). Here both
 	// trees would share one disk, which makes any replicator write every
@@ -652,7 +664,7 @@ func (b *bench) throughput() {
 		fmt.Printf("| %d | write, then `cp` | %.1f s | %.1f s | %.0f | %.2f× | 1× |\n", round, wrote.Seconds(), afterTime.Seconds(), afterMBs, afterMBs/cpMBs)
 		check(os.RemoveAll(cpDst))
 		b.done(src)
-		for _, tool := range strings.Split(*tools, ",") {
+		for _, tool := range strings.Split(*bigTools, ",") {
 			src, _ := b.tree()
 			dst := filepath.Join(backupFS, tool)
 			check(os.MkdirAll(dst, 0o755))
@@ -663,7 +675,7 @@ func (b *bench) throughput() {
 			// The writer copies the staged files in: a render or an ingest.
 			run("cp", "-a", stage, filepath.Join(src, "p0/big"))
 			wrote := time.Since(t0)
-			err := waitEqual(src, dst, 20*time.Minute)
+			err := waitEqualMeta(src, dst, 20*time.Minute, keepsMeta(tool))
 			syncOf(dst)
 			took := time.Since(t0)
 			dm.stop()
@@ -682,7 +694,7 @@ func (b *bench) throughput() {
 		}
 	}
 	fmt.Println()
-	for _, tool := range append([]string{"syncer reconcile (at rest)"}, strings.Split(*tools, ",")...) {
+	for _, tool := range append([]string{"syncer reconcile (at rest)"}, strings.Split(*bigTools, ",")...) {
 		if r := ratios[tool]; len(r) > 0 {
 			slices.Sort(r)
 			fmt.Printf("%s: median %.2f× `cp` over %d rounds (%s)\n", tool, r[len(r)/2], len(r), fmtRatios(r))
@@ -703,9 +715,14 @@ func fmtRatios(r []float64) string {
 
 // waitEqual polls until dst equals src or timeout passes; it returns the last difference.
 func waitEqual(src, dst string, timeout time.Duration) error {
+	return waitEqualMeta(src, dst, timeout, false)
+}
+
+// waitEqualMeta is waitEqual, comparing extended attributes and ACLs too when meta is set.
+func waitEqualMeta(src, dst string, timeout time.Duration, meta bool) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		err := equal(src, dst)
+		err := equal(src, dst, meta)
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
@@ -716,12 +733,12 @@ func waitEqual(src, dst string, timeout time.Duration) error {
 // equal compares the trees: names, types, sizes, modes, mtimes (of files),
 // symlink targets, and the content of files up to 64 KiB. syncer's trash is
 // not part of the mirror.
-func equal(src, dst string) error {
-	a, err := scan(src)
+func equal(src, dst string, meta bool) error {
+	a, err := scan(src, meta)
 	if err != nil {
 		return err
 	}
-	b, err := scan(dst)
+	b, err := scan(dst, meta)
 	if err != nil {
 		return err
 	}
@@ -745,7 +762,7 @@ func equal(src, dst string) error {
 	return fmt.Errorf("%d differences, first: %s", len(diffs), diffs[0])
 }
 
-func scan(root string) (map[string]string, error) {
+func scan(root string, meta bool) (map[string]string, error) {
 	out := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -780,6 +797,9 @@ func scan(root string) (map[string]string, error) {
 			t, _ := os.Readlink(p)
 			desc += " -> " + t
 		}
+		if meta {
+			desc += " " + xattrs(p)
+		}
 		out[rel] = desc
 		return nil
 	})
@@ -787,6 +807,58 @@ func scan(root string) (map[string]string, error) {
 }
 
 // ---- helpers ---------------------------------------------------------------
+
+// keepsMeta says whether tool is set to keep extended attributes and ACLs.
+func keepsMeta(tool string) bool { return tool == "syncer" || tool == "lsyncd-XA" }
+
+// samba gives p what a Samba share stores beside a file's contents: Finder
+// info, DOS attributes, a Windows ACL, and a POSIX ACL granting uid 1001.
+func samba(p string) {
+	le := func(b []byte, v ...uint32) []byte {
+		for _, x := range v {
+			b = append(b, byte(x), byte(x>>8), byte(x>>16), byte(x>>24))
+		}
+		return b
+	}
+	entry := func(b []byte, tag, perm, id uint32) []byte { return le(b, tag|perm<<16, id) }
+	acl := le(nil, 2) // POSIX ACL xattr version 2; entries ordered by tag
+	acl = entry(acl, 0x01, 6, ^uint32(0))
+	acl = entry(acl, 0x02, 6, 1001)
+	acl = entry(acl, 0x04, 4, ^uint32(0))
+	acl = entry(acl, 0x10, 6, ^uint32(0))
+	acl = entry(acl, 0x20, 4, ^uint32(0))
+	for _, a := range []struct {
+		name  string
+		value []byte
+	}{
+		{"user.DosStream.AFP_AfpInfo:$DATA", bytes.Repeat([]byte{'A', 'F', 0, 0xff}, 8)},
+		{"user.DOSATTRIB", []byte{0, 0, 4, 0, 4, 0, 0, 0, 0x11, 0, 0, 0, 0x20}},
+		{"security.NTACL", bytes.Repeat([]byte{4, 0, 2}, 40)},
+		{"system.posix_acl_access", acl},
+	} {
+		check(unix.Setxattr(p, a.name, a.value, 0))
+	}
+}
+
+// xattrs lists p's extended attributes (ACLs included) with their values, sorted.
+func xattrs(p string) string {
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
+		v := make([]byte, 64<<10)
+		m, err := unix.Lgetxattr(p, name, v)
+		if err != nil {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%x", name, v[:m]))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
 
 // build compiles syncer into dir.
 func build(dir string) (string, error) {

@@ -52,6 +52,7 @@ var (
 	flagOnly   = flag.String("only", "", "run only the trees whose name contains this")
 	flagCases  = flag.String("cases", "cold,nochange,1%", "cases to run")
 	flagMeta   = flag.Bool("metadata", true, "give every third file Samba-like extended attributes and compare fidelity: rsync -aXA against syncer with and without it")
+	flagLinks  = flag.Bool("hardlinks", false, "give one file in 50 a second name (a hard link) and measure hard_links: rsync -aXAH against syncer with it")
 	flagBackup = flag.String("backup", "ext4", "the backup: ext4 (a fresh loop-mounted filesystem for each cold copy; root) or dir (a directory beside the source)")
 )
 
@@ -92,6 +93,11 @@ func main() {
 			tools = append(tools,
 				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", src+"/", dst+"/") }, false},
 				tool{"syncer -meta", func() { reconcile(bin, dir, src, dst, "--xattrs=false", "--acls=false", "--sparse=false") }, false})
+		}
+		if *flagLinks {
+			tools = append(tools,
+				tool{"rsync -aXAH", func() { run("rsync", "-aXAH", "--delete", src+"/", dst+"/") }, false},
+				tool{"syncer -H", func() { reconcile(bin, dir, src, dst, "--hard-links") }, false})
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
 			times := map[string]time.Duration{}
@@ -140,6 +146,11 @@ func main() {
 				fmt.Printf("%-8s %-10s fidelity: rsync -aXA %s, syncer without metadata %s: syncer/rsync -aXA %.2fx, cost of fidelity %+.0f%%\n",
 					"", "", fmtDur(times["rsync -aXA"]), fmtDur(times["syncer -meta"]),
 					times["syncer"].Seconds()/times["rsync -aXA"].Seconds(), 100*(times["syncer"].Seconds()/times["syncer -meta"].Seconds()-1))
+			}
+			if *flagLinks {
+				fmt.Printf("%-8s %-10s hard links: rsync -aXAH %s, syncer -H %s: syncer -H/rsync -aXAH %.2fx, cost of -H %+.0f%%\n",
+					"", "", fmtDur(times["rsync -aXAH"]), fmtDur(times["syncer -H"]),
+					times["syncer -H"].Seconds()/times["rsync -aXAH"].Seconds(), 100*(times["syncer -H"].Seconds()/times["syncer"].Seconds()-1))
 			}
 		}
 	}
@@ -244,6 +255,9 @@ func generate(root string, skew bool) {
 			check(unix.Setxattr(f, "user.DosStream.AFP_AfpInfo:$DATA", randBytes(rng, 32), 0))
 			check(unix.Setxattr(f, "user.DOSATTRIB", randBytes(rng, 24), 0))
 		}
+		if *flagLinks && i%50 == 1 {
+			check(os.Link(f, strings.TrimSuffix(f, ".dpx")+".take2.dpx"))
+		}
 	}
 	for i := range *flagLarge {
 		p := i % projects
@@ -317,7 +331,11 @@ func perProject(src, dst string) {
 // would then count as changes).
 func ensureSynced(src, dst string) {
 	check(os.MkdirAll(dst, 0o755))
-	run("rsync", "-aXA", "--delete", "--modify-window=-1", src+"/", dst+"/")
+	flags := "-aXA"
+	if *flagLinks {
+		flags += "H"
+	}
+	run("rsync", flags, "--delete", "--modify-window=-1", src+"/", dst+"/")
 }
 
 // verify fails loudly unless the backup equals the source.

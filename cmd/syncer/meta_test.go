@@ -287,6 +287,7 @@ func TestRun_HiddenRewrite(t *testing.T) {
 
 			h = start(t, cfg)
 			h.converge(t)
+			must(t, h.d.backup.Index.Flush())
 			if n := h.d.backup.Index.Len(); n < 3 {
 				t.Errorf("the index holds %d records, want 3 or more", n)
 			}
