@@ -286,7 +286,8 @@ func randBytes(rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// mutate rewrites a fraction of the regular files with new content of the same size.
+// mutate changes a fraction of the regular files as a working day does: edits
+// in place, appends, new files, deletes, renames and moves between directories.
 func mutate(root string, frac float64) {
 	var files []string
 	check(filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -297,15 +298,37 @@ func mutate(root string, frac float64) {
 	}))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	n := max(1, int(float64(len(files))*frac))
-	for _, i := range rng.Perm(len(files))[:n] {
-		fi, err := os.Stat(files[i])
-		check(err)
-		size := int(min(fi.Size(), 64<<10)) // large files: rewrite the head only
-		f, err := os.OpenFile(files[i], os.O_WRONLY, 0)
-		check(err)
-		_, err = f.Write(randBytes(rng, size))
-		check(err)
-		check(f.Close())
+	for k, i := range rng.Perm(len(files))[:n] {
+		f := files[i]
+		// What a day on the share does: edits, appends, new files, deletes,
+		// renames within a directory and moves to another shot.
+		switch k % 10 {
+		case 0, 1, 2, 3: // edit in place: rewrite the head (large files: 64 KiB of it)
+			fi, err := os.Stat(f)
+			check(err)
+			w, err := os.OpenFile(f, os.O_WRONLY, 0)
+			check(err)
+			_, err = w.Write(randBytes(rng, int(min(fi.Size(), 64<<10))))
+			check(err)
+			check(w.Close())
+		case 4: // append
+			w, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND, 0)
+			check(err)
+			_, err = w.Write(randBytes(rng, 4<<10))
+			check(err)
+			check(w.Close())
+		case 5, 6: // a new file beside it
+			check(os.WriteFile(fmt.Sprintf("%s.new%d.dpx", f, rng.Uint32()), randBytes(rng, 512+rng.IntN(8<<10)), 0o644))
+		case 7: // delete
+			check(os.Remove(f))
+		case 8: // rename in its directory
+			check(os.Rename(f, fmt.Sprintf("%s.r%d.dpx", f, rng.Uint32())))
+		case 9: // move to another file's directory
+			to := filepath.Dir(files[rng.IntN(len(files))])
+			if _, err := os.Stat(to); err == nil {
+				check(os.Rename(f, filepath.Join(to, fmt.Sprintf("moved%d-%s", rng.Uint32(), filepath.Base(f)))))
+			}
+		}
 	}
 }
 
