@@ -284,7 +284,10 @@ func (w *walker) push(t task) {
 }
 
 // scratch is one walking goroutine's reusable listings.
-type scratch struct{ src, dst []entry }
+type scratch struct {
+	src, dst []entry
+	same     map[string]bool // source files the index says are as synced
+}
 
 func (w *walker) work(ctx context.Context) {
 	var sc scratch
@@ -383,7 +386,9 @@ type entry struct {
 // directory (no path lookups), sorted by name for a merge with the other
 // side: on a large tree this is most of the work, and sorted slices reused
 // from one directory to the next cost a fraction of a map per directory.
-func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) {
+// The extended attributes of an entry are read unless same says they are
+// known equal (nil: never).
+func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name string, st *unix.Stat_t) bool) ([]entry, error) {
 	out := buf[:0]
 	err := root.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
@@ -401,7 +406,7 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry) ([]entry, error) 
 			}
 			m.mtime = 0 // not every backup filesystem keeps symlink times
 		}
-		if w.opts.Keep != xattr.None && (m.isDir || m.reg) {
+		if w.opts.Keep != xattr.None && (m.isDir || m.reg) && (same == nil || !same(name, st)) {
 			// An entry gone meanwhile is the watcher's to report.
 			if x, err := xattr.At(fd, name).List(w.opts.Keep); err == nil {
 				m.xsum = xattr.Sum(x)
@@ -424,14 +429,41 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	if w.opts.BeforeRead != nil {
 		w.opts.BeforeRead(rel)
 	}
+	// What the index says of this directory's files, and what it lacks.
+	var recs map[string]index.Record
+	var fill index.Update
+	if w.opts.Index != nil {
+		var err error
+		if recs, err = w.opts.Index.Dir(rel); err != nil {
+			w.fail(fmt.Errorf("read the index: %w", err))
+			return nil
+		}
+		fill = index.Update{Dir: rel, Put: map[string]index.Record{}}
+	}
+	// A file whose inode and ctime are those recorded when it was synced
+	// has had no attribute set since (setting one moves the ctime): its
+	// attributes are not read on either side.
+	clear(sc.same)
+	srcSame := func(name string, st *unix.Stat_t) bool {
+		r, ok := recs[name]
+		if ok && st.Mode&unix.S_IFMT == unix.S_IFREG && r.Ctime != index.Unknown && r == index.Stamp(st) {
+			if sc.same == nil {
+				sc.same = map[string]bool{}
+			}
+			sc.same[name] = true
+			return true
+		}
+		return false
+	}
+	dstSame := func(name string, _ *unix.Stat_t) bool { return sc.same[name] }
 	var err error
-	sc.src, err = w.read(w.src, rel, sc.src)
+	sc.src, err = w.read(w.src, rel, sc.src, srcSame)
 	src, dst, dstMissing := sc.src, sc.dst[:0], false
 	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 		return nil // the source dir vanished or was replaced: the watcher reports it
 	}
 	if err == nil {
-		sc.dst, err = w.read(w.dst, rel, sc.dst)
+		sc.dst, err = w.read(w.dst, rel, sc.dst, dstSame)
 		dst = sc.dst
 		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 			// Missing on the backup, or not a directory there (the
@@ -454,16 +486,6 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 	var kids []task
 	var files, bytes int64
 	flat := false
-	// What the index says of this directory's files, and what it lacks.
-	var recs map[string]index.Record
-	var fill index.Update
-	if w.opts.Index != nil {
-		if recs, err = w.opts.Index.Dir(rel); err != nil {
-			w.fail(fmt.Errorf("read the index: %w", err))
-			return nil
-		}
-		fill = index.Update{Dir: rel, Put: map[string]index.Record{}}
-	}
 	var verify []string
 	// changed lists the regular files that differ while nothing else
 	// does, up to a bound: a job naming them spares its worker a listing.
@@ -568,7 +590,7 @@ func (w *walker) missing(rel string, sc *scratch) []task {
 		w.opts.BeforeRead(rel)
 	}
 	var err error
-	sc.src, err = w.read(w.src, rel, sc.src)
+	sc.src, err = w.read(w.src, rel, sc.src, func(string, *unix.Stat_t) bool { return true })
 	if err != nil {
 		return nil // counting only
 	}

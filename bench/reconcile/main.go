@@ -83,21 +83,28 @@ func main() {
 		src := filepath.Join(dir, name, "src")
 		generate(src, skew)
 		dst, fresh := newBackup(filepath.Join(dir, name), src)
+		// Each syncer keeps its state dir from run to run, as the daemon
+		// does (the index of synced files is in it); a cold copy starts
+		// without one, as a new installation does.
+		states := filepath.Join(dir, name, "state")
+		state := func(tool string) string { return filepath.Join(states, strings.ReplaceAll(tool, " ", "_")) }
 		tools := []tool{
 			{"cp -a", func() { run("cp", "-a", src+"/.", dst) }, true},
 			{"rsync", func() { run("rsync", "-a", "--delete", src+"/", dst+"/") }, false},
 			{"rsync/proj", func() { perProject(src, dst) }, false},
-			{"syncer", func() { reconcile(bin, dir, src, dst) }, false},
+			{"syncer", func() { reconcile(bin, state("syncer"), src, dst) }, false},
 		}
 		if *flagMeta {
 			tools = append(tools,
 				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", src+"/", dst+"/") }, false},
-				tool{"syncer -meta", func() { reconcile(bin, dir, src, dst, "--xattrs=false", "--acls=false", "--sparse=false") }, false})
+				tool{"syncer -meta", func() {
+					reconcile(bin, state("syncer -meta"), src, dst, "--xattrs=false", "--acls=false", "--sparse=false")
+				}, false})
 		}
 		if *flagLinks {
 			tools = append(tools,
 				tool{"rsync -aXAH", func() { run("rsync", "-aXAH", "--delete", src+"/", dst+"/") }, false},
-				tool{"syncer -H", func() { reconcile(bin, dir, src, dst, "--hard-links") }, false})
+				tool{"syncer -H", func() { reconcile(bin, state("syncer -H"), src, dst, "--hard-links") }, false})
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
 			times := map[string]time.Duration{}
@@ -110,6 +117,7 @@ func main() {
 					switch c {
 					case "cold":
 						fresh()
+						check(os.RemoveAll(states))
 					case "nochange":
 						ensureSynced(src, dst)
 					case "1%":
@@ -157,11 +165,9 @@ func main() {
 	exit(0)
 }
 
-// reconcile runs one standalone syncer reconcile of src into dst.
-func reconcile(bin, dir, src, dst string, extra ...string) {
-	state, err := os.MkdirTemp(dir, "state-")
-	check(err)
-	defer os.RemoveAll(state)
+// reconcile runs one standalone syncer reconcile of src into dst, with
+// state in the directory state.
+func reconcile(bin, state, src, dst string, extra ...string) {
 	run(bin, append([]string{"reconcile", "--source", src, "--dest", dst, "--state-dir", state, "--trash-retention", "0",
 		"--log-level", "error", "--json"}, extra...)...)
 }
