@@ -96,6 +96,27 @@ func (j Job) Check() error {
 			}
 		}
 	}
+	for _, m := range j.Moves {
+		if err := m.Check(); err != nil {
+			return err
+		}
+		if m.To != j.Scope.Dir && !(j.Scope.Recursive && IsAncestor(j.Scope.Dir, m.To)) {
+			return &PathError{Path: m.To, Reason: "a move's target outside the job's scope " + j.Scope.String()}
+		}
+	}
+	return nil
+}
+
+// Check validates a move: two entries below the root, neither within the other.
+func (m Move) Check() error {
+	for _, p := range []string{m.From, m.To} {
+		if err := CheckFile(p); err != nil {
+			return err
+		}
+	}
+	if m.From == m.To || IsAncestor(m.From, m.To) || IsAncestor(m.To, m.From) {
+		return &PathError{Path: m.To, Reason: "a move into itself, from " + m.From}
+	}
 	return nil
 }
 
@@ -106,6 +127,11 @@ func (e DirEvent) Check() error {
 	}
 	for _, p := range e.Open {
 		if err := CheckFile(p); err != nil {
+			return err
+		}
+	}
+	for _, m := range e.Moves {
+		if err := m.Check(); err != nil {
 			return err
 		}
 	}

@@ -142,3 +142,26 @@ func OuterParents(scopes []Scope) []string {
 	}
 	return out
 }
+
+// ThenMoves appends moves to ms, each folded into an earlier move of the
+// same directory that ended where it starts: renames in a row are one
+// move, from the first name to the last, and a directory moved back to
+// where it was has none. A move ms already holds is not added again.
+func ThenMoves(ms []Move, moves ...Move) []Move {
+	for _, m := range moves {
+		if slices.Contains(ms, m) {
+			continue
+		}
+		for i, p := range ms {
+			if p.Ino == m.Ino && p.To == m.From {
+				m.From = p.From
+				ms = slices.Delete(slices.Clone(ms), i, i+1)
+				break
+			}
+		}
+		if m.From != m.To {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}

@@ -13,6 +13,7 @@ type Reason string
 const (
 	ReasonChange    Reason = "change"    // entries of a watched directory changed
 	ReasonNewDir    Reason = "new-dir"   // a directory appeared (created or moved in): sync it whole
+	ReasonMove      Reason = "move"      // a directory moved within the tree: move it on the backup, then sync it whole
 	ReasonCollapse  Reason = "collapse"  // many pending descendants were merged into one subtree
 	ReasonReconcile Reason = "reconcile" // planned by a full-walk reconcile
 	ReasonVanished  Reason = "vanished"  // files vanished during the last rsync: look again
@@ -31,6 +32,17 @@ type DirEvent struct {
 	// scope: a file it does not list is not open. The watcher sends another
 	// event for each one once it is closed.
 	Open []string
+	// Moves are the directory moves that made this change, in the order
+	// they happened (see Job.Moves).
+	Moves []Move
+}
+
+// Move is a directory of the source moved from one path to another
+// (relative to the source root), seen as the same directory (Ino) at both.
+// On the backup it is a rename, not a deletion and a copy.
+type Move struct {
+	From, To string
+	Ino      uint64 // the source directory's inode
 }
 
 // Job asks a worker to make the backup of Scope equal to the source. One job
@@ -59,6 +71,13 @@ type Job struct {
 	// they were synced (their ctime or inode moved, see package index):
 	// their contents are compared, and copied where they differ.
 	Verify []string
+	// Moves, in the order they happened, are made on the backup before
+	// Scope is synced, each where the backup still has what was synced at
+	// its From and the source has the same directory at its To; one that
+	// cannot be made is left to the sync, which copies. To lies in Scope;
+	// a worker locks each From too. Such a job is never replaced by one
+	// without its moves.
+	Moves []Move
 }
 
 // Stats are what one rsync run moved, parsed from its --stats output.
@@ -70,6 +89,10 @@ type Stats struct {
 	// the backup's filesystem would not take (no support for their kind,
 	// or a value larger than it keeps).
 	Dropped int64
+	// Moved counts directories moved on the backup (Job.Moves), and
+	// MovedBytes the bytes of the regular files in them: what a copy
+	// would have written.
+	Moved, MovedBytes int64
 	// Vanished is set when source files disappeared during the run (rsync
 	// exit 24): the run succeeded, but its scopes deserve another look.
 	Vanished bool
@@ -81,6 +104,8 @@ func (s *Stats) Add(o Stats) {
 	s.Bytes += o.Bytes
 	s.Deleted += o.Deleted
 	s.Dropped += o.Dropped
+	s.Moved += o.Moved
+	s.MovedBytes += o.MovedBytes
 	s.Vanished = s.Vanished || o.Vanished
 }
 
@@ -114,6 +139,16 @@ func (r Result) Named() bool { return len(r.Job.Files) > 0 }
 // for a retry.
 type Syncer interface {
 	Sync(ctx context.Context, scopes []Scope, h Hints) (Stats, error)
+}
+
+// Mover makes directory moves on the backup (see Job.Moves) before the
+// scopes they land in are synced.
+type Mover interface {
+	// Move renames m.From to m.To on the backup where it still holds what
+	// was synced from the moved directory, and reports whether it did and
+	// the bytes of the regular files it moved. Not moving is no error:
+	// the sync of m.To copies instead.
+	Move(ctx context.Context, m Move) (moved bool, bytes int64, err error)
 }
 
 // Hints are what the jobs of one Sync call say beyond their scopes.

@@ -170,6 +170,7 @@ func (c *Coalescer) flush(ctx context.Context) {
 			Reason:     p.Reason,
 			FirstEvent: p.First,
 			Open:       p.OpenFiles(),
+			Moves:      p.Moves,
 		}
 		if err := c.pub.PublishJob(ctx, job); err != nil {
 			c.d.Restore(due[i:])

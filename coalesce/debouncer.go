@@ -1,6 +1,7 @@
 package coalesce
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -63,6 +64,9 @@ type Pending[T any] struct {
 	// Open are the files below Scope still open for writing, as the latest
 	// event on each part of Scope reported them (syncer.DirEvent.Open).
 	Open map[string]bool
+	// Moves are the directory moves of the events merged, in order, renames
+	// in a row folded into one (syncer.ThenMoves).
+	Moves []syncer.Move
 }
 
 // setOpen applies what an event on s says: exactly open are open below s.
@@ -105,6 +109,7 @@ func (p *Pending[T]) merge(q *Pending[T]) {
 	for f := range q.Open {
 		p.addOpen([]string{f})
 	}
+	p.Moves = syncer.ThenMoves(slices.Clone(q.Moves), p.Moves...) // q's came first
 }
 
 // Debouncer merges directory events until they are due. It is not safe for
@@ -145,19 +150,32 @@ func (d *Debouncer[T]) Add(ev syncer.DirEvent, tok ...T) {
 			}
 			p.Tokens = append(p.Tokens, tok...)
 			p.setOpen(s, ev.Open)
+			p.Moves = syncer.ThenMoves(p.Moves, ev.Moves...)
 			return
 		}
 		if dir == "" {
 			break
 		}
 	}
-	p := &Pending[T]{Scope: s, Reason: ev.Reason, First: now, Last: now, Tokens: tok}
+	p := &Pending[T]{Scope: s, Reason: ev.Reason, First: now, Last: now, Tokens: tok, Moves: ev.Moves}
 	if old, ok := d.pending[s.Dir]; ok { // the same dir, not covering: s is recursive
 		d.remove(old)
 		p.merge(old)
 	}
 	if s.Recursive {
 		d.absorb(p)
+	}
+	if ev.Reason == syncer.ReasonMove {
+		// What was pending on the moved directory's old paths moved with
+		// it: its moves ride on, its syncs are this one's.
+		for _, m := range ev.Moves {
+			for dir, q := range d.pending {
+				if dir == m.From || syncer.IsAncestor(m.From, dir) {
+					d.remove(q)
+					p.merge(q)
+				}
+			}
+		}
 	}
 	p.setOpen(s, ev.Open)
 	d.insert(p)
@@ -257,6 +275,6 @@ func (d *Debouncer[T]) Next() (time.Time, bool) {
 // failed publish), with their first-seen times and tokens.
 func (d *Debouncer[T]) Restore(ps []Pending[T]) {
 	for _, p := range ps {
-		d.Add(syncer.DirEvent{Scope: p.Scope, Reason: p.Reason, At: p.First, Open: p.OpenFiles()}, p.Tokens...)
+		d.Add(syncer.DirEvent{Scope: p.Scope, Reason: p.Reason, At: p.First, Open: p.OpenFiles(), Moves: p.Moves}, p.Tokens...)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/osx"
 	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/versions"
@@ -240,28 +242,28 @@ func (t *trees) trashDir(rel string) (int, error) {
 
 // evict moves the backup entry rel, whose type is not the source's, out of
 // the way into the trash, as rsync replaces it (--backup): never written
-// through, never followed. Without a trash it is removed (a symlink or a
-// file; a directory in the way is left to rsync).
-func (t *trees) evict(rel string) error {
+// through, never followed; it returns where it went. Without a trash it is
+// removed (a symlink or a file; a directory in the way is left to rsync).
+func (t *trees) evict(rel string) (at string, err error) {
 	dst := t.dst
 	pfd, name, err := dst.OpenParent(rel)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unix.Close(pfd)
 	// The parent may lie outside the scope being synced: it keeps the
 	// times its own last sync gave it.
 	var pst unix.Stat_t
 	if err := unix.Fstat(pfd, &pst); err != nil {
-		return err
+		return "", err
 	}
 	defer func() { _ = osx.Futimens(pfd, &pst) }()
 	if t.trash == "" {
-		return unix.Unlinkat(pfd, name, 0)
+		return "", unix.Unlinkat(pfd, name, 0)
 	}
 	tfd, err := t.trashDir(rel)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unix.Close(tfd)
 	to := name
@@ -273,7 +275,7 @@ func (t *trees) evict(rel string) error {
 		to = fmt.Sprintf("%s.~%d~", name, i+1) // an earlier one of the same day
 	}
 	if err != nil {
-		return fmt.Errorf("move %s into the trash: %w", dst.Join(rel), err)
+		return "", fmt.Errorf("move %s into the trash: %w", dst.Join(rel), err)
 	}
-	return nil
+	return path.Join(t.trash, t.stamp, syncer.Parent(rel), to), nil
 }

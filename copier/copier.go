@@ -106,7 +106,7 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	if bad, err := misplaced(t.dst, dir); err != nil {
 		return syncer.Stats{}, err
 	} else if bad != "" {
-		if err := t.evict(bad); err != nil {
+		if _, err := t.evict(bad); err != nil {
 			return syncer.Stats{}, err
 		}
 	}

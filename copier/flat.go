@@ -83,7 +83,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 		// rsync creates the directory.
 		bad, merr := misplaced(t.dst, dir)
 		if merr == nil && bad != "" {
-			merr = t.evict(bad)
+			_, merr = t.evict(bad)
 		}
 		return st, nil, false, merr
 	}

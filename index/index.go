@@ -30,8 +30,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,34 +48,42 @@ const (
 	FlushDirs  = 512
 )
 
-// Record is one synced file as the source had it.
+// Record is one synced file or directory as the source had it.
 type Record struct {
 	Ino   uint64
 	Size  int64
 	Mtime int64 // ns
 	Ctime int64 // ns
+	Dir   bool  // a directory: its inode is what a move is known by
 }
 
-const recordLen = 32
+const recordLen = 32 // a directory's has one byte more
 
 func (r Record) bytes() []byte {
-	b := make([]byte, recordLen)
+	b := make([]byte, recordLen, recordLen+1)
 	binary.LittleEndian.PutUint64(b[0:], r.Ino)
 	binary.LittleEndian.PutUint64(b[8:], uint64(r.Size))
 	binary.LittleEndian.PutUint64(b[16:], uint64(r.Mtime))
 	binary.LittleEndian.PutUint64(b[24:], uint64(r.Ctime))
+	if r.Dir {
+		b = append(b, 'd')
+	}
 	return b
 }
 
 func parse(b []byte) (Record, bool) {
-	if len(b) != recordLen {
+	if len(b) != recordLen && (len(b) != recordLen+1 || b[recordLen] != 'd') {
 		return Record{}, false
 	}
 	return Record{Ino: binary.LittleEndian.Uint64(b[0:]), Size: int64(binary.LittleEndian.Uint64(b[8:])),
-		Mtime: int64(binary.LittleEndian.Uint64(b[16:])), Ctime: int64(binary.LittleEndian.Uint64(b[24:]))}, true
+		Mtime: int64(binary.LittleEndian.Uint64(b[16:])), Ctime: int64(binary.LittleEndian.Uint64(b[24:])),
+		Dir: len(b) > recordLen}, true
 }
 
-var files = []byte("files")
+var (
+	files     = []byte("files")
+	displaced = []byte("displaced") // source directory inode → where in the trash its backup went
+)
 
 // Index is the index of synced files. It is safe for concurrent use.
 type Index struct {
@@ -123,8 +133,12 @@ func open(path string) (*bolt.DB, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(files)
-		return err
+		for _, b := range [][]byte{files, displaced} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -295,6 +309,78 @@ func (ix *Index) commit(batch map[string]Update) error {
 		}
 		return nil
 	})
+}
+
+// Move says that the directory from (relative to the source root) was
+// moved to to on the backup, where the source has it as rec: the records
+// of from and below it are dropped (the sync of to writes its own), and
+// to's is rec. An empty to only drops from's.
+func (ix *Index) Move(from, to string, rec Record) error {
+	if err := ix.Flush(); err != nil {
+		return err
+	}
+	ix.commits.Lock()
+	defer ix.commits.Unlock()
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(files)
+		if err := b.Delete(entryKey(from)); err != nil {
+			return err
+		}
+		for _, prefix := range [][]byte{key(from, ""), []byte(from + "/")} {
+			var gone [][]byte
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+				gone = append(gone, slices.Clone(k))
+			}
+			for _, k := range gone {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		if to == "" {
+			return nil
+		}
+		return b.Put(entryKey(to), rec.bytes())
+	})
+}
+
+// Entry is the record of the entry at p (relative to the source root).
+func (ix *Index) Entry(p string) (Record, bool, error) {
+	dir, name := path.Split(p)
+	recs, err := ix.Dir(strings.TrimSuffix(dir, "/"))
+	r, ok := recs[name]
+	return r, ok, err
+}
+
+// entryKey is the key of the record of the entry at p.
+func entryKey(p string) []byte {
+	dir, name := path.Split(p)
+	return key(strings.TrimSuffix(dir, "/"), name)
+}
+
+// Displace notes that the backup of the source directory ino was moved
+// aside to at (a path in the backup's trash), where a move of that
+// directory finds it (Displaced).
+func (ix *Index) Displace(ino uint64, at string) error {
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(displaced).Put(binary.BigEndian.AppendUint64(nil, ino), []byte(at))
+	})
+}
+
+// Displaced returns, and forgets, where the backup of the source
+// directory ino was moved aside (Displace).
+func (ix *Index) Displaced(ino uint64) (at string, ok bool, err error) {
+	k := binary.BigEndian.AppendUint64(nil, ino)
+	err = ix.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(displaced)
+		if v := b.Get(k); v != nil {
+			at, ok = string(v), true
+			return b.Delete(k)
+		}
+		return nil
+	})
+	return at, ok, err
 }
 
 // Len counts the records.

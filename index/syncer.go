@@ -108,7 +108,7 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 		}
 		add := func(_ int, name string, st *unix.Stat_t) {
 			prev, ok := recs[name]
-			if now := Stamp(st); ok && st.Mode&unix.S_IFMT == unix.S_IFREG && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now {
+			if now := Stamp(st); ok && !prev.Dir && st.Mode&unix.S_IFMT == unix.S_IFREG && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now {
 				out = append(out, syncer.Join(sc.Dir, name))
 			}
 		}
@@ -150,7 +150,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 					// should it look equal by size and mtime.
 					now.Ctime = Unknown
 					u.Put[name] = now
-				case had && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now && !slices.Contains(h.Verify, p):
+				case had && !prev.Dir && prev.Size == now.Size && prev.Mtime == now.Mtime && prev != now && !slices.Contains(h.Verify, p):
 					// Rewritten keeping size and mtime, or only its
 					// attributes changed: a sync that compared sizes and
 					// mtimes did not look, so the old record stays, for a
@@ -160,6 +160,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 					u.Put[name] = now
 				}
 			case unix.S_IFDIR:
+				u.Put[name] = Stamp(st) // its inode, for moves
 				if sc.Recursive {
 					stack = append(stack, syncer.Join(dir, name))
 				}
@@ -196,5 +197,8 @@ func namesIn(dir string, files []string) []string {
 
 // Stamp is the record of a file as stat gives it.
 func Stamp(st *unix.Stat_t) Record {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return Record{Ino: st.Ino, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Dir: true}
+	}
 	return Record{Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
 }

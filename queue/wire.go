@@ -38,6 +38,8 @@ func eventSubject(s syncer.Scope) string {
 func jobSubject(j syncer.Job) string {
 	kind := "d"
 	switch {
+	case len(j.Moves) > 0:
+		kind = "m" + Token(fmt.Sprint(j.Moves), 16) // never replaced, nor replacing
 	case j.Scope.Recursive:
 		kind = "r"
 	case len(j.Verify) > 0:
@@ -55,22 +57,46 @@ func resultSubject(s syncer.Scope) string {
 // Paths are []byte on the wire: encoding/json would replace invalid UTF-8.
 
 type wireEvent struct {
-	Dir       []byte    `json:"dir"`
-	Recursive bool      `json:"rec,omitempty"`
-	Reason    string    `json:"reason"`
-	At        time.Time `json:"at"`
-	Open      [][]byte  `json:"open,omitempty"`
+	Dir       []byte     `json:"dir"`
+	Recursive bool       `json:"rec,omitempty"`
+	Reason    string     `json:"reason"`
+	At        time.Time  `json:"at"`
+	Open      [][]byte   `json:"open,omitempty"`
+	Moves     []wireMove `json:"moves,omitempty"`
+}
+
+type wireMove struct {
+	From []byte `json:"from"`
+	To   []byte `json:"to"`
+	Ino  uint64 `json:"ino,omitempty"`
+}
+
+func toWireMoves(ms []syncer.Move) []wireMove {
+	var out []wireMove
+	for _, m := range ms {
+		out = append(out, wireMove{From: []byte(m.From), To: []byte(m.To), Ino: m.Ino})
+	}
+	return out
+}
+
+func fromWireMoves(ws []wireMove) []syncer.Move {
+	var out []syncer.Move
+	for _, w := range ws {
+		out = append(out, syncer.Move{From: string(w.From), To: string(w.To), Ino: w.Ino})
+	}
+	return out
 }
 
 type wireJob struct {
-	ID         string    `json:"id"`
-	Dir        []byte    `json:"dir"`
-	Recursive  bool      `json:"rec,omitempty"`
-	Reason     string    `json:"reason"`
-	FirstEvent time.Time `json:"first_event"`
-	Open       [][]byte  `json:"open,omitempty"`
-	Files      [][]byte  `json:"files,omitempty"`
-	Verify     [][]byte  `json:"verify,omitempty"`
+	ID         string     `json:"id"`
+	Dir        []byte     `json:"dir"`
+	Recursive  bool       `json:"rec,omitempty"`
+	Reason     string     `json:"reason"`
+	FirstEvent time.Time  `json:"first_event"`
+	Open       [][]byte   `json:"open,omitempty"`
+	Files      [][]byte   `json:"files,omitempty"`
+	Verify     [][]byte   `json:"verify,omitempty"`
+	Moves      []wireMove `json:"moves,omitempty"`
 }
 
 type wireResult struct {
@@ -86,12 +112,13 @@ type wireResult struct {
 
 func toWireJob(j syncer.Job) wireJob {
 	return wireJob{ID: j.ID, Dir: []byte(j.Scope.Dir), Recursive: j.Scope.Recursive, Reason: string(j.Reason),
-		FirstEvent: j.FirstEvent, Open: toBytes(j.Open), Files: toBytes(j.Files), Verify: toBytes(j.Verify)}
+		FirstEvent: j.FirstEvent, Open: toBytes(j.Open), Files: toBytes(j.Files), Verify: toBytes(j.Verify), Moves: toWireMoves(j.Moves)}
 }
 
 func (w wireJob) job() syncer.Job {
 	return syncer.Job{ID: w.ID, Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Open: fromBytes(w.Open), Files: fromBytes(w.Files), Verify: fromBytes(w.Verify)}
+		Reason: syncer.Reason(w.Reason), FirstEvent: w.FirstEvent, Open: fromBytes(w.Open), Files: fromBytes(w.Files), Verify: fromBytes(w.Verify),
+		Moves: fromWireMoves(w.Moves)}
 }
 
 // decodeJob reads a job off the wire and validates every path in it
@@ -123,12 +150,13 @@ func decodeEvent(b []byte) (syncer.DirEvent, error) {
 }
 
 func toWireEvent(ev syncer.DirEvent) wireEvent {
-	return wireEvent{Dir: []byte(ev.Scope.Dir), Recursive: ev.Scope.Recursive, Reason: string(ev.Reason), At: ev.At, Open: toBytes(ev.Open)}
+	return wireEvent{Dir: []byte(ev.Scope.Dir), Recursive: ev.Scope.Recursive, Reason: string(ev.Reason), At: ev.At, Open: toBytes(ev.Open),
+		Moves: toWireMoves(ev.Moves)}
 }
 
 func (w wireEvent) event() syncer.DirEvent {
 	return syncer.DirEvent{Scope: syncer.Scope{Dir: string(w.Dir), Recursive: w.Recursive},
-		Reason: syncer.Reason(w.Reason), At: w.At, Open: fromBytes(w.Open)}
+		Reason: syncer.Reason(w.Reason), At: w.At, Open: fromBytes(w.Open), Moves: fromWireMoves(w.Moves)}
 }
 
 // Paths travel as bytes: JSON strings would mangle names that are not UTF-8.

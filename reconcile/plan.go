@@ -325,7 +325,7 @@ func (w *walker) work(ctx context.Context) {
 // was rewritten or replaced since it was synced: its ctime or inode moved.
 func moved(recs map[string]index.Record, s *entry) bool {
 	r, ok := recs[s.name]
-	return ok && (r.Ctime != s.rec.Ctime || r.Ino != s.rec.Ino)
+	return ok && !r.Dir && (r.Ctime != s.rec.Ctime || r.Ino != s.rec.Ino)
 }
 
 func (w *walker) add(s syncer.Scope, files, verify []string) {

@@ -87,9 +87,15 @@ type Watcher struct {
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
-	watched  map[string]bool
+	watched  map[string]fileID // by dir: what was watched there
 	children map[string]map[string]bool
 	pending  map[syncer.Scope]pendingEvent
+	// Watched directories renamed away, by identity, until their new name
+	// is seen (a move within the tree) or moveWindow passes (moved out).
+	away map[fileID]awayDir
+	// The latest move of each directory not yet published: a chain of
+	// renames is one move, from the first name to the last.
+	moved map[fileID]syncer.Move
 	// Written files, by path, until seen closed. Changed by the Run
 	// goroutine under openMu, which other goroutines take to read it.
 	openMu  sync.Mutex
@@ -112,7 +118,18 @@ type Watcher struct {
 type pendingEvent struct {
 	reason syncer.Reason
 	at     time.Time
+	moves  []syncer.Move
 }
+
+type awayDir struct {
+	rel string
+	at  time.Time
+}
+
+
+// moveWindow is how long a directory renamed away waits for its new name.
+// inotify reports both halves of a rename one after the other.
+const moveWindow = time.Second
 
 // openFile is a file seen written: since its first write event, and when to
 // look whether it is still open for writing.
@@ -153,7 +170,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{},
 		open: map[string]*openFile{}, published: map[syncer.Reason]*atomic.Int64{}}
-	for _, r := range []syncer.Reason{syncer.ReasonChange, syncer.ReasonNewDir} {
+	for _, r := range []syncer.Reason{syncer.ReasonChange, syncer.ReasonNewDir, syncer.ReasonMove} {
 		w.published[r] = new(atomic.Int64)
 	}
 	w.setupCond = sync.NewCond(&w.setupMu)
@@ -272,7 +289,9 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	defer fsw.Close()
 	w.fsw = fsw
 	w.watches.Store(0)
-	w.watched = map[string]bool{}
+	w.watched = map[string]fileID{}
+	w.away = map[fileID]awayDir{}
+	w.moved = map[fileID]syncer.Move{}
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
 	w.mu.Lock()
@@ -379,6 +398,22 @@ func (w *Watcher) noteAt(s syncer.Scope, r syncer.Reason, at time.Time) {
 	w.pending[s] = pendingEvent{reason: r, at: at}
 }
 
+// noteMove records the move m on the scopes it changes: the moved
+// directory, synced whole, and the parent it left, whose sync would
+// otherwise delete it on the backup. Whichever runs first moves it.
+func (w *Watcher) noteMove(m syncer.Move, at time.Time) {
+	for _, s := range []syncer.Scope{{Dir: m.To, Recursive: true}, {Dir: syncer.Parent(m.From)}} {
+		r := syncer.ReasonChange
+		if s.Recursive {
+			r = syncer.ReasonMove
+		}
+		w.noteAt(s, r, at)
+		p := w.pending[s]
+		p.moves = append(p.moves, m)
+		w.pending[s] = p
+	}
+}
+
 // track follows a written file until it is seen closed; false when it
 // cannot be followed and its directory must be synced now.
 func (w *Watcher) track(rel string) bool {
@@ -455,8 +490,15 @@ func (w *Watcher) OpenBelow(scopes ...syncer.Scope) []string {
 }
 
 func (w *Watcher) publish(ctx context.Context, pub Publisher) {
+	for id, a := range w.away {
+		if time.Since(a.at) > moveWindow {
+			delete(w.away, id) // moved out of the tree: its parent's change deletes it
+		}
+	}
+	// Moves already handed on are the coalescer's to fold further.
+	clear(w.moved)
 	for s, p := range w.pending {
-		if err := pub.PublishEvent(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.OpenBelow(s)}); err != nil {
+		if err := pub.PublishEvent(ctx, syncer.DirEvent{Scope: s, Reason: p.reason, At: p.at, Open: w.OpenBelow(s), Moves: p.moves}); err != nil {
 			// Not stored: nothing may be lost, so its whole project is.
 			w.log.Warn("event not stored; its project is lost", zap.Error(err), zap.String(syncer.LogScope, s.String()))
 			w.lost(syncer.Scope{Dir: s.Project(), Recursive: true})
@@ -502,7 +544,10 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 		return
 	}
 	w.note(syncer.Scope{Dir: syncer.Parent(rel)}, syncer.ReasonChange)
-	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 && w.watched[rel] {
+	if id, ok := w.watched[rel]; ok && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+		if ev.Op&fsnotify.Rename != 0 {
+			w.away[id] = awayDir{rel: rel, at: time.Now()}
+		}
 		// Renamed or removed directory: drop its watches, and its children's,
 		// whose paths are stale now. Before any Add that may reuse them.
 		w.removeTree(rel)
@@ -517,6 +562,22 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			// before the watches existed are never reported.
 			if err := w.addTree(rel); err != nil {
 				w.log.Warn("watch new directory", zap.Error(err), zap.String(syncer.LogDir, rel))
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				id := fileID{uint64(st.Dev), st.Ino}
+				if a, ok := w.away[id]; ok {
+					// The other half of a rename: the same directory.
+					delete(w.away, id)
+					m := syncer.Move{From: a.rel, To: rel, Ino: st.Ino}
+					if prev, ok := w.moved[id]; ok && prev.To == m.From {
+						m.From = prev.From // renamed again: one move from the first name
+					}
+					w.moved[id] = m
+					if m.Check() == nil { // not back where it started
+						w.noteMove(m, time.Now())
+						return
+					}
+				}
 			}
 			w.note(syncer.Scope{Dir: rel, Recursive: true}, syncer.ReasonNewDir)
 		}
@@ -614,9 +675,23 @@ func (w *Watcher) addDir(dir string) ([]string, error) {
 		}
 		return nil, err
 	}
+	f, err := os.Open(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, readError{fmt.Errorf("read %s: %w", abs, err)}
+	}
+	defer f.Close()
+	var id fileID
+	if fi, err := f.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			id = fileID{uint64(st.Dev), st.Ino}
+		}
+	}
 	w.treeMu.Lock()
-	if !w.watched[dir] {
-		w.watched[dir] = true
+	if _, ok := w.watched[dir]; !ok {
+		w.watched[dir] = id
 		w.watches.Add(1)
 		if dir != "" {
 			p := syncer.Parent(dir)
@@ -627,11 +702,8 @@ func (w *Watcher) addDir(dir string) ([]string, error) {
 		}
 	}
 	w.treeMu.Unlock()
-	entries, err := os.ReadDir(abs)
+	entries, err := f.ReadDir(-1)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
 		return nil, readError{fmt.Errorf("read %s: %w", abs, err)}
 	}
 	var kids []string
@@ -693,7 +765,7 @@ func (w *Watcher) removeTree(dir string) {
 		w.removeTree(child)
 	}
 	delete(w.children, dir)
-	if w.watched[dir] {
+	if _, ok := w.watched[dir]; ok {
 		delete(w.watched, dir)
 		w.watches.Add(-1)
 		_ = w.fsw.Remove(syncer.Join(w.opts.Root, dir)) // may be gone already: fine

@@ -396,3 +396,92 @@ func writeFile(t *testing.T, p, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatcher_Moves checks that a directory renamed within the tree is
+// reported as a move on both scopes it changes (the moved directory and
+// the parent it left), chains and swaps in order, and that a directory
+// moved out of the tree or in from outside is a plain change.
+func TestWatcher_Moves(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, root, testutil.Tree{"p/a/sub/f": "x", "p/b/g": "y", "q/": "", "p/gone/h": "z"})
+	_, r := start(t, root)
+	p := func(rel string) string { return filepath.Join(root, rel) }
+	mv := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// moves gathers, in order, the moves of the events since mark on s.
+	moves := func(mark int, s syncer.Scope) []syncer.Move {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var out []syncer.Move
+		for _, ev := range r.evs[mark:] {
+			if ev.Scope == s {
+				out = append(out, ev.Moves...)
+			}
+		}
+		return out
+	}
+	want := func(mark int, s syncer.Scope, want ...[2]string) {
+		t.Helper()
+		testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+			got := moves(mark, s)
+			if len(got) != len(want) {
+				return fmt.Errorf("moves on %s = %v, want %v", s, got, want)
+			}
+			for i, m := range got {
+				if m.From != want[i][0] || m.To != want[i][1] || m.Ino == 0 {
+					return fmt.Errorf("moves on %s = %v, want %v", s, got, want)
+				}
+			}
+			return nil
+		})
+	}
+
+	m := r.mark()
+	mv(p("p/a"), p("q/a2")) // across projects
+	want(m, syncer.Scope{Dir: "q/a2", Recursive: true}, [2]string{"p/a", "q/a2"})
+	want(m, syncer.Scope{Dir: "p"}, [2]string{"p/a", "q/a2"})
+
+	// A chain, then a swap through a temporary name, all at once: each
+	// directory's renames make one move, from its first name to its last
+	// (on the moved directory's scope and its first parent's), whatever
+	// the watcher saw of the names between.
+	m = r.mark()
+	mv(p("q/a2"), p("q/a3"))
+	mv(p("q/a3"), p("q/a4"))
+	mv(p("q/a4"), p("q/tmp"))
+	mv(p("p/b"), p("q/a4"))
+	mv(p("q/tmp"), p("p/b"))
+	last := func(s syncer.Scope, from, to string) {
+		t.Helper()
+		testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+			got := moves(m, s)
+			for _, mv := range got {
+				if mv.From == from && mv.To == to {
+					return nil
+				}
+			}
+			return fmt.Errorf("moves on %s = %v, want one %s → %s", s, got, from, to)
+		})
+	}
+	last(syncer.Scope{Dir: "p/b", Recursive: true}, "q/a2", "p/b")
+	last(syncer.Scope{Dir: "q"}, "q/a2", "p/b")
+	last(syncer.Scope{Dir: "q/a4", Recursive: true}, "p/b", "q/a4")
+	last(syncer.Scope{Dir: "p"}, "p/b", "q/a4")
+
+	// Out of the tree and in from outside: no moves, the usual events.
+	m = r.mark()
+	mv(p("p/gone"), filepath.Join(outside, "gone"))
+	testutil.WriteTree(t, outside, testutil.Tree{"in/f": "w"})
+	mv(filepath.Join(outside, "in"), p("p/in"))
+	testutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error { return r.saw(m, syncer.Scope{Dir: "p/in", Recursive: true}) })
+	if got := moves(m, syncer.Scope{Dir: "p/in", Recursive: true}); len(got) > 0 {
+		t.Errorf("a directory moved in from outside came as moves %v", got)
+	}
+	if got := moves(m, syncer.Scope{Dir: "p"}); len(got) > 0 {
+		t.Errorf("a directory moved out came as moves %v", got)
+	}
+}
