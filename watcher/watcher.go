@@ -126,7 +126,6 @@ type awayDir struct {
 	at  time.Time
 }
 
-
 // moveWindow is how long a directory renamed away waits for its new name.
 // inotify reports both halves of a rename one after the other.
 const moveWindow = time.Second

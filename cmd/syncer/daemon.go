@@ -302,10 +302,13 @@ func (d *daemon) Once(ctx context.Context, id string) error {
 		return err
 	})
 	defer func() {
-		if d.opening.Load() && d.opened() == nil {
+		switch {
+		case d.opening.Load() && d.opened() == nil:
 			t0 := time.Now()
-			d.close()
+			d.close() // the index with the rest
 			d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
+		case !d.opening.Load() && d.backup.Index != nil:
+			_ = d.backup.Index.Close() // what the walk queued for it, written
 		}
 	}()
 	return d.recon.Run(ctx, id)

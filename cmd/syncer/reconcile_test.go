@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/syncer/syncer/config"
+	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/reconcile"
 )
@@ -94,6 +95,18 @@ func TestReconcile_CLI(t *testing.T) {
 	must(t, json.Unmarshal([]byte(stdout), &sum))
 	if code != 0 || sum.Jobs != 0 {
 		t.Errorf("reconcile of equal trees: exit %d, %d jobs; want 0, 0", code, sum.Jobs)
+	}
+	// A reconcile with nothing to sync still writes what it found the index
+	// lacking: a backup made by another tool is recorded.
+	must(t, os.Remove(cfg.IndexFile()))
+	if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
+		t.Fatalf("reconcile without an index: exit %d: %s", code, stderr)
+	}
+	ix, err := index.Open(cfg.IndexFile(), nil)
+	must(t, err)
+	defer ix.Close()
+	if recs, err := ix.Dir("q"); err != nil || len(recs) != 2 {
+		t.Errorf("index after a reconcile that synced nothing: q has %v, %v; want records of x and added", recs, err)
 	}
 }
 
