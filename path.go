@@ -100,9 +100,6 @@ func (j Job) Check() error {
 		if err := m.Check(); err != nil {
 			return err
 		}
-		if m.To != j.Scope.Dir && !(j.Scope.Recursive && IsAncestor(j.Scope.Dir, m.To)) {
-			return &PathError{Path: m.To, Reason: "a move's target outside the job's scope " + j.Scope.String()}
-		}
 	}
 	return nil
 }

@@ -71,11 +71,13 @@ type Job struct {
 	// they were synced (their ctime or inode moved, see package index):
 	// their contents are compared, and copied where they differ.
 	Verify []string
-	// Moves, in the order they happened, are made on the backup before
-	// Scope is synced, each where the backup still has what was synced at
-	// its From and the source has the same directory at its To; one that
-	// cannot be made is left to the sync, which copies. To lies in Scope;
-	// a worker locks each From too. Such a job is never replaced by one
+	// Moves, in the order they happened, are made on the backup before a
+	// recursive Scope they land in is synced, each where the backup still
+	// has what was synced at its From and the source has the same
+	// directory at its To; one that cannot be made is left to the sync,
+	// which copies. A worker locks each From too. A move that does not
+	// land in Scope rides on the job of the directory it left: that sync
+	// leaves its From for the move. Such a job is never replaced by one
 	// without its moves.
 	Moves []Move
 }

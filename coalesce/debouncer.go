@@ -167,12 +167,19 @@ func (d *Debouncer[T]) Add(ev syncer.DirEvent, tok ...T) {
 	}
 	if ev.Reason == syncer.ReasonMove {
 		// What was pending on the moved directory's old paths moved with
-		// it: its moves ride on, its syncs are this one's.
+		// it: those syncs are this one's. Not what moved in there since
+		// (a swap through a temporary name reuses the names).
 		for _, m := range ev.Moves {
 			for dir, q := range d.pending {
-				if dir == m.From || syncer.IsAncestor(m.From, dir) {
+				if (dir == m.From || syncer.IsAncestor(m.From, dir)) && len(q.Moves) == 0 {
 					d.remove(q)
 					p.merge(q)
+				}
+			}
+			for f := range p.Open {
+				if syncer.IsAncestor(m.From, f) {
+					delete(p.Open, f) // written still, under its new name
+					p.Open[m.To+f[len(m.From):]] = true
 				}
 			}
 		}

@@ -59,6 +59,11 @@ func (mv Mover) Move(ctx context.Context, m syncer.Move) (moved bool, bytes int6
 		return false, 0, nil // moved on again, or back: a later move, or the sync, has it
 	}
 	from, ok, err := mv.synced(t, m)
+	if mv.Index != nil {
+		rf, okf, _ := mv.Index.Entry(m.From)
+		rt, okt, _ := mv.Index.Entry(m.To)
+		println("DEBUGMOVE", m.From, m.To, m.Ino, from, ok, "from-rec", rf.Ino, okf, "to-rec", rt.Ino, okt)
+	}
 	if !ok || err != nil {
 		return false, 0, err
 	}
@@ -73,7 +78,10 @@ func (mv Mover) Move(ctx context.Context, m syncer.Move) (moved bool, bytes int6
 	defer unix.Close(tfd)
 	name := m.To[strings.LastIndexByte(m.To, '/')+1:]
 	var st unix.Stat_t
-	if err := unix.Fstatat(tfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+	if err := unix.Fstatat(tfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil &&
+		(st.Mode&unix.S_IFMT != unix.S_IFDIR || unix.Unlinkat(tfd, name, unix.AT_REMOVEDIR) != nil) {
+		// Not an empty directory (which a sync of the parent makes for a
+		// new one): a version, as a sync would keep it.
 		at, err := t.evict(m.To)
 		if err != nil {
 			return false, 0, err

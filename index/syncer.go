@@ -77,6 +77,9 @@ func (r *Recorder) Record(scopes []syncer.Scope, h syncer.Hints, start time.Time
 			if err = r.scope(src, sc, h, before); err != nil {
 				break
 			}
+			if sc.Recursive && sc.Dir != "" {
+				r.root(src, sc.Dir)
+			}
 		}
 	}
 	if err != nil && r.Logger != nil {
@@ -160,9 +163,15 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 					u.Put[name] = now
 				}
 			case unix.S_IFDIR:
-				u.Put[name] = Stamp(st) // its inode, for moves
+				// Its inode, for moves: known synced when its whole subtree
+				// was; a sync of its parent alone makes it, empty.
+				// A sync of the parent alone leaves what the backup has
+				// there as it was.
 				if sc.Recursive {
+					u.Put[name] = Stamp(st)
 					stack = append(stack, syncer.Join(dir, name))
+				} else if prev, had := old[name]; had && prev.Dir {
+					u.Put[name] = prev
 				}
 			}
 		}
@@ -178,9 +187,28 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 		if err != nil {
 			return err
 		}
+		for name, prev := range old {
+			if _, ok := u.Put[name]; !ok && u.Exact && slices.Contains(h.Open, syncer.Join(dir, name)) {
+				u.Put[name] = prev // left on the backup by this sync (a directory about to move)
+			}
+		}
 		r.Index.Queue(u)
 	}
 	return nil
+}
+
+// root records the directory dir itself, among its parent's entries,
+// once its whole subtree was synced.
+func (r *Recorder) root(src *osx.Root, dir string) {
+	fd, name, err := src.OpenParent(dir)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		r.Index.Queue(Update{Dir: syncer.Parent(dir), Put: map[string]Record{name: Stamp(&st)}})
+	}
 }
 
 // namesIn is the names, in dir, of the files (paths relative to the

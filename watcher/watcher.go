@@ -93,6 +93,9 @@ type Watcher struct {
 	// Watched directories renamed away, by identity, until their new name
 	// is seen (a move within the tree) or moveWindow passes (moved out).
 	away map[fileID]awayDir
+	// Directories that appeared inside new ones, by identity, for
+	// moveWindow: their old name's rename may be reported after.
+	arrived map[fileID]awayDir
 	// The latest move of each directory not yet published: a chain of
 	// renames is one move, from the first name to the last.
 	moved map[fileID]syncer.Move
@@ -290,6 +293,7 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	w.watches.Store(0)
 	w.watched = map[string]fileID{}
 	w.away = map[fileID]awayDir{}
+	w.arrived = map[fileID]awayDir{}
 	w.moved = map[fileID]syncer.Move{}
 	w.children = map[string]map[string]bool{}
 	w.pending = map[syncer.Scope]pendingEvent{}
@@ -494,6 +498,11 @@ func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 			delete(w.away, id) // moved out of the tree: its parent's change deletes it
 		}
 	}
+	for id, a := range w.arrived {
+		if time.Since(a.at) > moveWindow {
+			delete(w.arrived, id)
+		}
+	}
 	// Moves already handed on are the coalescer's to fold further.
 	clear(w.moved)
 	for s, p := range w.pending {
@@ -544,7 +553,10 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	}
 	w.note(syncer.Scope{Dir: syncer.Parent(rel)}, syncer.ReasonChange)
 	if id, ok := w.watched[rel]; ok && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
-		if ev.Op&fsnotify.Rename != 0 {
+		if a, ok := w.arrived[id]; ok && ev.Op&fsnotify.Rename != 0 && (syncer.Move{From: rel, To: a.rel}).Check() == nil {
+			delete(w.arrived, id)
+			w.noteMove(syncer.Move{From: rel, To: a.rel, Ino: id.ino}, time.Now())
+		} else if ev.Op&fsnotify.Rename != 0 {
 			w.away[id] = awayDir{rel: rel, at: time.Now()}
 		}
 		// Renamed or removed directory: drop its watches, and its children's,
@@ -557,37 +569,60 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 			w.track(rel)
 		}
 		if err == nil && fi.IsDir() {
+			st, _ := fi.Sys().(*syscall.Stat_t)
+			moved := st != nil && w.paired(rel, fileID{uint64(st.Dev), st.Ino})
 			// Watch first, then sync the whole subtree: entries created
 			// before the watches existed are never reported.
-			if err := w.addTree(rel); err != nil {
+			if err := w.addTree(rel, !moved); err != nil {
 				w.log.Warn("watch new directory", zap.Error(err), zap.String(syncer.LogDir, rel))
 			}
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				id := fileID{uint64(st.Dev), st.Ino}
-				if a, ok := w.away[id]; ok {
-					// The other half of a rename: the same directory.
-					delete(w.away, id)
-					m := syncer.Move{From: a.rel, To: rel, Ino: st.Ino}
-					if prev, ok := w.moved[id]; ok && prev.To == m.From {
-						m.From = prev.From // renamed again: one move from the first name
-					}
-					w.moved[id] = m
-					if m.Check() == nil { // not back where it started
-						w.noteMove(m, time.Now())
-						return
-					}
-				}
+			if !moved {
+				w.note(syncer.Scope{Dir: rel, Recursive: true}, syncer.ReasonNewDir)
 			}
-			w.note(syncer.Scope{Dir: rel, Recursive: true}, syncer.ReasonNewDir)
 		}
 	}
+}
+
+// arrive looks at a directory found inside a new one (created, or moved in
+// from outside the tree): it may have been moved there, from within the
+// tree, before the new one's watch could report it, its rename seen
+// before (paired) or after (arrived).
+func (w *Watcher) arrive(dir string) {
+	var st syscall.Stat_t
+	if syscall.Lstat(syncer.Join(w.opts.Root, dir), &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return
+	}
+	id := fileID{uint64(st.Dev), st.Ino}
+	if !w.paired(dir, id) {
+		w.arrived[id] = awayDir{rel: dir, at: time.Now()}
+	}
+}
+
+// paired notes a move when the directory id that appeared at rel is one
+// renamed away: the other half of a rename. It reports whether it did.
+func (w *Watcher) paired(rel string, id fileID) bool {
+	a, ok := w.away[id]
+	if !ok {
+		return false
+	}
+	delete(w.away, id)
+	m := syncer.Move{From: a.rel, To: rel, Ino: id.ino}
+	if prev, ok := w.moved[id]; ok && prev.To == m.From {
+		m.From = prev.From // renamed again: one move from the first name
+	}
+	w.moved[id] = m
+	if m.Check() != nil {
+		return false // back where it started: a change like any other
+	}
+	w.noteMove(m, time.Now())
+	return true
 }
 
 func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
 
 // addTree watches dir and every directory below it (not following symlinks,
 // skipping excluded names). Only an error on dir itself is returned.
-func (w *Watcher) addTree(dir string) error {
+func (w *Watcher) addTree(dir string, fresh bool) error {
 	kids, err := w.addDir(dir)
 	if err != nil {
 		return err
@@ -595,6 +630,9 @@ func (w *Watcher) addTree(dir string) error {
 	for len(kids) > 0 {
 		d := kids[len(kids)-1]
 		kids = kids[:len(kids)-1]
+		if fresh {
+			w.arrive(d)
+		}
 		more, err := w.addDir(d)
 		if err != nil {
 			w.failedDir(d, err)

@@ -75,6 +75,10 @@ type Options struct {
 
 	Source Source
 	Syncer syncer.Syncer
+	// Mover, when set, makes the jobs' directory moves on the backup
+	// before their scopes are synced (syncer.Job.Moves); without it the
+	// syncs copy.
+	Mover  syncer.Mover
 	Locker Locker // a LocalLocker by default
 	// Open, when set, tells which files below a run's scopes are being
 	// written now (the watcher's view), whatever the jobs said when they
@@ -233,6 +237,10 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 		scopes[i] = c.scope
 	}
 	hints := syncer.Hints{Open: batchOpen(claims), Files: batchFiles(claims), Verify: batchVerify(claims)}
+	if p.opts.Mover != nil {
+		// Left alone, as an open file is: the move takes it.
+		hints.Open = append(hints.Open, keptFroms(claims)...)
+	}
 	if p.opts.Open != nil {
 		for _, f := range p.opts.Open.OpenBelow(scopes...) {
 			if !slices.Contains(hints.Open, f) {
@@ -247,7 +255,9 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 	p.busy++
 	p.mu.Unlock()
 	start := time.Now()
+	moved := p.move(ctx, log, claims)
 	st, err := p.opts.Syncer.Sync(ctx, scopes, hints)
+	st.Add(moved)
 	took := time.Since(start)
 	p.mu.Lock()
 	p.busy--
@@ -277,7 +287,7 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 		err = nil // for every job but those of the scopes that failed
 	}
 	if err == nil && st.Vanished {
-		p.followUp(log, scopes)
+		p.followUp(log, scopes, syncer.ReasonVanished)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
 	for _, c := range claims {
@@ -405,12 +415,21 @@ next:
 		for _, c := range claims {
 			switch {
 			case c.scope.Covers(d.Job.Scope):
+				froms, ok := p.lockFroms(ctx, log, claims, d)
+				if !ok {
+					continue next
+				}
 				c.ds = append(c.ds, d)
+				c.unlock = chain(c.unlock, froms)
 				continue next
 			case c.locked && (c.scope.Dir == d.Job.Scope.Dir || syncer.IsAncestor(c.scope.Dir, d.Job.Scope.Dir)):
 				// A new directory's own job and its parent's, typically:
 				// one run instead of one waiting for the other.
-				claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: func() {}})
+				froms, ok := p.lockFroms(ctx, log, claims, d)
+				if !ok {
+					continue next
+				}
+				claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: froms})
 				continue next
 			case c.scope.Overlaps(d.Job.Scope):
 				p.busyNak(log, d)
@@ -425,7 +444,14 @@ next:
 			p.busyNak(log, d)
 			continue
 		}
-		claims = append(claims, &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock, locked: true})
+		c := &claim{scope: d.Job.Scope, ds: []syncer.Delivery{d}, unlock: unlock, locked: true}
+		froms, ok := p.lockFroms(ctx, log, append(claims, c), d)
+		if !ok {
+			unlock()
+			continue
+		}
+		c.unlock = chain(unlock, froms)
+		claims = append(claims, c)
 		lctxs = append(lctxs, lctx)
 	}
 	// The run stops if any of its locks is lost.
@@ -442,6 +468,126 @@ next:
 		}
 		cancel()
 	}
+}
+
+// ownMoves are the moves of d that its run makes: those landing in its
+// (recursive) scope, which the run then syncs whole. The others ride on
+// the job of the directory a move left, to keep its sync from deleting
+// what is about to move (see keptFroms).
+func ownMoves(d syncer.Delivery) []syncer.Move {
+	var out []syncer.Move
+	for _, m := range d.Job.Moves {
+		if d.Job.Scope.Covers(syncer.Scope{Dir: m.To, Recursive: true}) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// lockFroms locks, for each move d makes, the subtree it moves from,
+// unless a claim of the run covers it already. When one is busy it sends
+// d back and reports false.
+func (p *Pool) lockFroms(ctx context.Context, log *zap.Logger, claims []*claim, d syncer.Delivery) (unlock func(), ok bool) {
+	unlock = func() {}
+	if p.opts.Mover == nil {
+		return unlock, true
+	}
+next:
+	for _, m := range ownMoves(d) {
+		from := syncer.Scope{Dir: m.From, Recursive: true}
+		for _, c := range claims {
+			if c.scope.Covers(from) {
+				continue next
+			}
+		}
+		_, u, err := p.opts.Locker.TryLock(ctx, from)
+		if err != nil {
+			unlock()
+			p.busyNak(log, d)
+			return nil, false
+		}
+		unlock = chain(unlock, u)
+	}
+	return unlock, true
+}
+
+func chain(a, b func()) func() { return func() { b(); a() } }
+
+// move makes the claims' own moves, in order, before their run syncs. A
+// move that could not be made leaves the copy to the sync, and the old
+// path to its parent's next sync, which is queued.
+func (p *Pool) move(ctx context.Context, log *zap.Logger, claims []*claim) syncer.Stats {
+	var st syncer.Stats
+	if p.opts.Mover == nil {
+		return st
+	}
+	var moves []syncer.Move
+	for _, c := range claims {
+		for _, d := range c.ds {
+			moves = syncer.ThenMoves(moves, ownMoves(d)...)
+		}
+	}
+	var again []syncer.Scope
+	for _, m := range moves {
+		t0 := time.Now()
+		moved, n, err := p.opts.Mover.Move(ctx, m)
+		if moved {
+			st.Moved++
+			st.MovedBytes += n
+		}
+		fields := []zap.Field{zap.String("from", m.From), zap.String("to", m.To), zap.Bool("moved", moved),
+			zap.Int64("moved_bytes", n), zap.Duration(syncer.LogTook, time.Since(t0))}
+		switch {
+		case err != nil:
+			log.Warn("move on the backup failed; copying instead", append(fields, zap.Error(err))...)
+		case moved:
+			log.Info("moved on the backup", fields...)
+		default:
+			log.Debug("not moved on the backup; copying instead", fields...)
+		}
+		if !moved {
+			again = append(again, syncer.Scope{Dir: syncer.Parent(m.From)})
+		}
+	}
+	if len(again) > 0 {
+		p.followUp(log, again, syncer.ReasonChange)
+	}
+	return st
+}
+
+// keptFroms are the old paths of the moves the claims' jobs carry but do
+// not make: their sync leaves them on the backup for the move. A path a
+// move of the run lands on, or a scope of the run, is synced as usual.
+func keptFroms(claims []*claim) []string {
+	var own []syncer.Move
+	for _, c := range claims {
+		for _, d := range c.ds {
+			own = append(own, ownMoves(d)...)
+		}
+	}
+	var out []string
+next:
+	for _, c := range claims {
+		for _, d := range c.ds {
+			for _, m := range d.Job.Moves {
+				if slices.Contains(own, m) || slices.Contains(out, m.From) {
+					continue
+				}
+				for _, o := range own {
+					if o.To == m.From || syncer.IsAncestor(o.To, m.From) {
+						continue next
+					}
+				}
+				for _, c := range claims {
+					if c.scope.Dir == m.From || syncer.IsAncestor(m.From, c.scope.Dir) {
+						continue next
+					}
+				}
+				out = append(out, m.From)
+			}
+		}
+	}
+	return out
 }
 
 func (p *Pool) busyNak(log *zap.Logger, d syncer.Delivery) {
@@ -485,6 +631,9 @@ func (p *Pool) settle(log *zap.Logger, d syncer.Delivery, run string, st syncer.
 		zap.String(syncer.LogReason, string(j.Reason)), zap.Int(syncer.LogAttempt, d.Attempt),
 		zap.Duration(syncer.LogTook, took), zap.Int("batch", batch),
 		zap.Int64(syncer.LogFiles, st.Files), zap.Int64(syncer.LogBytes, st.Bytes), zap.Int64(syncer.LogDeleted, st.Deleted),
+	}
+	if st.Moved > 0 {
+		fields = append(fields, zap.Int64("moved", st.Moved), zap.Int64("moved_bytes", st.MovedBytes))
 	}
 	if err == nil {
 		if aerr := d.Ack(); aerr != nil {
@@ -552,11 +701,12 @@ func (p *Pool) report(r syncer.Result) {
 	}
 }
 
-// followUp queues another look at scopes whose run saw files vanish.
-func (p *Pool) followUp(log *zap.Logger, scopes []syncer.Scope) {
+// followUp queues another look at scopes: those whose run saw files
+// vanish, the parents of directories that could not be moved.
+func (p *Pool) followUp(log *zap.Logger, scopes []syncer.Scope, r syncer.Reason) {
 	now := time.Now()
 	for i, s := range scopes {
-		j := syncer.Job{ID: fmt.Sprintf("vanished-%d-%d", now.UnixNano(), i), Scope: s, Reason: syncer.ReasonVanished, FirstEvent: now}
+		j := syncer.Job{ID: fmt.Sprintf("%s-%d-%d", r, now.UnixNano(), i), Scope: s, Reason: r, FirstEvent: now}
 		err := errors.New("no sink")
 		if p.opts.Sink != nil {
 			err = p.opts.Sink.PublishJob(context.Background(), j)

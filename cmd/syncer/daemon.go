@@ -177,11 +177,15 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		}
 	}
 	var sy syncer.Syncer = d.runner
-	if opts, ok := cfg.Copier(); ok {
-		opts.Takes = d.backup.Takes
-		sy = copier.Syncer{Copier: copier.New(opts), Fallback: d.runner, Logger: d.log.Named("copier")}
-	}
 	po := cfg.Pool(d.log.Named("worker"))
+	if opts, ok := cfg.Copier(); ok || !cfg.Remote() {
+		opts.Takes = d.backup.Takes
+		c := copier.New(opts)
+		if ok {
+			sy = copier.Syncer{Copier: c, Fallback: d.runner, Logger: d.log.Named("copier")}
+		}
+		po.Mover = copier.Mover{Copier: c, Index: d.backup.Index} // a local backup renames
+	}
 	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
 		d.brake = guard.NewBrake(bo)
 	}

@@ -38,6 +38,8 @@ type Metrics struct {
 	files         prometheus.Counter
 	bytes         prometheus.Counter
 	deleted       prometheus.Counter
+	moved         prometheus.Counter
+	movedBytes    prometheus.Counter
 	lag           *prometheus.HistogramVec
 	reconcileLast *prometheus.GaugeVec
 	driftFiles    *prometheus.CounterVec
@@ -94,6 +96,10 @@ func New(version string) *Metrics {
 			Help: "Regular files transferred to the backup."}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_transferred_bytes_total",
 			Help: "Bytes of file data transferred to the backup."}),
+		moved: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_moved_dirs_total",
+			Help: "Directories moved on the backup by a rename instead of a deletion and a copy."}),
+		movedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_moved_bytes_total",
+			Help: "Bytes of the files in directories moved on the backup: what copies would have written."}),
 		deleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_deleted_files_total",
 			Help: "Entries deleted from the backup."}),
 		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "syncer_replication_lag_seconds",
@@ -117,7 +123,7 @@ func New(version string) *Metrics {
 			[]string{"kind"}),
 	}
 	m.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
-		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
+		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.moved, m.movedBytes, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
 		m.ready, m.bottleneck, m.dropped, m.cannotKeep, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version}})
@@ -242,6 +248,8 @@ func (m *Metrics) Run(st syncer.Stats, took time.Duration, err error) {
 	m.files.Add(float64(st.Files))
 	m.bytes.Add(float64(st.Bytes))
 	m.deleted.Add(float64(st.Deleted))
+	m.moved.Add(float64(st.Moved))
+	m.movedBytes.Add(float64(st.MovedBytes))
 }
 
 // queueCollector reads queue state at scrape time (two in-process round
