@@ -59,11 +59,6 @@ func (mv Mover) Move(ctx context.Context, m syncer.Move) (moved bool, bytes int6
 		return false, 0, nil // moved on again, or back: a later move, or the sync, has it
 	}
 	from, ok, err := mv.synced(t, m)
-	if mv.Index != nil {
-		rf, okf, _ := mv.Index.Entry(m.From)
-		rt, okt, _ := mv.Index.Entry(m.To)
-		println("DEBUGMOVE", m.From, m.To, m.Ino, from, ok, "from-rec", rf.Ino, okf, "to-rec", rt.Ino, okt)
-	}
 	if !ok || err != nil {
 		return false, 0, err
 	}

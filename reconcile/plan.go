@@ -87,6 +87,11 @@ type Plan struct {
 	// and Bytes are the whole source, and Drift is unknown until rsync
 	// reports what it transferred.
 	Blind bool
+	// Moves are directories the source has at a new path, found by the
+	// inode the index recorded for the backup's copy at the old one: the
+	// job of each To (a recursive scope of Scopes) makes its move, and
+	// the job of the parent of its From carries it too, to keep it.
+	Moves []syncer.Move
 }
 
 // Drift is what one project's backup lacked.
@@ -114,7 +119,8 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		return Plan{}, err
 	}
 	defer src.Close()
-	w := &walker{opts: opts, src: src, scopes: map[syncer.Scope]bool{}, nodes: map[string]*node{}, began: time.Now().UnixNano()}
+	w := &walker{opts: opts, src: src, scopes: map[syncer.Scope]bool{}, held: map[syncer.Scope]bool{}, nodes: map[string]*node{},
+		gone: map[uint64]string{}, came: map[uint64]string{}, began: time.Now().UnixNano()}
 	if opts.Dest != "" {
 		if w.dst, err = osx.OpenRoot(opts.Dest); err != nil {
 			return Plan{}, err
@@ -188,11 +194,19 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	if p.Blind {
 		p.Drift = map[string]Drift{}
 	}
+	target := map[string]bool{}
+	for ino, to := range w.came {
+		if from, ok := w.gone[ino]; ok {
+			p.Moves = append(p.Moves, syncer.Move{From: from, To: to, Ino: ino})
+			target[to] = true
+		}
+	}
+	sort.Slice(p.Moves, func(i, j int) bool { return p.Moves[i].To < p.Moves[j].To })
 	for s := range w.scopes {
 		switch {
-		case s.Recursive && w.nodes[s.Dir] != nil:
+		case s.Recursive && w.nodes[s.Dir] != nil && !target[s.Dir]:
 			p.Scopes = append(p.Scopes, w.partition(s.Dir)...)
-		case s.Recursive || w.opts.OnScope == nil:
+		case s.Recursive || w.opts.OnScope == nil || w.held[s]:
 			p.Scopes = append(p.Scopes, s)
 		}
 	}
@@ -274,7 +288,12 @@ type walker struct {
 	stack  []task
 	active int
 	scopes map[syncer.Scope]bool
-	nodes  map[string]*node // dirs of missing subtrees
+	held   map[syncer.Scope]bool // flat scopes not streamed: they hold a directory that may have moved
+	nodes  map[string]*node      // dirs of missing subtrees
+	// Directories only the backup has, by the source inode the index
+	// recorded for them, and directories only the source has, by inode:
+	// those in both moved.
+	gone, came map[uint64]string
 	plan   Plan
 	err    error
 }
@@ -329,10 +348,19 @@ func moved(recs map[string]index.Record, s *entry) bool {
 }
 
 func (w *walker) add(s syncer.Scope, files, verify []string) {
+	w.addHeld(s, files, verify, false)
+}
+
+// addHeld is add, keeping a flat scope out of the stream when hold is set:
+// it goes in the plan, with the moves found once the walk is done.
+func (w *walker) addHeld(s syncer.Scope, files, verify []string, hold bool) {
 	w.mu.Lock()
 	seen := w.scopes[s]
 	w.scopes[s] = true
-	stream := !seen && !s.Recursive && w.opts.OnScope != nil
+	if hold && !s.Recursive {
+		w.held[s] = true
+	}
+	stream := !seen && !hold && !s.Recursive && w.opts.OnScope != nil
 	if stream {
 		w.plan.Streamed++
 	}
@@ -396,6 +424,7 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name st
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			m.isDir, m.size = true, 0
+			rec = index.Stamp(st)
 		case unix.S_IFREG:
 			m.reg = true
 			rec = index.Stamp(st)
@@ -498,10 +527,17 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		changed = append(changed, child)
 	}
+	hold := false // a directory only the backup has may have moved: this scope waits for the walk's end
 	// Both sides are sorted by name: one merge pass.
 	for i, j := 0, 0; i < len(src) || j < len(dst); {
 		if i == len(src) || (j < len(dst) && dst[j].name < src[i].name) {
 			flat, named = true, false // only in the backup: to delete
+			if r, ok := recs[dst[j].name]; ok && r.Dir && dst[j].isDir {
+				w.mu.Lock()
+				w.gone[r.Ino] = syncer.Join(rel, dst[j].name)
+				w.mu.Unlock()
+				hold = true
+			}
 			j++
 			continue
 		}
@@ -520,6 +556,11 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		case d == nil && s.isDir:
 			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
+			if recs != nil {
+				w.mu.Lock()
+				w.came[s.rec.Ino] = child
+				w.mu.Unlock()
+			}
 		case d == nil:
 			flat = true
 			name(child, s.reg)
@@ -534,10 +575,23 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
 		case s.isDir && d.isDir:
+			if r, ok := recs[s.name]; ok && r.Dir && r.Ino != s.rec.Ino {
+				// Another directory than the one synced here (a swap of
+				// names, a folder replaced): synced whole, after whatever
+				// move brings the backup's copy of it.
+				w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
+				w.mu.Lock()
+				w.gone[r.Ino], w.came[s.rec.Ino] = child, child
+				w.mu.Unlock()
+				continue
+			}
 			if s.meta != d.meta {
 				flat, named = true, false // the directory's own attributes are an entry here
 			}
 			kids = append(kids, task{dir: child})
+			if _, ok := recs[s.name]; !ok && recs != nil {
+				fill.Put[s.name] = s.rec // its inode, should it move while syncer is down
+			}
 		case s.meta != d.meta:
 			flat = true
 			name(child, s.reg && d.reg)
@@ -570,7 +624,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		if !named {
 			changed = nil
 		}
-		w.add(syncer.Scope{Dir: rel}, changed, verify)
+		w.addHeld(syncer.Scope{Dir: rel}, changed, verify, hold)
 	}
 	w.count(rel, int64(len(src)), files, bytes)
 	return kids

@@ -319,7 +319,7 @@ func (r *Runner) run(ctx context.Context, id string) error {
 				r.opts.OnFound()
 			}
 			touch(s)
-			found <- syncer.Job{Scope: s}
+			found <- syncer.Job{Scope: s, Moves: movesOf(plan.Moves, s)}
 		}
 	}
 	close(found)
@@ -501,4 +501,17 @@ func (r *Runner) submit(ctx context.Context, id string, t *Tracker, found <-chan
 			flush()
 		}
 	}
+}
+
+// movesOf are the moves a job of s carries: those landing in it (a
+// recursive scope), and those leaving it (the flat scope of the parent of
+// their From, which keeps the directory for them).
+func movesOf(moves []syncer.Move, s syncer.Scope) []syncer.Move {
+	var out []syncer.Move
+	for _, m := range moves {
+		if s.Covers(syncer.Scope{Dir: m.To, Recursive: true}) || (!s.Recursive && syncer.Parent(m.From) == s.Dir) {
+			out = append(out, m)
+		}
+	}
+	return out
 }

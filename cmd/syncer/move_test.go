@@ -148,3 +148,37 @@ func (h *harness) idle(t *testing.T, moves float64) {
 		return nil
 	})
 }
+
+// TestRun_MovesOffline makes the same renames while the daemon is down:
+// the startup reconcile recognises each moved directory by the inode the
+// index recorded and moves it, not copies it.
+func TestRun_MovesOffline(t *testing.T) {
+	cfg := testConfig(t)
+	big := int64(512 << 20)
+	if testing.Short() {
+		big = 64 << 20
+	}
+	fill(t, filepath.Join(cfg.Source, "p", "shots"), big, 8)
+	fill(t, filepath.Join(cfg.Source, "q", "takes"), 32<<20, 2)
+	fill(t, filepath.Join(cfg.Source, "q", "a"), 16<<20, 2)
+	fill(t, filepath.Join(cfg.Source, "q", "b"), 16<<20, 3)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/shots/sub/deep/x.txt": "x", "r/keep": "k"})
+	h := start(t, cfg)
+	h.converge(t)
+	h.idle(t, 0)
+	h.stop(t)
+	trash := trashBytes(t, h)
+
+	src := func(rel string) string { return filepath.Join(cfg.Source, rel) }
+	for _, mv := range [][2]string{{"p/shots", "p/shots_v2"}, {"q/takes", "r/takes"}, {"q/a", "q/tmp"}, {"q/b", "q/a"}, {"q/tmp", "q/b"}} {
+		must(t, os.Rename(src(mv[0]), src(mv[1])))
+	}
+	h = start(t, cfg)
+	h.converge(t)
+	h.idle(t, 4)
+	wrote, moved, grew := h.metric(t, "syncer_transferred_bytes_total"), h.metric(t, "syncer_moved_dirs_total"), trashBytes(t, h)-trash
+	t.Logf("startup reconcile: %.0f bytes written, %.0f directories moved, trash grew %d bytes", wrote, moved, grew)
+	if wrote >= 1<<20 || grew != 0 {
+		t.Errorf("%.0f bytes written, trash grew %d bytes; want under 1 MiB and 0", wrote, grew)
+	}
+}
