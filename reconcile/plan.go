@@ -294,8 +294,8 @@ type walker struct {
 	// recorded for them, and directories only the source has, by inode:
 	// those in both moved.
 	gone, came map[uint64]string
-	plan   Plan
-	err    error
+	plan       Plan
+	err        error
 }
 
 func (w *walker) push(t task) {
