@@ -122,6 +122,13 @@ func (c *Config) OpenBackup(log *zap.Logger) Backup {
 	return b
 }
 
+// Close writes what the index has queued and closes it.
+func (b Backup) Close() {
+	if b.Index != nil {
+		_ = b.Index.Close()
+	}
+}
+
 // Recorder writes the index of synced files after each sync; b.Lost is
 // counted on what it records.
 func (c *Config) Recorder(b Backup, log *zap.Logger) *index.Recorder {

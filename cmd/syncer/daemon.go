@@ -123,9 +123,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	d.started = time.Now()
 	var undo []func()
-	if ix := d.backup.Index; ix != nil {
-		undo = append(undo, func() { _ = ix.Close() }) // closed last: the workers write it
-	}
+	undo = append(undo, d.backup.Close) // the index, closed last: the workers write it
 	cleanup := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -311,8 +309,8 @@ func (d *daemon) Once(ctx context.Context, id string) error {
 			t0 := time.Now()
 			d.close() // the index with the rest
 			d.log.Debug("queue and pool down", zap.Duration(syncer.LogTook, time.Since(t0)))
-		case !d.opening.Load() && d.backup.Index != nil:
-			_ = d.backup.Index.Close() // what the walk queued for it, written
+		case !d.opening.Load():
+			d.backup.Close() // what the walk queued for the index, written
 		}
 	}()
 	return d.recon.Run(ctx, id)
