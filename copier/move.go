@@ -71,6 +71,11 @@ func (mv Mover) Move(ctx context.Context, m syncer.Move) (moved bool, bytes int6
 		return false, 0, err
 	}
 	defer unix.Close(tfd)
+	// The parents' times before anything here changes them.
+	var tst unix.Stat_t
+	if err := unix.Fstat(tfd, &tst); err != nil {
+		return false, 0, err
+	}
 	name := m.To[strings.LastIndexByte(m.To, '/')+1:]
 	var st unix.Stat_t
 	if err := unix.Fstatat(tfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil &&
@@ -94,12 +99,12 @@ func (mv Mover) Move(ctx context.Context, m syncer.Move) (moved bool, bytes int6
 		return false, 0, err
 	}
 	defer unix.Close(ffd)
-	var fst, tst unix.Stat_t
+	var fst unix.Stat_t
 	if err := unix.Fstat(ffd, &fst); err != nil {
 		return false, 0, err
 	}
-	if err := unix.Fstat(tfd, &tst); err != nil {
-		return false, 0, err
+	if fst.Ino == tst.Ino {
+		fst = tst // the same parent
 	}
 	if err := unix.Renameat2(ffd, fname, tfd, name, unix.RENAME_NOREPLACE); err != nil {
 		return false, 0, fmt.Errorf("move %s to %s on the backup: %w", t.dst.Join(from), t.dst.Join(m.To), err)

@@ -17,6 +17,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,7 @@ import (
 )
 
 var (
-	cases    = flag.String("cases", "lag,storm,footprint,throughput", "what to measure")
+	cases    = flag.String("cases", "lag,storm,footprint,throughput,rename", "what to measure")
 	tools    = flag.String("tools", "syncer,lsyncd-1s,lsyncd", "who to measure: syncer, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
 	rates    = flag.String("rates", "20,100,500", "steady writer rates, changes per second")
 	lagFor   = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
@@ -44,6 +45,9 @@ var (
 	bigRuns  = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
 	bigTools = flag.String("throughput-tools", "syncer,syncer-nometa,lsyncd-1s,lsyncd,lsyncd-XA",
 		"who to measure in the throughput case; the files carry Samba-like xattrs and an ACL, kept by syncer and lsyncd-XA (rsync -XA), dropped by syncer-nometa and lsyncd")
+	renTools = flag.String("rename-tools", "syncer,lsyncd-1s,lsyncd-ssh",
+		"who to measure in the rename case; lsyncd-ssh is lsyncd's rsync-over-ssh mode (moves as mv on the target), through an sshd of its own on 127.0.0.1")
+	renGB = flag.Float64("rename-gb", 2, "GiB of the folder renamed (200 files)")
 	keep  = flag.Bool("keep", false, "keep the work directory")
 	extra = flag.String("syncer-args", "", "extra syncer run flags, space-separated (the targets are for the defaults)")
 )
@@ -77,6 +81,8 @@ func main() {
 			b.footprint()
 		case "throughput":
 			b.throughput()
+		case "rename":
+			b.rename()
 		default:
 			fail("unknown case %q", c)
 		}
@@ -90,6 +96,11 @@ type bench struct {
 	syncer string
 	work   string
 	n      int
+	ssh    struct {
+		port int
+		key  string
+		cmd  *exec.Cmd
+	}
 }
 
 // tree makes a fresh source and backup pair.
@@ -140,6 +151,15 @@ func (b *bench) start(tool, src, dst string) *daemon {
 		}
 		d.cmd = exec.Command(b.syncer, append(args, strings.Fields(*extra)...)...)
 		readyLine = `"msg":"reconcile done"`
+	case "lsyncd-ssh":
+		conf := filepath.Join(dir, "lsyncd.conf")
+		check(os.WriteFile(conf, []byte(fmt.Sprintf(`settings { nodaemon = true, logfile = %q, insist = true }
+sync { default.rsyncssh, source = %q, host = "root@127.0.0.1", targetdir = %q, delay = 1,
+  rsync = { binary = %q, archive = true },
+  ssh = { port = %d, identityFile = %q, options = { StrictHostKeyChecking = "no", UserKnownHostsFile = "/dev/null" } } }
+`, d.log+".lsyncd", src, dst, wrapper, b.ssh.port, b.ssh.key)), 0o644))
+		d.cmd = exec.Command("lsyncd", conf)
+		readyLine = "Startup of"
 	case "lsyncd", "lsyncd-1s", "lsyncd-XA":
 		delay, meta := "", ""
 		if tool == "lsyncd-1s" {
@@ -709,6 +729,150 @@ func fmtRatios(r []float64) string {
 		parts[i] = fmt.Sprintf("%.2f×", x)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// ---- rename ----------------------------------------------------------------
+
+// rename measures what renaming a large folder costs each tool: the time
+// until the backup equals the source, and the bytes written to the
+// backup's block device (a loop-mounted ext4 of its own, so that every
+// tool is counted alike, its trash included).
+func (b *bench) rename() {
+	const nfiles = 200
+	size := int64(*renGB*(1<<30)) / nfiles
+	fmt.Printf("## Rename: a folder of %d files, %.1f GiB, renamed within its project\n\n", nfiles, *renGB)
+	src, _ := b.tree()
+	shots := filepath.Join(src, "p0", "shots")
+	check(os.MkdirAll(shots, 0o755))
+	block := make([]byte, 1<<20)
+	for i := range block {
+		block[i] = byte(rand.Uint32())
+	}
+	for i := range nfiles {
+		f, err := os.Create(filepath.Join(shots, fmt.Sprintf("take%03d.mov", i)))
+		check(err)
+		for w := int64(0); w < size; w += int64(len(block)) {
+			block[0], block[1] = byte(i), byte(w>>20)
+			_, err = f.Write(block[:min(int64(len(block)), size-w)])
+			check(err)
+		}
+		check(f.Close())
+	}
+	fmt.Println("| tool | on the backup after | written to the backup | rsyncs |")
+	fmt.Println("|---|---|---|---|")
+	for _, tool := range strings.Split(*renTools, ",") {
+		if tool == "lsyncd-ssh" && !b.startSSHD() {
+			fmt.Printf("| %s | (no sshd here: apt-get install openssh-server) | | |\n", tool)
+			continue
+		}
+		dst, dev, unmount := b.loopBackup(tool, int64(*renGB*(1<<30))*3/2+(512<<20))
+		run("rsync", "-aX", "--delete", src+"/", dst+"/")
+		dm := b.start(tool, src, dst)
+		syncOf(dst)
+		before := sectorsWritten(dev)
+		t0 := time.Now()
+		check(os.Rename(shots, shots+"_v2"))
+		err := waitEqual(src, dst, 20*time.Minute)
+		took := time.Since(t0)
+		syncOf(dst)
+		written := (sectorsWritten(dev) - before) * 512
+		dm.stop()
+		check(os.Rename(shots+"_v2", shots))
+		unmount()
+		if err != nil {
+			recordDiff(tool)
+			fmt.Printf("| %s | **NOT EQUAL**: %v | | |\n", tool, err)
+			continue
+		}
+		fmt.Printf("| %s | %.2f s | %.1f MiB | %d |\n", tool, took.Seconds(), float64(written)/(1<<20), dm.rsyncs())
+	}
+	fmt.Println()
+	if b.ssh.cmd != nil {
+		_ = b.ssh.cmd.Process.Kill()
+		_ = b.ssh.cmd.Wait()
+		b.ssh.port, b.ssh.cmd = 0, nil
+	}
+	b.done(src)
+}
+
+// loopBackup makes a fresh ext4 of size bytes in a file, mounted at a
+// directory it returns with the block device's name (for its counters).
+func (b *bench) loopBackup(name string, size int64) (dir, dev string, unmount func()) {
+	img := filepath.Join(b.work, name+".img")
+	f, err := os.Create(img)
+	check(err)
+	check(f.Truncate(size))
+	check(f.Close())
+	run("mkfs.ext4", "-q", "-F", img)
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	check(err)
+	loop := strings.TrimSpace(string(out))
+	dir = filepath.Join(b.work, name+".mnt")
+	check(os.MkdirAll(dir, 0o755))
+	run("mount", loop, dir)
+	return dir, filepath.Base(loop), func() {
+		run("umount", dir)
+		run("losetup", "-d", loop)
+		check(os.Remove(img))
+	}
+}
+
+// sectorsWritten reads the sectors written to the block device dev.
+func sectorsWritten(dev string) int64 {
+	b, err := os.ReadFile("/sys/block/" + dev + "/stat")
+	check(err)
+	f := strings.Fields(string(b))
+	n, err := strconv.ParseInt(f[6], 10, 64)
+	check(err)
+	return n
+}
+
+// startSSHD starts, once, an sshd of the benchmark's own on a loopback
+// port that lets root in with a key made for it (lsyncd's rsync-over-ssh
+// mode needs one); false when there is none.
+func (b *bench) startSSHD() bool {
+	if b.ssh.port != 0 {
+		return true
+	}
+	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
+		return false
+	}
+	dir := filepath.Join(b.work, "sshd")
+	check(os.MkdirAll(dir, 0o700))
+	for _, k := range []string{"host", "user"} {
+		run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k))
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "user.pub"))
+	check(err)
+	check(os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	check(os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %[2]s/host
+PidFile %[2]s/sshd.pid
+AuthorizedKeysFile %[2]s/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+StrictModes no
+UsePAM no
+`, port, dir)), 0o600))
+	check(os.MkdirAll("/run/sshd", 0o755))
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	check(cmd.Start())
+	b.ssh.cmd = cmd
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.ssh.port, b.ssh.key = port, filepath.Join(dir, "user")
+	return true
 }
 
 // ---- equality --------------------------------------------------------------
