@@ -11,6 +11,12 @@
 // Syncer puts both in front of another syncer.Syncer (rsync), which gets
 // only what they leave: the daemon's syncer for a local backup.
 //
+// Mover renames a moved directory on the backup (syncer.Mover): one
+// renameat2 beneath the root instead of a deletion and a copy, where the
+// index (package index) says the backup's directory was synced from the
+// one that moved, or where a move into its place put it aside in the
+// trash (a swap of names, made in either order).
+//
 // Copies use copy_file_range (sendfile between filesystems), with bounded
 // parallelism, and keep what rsync -aXA --sparse --numeric-ids keeps:
 // types, permissions, numeric owners, nanosecond mtimes (symlinks' too),
@@ -35,5 +41,5 @@
 // so is anything it reports it did not do. A copy interrupted half-way is
 // completed by rsync on the next run.
 //
-// It imports the root package, versions and internal helpers only.
+// It imports the root package, index, versions and internal helpers only.
 package copier

@@ -3,8 +3,12 @@
 // whose ctime or inode moved while its size and mtime stayed (rewritten
 // by a tool that keeps mtimes, `touch -r`, `cp -p` over it) looks equal to
 // a size-and-mtime compare, rsync's quick check included; the index is how
-// reconcile still finds it. The same records are what later work needs to
-// recognise a file moved while syncer was down (same inode, new path).
+// reconcile still finds it. Directories have records too, their inode
+// being what a move is known by: written when a directory's whole subtree
+// was synced (or moved there), kept as they are by a sync of the parent
+// alone; the reconcile walk recognises a directory moved while syncer was
+// down by them, and a move finds the backup's copy of a directory put
+// aside in the trash (Displace).
 //
 // One record per path, keyed by its directory and name, so that the
 // records of one directory are read in one range scan: a B+tree file in
@@ -22,7 +26,7 @@
 // as before the index existed, and recorded, so that the next full
 // reconcile has rebuilt it.
 //
-// It imports the root package and internal helpers only.
+// It imports the root package, internal helpers, bbolt and zap.
 package index
 
 import (

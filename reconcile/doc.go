@@ -8,7 +8,13 @@
 // whose jobs then compare contents (syncer.Job.Verify), and records the
 // files the index lacks: a directory whose entries
 // differ becomes a non-recursive scope, a directory missing from the backup
-// a recursive one, partitioned by size. Runner runs one reconcile: it
+// a recursive one, partitioned by size. A directory the source has at a
+// new path with the inode the index recorded for a directory only the
+// backup has (or for another one under a known name: a swap) moved while
+// syncer was down: Plan.Moves, made by the job of its new path, carried
+// by the job of the parent it left (held until the walk ends), so that
+// the backup renames instead of copying. A file whose inode and ctime are
+// those recorded has its attributes read on neither side. Runner runs one reconcile: it
 // walks, queues what differs while the walk goes on (the same JOBS queue and
 // workers as watcher events), follows the jobs to their end through the
 // results (Tracker) and keeps a Report of each. Scheduler decides when

@@ -6,6 +6,15 @@
 // renamed directories, and follows files still open for writing until they
 // are closed (DirEvent.Open, OpenBelow).
 //
+// A directory renamed within the tree is a move (DirEvent.Moves), on the
+// moved directory's recursive event and on the event of the parent it
+// left. The two halves are paired by the directory's identity (device and
+// inode, read when it was watched), not by inotify's cookie, which fsnotify
+// hides: identity also pairs what the cookie cannot, a directory moved into
+// a new one before the new one was watched (seen inside it by the walk,
+// either before or after the old name's rename is reported), and renames
+// in a row fold into one move from the first name to the last.
+//
 // What it cannot report it says through one callback, Options.OnLost, with
 // the affected subtree: everything after a kernel queue overflow or when the
 // root is replaced (a remount: Run then watches the new root), a directory

@@ -6,9 +6,13 @@
 // job, the dead letter of a given-up one, the follow-up of a run that saw
 // files vanish. It keeps overlapping scopes from running at once through a
 // Locker, batches available jobs into one run, and leaves out the files the
-// watcher sees being written (OpenFiles).
+// watcher sees being written (OpenFiles). Before a run syncs, it makes the
+// directory moves of its jobs that land in their scopes (a Mover), holding
+// a lock on each move's old path too; the job of the directory a move left
+// keeps the old path for it; a move not made is copied by the sync, and
+// its old path's parent is queued again.
 //
 // It imports the root package and zap only: the queue reaches it as a
 // Source of syncer.Delivery values and a Sink, the copier and rsync as a
-// syncer.Syncer.
+// syncer.Syncer and a syncer.Mover.
 package worker
