@@ -30,6 +30,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer/internal/testutil"
 )
 
 var (
@@ -849,17 +851,7 @@ func (b *bench) startSSHD() bool {
 	check(err)
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	check(os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
-HostKey %[2]s/host
-PidFile %[2]s/sshd.pid
-AuthorizedKeysFile %[2]s/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-StrictModes no
-UsePAM no
-`, port, dir)), 0o600))
+	check(os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(testutil.SSHDConfig(port, dir)), 0o600))
 	check(os.MkdirAll("/run/sshd", 0o755))
 	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	check(cmd.Start())

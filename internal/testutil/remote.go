@@ -130,7 +130,20 @@ func StartSSHD(tb testing.TB) SSHD {
 	s := SSHD{Port: FreePort(tb), Identity: filepath.Join(dir, "user"), KnownHosts: filepath.Join(dir, "known_hosts")}
 	write(tb, filepath.Join(dir, "authorized_keys"), pub("user"))
 	write(tb, s.KnownHosts, fmt.Sprintf("[127.0.0.1]:%d %s", s.Port, pub("host")))
-	write(tb, filepath.Join(dir, "sshd_config"), fmt.Sprintf(`Port %d
+	write(tb, filepath.Join(dir, "sshd_config"), SSHDConfig(s.Port, dir))
+	// Privilege separation wants this directory; Debian's unit creates it.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	Serve(tb, fmt.Sprintf("127.0.0.1:%d", s.Port), sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	return s
+}
+
+// SSHDConfig is the configuration of an sshd of its own on a loopback
+// port, its keys and state in dir (host, authorized_keys): root in with a
+// key only.
+func SSHDConfig(port int, dir string) string {
+	return fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %[2]s/host
 PidFile %[2]s/sshd.pid
@@ -140,13 +153,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 StrictModes no
 UsePAM no
-`, s.Port, dir))
-	// Privilege separation wants this directory; Debian's unit creates it.
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	Serve(tb, fmt.Sprintf("127.0.0.1:%d", s.Port), sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	return s
+`, port, dir)
 }
 
 func write(tb testing.TB, p, s string) {
