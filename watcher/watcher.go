@@ -583,16 +583,11 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	}
 }
 
-// arrive looks at a directory found inside a new one (created, or moved in
+// arrive looks at a directory, id, found inside a new one (created, or moved in
 // from outside the tree): it may have been moved there, from within the
 // tree, before the new one's watch could report it, its rename seen
 // before (paired) or after (arrived).
-func (w *Watcher) arrive(dir string) {
-	var st syscall.Stat_t
-	if syscall.Lstat(syncer.Join(w.opts.Root, dir), &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-		return
-	}
-	id := fileID{uint64(st.Dev), st.Ino}
+func (w *Watcher) arrive(dir string, id fileID) {
 	if !w.paired(dir, id) {
 		w.arrived[id] = awayDir{rel: dir, at: time.Now()}
 	}
@@ -623,17 +618,14 @@ func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Exc
 // addTree watches dir and every directory below it (not following symlinks,
 // skipping excluded names). Only an error on dir itself is returned.
 func (w *Watcher) addTree(dir string, fresh bool) error {
-	kids, err := w.addDir(dir)
+	kids, err := w.addDir(dir, false)
 	if err != nil {
 		return err
 	}
 	for len(kids) > 0 {
 		d := kids[len(kids)-1]
 		kids = kids[:len(kids)-1]
-		if fresh {
-			w.arrive(d)
-		}
-		more, err := w.addDir(d)
+		more, err := w.addDir(d, fresh)
 		if err != nil {
 			w.failedDir(d, err)
 			continue
@@ -648,7 +640,7 @@ func (w *Watcher) addTree(dir string, fresh bool) error {
 // not wait for the watch of another (half the setup time measured on
 // 110,000 directories with two cores).
 func (w *Watcher) addTreeParallel(dir string) error {
-	kids, err := w.addDir(dir)
+	kids, err := w.addDir(dir, false)
 	if err != nil {
 		return err
 	}
@@ -679,7 +671,7 @@ func (w *Watcher) addTreeParallel(dir string) error {
 				kids = kids[:len(kids)-1]
 				active++
 				mu.Unlock()
-				more, err := w.addDir(d)
+				more, err := w.addDir(d, false)
 				mu.Lock()
 				active--
 				if err != nil {
@@ -700,9 +692,11 @@ func (w *Watcher) addTreeParallel(dir string) error {
 // setupWorkers is how many goroutines add watches at startup.
 const setupWorkers = 4
 
-// addDir watches one directory and returns its subdirectories. It is safe
-// for concurrent use on different directories.
-func (w *Watcher) addDir(dir string) ([]string, error) {
+// addDir watches one directory and returns its subdirectories; fresh says
+// it lies inside a new directory (see arrive), which only the Run
+// goroutine's addTree says. It is safe for concurrent use on different
+// directories otherwise.
+func (w *Watcher) addDir(dir string, fresh bool) ([]string, error) {
 	abs := syncer.Join(w.opts.Root, dir)
 	err := w.fsw.Add(abs)
 	w.setupMark(dir) // watched, or failed: either way done before its entries are read
@@ -725,6 +719,9 @@ func (w *Watcher) addDir(dir string) ([]string, error) {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			id = fileID{uint64(st.Dev), st.Ino}
 		}
+	}
+	if fresh && id != (fileID{}) {
+		w.arrive(dir, id)
 	}
 	w.treeMu.Lock()
 	if _, ok := w.watched[dir]; !ok {
