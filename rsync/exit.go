@@ -1,6 +1,9 @@
 package rsync
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // ExitError is an rsync run that ended with a non-zero exit code other than
 // 24 (vanished source files, which is success in a live tree).
@@ -9,8 +12,37 @@ type ExitError struct {
 	Stderr string // the last 2 KiB of rsync's stderr
 }
 
+// Error names the exit code and, when rsync said why, its own words: the
+// last error lines it printed ("write failed on …: No space left on device
+// (28)"), which is what an operator acts on.
 func (e *ExitError) Error() string {
-	return fmt.Sprintf("rsync: exit %d (%s)", e.Code, Meaning(e.Code))
+	s := fmt.Sprintf("rsync: exit %d (%s)", e.Code, Meaning(e.Code))
+	if r := e.Reason(); r != "" {
+		s += ": " + r
+	}
+	return s
+}
+
+// reasonLines is how many of rsync's last error lines Reason keeps.
+const reasonLines = 3
+
+// Reason is the last error lines rsync printed (up to three, "; "-joined),
+// without its closing "rsync error: … (code N) at main.c" summary, which
+// only repeats the exit code; "" when it printed none.
+func (e *ExitError) Reason() string {
+	var keep []string
+	lines := strings.Split(strings.TrimSpace(e.Stderr), "\n")
+	for i := len(lines) - 1; i >= 0 && len(keep) < reasonLines; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l == "" || strings.HasPrefix(l, "rsync error: ") || strings.HasPrefix(l, "rsync warning: ") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	for i, j := 0, len(keep)-1; i < j; i, j = i+1, j-1 {
+		keep[i], keep[j] = keep[j], keep[i]
+	}
+	return strings.Join(keep, "; ")
 }
 
 // ExitCode is rsync's exit code.

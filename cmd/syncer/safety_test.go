@@ -854,3 +854,57 @@ func TestRun_StateFilesystemFull(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRun_FullBackupSaysWhy: with the backup full, what an operator reads
+// says so in rsync's own words, not only "exit 11": the job's log line,
+// the project's last error in status, the dead letter, and `syncer retry`.
+func TestRun_FullBackupSaysWhy(t *testing.T) {
+	requireRoot(t)
+	cfg := testConfig(t)
+	mountTmpfs(t, cfg.Dest, "1m")
+	cfg.DirectCopy = false // rsync's own message is the point
+	cfg.RetryBackoff = 100 * time.Millisecond
+	cfg.RetryMax = 2
+	core, logs := observer.New(zap.WarnLevel)
+	h := launch(t, cfg, zap.New(core))
+	h.waitReady(t)
+
+	must(t, os.MkdirAll(h.path("p"), 0o755))
+	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("x"), 3<<20), 0o644))
+	const why = "No space left on device"
+	var r status.Report
+	testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if r = h.status(t); len(r.Dead) == 0 {
+			return errors.New("nothing dead-lettered yet")
+		}
+		return nil
+	})
+	t.Logf("dead letter: %s", r.Dead[0].Error)
+	if d := r.Dead[0]; !strings.Contains(d.Error, why) || d.ExitCode != 11 {
+		t.Errorf("dead letter: exit %d, %q; want exit 11 saying %q", d.ExitCode, d.Error, why)
+	}
+	var failed []string
+	for _, e := range logs.All() {
+		if strings.HasPrefix(e.Message, "job failed") {
+			failed = append(failed, e.ContextMap()["error"].(string))
+		}
+	}
+	if len(failed) == 0 || !strings.Contains(failed[len(failed)-1], why) {
+		t.Errorf("job failure log lines %q; want rsync's %q", failed, why)
+	}
+	i := slices.IndexFunc(r.Projects, func(p metrics.Project) bool { return p.Name == "p" })
+	if i < 0 || !strings.Contains(r.Projects[i].LastError, why) {
+		t.Errorf("status projects %+v; want p's last error saying %q", r.Projects, why)
+	}
+	var out bytes.Buffer
+	status.Print(&out, r)
+	if !strings.Contains(out.String(), why) {
+		t.Errorf("syncer status does not say %q:\n%s", why, out.String())
+	}
+	out.Reset()
+	var stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"retry", "--state-dir", cfg.StateDir}, &out, &stderr); code != 0 ||
+		!strings.Contains(out.String(), why) || !strings.Contains(out.String(), r.Dead[0].ID) {
+		t.Errorf("syncer retry: exit %d, %q %s; want the job listed with %q", code, out.String(), stderr.String(), why)
+	}
+}

@@ -100,10 +100,21 @@ func newRetryCmd(stdout io.Writer) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "retry [--all | JOB_ID...]",
-		Short: "Put dead-lettered jobs back on the queue (see `syncer status`)",
+		Short: "List dead-lettered jobs and why each was given up, or put them back on the queue",
 		RunE: func(cmd *cobra.Command, ids []string) error {
-			if all == (len(ids) > 0) {
-				return usageError{fmt.Errorf("give job IDs or --all")}
+			if all && len(ids) > 0 {
+				return usageError{fmt.Errorf("give job IDs or --all, not both")}
+			}
+			if !all && len(ids) == 0 {
+				var r status.Report
+				if err := cf.get(cmd, "/api/status", &r); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%d dead-lettered jobs (put back with `syncer retry --all` or `syncer retry JOB_ID...`)\n", len(r.Dead))
+				if len(r.Dead) > 0 {
+					status.PrintDead(stdout, r.Dead)
+				}
+				return nil
 			}
 			var resp retryResponse
 			if err := cf.do(cmd, http.MethodPost, "/api/retry", retryRequest{IDs: ids}, &resp); err != nil {

@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -88,25 +91,61 @@ func Print(w io.Writer, r Report) {
 		fmt.Fprintf(w, "WARNING: the backup's filesystem cannot keep %s: dropped, counted per project (DROPPED)\n", r.CannotKeep)
 	}
 	if rc := r.Reconcile; rc != nil {
-		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %d bytes\n",
-			rc.ID, rc.Why, rc.State, FmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, rc.DriftBytes)
+		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %s\n",
+			rc.ID, rc.Why, rc.State, FmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, FmtBytes(rc.DriftBytes))
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPROJECT\tSTATE\tLAST SYNC\tLAG\tPENDING\tDONE\tFAILED\tDROPPED\tLAST ERROR")
 	for _, p := range r.Projects {
-		fmt.Fprintf(tw, "%q\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, FmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fs\t%d\t%d\t%d\t%d\t%s\n", FmtName(p.Name), p.State, FmtTime(p.LastSync), p.LastLag, p.Pending, p.Done, p.Failed,
 			p.Dropped, p.LastError)
 	}
 	_ = tw.Flush()
 	if len(r.Dead) > 0 {
 		fmt.Fprintf(w, "\n%d dead-lettered jobs (put back with `syncer retry`):\n", len(r.Dead))
-		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "JOB\tSCOPE\tEXIT\tWHEN\tERROR")
-		for _, d := range r.Dead {
-			fmt.Fprintf(tw, "%s\t%q\t%d\t%s\t%s\n", d.ID, d.Scope, d.ExitCode, FmtTime(d.At), d.Error)
-		}
-		_ = tw.Flush()
+		PrintDead(w, r.Dead)
 	}
+}
+
+// PrintDead lists dead-lettered jobs for a terminal, with the reason each
+// was given up (rsync's own words when it said why).
+func PrintDead(w io.Writer, dead []queue.DeadJob) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSCOPE\tEXIT\tWHEN\tERROR")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, FmtName(d.Scope), d.ExitCode, FmtTime(d.At), d.Error)
+	}
+	_ = tw.Flush()
+}
+
+// FmtName is a file or project name for a terminal: as it is, unless it
+// is empty or holds spaces, quotes or characters a terminal would not show
+// as themselves; then quoted with Go's escapes.
+func FmtName(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if r == ' ' || r == '"' || r == '\\' || r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// FmtBytes is n bytes in B, KiB, MiB, GiB or TiB, with one decimal past B.
+func FmtBytes(n int64) string {
+	if n < 1024 && n > -1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, units := float64(n), []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	for i := range units {
+		f /= 1024
+		if (f < 1024 && f > -1024) || i == len(units)-1 {
+			return fmt.Sprintf("%.1f %s", f, units[i])
+		}
+	}
+	panic("bug: unreachable")
 }
 
 // FmtTime is t for a terminal, "-" when zero.
@@ -180,9 +219,9 @@ func Follow(ctx context.Context, view func() (reconcile.Report, error), done <-c
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(last)
 	} else {
-		fmt.Fprintf(stdout, "reconcile %s: %s in %s: %d jobs, %d failed; %d files / %d bytes transferred, %d deleted; drift %d files / %d bytes\n",
+		fmt.Fprintf(stdout, "reconcile %s: %s in %s: %d jobs, %d failed; %d files / %s transferred, %d deleted; drift %d files / %s\n",
 			last.ID, last.State, last.Finished.Sub(last.Started).Round(time.Millisecond), last.Jobs, last.Failed,
-			last.Files, last.Bytes, last.Deleted, last.DriftFiles, last.DriftBytes)
+			last.Files, FmtBytes(last.Bytes), last.Deleted, last.DriftFiles, FmtBytes(last.DriftBytes))
 		for _, e := range last.Errors {
 			fmt.Fprintf(stdout, "  failed: %s\n", e)
 		}

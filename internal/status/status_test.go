@@ -17,9 +17,27 @@ func TestPrint(t *testing.T) {
 		Ready: true, NotReady: "held: project \"p\": ...", Held: []guard.Hold{{Project: "p", Deleting: 607, Of: 1008}},
 		Projects: []metrics.Project{{Name: "p", State: "held"}, {Name: "q", State: "ok", Done: 3}}})
 	out := buf.String()
-	for _, want := range []string{"NOT READY: held", `HELD: project "p": deleting 607 of 1008 entries needs approval`, `"q"`, "PROJECT"} {
+	for _, want := range []string{"NOT READY: held", `HELD: project "p": deleting 607 of 1008 entries needs approval`, "\nq ", "PROJECT"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFmtName(t *testing.T) {
+	for in, want := range map[string]string{"Proj A": `"Proj A"`, "ProjB": "ProjB", "été": "été", "tab\there": `"tab\there"`,
+		"": `""`, "bad\xff": `"bad\xff"`, `say"hi`: `"say\"hi"`} {
+		if got := status.FmtName(in); got != want {
+			t.Errorf("FmtName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestFmtBytes(t *testing.T) {
+	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB",
+		3 << 30: "3.0 GiB", 2 << 40: "2.0 TiB", 1 << 62: "4096.0 PiB"} {
+		if got := status.FmtBytes(in); got != want {
+			t.Errorf("FmtBytes(%d) = %s, want %s", in, got, want)
 		}
 	}
 }
