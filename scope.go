@@ -106,19 +106,6 @@ func Join(root, dir string) string {
 	return path.Join(root, dir)
 }
 
-// Excluded reports whether an entry name matches one of the exclude
-// patterns (path.Match globs against the name alone, as rsync applies an
-// --exclude pattern without a slash). The watcher, the reconcile walk and
-// the copier all decide with it, so that they skip exactly what rsync skips.
-func Excluded(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, name); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // OuterParents lists the parents of the scopes' directories whose own
 // attributes no scope of the list syncs: a run creating or removing a
 // scope's directory changes its parent's times, which are another run's to set.

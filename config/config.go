@@ -36,7 +36,7 @@ type Config struct {
 	MaxDelay         time.Duration `yaml:"max_delay" help:"longest wait for a directory that never goes quiet"`
 	CollapseChildren int           `yaml:"collapse_children" help:"pending subdirectories that collapse into their parent"`
 	CollapseProject  int           `yaml:"collapse_project" help:"pending directories that collapse into their whole project"`
-	Exclude          []string      `yaml:"exclude" help:"name glob to skip (repeatable), e.g. '*.tmp'"`
+	Exclude          []string      `yaml:"exclude" help:"what not to back up (repeatable): a name glob ('*.tmp') at any depth, or a path pattern from the source root ('ProjA/cache', '*/Proxies', 'ProjB/**/*.bak')"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"time running rsyncs get to finish on stop"`
 	OpenFileWait     time.Duration `yaml:"open_file_wait" help:"longest a file still open for writing waits to be copied (0: copy at once)"`
 
@@ -86,6 +86,22 @@ type Config struct {
 	NatsListen       string   `yaml:"nats_listen" help:"also open the embedded NATS on this address (e.g. 127.0.0.1:4222); default none"`
 	LogLevel         string   `yaml:"log_level" help:"debug, info, warn or error"`
 	LogFormat        string   `yaml:"log_format" help:"json, console or auto (console on a terminal)"`
+
+	excludes *syncer.Excludes // Exclude compiled, shared by what Excludes built
+}
+
+// Excludes is Exclude compiled: one rule set, made at the first call and
+// shared by every component built from c or from a copy of c made after,
+// so that a reload's Set reaches them all at once. Exclude must be valid
+// (Validate); an invalid one excludes nothing.
+func (c *Config) Excludes() *syncer.Excludes {
+	if c.excludes == nil {
+		var err error
+		if c.excludes, err = syncer.NewExcludes(c.Exclude); err != nil {
+			c.excludes = syncer.MustExcludes()
+		}
+	}
+	return c.excludes
 }
 
 // MaxWorkers bounds the worker pool: each worker runs one rsync.
@@ -275,8 +291,8 @@ func (c *Config) Validate() error {
 		bad("open_file_wait: %v, want 0 or a positive duration", c.OpenFileWait)
 	}
 	for _, e := range c.Exclude {
-		if _, err := filepath.Match(e, ""); err != nil || strings.Contains(e, "/") {
-			bad("exclude %q: want a name glob without '/'", e)
+		if err := syncer.CheckExclude(e); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch c.LogLevel {

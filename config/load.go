@@ -38,6 +38,9 @@ func Load(path string, flagged Config, set func(flag string) bool) (Config, erro
 	// Flags the user set win; copy them field by field.
 	cv, fv := reflect.ValueOf(&c).Elem(), reflect.ValueOf(flagged)
 	for i := range cv.NumField() {
+		if !cv.Type().Field(i).IsExported() {
+			continue
+		}
 		name := strings.ReplaceAll(cv.Type().Field(i).Tag.Get("yaml"), "_", "-")
 		if set(name) {
 			cv.Field(i).Set(fv.Field(i))
@@ -50,6 +53,9 @@ func applyEnv(c *Config) error {
 	v := reflect.ValueOf(c).Elem()
 	var errs []error
 	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
 		key := v.Type().Field(i).Tag.Get("yaml")
 		s, ok := os.LookupEnv("SYNCER_" + strings.ToUpper(key))
 		if !ok {
@@ -99,6 +105,9 @@ func applyEnv(c *Config) error {
 func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	v := reflect.ValueOf(c)
 	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
 		key := v.Type().Field(i).Tag.Get("yaml")
 		switch f := v.Field(i).Interface().(type) {
 		case string:
@@ -129,6 +138,9 @@ func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 func Flags(fs *pflag.FlagSet, c *Config) {
 	v := reflect.ValueOf(c).Elem()
 	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue
+		}
 		f := v.Type().Field(i)
 		name, help := strings.ReplaceAll(f.Tag.Get("yaml"), "_", "-"), f.Tag.Get("help")
 		switch p := v.Field(i).Addr().Interface().(type) {

@@ -65,7 +65,7 @@ func (c *Config) Queue(log *zap.Logger, scratch bool, onFailover func(string)) q
 func (c *Config) Rsync(log *zap.Logger) rsync.Options {
 	return rsync.Options{Binary: c.RsyncPath, Source: c.Source, Dest: c.Dest,
 		SSH:          rsync.SSH{Identity: c.SSHIdentity, Port: c.SSHPort, KnownHosts: c.SSHKnownHosts},
-		PasswordFile: c.RsyncPasswordFile, Excludes: c.Exclude, Args: c.RsyncArgs, MaxDelete: c.MaxDelete,
+		PasswordFile: c.RsyncPasswordFile, Excludes: c.Excludes(), Args: c.RsyncArgs, MaxDelete: c.MaxDelete,
 		Keep: c.Keep(), Sparse: c.Sparse, HardLinks: c.HardLinks,
 		Trash: c.TrashDir(), Logger: log}
 }
@@ -74,7 +74,7 @@ func (c *Config) Rsync(log *zap.Logger) rsync.Options {
 // is on (direct_copy), the backup is local, and neither hard links nor
 // extra rsync options ask for what it does not do.
 func (c *Config) Copier() (copier.Options, bool) {
-	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, OpenWait: c.OpenFileWait, Trash: c.TrashDir(),
+	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Excludes(), OpenWait: c.OpenFileWait, Trash: c.TrashDir(),
 			Keep: c.Keep(), Sparse: c.Sparse},
 		c.DirectCopy && len(c.RsyncArgs) == 0 && !c.Remote() && !c.HardLinks
 }
@@ -132,7 +132,7 @@ func (b Backup) Close() {
 // Recorder writes the index of synced files after each sync; b.Lost is
 // counted on what it records.
 func (c *Config) Recorder(b Backup, log *zap.Logger) *index.Recorder {
-	return &index.Recorder{Index: b.Index, Source: c.Source, Excludes: c.Exclude, Logger: log}
+	return &index.Recorder{Index: b.Index, Source: c.Source, Excludes: c.Excludes(), Logger: log}
 }
 
 // ProbeBackup finds what a local backup's filesystem keeps of what Keep
@@ -180,7 +180,7 @@ func (c *Config) Watcher(log *zap.Logger, onLost func(syncer.Scope)) watcher.Opt
 	if wait == 0 {
 		wait = -1 // off
 	}
-	return watcher.Options{Root: c.Source, Excludes: c.Exclude, OpenWait: wait, OnLost: onLost, Logger: log}
+	return watcher.Options{Root: c.Source, Excludes: c.Excludes(), OpenWait: wait, OnLost: onLost, Logger: log}
 }
 
 // Coalesce is the coalescer's debounce and collapse settings.
@@ -199,7 +199,7 @@ func (c *Config) Pool(log *zap.Logger) worker.Options {
 // Walk is the reconcile walk over the trees: no Dest for a remote backup,
 // whose comparison rsync does.
 func (c *Config) Walk() reconcile.Options {
-	o := reconcile.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Exclude, IgnoreDest: c.IgnoreDest(), Keep: c.Keep()}
+	o := reconcile.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Excludes(), IgnoreDest: c.IgnoreDest(), Keep: c.Keep()}
 	if c.Remote() {
 		o.Dest = ""
 	}

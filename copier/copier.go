@@ -25,8 +25,8 @@ var ErrExists = errors.New("destination exists")
 // Options configure a Copier.
 type Options struct {
 	Source, Dest string
-	// Excludes are name globs; matching entries are not copied.
-	Excludes []string
+	// Excludes are what is not copied; nil copies everything.
+	Excludes *syncer.Excludes
 	// Concurrency bounds parallel file copies; 4×GOMAXPROCS by default.
 	Concurrency int
 	// OpenWait, when positive, makes SyncFlat leave out new files that are
@@ -270,7 +270,6 @@ func (r *run) spawn(fn func() error) error {
 	return fn()
 }
 
-func (r *run) excluded(name string) bool { return syncer.Excluded(r.c.opts.Excludes, name) }
 
 // dir creates rel in the backup and copies the entries of the source
 // directory open as sfd, which it closes. Subdirectories are opened from
@@ -307,7 +306,7 @@ func (r *run) dir(rel string, sfd int, st unix.Stat_t) error {
 		st   unix.Stat_t
 	}
 	var ents []ent
-	err = osx.ListFd(sfd, r.t.src.Join(rel), r.excluded, func(_ int, name string, st *unix.Stat_t) {
+	err = osx.ListFd(sfd, r.t.src.Join(rel), func(name string) bool { return r.c.opts.Excludes.MatchIn(rel, name) }, func(_ int, name string, st *unix.Stat_t) {
 		ents = append(ents, ent{name, *st})
 	})
 	if err != nil {

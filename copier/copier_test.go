@@ -39,7 +39,7 @@ func TestCopier_Copy(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(src, "p/a/sub/g"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}})
+	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: syncer.MustExcludes("*.tmp")})
 	st, err := c.Copy(t.Context(), "p", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestCopier_SyncFlat(t *testing.T) {
 		}
 	}
 	day := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}, Trash: ".trash", Now: func() time.Time { return day }})
+	c := copier.New(copier.Options{Source: src, Dest: dst, Excludes: syncer.MustExcludes("*.tmp"), Trash: ".trash", Now: func() time.Time { return day }})
 	st, open, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, []string{"p/a/open.mov"}, nil)
 	if err != nil || !done || len(open) != 0 {
 		t.Fatalf("SyncFlat() = %+v, %v, done=%v, %v; want done", st, open, done, err)

@@ -241,7 +241,7 @@ func (c *Copier) list(root *osx.Root, dir string, names, skip []string) (l listi
 	}
 	l.ents = map[string]unix.Stat_t{}
 	leave := func(name string) bool {
-		return syncer.Excluded(c.opts.Excludes, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name)))
+		return c.opts.Excludes.MatchIn(dir, name) || (len(skip) > 0 && slices.Contains(skip, join(dir, name)))
 	}
 	add := func(_ int, name string, st *unix.Stat_t) { l.ents[name] = *st }
 	if names == nil {

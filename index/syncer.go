@@ -56,7 +56,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 type Recorder struct {
 	Index    *Index
 	Source   string
-	Excludes []string
+	Excludes *syncer.Excludes
 	Logger   *zap.Logger
 }
 
@@ -115,7 +115,7 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 				out = append(out, syncer.Join(sc.Dir, name))
 			}
 		}
-		skip := func(name string) bool { return syncer.Excluded(r.Excludes, name) }
+		skip := r.skip(sc.Dir)
 		if files := h.Files[sc.Dir]; files != nil {
 			_ = src.StatAt(sc.Dir, namesIn(sc.Dir, files), skip, add)
 		} else {
@@ -125,8 +125,12 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 	return out
 }
 
+// skip is what a listing of dir leaves out.
+func (r *Recorder) skip(dir string) func(string) bool {
+	return func(name string) bool { return r.Excludes.MatchIn(dir, name) }
+}
+
 func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before int64) error {
-	skip := func(name string) bool { return syncer.Excluded(r.Excludes, name) }
 	stack := []string{sc.Dir}
 	for len(stack) > 0 {
 		dir := stack[len(stack)-1]
@@ -177,9 +181,9 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 		}
 		if files := h.Files[dir]; files != nil && !sc.Recursive {
 			u.Exact = false
-			err = src.StatAt(dir, namesIn(dir, files), skip, add)
+			err = src.StatAt(dir, namesIn(dir, files), r.skip(dir), add)
 		} else {
-			err = src.ListDir(dir, skip, add)
+			err = src.ListDir(dir, r.skip(dir), add)
 		}
 		if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
 			continue // gone meanwhile: its parent's sync forgets it

@@ -104,7 +104,7 @@ type counter struct {
 
 func (c *counter) skip(dir string) func(string) bool {
 	return func(name string) bool {
-		return syncer.Excluded(c.opts.Excludes, name) || (dir == "" && slices.Contains(c.opts.IgnoreDest, name))
+		return c.opts.Excludes.MatchIn(dir, name) || (dir == "" && slices.Contains(c.opts.IgnoreDest, name))
 	}
 }
 

@@ -27,7 +27,7 @@ func TestDeletions(t *testing.T) {
 		testutil.WriteTree(t, src, testutil.Tree{"p/keep": "1", "p/a/x": "2", "p/t": "now a file", "q/y": "3"})
 		testutil.WriteTree(t, dst, testutil.Tree{"p/keep": "1", "p/a/x": "2", "p/a/old": "o", "p/a/skip.tmp": "excluded",
 			"p/gone/1": "", "p/gone/2": "", "p/gone/3": "", "p/t/u": "", "p/t/v": "", "p/vanished/w": "", "q/y": "3", ".trash/z": ""})
-		opts := reconcile.Options{Source: src, Dest: dst, Excludes: []string{"*.tmp"}, IgnoreDest: []string{".trash"}}
+		opts := reconcile.Options{Source: src, Dest: dst, Excludes: syncer.MustExcludes("*.tmp"), IgnoreDest: []string{".trash"}}
 		got, err := reconcile.Deletions(t.Context(), opts, []syncer.Scope{tt.scope})
 		if err != nil {
 			t.Fatal(err)

@@ -27,8 +27,9 @@ type Options struct {
 	// the plan then covers the whole source in partitions and leaves the
 	// comparison to rsync.
 	Source, Dest string
-	// Excludes are name globs, as in the watcher; excluded entries are ignored on both sides.
-	Excludes []string
+	// Excludes are what is not backed up, as in the watcher; excluded
+	// entries are ignored on both sides.
+	Excludes *syncer.Excludes
 	// Projects, when set, limits the plan to these top-level folders.
 	Projects []string
 	// Scopes, when set, limits the compare to these: a flat scope's
@@ -141,7 +142,7 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 		if len(projects) == 0 {
 			// Whole projects removed from the source go with the root.
 			w.add(syncer.Scope{Dir: ""}, nil, nil)
-			err := src.ListDir("", w.excluded, func(_ int, n string, st *unix.Stat_t) {
+			err := src.ListDir("", w.excluder(""), func(_ int, n string, st *unix.Stat_t) {
 				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 					projects = append(projects, n)
 				}
@@ -418,7 +419,7 @@ type entry struct {
 // known equal (nil: never).
 func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name string, st *unix.Stat_t) bool) ([]entry, error) {
 	out := buf[:0]
-	err := root.ListDir(dir, w.excluded, func(fd int, name string, st *unix.Stat_t) {
+	err := root.ListDir(dir, w.excluder(dir), func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
 		var rec index.Record
 		switch st.Mode & unix.S_IFMT {
@@ -450,7 +451,9 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name st
 	return out, nil
 }
 
-func (w *walker) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
+func (w *walker) excluder(dir string) func(string) bool {
+	return func(name string) bool { return w.opts.Excludes.MatchIn(dir, name) }
+}
 
 // dir compares one directory present on both sides (or a project root)
 // and returns the subdirectories to visit next.

@@ -44,8 +44,9 @@ type Options struct {
 	SSH SSH
 	// PasswordFile is the rsync daemon password of an "rsync://" Dest.
 	PasswordFile string
-	// Excludes are rsync exclude patterns, applied to every run.
-	Excludes []string
+	// Excludes are given to every run as --exclude rules (read at each
+	// run, so that a reload applies to the next); nil excludes nothing.
+	Excludes *syncer.Excludes
 	// Args are extra rsync arguments appended before the paths (e.g. --acls).
 	Args []string
 	// Keep is the kinds of extended attributes and ACLs kept (-X, -A):
@@ -289,9 +290,7 @@ func argsAt(opts Options, dirs []string, recursive bool, skip []string, stamp st
 		// Anchored at the transfer root: with --relative that is the backup root.
 		args = append(args, "--backup", "--backup-dir="+opts.Trash+"/"+stamp, "--exclude=/"+opts.Trash)
 	}
-	for _, e := range opts.Excludes {
-		args = append(args, "--exclude="+e)
-	}
+	args = append(args, opts.Excludes.RsyncArgs()...)
 	for _, p := range skip {
 		// Anchored at the transfer root, which --relative makes the source root.
 		args = append(args, "--exclude=/"+literal(p))

@@ -20,7 +20,7 @@ import (
 )
 
 func TestArgs(t *testing.T) {
-	opts := rsync.Options{Source: "/data/prod", Dest: "/data/prod_backup/", Excludes: []string{"*.tmp"}, MaxDelete: 500,
+	opts := rsync.Options{Source: "/data/prod", Dest: "/data/prod_backup/", Excludes: syncer.MustExcludes("*.tmp"), MaxDelete: 500,
 		Trash: ".syncer-trash", Now: func() time.Time { return time.Date(2026, 11, 22, 23, 59, 0, 0, time.UTC) }}
 	tests := []struct {
 		name      string

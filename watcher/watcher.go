@@ -44,9 +44,9 @@ type Publisher interface {
 type Options struct {
 	// Root is the source tree, an absolute clean path.
 	Root string
-	// Excludes are glob patterns (path.Match syntax) matched against each
-	// entry's name; matching entries are neither watched nor reported.
-	Excludes []string
+	// Excludes are neither watched nor reported; nil excludes nothing. A
+	// reload that changes them applies to the next event and watch.
+	Excludes *syncer.Excludes
 	// Flush is how long identical directory events are merged before they
 	// are published; it keeps the reader fast in storms.
 	Flush time.Duration
@@ -164,11 +164,6 @@ func New(opts Options) (*Watcher, error) {
 	}
 	if !filepath.IsAbs(opts.Root) || filepath.Clean(opts.Root) != opts.Root {
 		return nil, fmt.Errorf("watcher: root %q must be an absolute clean path", opts.Root)
-	}
-	for _, e := range opts.Excludes {
-		if _, err := filepath.Match(e, ""); err != nil {
-			return nil, fmt.Errorf("watcher: exclude %q: %w", e, err)
-		}
 	}
 	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{},
 		open: map[string]*openFile{}, published: map[syncer.Reason]*atomic.Int64{}}
@@ -538,7 +533,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	if ce := w.log.Check(zap.DebugLevel, "fs event"); ce != nil {
 		ce.Write(zap.String(syncer.LogDir, rel), zap.String("op", ev.Op.String()))
 	}
-	if w.excluded(filepath.Base(rel)) {
+	if w.opts.Excludes.Match(rel) {
 		return
 	}
 	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
@@ -613,7 +608,6 @@ func (w *Watcher) paired(rel string, id fileID) bool {
 	return true
 }
 
-func (w *Watcher) excluded(name string) bool { return syncer.Excluded(w.opts.Excludes, name) }
 
 // addTree watches dir and every directory below it (not following symlinks,
 // skipping excluded names). Only an error on dir itself is returned.
@@ -742,7 +736,7 @@ func (w *Watcher) addDir(dir string, fresh bool) ([]string, error) {
 	}
 	var kids []string
 	for _, e := range entries {
-		if w.excluded(e.Name()) {
+		if w.opts.Excludes.MatchIn(dir, e.Name()) {
 			continue
 		}
 		child := e.Name()

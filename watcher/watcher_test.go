@@ -47,7 +47,7 @@ func (r *rec) mark() int {
 
 func start(t *testing.T, root string, excludes ...string) (*watcher.Watcher, *rec) {
 	t.Helper()
-	w, err := watcher.New(watcher.Options{Root: root, Excludes: excludes})
+	w, err := watcher.New(watcher.Options{Root: root, Excludes: syncer.MustExcludes(excludes...)})
 	if err != nil {
 		t.Fatal(err)
 	}
