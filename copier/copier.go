@@ -270,7 +270,6 @@ func (r *run) spawn(fn func() error) error {
 	return fn()
 }
 
-
 // dir creates rel in the backup and copies the entries of the source
 // directory open as sfd, which it closes. Subdirectories are opened from
 // sfd without following symlinks, files are opened from it with

@@ -608,7 +608,6 @@ func (w *Watcher) paired(rel string, id fileID) bool {
 	return true
 }
 
-
 // addTree watches dir and every directory below it (not following symlinks,
 // skipping excluded names). Only an error on dir itself is returned.
 func (w *Watcher) addTree(dir string, fresh bool) error {
