@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -142,5 +143,20 @@ func TestFlags(t *testing.T) {
 	got, err := config.Load("", c, func(name string) bool { f := fs.Lookup(name); return f != nil && f.Changed })
 	if err != nil || got.MaxDeleteFraction != 0.25 || len(got.Exclude) != 2 || got.Workers != 3 {
 		t.Errorf("Load with flags: %+v, %v", got, err)
+	}
+}
+
+func TestChanges(t *testing.T) {
+	old := config.Default()
+	old.Exclude = []string{"*.tmp"}
+	cur := old
+	cur.Exclude = []string{"*.tmp", "P/cache"}
+	cur.LogLevel, cur.Workers = "debug", 7
+	live, restart := config.Changes(old, cur)
+	if fmt.Sprint(live) != "[exclude log_level]" || fmt.Sprint(restart) != "[workers]" {
+		t.Errorf("Changes() = %v, %v; want [exclude log_level], [workers]", live, restart)
+	}
+	if live, restart := config.Changes(old, old); live != nil || restart != nil {
+		t.Errorf("Changes(same) = %v, %v", live, restart)
 	}
 }

@@ -16,12 +16,32 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// DefaultPath is the config file every command reads when neither
+// --config nor $SYNCER_CONFIG names one and it exists: what the Debian
+// package installs.
+const DefaultPath = "/etc/syncer/syncer.yaml"
+
+// Path is the config file to read: the one given (--config), else
+// $SYNCER_CONFIG, else DefaultPath when it exists, else none ("").
+func Path(given string) string {
+	switch {
+	case given != "":
+		return given
+	case os.Getenv("SYNCER_CONFIG") != "":
+		return os.Getenv("SYNCER_CONFIG")
+	}
+	if _, err := os.Stat(DefaultPath); err == nil {
+		return DefaultPath
+	}
+	return ""
+}
+
 // Load builds the effective config: defaults < the YAML file at path (if
-// any) < SYNCER_* environment variables < the fields of flagged whose flag
-// (the YAML key with "-" for "_") set reports as given.
+// any; see Path) < SYNCER_* environment variables < the fields of flagged
+// whose flag (the YAML key with "-" for "_") set reports as given.
 func Load(path string, flagged Config, set func(flag string) bool) (Config, error) {
 	c := Default()
-	if path != "" {
+	if path = Path(path); path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return c, fmt.Errorf("read config: %w", err)

@@ -52,6 +52,7 @@ type Scheduler struct {
 	log   *zap.Logger
 	ready chan struct{}
 	wake  chan struct{}
+	reset chan time.Duration // SetInterval's new interval, for Run's loop
 
 	mu       sync.Mutex
 	all      bool            // everything is wanted
@@ -78,7 +79,7 @@ func NewScheduler(opts ScheduleOptions) *Scheduler {
 		opts.Logger = zap.NewNop()
 	}
 	return &Scheduler{opts: opts, log: opts.Logger, ready: make(chan struct{}), wake: make(chan struct{}, 1),
-		wanted: map[string]bool{}}
+		reset: make(chan time.Duration, 1), wanted: map[string]bool{}}
 }
 
 // Ready is closed once the startup reconcile is done.
@@ -227,6 +228,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case iv := <-s.reset:
+			s.opts.Interval = iv // this loop alone reads it once Run began
+			scheduled = s.next()
+			continue
 		case <-scheduled:
 			scheduled = s.next()
 			why = WhyScheduled
@@ -248,6 +253,30 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.log.Error("reconcile failed; retrying in a while", zap.Error(err), zap.String(syncer.LogReason, why),
 				zap.Strings("projects", projects), zap.Duration("retry_in", s.opts.Retry))
 			time.AfterFunc(s.opts.Retry, func() { s.Request(projects...) })
+		}
+	}
+}
+
+// SetInterval changes the pause between scheduled reconciles (a reload):
+// the next one is due an interval (with jitter) from now. On a network
+// source the interval stays at most NetworkInterval. A nil Scheduler
+// ignores it.
+func (s *Scheduler) SetInterval(iv time.Duration) {
+	if s == nil {
+		return
+	}
+	if s.opts.NetworkFS != "" && (iv <= 0 || iv > NetworkInterval) {
+		iv = NetworkInterval
+	}
+	for {
+		select {
+		case s.reset <- iv:
+			return
+		default:
+			select { // a value not yet taken: replace it
+			case <-s.reset:
+			default:
+			}
 		}
 	}
 }

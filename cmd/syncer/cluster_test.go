@@ -26,6 +26,10 @@ var builds struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv("SYNCER_CONFIG") == "" {
+		// The host's own /etc/syncer/syncer.yaml is not the tests'.
+		os.Setenv("SYNCER_CONFIG", os.DevNull)
+	}
 	code := m.Run()
 	if builds.dir != "" {
 		os.RemoveAll(builds.dir)

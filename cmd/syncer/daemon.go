@@ -19,6 +19,7 @@ import (
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/metrics"
+	"github.com/syncer/syncer/internal/service"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -37,6 +38,9 @@ type daemon struct {
 	role    string // "run" or "" (everything), "watch" or "work"
 	oneShot bool   // a standalone reconcile: scratch queue, no API
 	ready   chan struct{}
+	notify  *service.Notifier
+	level   zap.AtomicLevel              // the log's, which a reload sets
+	reread  func() (config.Config, error) // the config as it is now, for a reload
 
 	// Set in open before any goroutine reads them.
 	q         *queue.JetStream
@@ -62,15 +66,19 @@ type daemon struct {
 	bg       sync.WaitGroup  // API-started work, joined before Run returns
 	stopping bool            // set under mu before bg.Wait: no more bg.Add
 
+	applied  config.Config    // the config in force: cfg and the reloads since
 	projects metrics.Projects // what status shows per project
 	runs     atomic.Int64     // rsync runs, for tests and status
 }
 
 func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
-	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{})}
+	d := &daemon{cfg: cfg, log: log, metrics: metrics.New(version), ready: make(chan struct{}), notify: service.NewNotifier(log),
+		level: zap.NewAtomicLevel()}
+	d.cfg.Excludes() // compiled here, so that every copy of d.cfg shares the one a reload sets
+	d.applied = d.cfg
 	d.backup = cfg.OpenBackup(log)
 	d.metrics.CannotKeep(cfg.Keep(), d.backup.Takes)
-	walk := cfg.Walk()
+	walk := d.cfg.Walk()
 	walk.Keep, walk.Index = d.backup.Takes, d.backup.Index
 	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: walk, Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
@@ -110,6 +118,8 @@ func (d *daemon) isReady() bool {
 func (d *daemon) setReady() {
 	d.metrics.Ready()
 	close(d.ready)
+	d.notify.Status(d.statusLine())
+	d.notify.Ready()
 	// The startup walk's garbage is large on a big tree and will not come
 	// back: return it to the system now rather than hold it idle.
 	debug.FreeOSMemory()
@@ -261,6 +271,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		})
 	}
 	component("run", func(ctx context.Context) error { <-ctx.Done(); return nil }) // the pool runs apart
+	d.notify.Status(d.statusLine())
+	g.Go(func() error { d.notify.Run(gctx, 2*time.Second, d.statusLine, d.q.Healthy); return nil })
 	if d.role == "work" {
 		d.setReady() // workers only: the queue feeds them
 	} else {
@@ -286,9 +298,64 @@ func (d *daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.stopping = true
 	d.mu.Unlock()
+	d.notify.Stopping()
 	d.bg.Wait()
 	d.log.Info("stopping")
 	return err
+}
+
+// statusLine is the line `systemctl status syncer` shows.
+func (d *daemon) statusLine() string {
+	if !d.isReady() {
+		if v, ok := d.recon.Report(""); ok {
+			return fmt.Sprintf("startup reconcile %s: %d of %d jobs done, %d files to sync", v.State, v.Done, v.Jobs, v.DriftFiles)
+		}
+		return "startup reconcile: starting"
+	}
+	why := d.guard.Paused()
+	if why == "" {
+		why = "ready"
+	}
+	return fmt.Sprintf("%s: %d of %d workers busy, %d rsync runs, %d directories watched", why, d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
+}
+
+// reload is SIGHUP: it reads the config again and applies what can change
+// live (config.Live), logging what changed and what waits for a restart
+// (again at each reload, until it is made). A config that does not
+// validate changes nothing.
+func (d *daemon) reload() {
+	if d.isReady() {
+		d.notify.Reloading()
+		defer d.notify.Ready()
+	}
+	cfg, err := d.reread()
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		d.log.Error("config reload refused; the running config stays", zap.Error(err))
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	live, restart := config.Changes(d.applied, cfg)
+	for _, key := range live {
+		switch key {
+		case "log_level":
+			_ = d.level.UnmarshalText([]byte(cfg.LogLevel)) // valid: Validate said so
+			d.applied.LogLevel = cfg.LogLevel
+		case "exclude":
+			_ = d.cfg.Excludes().Set(cfg.Exclude)
+			d.applied.Exclude = cfg.Exclude
+		case "reconcile_interval":
+			d.sched.SetInterval(cfg.ReconcileInterval)
+			d.applied.ReconcileInterval = cfg.ReconcileInterval
+		}
+	}
+	d.log.Info("config reloaded", zap.Strings("applied", live), zap.Strings("need_restart", restart))
+	if len(live) > 0 {
+		d.sched.Request() // what an exclude no longer leaves out is synced now
+	}
 }
 
 // Once is `syncer reconcile` with no daemon running: reconcile id, opening

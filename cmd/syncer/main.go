@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/logging"
+	"github.com/syncer/syncer/internal/service"
 	"go.uber.org/zap"
 )
 
@@ -77,9 +76,11 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 the source with inotify, debounces changes per directory, queues them in NATS
 JetStream and runs targeted rsyncs on a pool of workers, one per core. A full
 compare walk (reconcile) runs at start and whenever events may have been lost.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(versionLine())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -93,10 +94,15 @@ func newVersionCmd(stdout io.Writer) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(stdout, "syncer %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprint(stdout, versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what `syncer --version` and `syncer version` print.
+func versionLine() string {
+	return fmt.Sprintf("syncer %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // daemonCmds describes the daemon commands: run (everything on one host),
@@ -133,16 +139,19 @@ func newDaemonCmd(role string, stderr io.Writer) *cobra.Command {
 		Long:  desc.long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
+			cfg, log, level, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
-			defer done()
+			defer func() { _ = log.Sync() }()
 			if role != "run" && len(cfg.NatsURL) == 0 {
 				return usageError{fmt.Errorf("%s needs --nats-url: several hosts share an external NATS (one host: syncer run)", role)}
 			}
 			d := newDaemon(cfg, log)
-			d.role = role
+			d.role, d.level = role, level // the logger's
+			d.reread = func() (config.Config, error) { return loadConfig(configPath, cmd.Flags(), flags) }
+			ctx, stop := service.Signals(cmd.Context(), log, d.reload)
+			defer stop()
 			return d.Run(ctx)
 		},
 	}
@@ -151,43 +160,26 @@ func newDaemonCmd(role string, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-// prepare builds and validates the effective config of a command, its
-// logger and a context that signals end; every error is a usage error.
-// done stops watching signals and flushes the log.
+// prepare builds and validates the effective config of a command and its
+// logger (whose level a reload may change); every error is a usage error.
 func prepare(cmd *cobra.Command, configPath string, flags config.Config, stderr io.Writer) (
-	ctx context.Context, cfg config.Config, log *zap.Logger, done func(), err error) {
+	cfg config.Config, log *zap.Logger, level zap.AtomicLevel, err error) {
 	if cfg, err = loadConfig(configPath, cmd.Flags(), flags); err != nil {
-		return nil, cfg, nil, nil, usageError{err}
+		return cfg, nil, level, usageError{err}
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, cfg, nil, nil, usageError{err}
+		return cfg, nil, level, usageError{err}
 	}
-	if log, err = logging.New(cfg.LogLevel, cfg.LogFormat, stderr); err != nil {
-		return nil, cfg, nil, nil, usageError{err}
+	if log, level, err = logging.New(cfg.LogLevel, cfg.LogFormat, stderr); err != nil {
+		return cfg, nil, level, usageError{err}
 	}
-	ctx, stop := notifyContext(cmd.Context(), log)
-	return ctx, cfg, log, func() { stop(); _ = log.Sync() }, nil
+	return cfg, log, level, nil
 }
 
-// notifyContext ends ctx on the first SIGINT/SIGTERM and exits the process
-// on the second.
-func notifyContext(parent context.Context, log *zap.Logger) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		select {
-		case s := <-ch:
-			log.Info("stopping; a second signal exits at once", zap.String("signal", s.String()))
-			cancel()
-		case <-ctx.Done():
-			return
-		}
-		if s, ok := <-ch; ok {
-			log.Warn("second signal: exiting now", zap.String("signal", s.String()))
-			_ = log.Sync()
-			os.Exit(130)
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+// signals is prepare's context for a command that is not the daemon: it
+// ends on a stop signal or SIGHUP (a terminal hung up). done stops
+// watching signals and flushes the log.
+func signals(cmd *cobra.Command, log *zap.Logger) (context.Context, func()) {
+	ctx, stop := service.Signals(cmd.Context(), log, nil)
+	return ctx, func() { stop(); _ = log.Sync() }
 }

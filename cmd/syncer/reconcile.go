@@ -112,10 +112,11 @@ the deletion guard (source unmounted, empty or without its marker).`,
 					return usageError{fmt.Errorf("project: %w (want a top-level folder name)", err)}
 				}
 			}
-			ctx, cfg, log, done, err := prepare(cmd, configPath, flags, stderr)
+			cfg, log, _, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err
 			}
+			ctx, done := signals(cmd, log)
 			defer done()
 			if dryRun {
 				return reconcileDryRun(ctx, cfg, projects, stdout, asJSON)

@@ -144,10 +144,11 @@ target before it writes anything. --dry-run lists what it would restore.`,
 // versions; done undoes it all.
 func openVersions(cmd *cobra.Command, configPath string, flags config.Config, stderr io.Writer, arg string) (
 	cfg config.Config, path string, root *osx.Root, done func(), err error) {
-	ctx, cfg, _, end, err := prepare(cmd, configPath, flags, stderr)
+	cfg, log, _, err := prepare(cmd, configPath, flags, stderr)
 	if err != nil {
 		return cfg, "", nil, nil, err
 	}
+	ctx, end := signals(cmd, log)
 	if path, err = cfg.TreePath(arg); err != nil {
 		end()
 		return cfg, "", nil, nil, usageError{err}
