@@ -160,3 +160,20 @@ func TestChanges(t *testing.T) {
 		t.Errorf("Changes(same) = %v, %v", live, restart)
 	}
 }
+
+func TestConfig_CheckProjects(t *testing.T) {
+	c := config.Default()
+	c.Source, c.Dest = t.TempDir(), t.TempDir()
+	for _, d := range []string{c.Source + "/A", c.Source + "/B", c.Dest + "/Gone", c.Dest + "/" + c.Trash} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CheckProjects([]string{"A", "Gone"}); err != nil {
+		t.Errorf("CheckProjects(A, Gone) = %v", err)
+	}
+	err := c.CheckProjects([]string{"A", "ProjZ", c.Trash})
+	if err == nil || !strings.Contains(err.Error(), `no project "ProjZ", "`+c.Trash+`"`) || !strings.Contains(err.Error(), "projects are A, B, Gone") {
+		t.Errorf("CheckProjects(ProjZ) = %v; want both unknown names and the known A, B, Gone", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -178,6 +179,29 @@ func Flags(fs *pflag.FlagSet, c *Config) {
 			fs.StringSliceVar(p, name, *p, help)
 		default:
 			panic(fmt.Sprintf("config: no flag for %s (%T)", f.Name, p))
+		}
+	}
+}
+
+// Settings that a command other than the daemon reads, for its --help:
+// the daemon's other flags are accepted there (a shared command line or
+// environment still works) but hidden.
+var (
+	// TreeSettings locate the trees and the versions kept (versions, restore).
+	TreeSettings = []string{"source", "dest", "state_dir", "trash", "trash_retention", "xattrs", "acls", "log_level", "log_format"}
+	// ReconcileSettings are what a standalone reconcile syncs with.
+	ReconcileSettings = append(slices.Clone(TreeSettings), "workers", "batch", "exclude", "shutdown_timeout", "open_file_wait",
+		"rsync_path", "rsync_args", "direct_copy", "sparse", "hard_links", "ssh_identity", "ssh_port", "ssh_known_hosts",
+		"rsync_password_file", "retry_backoff", "retry_max", "max_delete", "max_delete_fraction", "marker", "require_mount")
+)
+
+// HideFlags hides on fs every setting's flag but those of keep (YAML keys).
+func HideFlags(fs *pflag.FlagSet, keep []string) {
+	v := reflect.TypeOf(Config{})
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if key := f.Tag.Get("yaml"); f.IsExported() && !slices.Contains(keep, key) {
+			_ = fs.MarkHidden(strings.ReplaceAll(key, "_", "-"))
 		}
 	}
 }

@@ -543,26 +543,50 @@ func ParseStats(out []byte) syncer.Stats {
 	return st
 }
 
+// Changes is what a dry run found: rsync's itemized lines, each change
+// once (a directory's flat scope and its child's recursive one both
+// itemize the child), and their count by kind.
+type Changes struct {
+	Lines   []string `json:"changes"`
+	Sent    int      `json:"files_to_send"`     // files, links and devices to create or update
+	Dirs    int      `json:"dirs_to_create"`    // directories to create
+	Deleted int      `json:"entries_to_delete"` // entries to delete (into the trash when there is one)
+	Attrs   int      `json:"attrs_to_set"`      // entries whose attributes alone differ
+}
+
 // Itemize is a dry run of the scopes, one at a time: the changes rsync
 // would make (--itemize-changes lines), with nothing changed and no
 // deletion cap.
-func Itemize(ctx context.Context, opts Options, scopes []syncer.Scope) ([]string, error) {
+func Itemize(ctx context.Context, opts Options, scopes []syncer.Scope) (Changes, error) {
 	var items bytes.Buffer
 	opts.MaxDelete, opts.DryRun, opts.Itemize = 0, true, &items
 	r, err := New(opts)
 	if err != nil {
-		return nil, err
+		return Changes{}, err
 	}
 	for _, s := range scopes {
 		if _, err := r.Sync(ctx, []syncer.Scope{s}, syncer.Hints{}); err != nil {
-			return nil, fmt.Errorf("dry run of %s: %w", s, err)
+			return Changes{}, fmt.Errorf("dry run of %s: %w", s, err)
 		}
 	}
-	lines := []string{}
+	c := Changes{Lines: []string{}}
+	seen := map[string]bool{}
 	for _, l := range strings.Split(strings.TrimSuffix(items.String(), "\n"), "\n") {
-		if l != "" {
-			lines = append(lines, l)
+		if l == "" || seen[l] {
+			continue
+		}
+		seen[l] = true
+		c.Lines = append(c.Lines, l)
+		switch {
+		case strings.HasPrefix(l, "*deleting"):
+			c.Deleted++
+		case strings.HasPrefix(l, "cd"):
+			c.Dirs++
+		case l[0] == '.':
+			c.Attrs++
+		default:
+			c.Sent++
 		}
 	}
-	return lines, nil
+	return c, nil
 }

@@ -116,6 +116,9 @@ the deletion guard (source unmounted, empty or without its marker).`,
 			if err != nil {
 				return err
 			}
+			if err := cfg.CheckProjects(projects); err != nil {
+				return usageError{err}
+			}
 			ctx, done := signals(cmd, log)
 			defer done()
 			if dryRun {
@@ -127,7 +130,7 @@ the deletion guard (source unmounted, empty or without its marker).`,
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would change (itemized) and change nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary (the default when stdout is not a terminal)")
-	addFlags(cmd.Flags(), &flags)
+	addFlags(cmd.Flags(), &flags, config.ReconcileSettings...)
 	return cmd
 }
 
@@ -139,19 +142,15 @@ func reconcileDryRun(ctx context.Context, cfg config.Config, projects []string, 
 	if err != nil {
 		return err
 	}
-	lines, err := rsync.Itemize(ctx, cfg.Rsync(zap.NewNop()), plan.Scopes)
+	changes, err := rsync.Itemize(ctx, cfg.Rsync(zap.NewNop()), plan.Scopes)
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]any{"dry_run": true, "scopes": len(plan.Scopes),
-			"drift_files": plan.Files, "drift_bytes": plan.Bytes, "changes": lines})
+	d := status.DryRun{DryRun: true, Scopes: len(plan.Scopes), DriftFiles: plan.Files, DriftBytes: plan.Bytes, Changes: changes}
+	if status.WantJSON(stdout, asJSON) {
+		return json.NewEncoder(stdout).Encode(d)
 	}
-	for _, l := range lines {
-		fmt.Fprintln(stdout, l)
-	}
-	fmt.Fprintf(stdout, "dry run: %d scopes would be synced, %d files / %d bytes differ; nothing was changed\n",
-		len(plan.Scopes), plan.Files, plan.Bytes)
+	status.PrintDryRun(stdout, d)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/index"
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/reconcile"
 )
@@ -57,15 +58,43 @@ func TestReconcile_CLI(t *testing.T) {
 		if d := unchanged(t, before, cfg.Dest); d != "" {
 			t.Fatalf("dry run changed the backup:\n%s", d)
 		}
-		var out struct {
-			Changes []string `json:"changes"`
-		}
+		var out status.DryRun
 		must(t, json.Unmarshal([]byte(stdout), &out))
-		joined := strings.Join(out.Changes, "\n")
+		joined := strings.Join(out.Lines, "\n")
 		for _, w := range []string{"*deleting   gone/", "p/a/f", "new/n/deep", "q/added"} {
 			if !strings.Contains(joined, w) {
 				t.Errorf("dry run lacks %q:\n%s", w, joined)
 			}
+		}
+		seen, deleting := map[string]bool{}, 0
+		for _, l := range out.Lines {
+			if seen[l] {
+				t.Errorf("dry run lists %q twice", l)
+			}
+			seen[l] = true
+			if strings.HasPrefix(l, "*deleting") {
+				deleting++
+			}
+		}
+		if out.Deleted != deleting || deleting < 3 || out.Sent+out.Dirs+out.Deleted+out.Attrs != len(out.Lines) {
+			t.Errorf("dry run counts %+v for %d lines, %d deletions", out.Changes, len(out.Lines), deleting)
+		}
+		// Piped without --json: JSON all the same.
+		var piped, stderr2 bytes.Buffer
+		if code := Main(context.Background(), []string{"reconcile", "--dry-run", "--source", cfg.Source, "--dest", cfg.Dest,
+			"--state-dir", cfg.StateDir, "--log-level", "error"}, &piped, &stderr2); code != 0 || !json.Valid(piped.Bytes()) {
+			t.Errorf("piped dry run: exit %d, %q %s; want JSON", code, piped.String(), stderr2.String())
+		}
+	})
+	t.Run("UnknownProject", func(t *testing.T) {
+		before := files(t, cfg.Dest)
+		code, stdout, stderr := reconcileCLI(t, cfg, "q", "ProjZ")
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `no project "ProjZ"`) ||
+			!strings.Contains(stderr, "projects are gone, new, p, q") {
+			t.Errorf("reconcile ProjZ: exit %d, stdout %q, stderr %q; want exit 2 and one line naming the projects", code, stdout, stderr)
+		}
+		if d := unchanged(t, before, cfg.Dest); d != "" {
+			t.Errorf("reconcile of an unknown project changed the backup:\n%s", d)
 		}
 	})
 	t.Run("ProjectFilter", func(t *testing.T) {

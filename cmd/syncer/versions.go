@@ -63,7 +63,7 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	addFlags(cmd.Flags(), &flags)
+	addFlags(cmd.Flags(), &flags, config.TreeSettings...)
 	return cmd
 }
 
@@ -135,7 +135,7 @@ target before it writes anything. --dry-run lists what it would restore.`,
 	cmd.Flags().BoolVar(&force, "force", false, "replace files that exist at the target")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be restored and write nothing")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	addFlags(cmd.Flags(), &flags)
+	addFlags(cmd.Flags(), &flags, config.TreeSettings...)
 	return cmd
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/rsync"
 )
 
 // Report is what GET /api/status returns and `syncer status` prints.
@@ -156,6 +157,34 @@ func FmtTime(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
+// WantJSON reports whether a command prints JSON on stdout: when asked
+// (--json), or when stdout is not a terminal (a pipe, a file, a script).
+func WantJSON(stdout io.Writer, asked bool) bool {
+	if asked {
+		return true
+	}
+	f, ok := stdout.(*os.File)
+	return !ok || !isatty.IsTerminal(f.Fd())
+}
+
+// DryRun is what `syncer reconcile --dry-run` found.
+type DryRun struct {
+	DryRun     bool  `json:"dry_run"` // always true: nothing was changed
+	Scopes     int   `json:"scopes"`
+	DriftFiles int64 `json:"drift_files"`
+	DriftBytes int64 `json:"drift_bytes"`
+	rsync.Changes
+}
+
+// PrintDryRun writes d for a terminal: each change once, then the counts.
+func PrintDryRun(w io.Writer, d DryRun) {
+	for _, l := range d.Lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintf(w, "dry run: %d changes in %d scopes: %d files to send (%s differ), %d directories to create, %d entries to delete, %d to set attributes on; nothing was changed\n",
+		len(d.Lines), d.Scopes, d.Sent, FmtBytes(d.DriftBytes), d.Dirs, d.Deleted, d.Attrs)
+}
+
 // Follow polls view every 250 ms until the reconcile ends, with a progress
 // bar on stderr when it is a terminal, then prints its summary on stdout:
 // JSON with asJSON or when stdout is not a terminal. done, when set,
@@ -166,11 +195,7 @@ func Follow(ctx context.Context, view func() (reconcile.Report, error), done <-c
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		tty = true
 	}
-	if !asJSON {
-		if f, ok := stdout.(*os.File); !ok || !isatty.IsTerminal(f.Fd()) {
-			asJSON = true
-		}
-	}
+	asJSON = WantJSON(stdout, asJSON)
 	var bar *progressbar.ProgressBar
 	var last reconcile.Report
 	for {
