@@ -39,7 +39,7 @@ type daemon struct {
 	oneShot bool   // a standalone reconcile: scratch queue, no API
 	ready   chan struct{}
 	notify  *service.Notifier
-	level   zap.AtomicLevel              // the log's, which a reload sets
+	level   zap.AtomicLevel               // the log's, which a reload sets
 	reread  func() (config.Config, error) // the config as it is now, for a reload
 
 	// Set in open before any goroutine reads them.
