@@ -69,6 +69,56 @@ func TestDiagnose(t *testing.T) {
 	}
 }
 
+// TestDiagnose_Disk: the disk verdict weighs the queue, iowait and the
+// device's best throughput, not the busy share alone, and names who does
+// the I/O.
+func TestDiagnose_Disk(t *testing.T) {
+	pending := diag.Queue{Known: true, Pending: 40, InFlight: 1, Workers: 8, Busy: 1}
+	for _, tt := range []struct {
+		name                    string
+		iowait, busy, mbps, aqu float64
+		peak                    float64
+		want, inSummary         string
+	}{
+		// One `dd oflag=direct`: 82% busy, one request at a time, but
+		// the writer waits on the disk all the time.
+		{"one direct writer", 0.4, 0.82, 932, 1, 0, diag.Disk, "most i/o: dd (pid 7) 932.0 MB/s"},
+		{"two direct writers", 0.45, 0.99, 950, 2, 0, diag.Disk, "2.0 requests queued"},
+		// A device that serves many requests at once, busy but not waited for.
+		{"ssd busy, not waited for", 0.02, 0.9, 80, 0.4, 0, diag.Latency, "no resource saturated"},
+		{"near its best", 0.05, 0.6, 190, 0.8, 200, diag.Disk, "disk-bound"},
+		{"far from its best", 0.05, 0.6, 40, 0.8, 200, diag.Latency, "no resource saturated"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, cur := snap([]float64{0.2, 0.1}, tt.iowait, tt.busy, tt.mbps, 0.01, 0, 0.6, 0)
+			d := cur.Disks["sdb"]
+			d.WeightedMs = uint64(tt.aqu * 10 * 1000)
+			cur.Disks["sdb"] = d
+			if tt.peak > 0 {
+				cur.Peaks = map[string]float64{"sdb": tt.peak}
+			}
+			prev.Procs = map[int32]diag.Proc{7: {Name: "dd"}, 8: {Name: "bash"}}
+			cur.Procs = map[int32]diag.Proc{7: {Name: "dd", CPU: 2, IO: uint64(tt.mbps * 1e6 * 10)}, 8: {Name: "bash"}}
+			v := diag.Diagnose(prev, cur, pending)
+			if v.Bottleneck != tt.want || !strings.Contains(v.Summary, tt.inSummary) {
+				t.Errorf("Diagnose() = %s: %q, want %s mentioning %q\nevidence: %v", v.Bottleneck, v.Summary, tt.want, tt.inSummary, v.Evidence)
+			}
+		})
+	}
+}
+
+// TestDiagnose_CPUHog: a process that is not the backup's keeps a core
+// busy: the verdict names it, and does not simply advise more workers.
+func TestDiagnose_CPUHog(t *testing.T) {
+	prev, cur := snap([]float64{0.99, 0.02}, 0, 0.1, 5, 0.01, 0, 0.6, 0)
+	prev.Procs = map[int32]diag.Proc{99: {Name: "ffmpeg"}, 5: {Name: "rsync"}}
+	cur.Procs = map[int32]diag.Proc{99: {Name: "ffmpeg", CPU: 9.8}, 5: {Name: "rsync", CPU: 0.3}}
+	v := diag.Diagnose(prev, cur, diag.Queue{Known: true, Pending: 40, Workers: 2, Busy: 1})
+	if v.Bottleneck != diag.CPU || !strings.Contains(v.Summary, "ffmpeg (pid 99) 1.0 cores") || !strings.Contains(v.Advice, "ffmpeg") || !strings.Contains(v.Advice, "will help") {
+		t.Errorf("Diagnose() = %s: %q / %q; want CPU naming ffmpeg in the summary and the advice", v.Bottleneck, v.Summary, v.Advice)
+	}
+}
+
 // TestMonitor checks that Monitor hands over a verdict per interval, says
 // changed only when the bottleneck is not the one before, and stops with ctx.
 func TestMonitor(t *testing.T) {

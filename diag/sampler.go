@@ -38,7 +38,8 @@ func (Sampler) Sample(ctx context.Context) (Snapshot, error) {
 			if strings.HasPrefix(name, "loop") || strings.HasPrefix(name, "ram") {
 				continue
 			}
-			s.Disks[name] = DiskIO{ReadBytes: c.ReadBytes, WriteBytes: c.WriteBytes, Reads: c.ReadCount, Writes: c.WriteCount, IOTimeMs: c.IoTime}
+			s.Disks[name] = DiskIO{ReadBytes: c.ReadBytes, WriteBytes: c.WriteBytes, Reads: c.ReadCount, Writes: c.WriteCount, IOTimeMs: c.IoTime,
+				WeightedMs: c.WeightedIO}
 		}
 	}
 	if io, err := net.IOCountersWithContext(ctx, true); err == nil {
@@ -56,17 +57,25 @@ func (Sampler) Sample(ctx context.Context) (Snapshot, error) {
 		s.SwapIn, s.SwapOut = sw.Sin, sw.Sout
 	}
 	if procs, err := process.ProcessesWithContext(ctx); err == nil {
+		s.Procs = make(map[int32]Proc, len(procs))
 		for _, p := range procs {
 			name, err := p.NameWithContext(ctx)
-			if err != nil || name != "rsync" {
+			if err != nil {
 				continue
 			}
-			s.RsyncCount++
+			u := Proc{Name: name}
 			if t, err := p.TimesWithContext(ctx); err == nil {
-				s.RsyncCPU += t.User + t.System
+				u.CPU = t.User + t.System
 			}
+			var chars uint64
 			if io, err := p.IOCountersWithContext(ctx); err == nil {
-				s.RsyncIO += io.ReadBytes + io.WriteBytes
+				u.IO, chars = io.DiskReadBytes+io.DiskWriteBytes, io.ReadBytes+io.WriteBytes
+			}
+			s.Procs[p.Pid] = u
+			if name == "rsync" {
+				s.RsyncCount++
+				s.RsyncCPU += u.CPU
+				s.RsyncIO += chars
 			}
 		}
 	}

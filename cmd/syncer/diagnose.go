@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"time"
 
@@ -30,7 +32,9 @@ reads the running daemon's queue when one answers.
 With a COMMAND after "--" it runs it and diagnoses the whole run, so it
 answers the question for any backup job:
 
-    syncer diagnose -- rsync -a /data/prod/ /data/prod_backup/`,
+    syncer diagnose -- rsync -a /data/prod/ /data/prod_backup/
+
+and exits with COMMAND's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			var s diag.Sampler
@@ -38,11 +42,15 @@ answers the question for any backup job:
 			if err != nil {
 				return err
 			}
+			var runErr error // COMMAND's: its exit status is diagnose's
 			if len(args) > 0 {
 				c := exec.CommandContext(ctx, args[0], args[1:]...)
-				c.Stdout, c.Stderr = stderr, stderr
-				if err := c.Run(); err != nil {
-					fmt.Fprintf(stderr, "syncer: %s: %v\n", args[0], err)
+				c.Stdin, c.Stdout, c.Stderr = os.Stdin, stderr, stderr
+				if runErr = c.Run(); runErr != nil {
+					var ee *exec.ExitError
+					if errors.As(runErr, &ee) && ee.ExitCode() > 0 {
+						runErr = exitError{ee.ExitCode(), fmt.Sprintf("%s: exit status %d", args[0], ee.ExitCode())}
+					}
 				}
 			} else {
 				select {
@@ -64,10 +72,11 @@ answers the question for any backup job:
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				_ = enc.Encode(v)
+			} else {
+				printVerdict(stdout, v, cur.At.Sub(prev.At))
 			}
-			printVerdict(stdout, v, cur.At.Sub(prev.At))
-			return nil
+			return runErr
 		},
 	}
 	cf.add(cmd)

@@ -413,3 +413,19 @@ func TestDeploy_AlertRules(t *testing.T) {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 }
+
+// TestDiagnose_Command: `diagnose -- CMD` diagnoses CMD's run and exits
+// with CMD's status, so that it can wrap a job in a script.
+func TestDiagnose_Command(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{{[]string{"true"}, 0}, {[]string{"sh", "-c", "exit 23"}, 23}, {[]string{"/nonexistent/cmd"}, exitFailure}} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append([]string{"diagnose", "--state-dir", t.TempDir(), "--json", "--"}, tt.args...), &stdout, &stderr)
+		var v struct{ Bottleneck string }
+		if code != tt.code || json.Unmarshal(stdout.Bytes(), &v) != nil || v.Bottleneck == "" {
+			t.Errorf("diagnose -- %v: exit %d, stdout %q, stderr %q; want exit %d and a verdict", tt.args, code, stdout.String(), stderr.String(), tt.code)
+		}
+	}
+}
