@@ -354,6 +354,7 @@ type Stats struct {
 	Redelivered int           // jobs delivered more than once and still unsettled
 	OldestAge   time.Duration // age of the oldest stored job
 	Events      uint64        // events waiting for the coalescer
+	Dead        uint64        // jobs given up, waiting for `syncer retry`
 }
 
 // Stats reads stream and consumer state.
@@ -376,6 +377,17 @@ func (q *JetStream) Stats(ctx context.Context) (Stats, error) {
 		return st, fmt.Errorf("events consumer info: %w", err)
 	}
 	st.Events = ei.NumPending + uint64(ei.NumAckPending)
+	switch ds, err := q.js.Stream(ctx, DeadStream); {
+	case errors.Is(err, jetstream.ErrStreamNotFound): // nothing given up yet
+	case err != nil:
+		return st, fmt.Errorf("dead stream: %w", err)
+	default:
+		di, err := ds.Info(ctx)
+		if err != nil {
+			return st, fmt.Errorf("dead stream info: %w", err)
+		}
+		st.Dead = di.State.Msgs
+	}
 	return st, nil
 }
 

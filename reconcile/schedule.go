@@ -136,6 +136,9 @@ func (s *Scheduler) Lost(sc syncer.Scope) {
 // Degraded says, while events may have been lost and the reconciles that
 // catch up have not completed, since when; "" when none are missing.
 func (s *Scheduler) Degraded() string {
+	if s == nil {
+		return "" // a process that does not reconcile
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lostAt.IsZero() {

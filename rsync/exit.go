@@ -63,6 +63,11 @@ func Transient(code int) bool {
 	return false
 }
 
+// ExitCodes are the exit codes rsync's manual lists, with 255 for ssh.
+func ExitCodes() []int {
+	return []int{1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 20, 21, 22, 23, 24, 25, 30, 35, 255}
+}
+
 // Meaning is the short description rsync's manual gives an exit code.
 func Meaning(code int) string {
 	switch code {

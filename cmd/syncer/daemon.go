@@ -207,7 +207,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if d.pool, err = worker.New(po); err != nil {
 		return nil, err
 	}
-	d.metrics.Register(d.q, d.w, d.guard, d.pool)
+	d.metrics.Register(d.q, d.w, d.guard, d.pool, d.sched.Degraded, d.brake.Projects)
 	stopResults, err := d.q.SubscribeResults(d.recon.Observe)
 	if err != nil {
 		return nil, err

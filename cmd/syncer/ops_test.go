@@ -118,6 +118,11 @@ func TestRun_Metrics(t *testing.T) {
 		"syncer_paused":                                   {dto.MetricType_GAUGE, nil},
 		"syncer_build_info":                               {dto.MetricType_GAUGE, []string{"version"}},
 		"syncer_bottleneck":                               {dto.MetricType_GAUGE, []string{"resource"}},
+		"syncer_jobs_failed_total":                        {dto.MetricType_COUNTER, []string{"exit_code"}},
+		"syncer_dead_letters":                             {dto.MetricType_GAUGE, nil},
+		"syncer_degraded":                                 {dto.MetricType_GAUGE, nil},
+		"syncer_projects_held":                            {dto.MetricType_GAUGE, nil},
+		"syncer_open_files_waiting":                       {dto.MetricType_GAUGE, nil},
 	}
 	for name, w := range want {
 		f := fams[name]
@@ -144,8 +149,18 @@ func TestRun_Metrics(t *testing.T) {
 	if v := fams["syncer_deleted_files_total"].GetMetric()[0].GetCounter().GetValue(); v < 1 {
 		t.Errorf("files deleted = %v, want at least 1", v)
 	}
-	// jobs failed appears once a job fails; the daemon must still declare it.
-	exposed := map[string]bool{"syncer_jobs_failed_total": true}
+	// Series an alert takes increase() of exist at 0 before their first
+	// event, so that the first one alerts.
+	zero := map[string]bool{}
+	for _, m := range fams["syncer_jobs_failed_total"].GetMetric() {
+		zero[label(m, "exit_code")] = m.GetCounter().GetValue() == 0
+	}
+	for _, code := range []string{"11", "23", "255", "-1"} {
+		if !zero[code] {
+			t.Errorf("syncer_jobs_failed_total{exit_code=%q} not at 0 before any failure: %v", code, zero)
+		}
+	}
+	exposed := map[string]bool{}
 	for name := range fams {
 		exposed[name] = true
 	}
@@ -411,6 +426,18 @@ func TestDeploy_AlertRules(t *testing.T) {
 	promtool := testutil.RequireTool(t, "promtool")
 	if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
+	}
+	// Every alert has a unit test that makes it fire (deploy/alerts_test.yml).
+	tests := filepath.Join("..", "..", "deploy", "alerts_test.yml")
+	tb, err := os.ReadFile(tests)
+	must(t, err)
+	for a := range alerts {
+		if !bytes.Contains(tb, []byte("alertname: "+a+"\n        exp_alerts:\n          - exp_labels")) {
+			t.Errorf("alert %s has no promtool test that fires it", a)
+		}
+	}
+	if out, err := exec.Command(promtool, "test", "rules", tests).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}
 }
 

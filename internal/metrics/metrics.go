@@ -20,6 +20,7 @@ import (
 	"github.com/syncer/syncer/internal/xattr"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/watcher"
 	"github.com/syncer/syncer/worker"
 )
@@ -125,11 +126,34 @@ func New(version string) *Metrics {
 	m.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
 		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.moved, m.movedBytes, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
 		m.ready, m.bottleneck, m.dropped, m.cannotKeep, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.zero()
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version}})
 	bi.Set(1)
 	m.MustRegister(bi)
 	return m
+}
+
+// reasons are the job reasons a series is made for at start.
+var reasons = []syncer.Reason{syncer.ReasonChange, syncer.ReasonNewDir, syncer.ReasonMove, syncer.ReasonCollapse,
+	syncer.ReasonReconcile, syncer.ReasonVanished, syncer.ReasonRetry}
+
+// zero makes every labelled series that alerts and panels read exist at 0
+// from start: increase() over a series that appears with its first event
+// sees no increase, so the first failure of a kind would never alert.
+func (m *Metrics) zero() {
+	for _, r := range reasons {
+		m.published.WithLabelValues(string(r))
+		m.jobsDone.WithLabelValues(string(r))
+		m.lag.WithLabelValues(string(r))
+	}
+	for _, code := range append(rsync.ExitCodes(), -1) {
+		m.jobsFailed.WithLabelValues(strconv.Itoa(code))
+	}
+	for _, res := range []string{"ok", "error"} {
+		m.rsyncRuns.WithLabelValues(res)
+	}
+	m.Bottleneck(diag.Idle)
 }
 
 // gaugeFunc registers a gauge read at scrape time.
@@ -146,7 +170,10 @@ func ProjectLabel(p string) string {
 }
 
 // Register adds the metrics read at scrape time from the components.
-func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guard, p *worker.Pool) {
+// degraded says why lost events are not caught up yet ("" when they are),
+// held which projects wait for `syncer approve`.
+func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guard, p *worker.Pool, degraded func() string,
+	held func() []string) {
 	m.MustRegister(newQueueCollector(q), newWatchCollector(w))
 	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
 		func() float64 {
@@ -155,6 +182,15 @@ func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guar
 			}
 			return 0
 		})
+	m.gaugeFunc("syncer_degraded", "1 while events were lost and the reconcile that catches up has not finished.",
+		func() float64 {
+			if degraded() != "" {
+				return 1
+			}
+			return 0
+		})
+	m.gaugeFunc("syncer_projects_held", "Projects whose deletions past the brake wait for `syncer approve`.",
+		func() float64 { return float64(len(held())) })
 	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", func() float64 { return float64(InotifyLimit()) })
 	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(p.Workers()) })
 	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(p.Busy()) })
@@ -256,7 +292,7 @@ func (m *Metrics) Run(st syncer.Stats, took time.Duration, err error) {
 // trips, ~0.1 ms each).
 type queueCollector struct {
 	q                                              *queue.JetStream
-	pending, inflight, redelivered, oldest, events *prometheus.Desc
+	pending, inflight, redelivered, oldest, events, dead *prometheus.Desc
 }
 
 func newQueueCollector(q *queue.JetStream) *queueCollector {
@@ -266,11 +302,12 @@ func newQueueCollector(q *queue.JetStream) *queueCollector {
 		redelivered: prometheus.NewDesc("syncer_queue_jobs_redelivered", "Unsettled jobs delivered more than once.", nil, nil),
 		oldest:      prometheus.NewDesc("syncer_queue_oldest_job_age_seconds", "Age of the oldest job in the queue.", nil, nil),
 		events:      prometheus.NewDesc("syncer_queue_events_pending", "Watcher events not yet coalesced into jobs.", nil, nil),
+		dead:        prometheus.NewDesc("syncer_dead_letters", "Jobs given up after their retries, waiting for `syncer retry`.", nil, nil),
 	}
 }
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.inflight, c.redelivered, c.oldest, c.events} {
+	for _, d := range []*prometheus.Desc{c.pending, c.inflight, c.redelivered, c.oldest, c.events, c.dead} {
 		ch <- d
 	}
 }
@@ -288,6 +325,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.redelivered, prometheus.GaugeValue, float64(st.Redelivered))
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, st.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(c.events, prometheus.GaugeValue, float64(st.Events))
+	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(st.Dead))
 }
 
 // watchCollector reads the watcher's counters at scrape time.
