@@ -291,7 +291,7 @@ func (m *Metrics) Run(st syncer.Stats, took time.Duration, err error) {
 // queueCollector reads queue state at scrape time (two in-process round
 // trips, ~0.1 ms each).
 type queueCollector struct {
-	q                                              *queue.JetStream
+	q                                                    *queue.JetStream
 	pending, inflight, redelivered, oldest, events, dead *prometheus.Desc
 }
 
