@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    := ./...
 
-.PHONY: help tools rsync build bench bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
+.PHONY: help tools rsync build deb bench bench-reconcile test test-short lint fmt vet staticcheck depcheck check run install clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,12 +57,20 @@ DEST   ?= /data/prod_backup
 run: rsync build ## replicate SOURCE to DEST continuously (defaults /data/prod → /data/prod_backup)
 	./bin/syncer run --source "$(SOURCE)" --dest "$(DEST)"
 
-install: build ## install the binary, systemd unit (with SOURCE and DEST as its paths) and example config
-	install -D -m 0755 bin/syncer /usr/local/bin/syncer
-	install -D -m 0644 deploy/syncer.service /etc/systemd/system/syncer.service
-	install -d -m 0755 /etc/systemd/system/syncer.service.d
-	printf '# Written by make install: the trees this host backs up.\n[Unit]\nRequiresMountsFor=\nRequiresMountsFor=%s %s\n[Service]\nReadWritePaths=\nReadWritePaths=%s\n' "$(SOURCE)" "$(DEST)" "$(DEST)" > /etc/systemd/system/syncer.service.d/paths.conf
-	[ -e /etc/syncer/syncer.yaml ] || install -D -m 0644 deploy/syncer.yaml /etc/syncer/syncer.yaml
+# The Debian package: nfpm pinned here, run from the module proxy.
+NFPM  ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+ARCH  ?= $(shell $(GO) env GOARCH)
+DEBVERSION := $(shell echo "$(VERSION)" | sed -e 's/^v//' -e 's/-/+/g' | grep -E '^[0-9]' || echo "0.0.0+$(VERSION)")
+deb: ## build dist/syncer_VERSION_ARCH.deb: binary, unit, conffile, completions, man pages, alert rules and dashboard
+	rm -rf dist && mkdir -p dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o dist/syncer ./cmd/syncer
+	./dist/syncer docs dist
+	gzip -9n dist/man/*.1
+	VERSION=$(DEBVERSION) ARCH=$(ARCH) $(GO) run $(NFPM) package --config deploy/deb/nfpm.yaml --packager deb --target dist/
+	@ls dist/*.deb
+
+install: deb ## build the Debian package and install it (as root): apt install ./dist/syncer_*.deb
+	apt-get install -y ./dist/syncer_*.deb
 
 clean: ## remove build output
 	rm -rf bin

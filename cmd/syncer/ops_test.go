@@ -336,7 +336,7 @@ func TestDeploy_SystemdUnit(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	unit := filepath.Join(dir, "syncer.service")
-	must(t, os.WriteFile(unit, bytes.ReplaceAll(b, []byte("/usr/local/bin/syncer"), []byte(bin)), 0o644))
+	must(t, os.WriteFile(unit, bytes.ReplaceAll(b, []byte("/usr/bin/syncer"), []byte(bin)), 0o644))
 	out, err := exec.Command(sa, "verify", unit).CombinedOutput()
 	// Only lines about our unit count: the host may have broken units of its own.
 	var ours []string
