@@ -277,3 +277,20 @@ func statOrWalk(root *osx.Root, base, path string, fn func(rel string, st *unix.
 	}
 	return walk(root, base, path, func(rel string, st *unix.Stat_t) { fn(rel, st) })
 }
+
+// Kept counts the version runs kept in the trash of the local backup at
+// dest, and says when the oldest was made; 0 when there are none or the
+// trash cannot be read.
+func Kept(dest, trash string) (runs int, oldest time.Time) {
+	root, err := osx.OpenRoot(dest)
+	if err != nil {
+		return 0, time.Time{}
+	}
+	defer root.Close()
+	names, err := stamps(root, trash)
+	if err != nil || len(names) == 0 {
+		return 0, time.Time{}
+	}
+	oldest, _ = ParseStamp(names[0])
+	return len(names), oldest
+}

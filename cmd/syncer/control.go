@@ -5,6 +5,7 @@ import (
 	"net/http/pprof"
 
 	"github.com/syncer/syncer/internal/control"
+	"github.com/syncer/syncer/internal/status"
 )
 
 // The daemon's HTTP API comes in two parts, split by privilege:
@@ -14,7 +15,7 @@ import (
 //     by root and control_group: the file system says who may use it, and
 //     the CLI talks to it;
 //   - on the TCP listener, only what is safe for anyone who can connect:
-//     GET /metrics, /healthz, /readyz. With control_token_file, control is
+//     GET / (the status page), /metrics, /healthz, /readyz. With control_token_file, control is
 //     served there too, to requests carrying that bearer token and no
 //     foreign Host or Origin (a browser page cannot ride on it).
 
@@ -24,6 +25,11 @@ const controlSock = "control.sock"
 // publicHandler serves the read-only routes of the TCP listener.
 func (d *daemon) publicHandler(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", d.metrics.Handler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		_ = status.Page(w, d.status(r.Context()))
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

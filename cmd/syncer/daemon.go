@@ -20,6 +20,7 @@ import (
 	"github.com/syncer/syncer/index"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/service"
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
@@ -306,17 +307,8 @@ func (d *daemon) Run(ctx context.Context) error {
 
 // statusLine is the line `systemctl status syncer` shows.
 func (d *daemon) statusLine() string {
-	if !d.isReady() {
-		if v, ok := d.recon.Report(""); ok {
-			return fmt.Sprintf("startup reconcile %s: %d of %d jobs done, %d files to sync", v.State, v.Done, v.Jobs, v.DriftFiles)
-		}
-		return "startup reconcile: starting"
-	}
-	why := d.guard.Paused()
-	if why == "" {
-		why = "ready"
-	}
-	return fmt.Sprintf("%s: %d of %d workers busy, %d rsync runs, %d directories watched", why, d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
+	v, ok := d.recon.Report("")
+	return status.Line(d.isReady(), v, ok, d.guard.Paused(), d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
 }
 
 // reload is SIGHUP: it reads the config again and applies what can change
@@ -338,20 +330,7 @@ func (d *daemon) reload() {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	live, restart := config.Changes(d.applied, cfg)
-	for _, key := range live {
-		switch key {
-		case "log_level":
-			_ = d.level.UnmarshalText([]byte(cfg.LogLevel)) // valid: Validate said so
-			d.applied.LogLevel = cfg.LogLevel
-		case "exclude":
-			_ = d.cfg.Excludes().Set(cfg.Exclude)
-			d.applied.Exclude = cfg.Exclude
-		case "reconcile_interval":
-			d.sched.SetInterval(cfg.ReconcileInterval)
-			d.applied.ReconcileInterval = cfg.ReconcileInterval
-		}
-	}
+	live, restart := config.Running{Level: d.level, Excludes: d.cfg.Excludes(), SetInterval: d.sched.SetInterval, Applied: &d.applied}.Reload(cfg)
 	d.log.Info("config reloaded", zap.Strings("applied", live), zap.Strings("need_restart", restart))
 	if len(live) > 0 {
 		d.sched.Request() // what an exclude no longer leaves out is synced now

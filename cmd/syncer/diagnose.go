@@ -74,7 +74,7 @@ and exits with COMMAND's exit status.`,
 				enc.SetIndent("", "  ")
 				_ = enc.Encode(v)
 			} else {
-				printVerdict(stdout, v, cur.At.Sub(prev.At))
+				status.PrintVerdict(stdout, v, cur.At.Sub(prev.At))
 			}
 			return runErr
 		},
@@ -83,13 +83,6 @@ and exits with COMMAND's exit status.`,
 	cmd.Flags().DurationVar(&duration, "duration", 10*time.Second, "how long to sample when no command is given")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
-}
-
-func printVerdict(w io.Writer, v diag.Verdict, over time.Duration) {
-	fmt.Fprintf(w, "%s (over %s)\n→ %s\n", v.Summary, over.Round(100*time.Millisecond), v.Advice)
-	for _, e := range v.Evidence {
-		fmt.Fprintf(w, "  %s\n", e)
-	}
 }
 
 // load is what the queue and the pool hold now, for diag.

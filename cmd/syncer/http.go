@@ -12,6 +12,7 @@ import (
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/xattr"
+	"github.com/syncer/syncer/versions"
 )
 
 // retryRequest asks to put dead-lettered jobs back; no IDs means all.
@@ -101,6 +102,9 @@ func (d *daemon) status(ctx context.Context) status.Report {
 		r.Reconcile = &v
 	}
 	r.NetworkFS = d.networkFS
+	if t := d.cfg.TrashDir(); t != "" && !d.cfg.Remote() {
+		r.VersionRuns, r.OldestVersion = versions.Kept(d.cfg.Dest, t)
+	}
 	if d.backup.Lost != xattr.None {
 		r.CannotKeep = d.backup.Lost.String()
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/syncer/syncer/config"
@@ -56,17 +57,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // oneLine joins a multi-error into one line, "; "-separated.
-func oneLine(err error) string {
-	var b []byte
-	for _, c := range []byte(err.Error()) {
-		if c == '\n' {
-			b = append(b, ';', ' ')
-			continue
-		}
-		b = append(b, c)
-	}
-	return string(b)
-}
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{

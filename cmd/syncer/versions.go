@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/osx"
+	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/versions"
 )
@@ -49,16 +49,8 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 			if len(vs) == 0 {
 				return fmt.Errorf("no version of %q on the backup", path)
 			}
-			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "DISPLACED\tKIND\tSIZE\tMODIFIED\tPATH")
-			for _, v := range vs {
-				at := "-"
-				if !v.At.IsZero() {
-					at = v.At.Local().Format("2006-01-02 15:04:05.000")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%q\n", at, v.Kind, v.Size, v.Mtime.Local().Format("2006-01-02 15:04:05"), v.Path)
-			}
-			return tw.Flush()
+			status.PrintVersions(stdout, vs)
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
@@ -114,18 +106,7 @@ target before it writes anything. --dry-run lists what it would restore.`,
 			if asJSON {
 				return json.NewEncoder(stdout).Encode(done2)
 			}
-			verb := "restored"
-			if dryRun {
-				verb = "would restore"
-			}
-			for _, r := range done2 {
-				from := "backup"
-				if r.From.Stamp != "" {
-					from = r.From.Kind + " " + r.From.At.Local().Format("2006-01-02 15:04:05.000")
-				}
-				fmt.Fprintf(stdout, "%s %q (%d bytes, %s)\n", verb, dst.Join(r.Path), r.From.Size, from)
-			}
-			fmt.Fprintf(stdout, "%d files %s\n", len(done2), verb)
+			status.PrintRestored(stdout, done2, dst.Join, dryRun)
 			return nil
 		},
 	}

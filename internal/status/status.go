@@ -19,11 +19,13 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/versions"
 )
 
 // Report is what GET /api/status returns and `syncer status` prints.
@@ -49,7 +51,11 @@ type Report struct {
 	Paused       string            `json:"paused,omitempty"`
 	Held         []guard.Hold      `json:"held,omitempty"`
 	Dead         []queue.DeadJob   `json:"dead"`
-	Projects     []metrics.Project `json:"projects"`
+	// VersionRuns counts the runs whose overwritten and deleted files the
+	// trash keeps, since OldestVersion (a local backup's).
+	VersionRuns   int               `json:"version_runs"`
+	OldestVersion time.Time         `json:"oldest_version,omitzero"`
+	Projects      []metrics.Project `json:"projects"`
 }
 
 // Queue is what the queue holds.
@@ -157,6 +163,22 @@ func FmtTime(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
+// Line is the one line systemd shows for the daemon (STATUS=): the
+// startup reconcile's progress until ready, then what it is doing.
+func Line(ready bool, startup reconcile.Report, known bool, paused string, busy, workers int, runs int64, watches int) string {
+	if !ready {
+		if known {
+			return fmt.Sprintf("startup reconcile %s: %d of %d jobs done, %d files to sync", startup.State, startup.Done, startup.Jobs, startup.DriftFiles)
+		}
+		return "startup reconcile: starting"
+	}
+	state := "ready"
+	if paused != "" {
+		state = "PAUSED: " + paused
+	}
+	return fmt.Sprintf("%s: %d of %d workers busy, %d rsync runs, %d directories watched", state, busy, workers, runs, watches)
+}
+
 // WantJSON reports whether a command prints JSON on stdout: when asked
 // (--json), or when stdout is not a terminal (a pipe, a file, a script).
 func WantJSON(stdout io.Writer, asked bool) bool {
@@ -252,4 +274,43 @@ func Follow(ctx context.Context, view func() (reconcile.Report, error), done <-c
 		}
 	}
 	return last, nil
+}
+
+// PrintVerdict writes diagnose's verdict over a sampled interval.
+func PrintVerdict(w io.Writer, v diag.Verdict, over time.Duration) {
+	fmt.Fprintf(w, "%s (over %s)\n→ %s\n", v.Summary, over.Round(100*time.Millisecond), v.Advice)
+	for _, e := range v.Evidence {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+}
+
+// PrintVersions lists the kept versions of a path, oldest first.
+func PrintVersions(w io.Writer, vs []versions.Version) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DISPLACED\tKIND\tSIZE\tMODIFIED\tPATH")
+	for _, v := range vs {
+		at := "-"
+		if !v.At.IsZero() {
+			at = v.At.Local().Format("2006-01-02 15:04:05.000")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", at, v.Kind, FmtBytes(v.Size), v.Mtime.Local().Format("2006-01-02 15:04:05"), FmtName(v.Path))
+	}
+	_ = tw.Flush()
+}
+
+// PrintRestored lists what a restore wrote (or, dry, would write); abs is
+// a restored path's absolute name.
+func PrintRestored(w io.Writer, done []versions.Restored, abs func(string) string, dry bool) {
+	verb := "restored"
+	if dry {
+		verb = "would restore"
+	}
+	for _, r := range done {
+		from := "backup"
+		if r.From.Stamp != "" {
+			from = r.From.Kind + " " + r.From.At.Local().Format("2006-01-02 15:04:05.000")
+		}
+		fmt.Fprintf(w, "%s %s (%s, %s)\n", verb, FmtName(abs(r.Path)), FmtBytes(r.From.Size), from)
+	}
+	fmt.Fprintf(w, "%d files %s\n", len(done), verb)
 }
