@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"time"
 
@@ -36,32 +35,12 @@ answers the question for any backup job:
 
 and exits with COMMAND's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			var s diag.Sampler
-			prev, err := s.Sample(ctx)
+			prev, cur, runErr, err := diag.During(cmd.Context(), duration, args, stderr)
 			if err != nil {
 				return err
 			}
-			var runErr error // COMMAND's: its exit status is diagnose's
-			if len(args) > 0 {
-				c := exec.CommandContext(ctx, args[0], args[1:]...)
-				c.Stdin, c.Stdout, c.Stderr = os.Stdin, stderr, stderr
-				if runErr = c.Run(); runErr != nil {
-					var ee *exec.ExitError
-					if errors.As(runErr, &ee) && ee.ExitCode() > 0 {
-						runErr = exitError{ee.ExitCode(), fmt.Sprintf("%s: exit status %d", args[0], ee.ExitCode())}
-					}
-				}
-			} else {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(duration):
-				}
-			}
-			cur, err := s.Sample(ctx)
-			if err != nil {
-				return err
+			if ee := (*exec.ExitError)(nil); errors.As(runErr, &ee) && ee.ExitCode() > 0 { // COMMAND's status is diagnose's
+				runErr = exitError{ee.ExitCode(), fmt.Sprintf("%s: exit status %d", args[0], ee.ExitCode())}
 			}
 			q := diag.Queue{}
 			var r status.Report
