@@ -5,6 +5,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/syncer/syncer"
 )
 
 // CheckProjects says whether each name in projects is a project: a
@@ -15,6 +17,11 @@ import (
 func (c *Config) CheckProjects(projects []string) error {
 	if len(projects) == 0 {
 		return nil
+	}
+	for _, p := range projects {
+		if err := syncer.CheckName(p); err != nil {
+			return fmt.Errorf("project: %w (want a top-level folder name)", err)
+		}
 	}
 	known := map[string]bool{}
 	roots := []string{c.Source}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -268,4 +269,20 @@ func ParseAt(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("--at %q: want a time (2026-12-02 14:30, RFC 3339, a stamp from `syncer versions`) or a duration ago (90m)", s)
+}
+
+// Target is where restore writes path: back to its place below source, or,
+// with to (--to DIR), into DIR under path's last name (the tree's root
+// into DIR itself).
+func Target(source, to, path string) (root, at string, err error) {
+	if to == "" {
+		return source, path, nil
+	}
+	if root, err = filepath.Abs(to); err != nil {
+		return "", "", err
+	}
+	if path == "" {
+		return root, "", nil
+	}
+	return root, filepath.Base(path), nil
 }

@@ -111,10 +111,6 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
 	pending, _ := d.q.PendingByProject(ctx, names)
 	r.Held = d.brake.Held()
-	held := map[string]string{}
-	for _, h := range r.Held {
-		held[h.Project] = h.String()
-	}
-	r.Projects = d.projects.Report(names, pending, r.Paused, held)
+	r.Projects = d.projects.Report(names, pending, r.Paused, r.Held)
 	return r
 }

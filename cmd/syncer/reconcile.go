@@ -107,11 +107,6 @@ top-level folders are reconciled. --dry-run lists what would change
 Exit codes: 0 done, 1 error, 2 bad usage, 3 some jobs failed, 4 refused by
 the deletion guard (source unmounted, empty or without its marker).`,
 		RunE: func(cmd *cobra.Command, projects []string) error {
-			for _, p := range projects {
-				if err := syncer.CheckName(p); err != nil {
-					return usageError{fmt.Errorf("project: %w (want a top-level folder name)", err)}
-				}
-			}
 			cfg, log, _, err := prepare(cmd, configPath, flags, stderr)
 			if err != nil {
 				return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -83,15 +82,9 @@ target before it writes anything. --dry-run lists what it would restore.`,
 				return err
 			}
 			defer done()
-			target, toPath := cfg.Source, path
-			if to != "" {
-				if target, err = filepath.Abs(to); err != nil {
-					return usageError{err}
-				}
-				toPath = filepath.Base(path)
-				if path == "" {
-					toPath = ""
-				}
+			target, toPath, err := versions.Target(cfg.Source, to, path)
+			if err != nil {
+				return usageError{err}
 			}
 			dst, err := osx.OpenRoot(target)
 			if err != nil {

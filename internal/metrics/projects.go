@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/guard"
 )
 
 // Projects keeps, per project, what `syncer status` shows of its settled
@@ -96,7 +97,11 @@ func (p *Projects) Names(extra []string) []string {
 // Report is the status of the named projects, given their pending jobs,
 // why every job is held ("" when none is) and the projects whose deletions
 // wait for approval (with why).
-func (p *Projects) Report(names []string, pending map[string]uint64, paused string, held map[string]string) []Project {
+func (p *Projects) Report(names []string, pending map[string]uint64, paused string, holds []guard.Hold) []Project {
+	held := map[string]string{}
+	for _, h := range holds {
+		held[h.Project] = h.String()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]Project, 0, len(names))
