@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/syncer/syncer"
 )
 
@@ -327,23 +327,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// IsMountPoint reports whether path is listed as a mount point in
-// /proc/self/mountinfo (which also sees bind mounts on the same device).
+// IsMountPoint reports whether path, with its symlinks resolved (a source
+// configured as /data/prod -> /mnt/vol1), is a mount point: listed in
+// /proc/self/mountinfo, which also sees bind mounts on the same device.
 func IsMountPoint(path string) (bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescape(fields[4]) == path {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
+	return mountinfo.Mounted(real)
 }
 
 // unescape decodes mountinfo's octal escapes (\040 for a space).

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/syncer/syncer"
@@ -69,6 +70,29 @@ func TestIsMountPoint(t *testing.T) {
 	}
 	if ok, err := guard.IsMountPoint(t.TempDir()); err != nil || ok {
 		t.Errorf("IsMountPoint(tempdir) = %v, %v; want false", ok, err)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// A source configured as a symlink to its mount point (/data/prod ->
+	// /mnt/vol1) is mounted, and the guard says so.
+	dir := t.TempDir()
+	mnt, link := filepath.Join(dir, "vol1"), filepath.Join(dir, "prod")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
+	if err := os.Symlink(mnt, link); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := guard.IsMountPoint(link); err != nil || !ok {
+		t.Errorf("IsMountPoint(symlink to a mount point) = %v, %v; want true", ok, err)
+	}
+	if err := guard.New(guard.Options{Source: link, Dest: t.TempDir(), RequireMount: true}).Check(); err != nil {
+		t.Errorf("Check() of a symlinked mounted source = %v, want nil", err)
 	}
 }
 
