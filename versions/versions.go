@@ -186,7 +186,7 @@ func List(root *osx.Root, trash, path string) ([]Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, cur...), nil
+	return append(append([]Version{}, out...), cur...), nil // never nil: JSON lists it as []
 }
 
 // readManifest reads the versions below path from a stamp's manifest.

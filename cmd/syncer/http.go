@@ -59,37 +59,16 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
-	// Asked now, not from the last run: a source gone while nothing
-	// changes is not ready either.
-	if err := d.guard.Check(); err != nil {
-		return "paused: " + d.guard.Paused()
-	}
-	if h := d.brake.Held(); len(h) > 0 {
-		return "held: " + h[0].String()
-	}
-	if !d.isReady() {
-		return "initial sync not done"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := d.q.Healthy(ctx); err != nil {
-		return "queue " + err.Error()
-	}
-	if d.sched != nil {
-		if why := d.sched.Degraded(); why != "" {
-			return "degraded: " + why
-		}
-	}
-	return ""
+	return status.NotReady(ctx, status.Readiness{Guard: d.guard.Check, Paused: d.guard.Paused, Held: d.brake.Held,
+		Ready: d.isReady, Queue: d.q.Healthy, Degraded: d.sched.Degraded})
 }
 
 func (d *daemon) status(ctx context.Context) status.Report {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	w := d.w
 	r := status.Report{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
-		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: w.Watches(),
-		WatchesLimit: metrics.InotifyLimit(), Unwatched: w.Unwatched(), Overflows: w.Overflows(), OpenWaiting: w.Waiting(), RsyncRuns: d.runs.Load()}
+		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: d.w.Watches(),
+		WatchesLimit: metrics.InotifyLimit(), Unwatched: d.w.Unwatched(), Overflows: d.w.Overflows(), OpenWaiting: d.w.Waiting(), RsyncRuns: d.runs.Load()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx) // checks the guard now
 	r.Paused = d.guard.Paused()

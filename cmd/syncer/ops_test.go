@@ -279,7 +279,7 @@ func TestRun_Status(t *testing.T) {
 	// Human output names each project; no daemon is a clear error.
 	var stdout, stderr bytes.Buffer
 	Main(context.Background(), []string{"status", "--state-dir", cfg.StateDir}, &stdout, &stderr)
-	for _, w := range []string{"PROJECT", `"p1"`, `"p2"`, "ready"} {
+	for _, w := range []string{"PROJECT", "\np1 ", "\np2 ", "ready"} {
 		if !strings.Contains(stdout.String(), w) {
 			t.Errorf("status output lacks %q:\n%s", w, stdout.String())
 		}

@@ -40,9 +40,6 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 				return err
 			}
 			if asJSON {
-				if vs == nil {
-					vs = []versions.Version{}
-				}
 				return json.NewEncoder(stdout).Encode(vs)
 			}
 			if len(vs) == 0 {

@@ -163,6 +163,40 @@ func FmtTime(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
+// Readiness is what /readyz asks, in its order.
+type Readiness struct {
+	Guard    func() error                // the deletion guard, checked now
+	Paused   func() string               // why the guard holds every job
+	Held     func() []guard.Hold         // projects whose deletions wait for approval
+	Ready    func() bool                 // the startup reconcile is done
+	Queue    func(context.Context) error // the queue answers and has room
+	Degraded func() string               // lost events not caught up yet
+}
+
+// NotReady says why the daemon is not ready, "" when it is. The guard is
+// asked now, not from the last run: a source gone while nothing changes
+// is not ready either.
+func NotReady(ctx context.Context, r Readiness) string {
+	if err := r.Guard(); err != nil {
+		return "paused: " + r.Paused()
+	}
+	if h := r.Held(); len(h) > 0 {
+		return "held: " + h[0].String()
+	}
+	if !r.Ready() {
+		return "initial sync not done"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.Queue(ctx); err != nil {
+		return "queue " + err.Error()
+	}
+	if why := r.Degraded(); why != "" {
+		return "degraded: " + why
+	}
+	return ""
+}
+
 // Line is the one line systemd shows for the daemon (STATUS=): the
 // startup reconcile's progress until ready, then what it is doing.
 func Line(ready bool, startup reconcile.Report, known bool, paused string, busy, workers int, runs int64, watches int) string {
