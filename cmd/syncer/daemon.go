@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,7 +333,7 @@ func (d *daemon) reload() {
 	defer d.mu.Unlock()
 	live, restart := config.Running{Level: d.level, Excludes: d.cfg.Excludes(), SetInterval: d.sched.SetInterval, Applied: &d.applied}.Reload(cfg)
 	d.log.Info("config reloaded", zap.Strings("applied", live), zap.Strings("need_restart", restart))
-	if len(live) > 0 {
+	if slices.Contains(live, "exclude") {
 		d.sched.Request() // what an exclude no longer leaves out is synced now
 	}
 }
