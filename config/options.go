@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,9 @@ func (c *Config) IndexFile() string { return filepath.Join(c.StateDir, "index.db
 
 // IdentityFile is where the source root's identity is recorded.
 func (c *Config) IdentityFile() string { return filepath.Join(c.StateDir, "source.json") }
+
+// PausesFile is where the operator's pauses are kept (guard.Pauses).
+func (c *Config) PausesFile() string { return filepath.Join(c.StateDir, "paused.json") }
 
 // Queue is where the queue lives and how it behaves; scratch is a
 // standalone reconcile's in-memory one.
@@ -234,10 +238,51 @@ func (cfg *Config) TreePath(p string) (string, error) {
 // (guard.Guard.Accept) with no daemon running, holding the state dir so
 // that none starts meanwhile.
 func (c *Config) AcceptSource() (guard.Identity, error) {
+	var id guard.Identity
+	err := c.offline(func() (err error) {
+		id, err = guard.New(c.Guard(zap.NewNop(), nil, nil)).Accept()
+		return err
+	})
+	return id, err
+}
+
+// Pause records, with no daemon running, an operator's pause of project
+// ("" every project) for the next start; resume ends it instead. It
+// returns the pauses it ended and those in force then.
+func (c *Config) Pause(project, reason string, resume bool) (ended, now []guard.Pause, err error) {
+	if project != "" {
+		if err := c.CheckProjects([]string{project}); err != nil {
+			return nil, nil, err
+		}
+	}
+	err = c.offline(func() error {
+		ps, err := guard.OpenPauses(c.PausesFile(), nil)
+		if err == nil && resume {
+			ended, err = ps.Resume(project)
+		} else if err == nil {
+			_, err = ps.Pause(project, reason)
+		}
+		now = ps.List()
+		return err
+	})
+	return ended, now, err
+}
+
+// NoDaemon returns an error when a daemon holds the state dir though
+// asking it failed with why (a socket left behind is not one).
+func (c *Config) NoDaemon(why error) error {
+	if err := c.offline(func() error { return nil }); errors.Is(err, queue.ErrLocked) {
+		return fmt.Errorf("a daemon holds %s but does not answer: %v", c.StateDir, why)
+	}
+	return nil
+}
+
+// offline runs fn holding the state dir, so that no daemon starts meanwhile.
+func (c *Config) offline(fn func() error) error {
 	lock, err := queue.LockDir(filepath.Join(c.StateDir, "nats"))
 	if err != nil {
-		return guard.Identity{}, err
+		return err
 	}
 	defer lock.Close()
-	return guard.New(c.Guard(zap.NewNop(), nil, nil)).Accept()
+	return fn()
 }

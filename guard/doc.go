@@ -5,13 +5,21 @@
 // inode and mount, kept in the state dir; a volume that failed to mount,
 // a lazy unmount or another disk is refused until Accept), be the
 // configured mount (when required), hold the marker file (when
-// configured), and not be empty while the backup is not. Syncer puts the
-// check in front of every run; Paused says what holds them.
+// configured), and not be empty while the backup is not. Paused says what
+// holds the runs.
+//
+// Pauses are the operator's (`syncer pause [PROJECT]`), kept in the state
+// dir: a paused project's runs wait until it is resumed.
 //
 // The Brake holds, before anything is deleted, the runs that would delete
 // more than a share of a project's entries on the backup (counted by the
 // caller from the trees), the deletions of the last minutes included, until
 // an operator approves; the other projects of the run go on.
 //
-// It imports the root package and zap only.
+// Gate puts the three in front of every run, before anything is moved or
+// synced: the guard holds every scope, a pause its project's, the brake the
+// projects whose deletions wait for approval; the root's scope waits with
+// any of them, since its run syncs every project.
+//
+// It imports the root package, zap and moby's mountinfo only.
 package guard

@@ -106,43 +106,70 @@ func (g *Guard) Paused() string {
 	return g.paused
 }
 
-// Syncer refuses runs while the guard is tripped: every run may delete, so
-// none may start from a source that vanished. With a Brake, the scopes of
-// projects whose deletions need approval are held, the others run.
-type Syncer struct {
-	Guard *Guard
-	Brake *Brake // nil: no brake
-	Next  syncer.Syncer
+// Gate decides which scopes of a run may go now: none while the guard is
+// tripped (every run may delete, so none may start from a source that
+// vanished), not those of the projects an operator paused, not those of
+// the projects whose deletions wait for approval (Brake). A worker asks
+// before it moves or syncs anything.
+type Gate struct {
+	Guard  *Guard
+	Pauses *Pauses // nil: no pauses
+	Brake  *Brake  // nil: no brake
 }
 
-// Sync checks the guard and the brake, then runs Next on what they let through.
-func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
-	if err := s.Guard.Check(); err != nil {
-		return syncer.Stats{}, err
+// Admit returns the scopes that must wait, and why: an error matching
+// syncer.ErrPaused, or a transient one when the brake could not count.
+// It returns nil, nil when every scope may run.
+func (g Gate) Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope, error) {
+	if err := g.Guard.Check(); err != nil {
+		return scopes, err
 	}
-	if s.Brake == nil {
-		return s.Next.Sync(ctx, scopes, h)
+	held, paused := g.Pauses.Check(scopes)
+	if g.Brake == nil {
+		if paused == nil {
+			return nil, nil
+		}
+		return held, paused
 	}
-	held, why, err := s.Brake.Check(ctx, scopes)
+	rest := slices.DeleteFunc(slices.Clone(scopes), func(s syncer.Scope) bool { return slices.Contains(held, s) })
+	if len(rest) == 0 {
+		return held, paused
+	}
+	braked, why, err := g.Brake.Check(ctx, rest)
 	if err != nil {
-		return syncer.Stats{}, transient{err}
+		return scopes, transient{err}
 	}
-	if len(held) == 0 {
-		return s.Next.Sync(ctx, scopes, h)
+	switch {
+	case why == nil && paused == nil:
+		return nil, nil
+	case why == nil:
+		return held, paused
+	case paused == nil:
+		return braked, why
 	}
-	var rest []syncer.Scope
-	for _, sc := range scopes {
-		if !slices.Contains(held, sc) {
-			rest = append(rest, sc)
-		}
+	return append(held, braked...), errors.Join(paused, why)
+}
+
+// Paused says what holds every project (the guard) or some (an
+// operator's pause), "" when nothing does.
+func (g Gate) Paused() string {
+	if why := g.Guard.Paused(); why != "" {
+		return why
 	}
-	var st syncer.Stats
-	if len(rest) > 0 {
-		if st, err = s.Next.Sync(ctx, rest, h); err != nil {
-			return st, err
-		}
+	if ps := g.Pauses.List(); len(ps) > 0 {
+		return ps[0].String()
 	}
-	return st, &syncer.ScopeError{Scopes: held, Err: why}
+	return ""
+}
+
+// Holds reports whether project's jobs wait for an operator's resume or
+// for approval; the root's ("") waits while any project's does.
+func (g Gate) Holds(project string) bool {
+	if g.Pauses.Holds(project) {
+		return true
+	}
+	held := g.Brake.Projects()
+	return project == "" && len(held) > 0 || slices.Contains(held, project)
 }
 
 // transient marks a failure worth retrying.

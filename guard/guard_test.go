@@ -97,17 +97,10 @@ func TestIsMountPoint(t *testing.T) {
 }
 
 // countSyncer counts the runs it is handed.
-type countSyncer struct{ runs int }
-
-func (c *countSyncer) Sync(context.Context, []syncer.Scope, syncer.Hints) (syncer.Stats, error) {
-	c.runs++
-	return syncer.Stats{}, nil
-}
-
-// TestSyncer_HoldsRunsWhilePaused checks that no run starts while the source
+// TestGate_HoldsRunsWhilePaused checks that no run starts while the source
 // is gone, that Paused says why, and that the source coming back resumes
 // runs and asks, once, for what was held.
-func TestSyncer_HoldsRunsWhilePaused(t *testing.T) {
+func TestGate_HoldsRunsWhilePaused(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	for _, p := range []string{filepath.Join(src, "p"), filepath.Join(dst, "p")} {
 		if err := os.Mkdir(p, 0o755); err != nil {
@@ -116,10 +109,12 @@ func TestSyncer_HoldsRunsWhilePaused(t *testing.T) {
 	}
 	resumed := 0
 	g := guard.New(guard.Options{Source: src, Dest: dst, OnResume: func() { resumed++ }})
-	next := &countSyncer{}
-	s := guard.Syncer{Guard: g, Next: next}
+	next := &struct{ runs int }{}
 	sync := func() error {
-		_, err := s.Sync(t.Context(), []syncer.Scope{{Dir: "p"}}, syncer.Hints{})
+		held, err := guard.Gate{Guard: g}.Admit(t.Context(), []syncer.Scope{{Dir: "p"}})
+		if len(held) == 0 {
+			next.runs++
+		}
 		return err
 	}
 	if err := sync(); err != nil || next.runs != 1 || g.Paused() != "" {

@@ -104,9 +104,10 @@ type RunnerOptions struct {
 	OnFound func()
 	// OnQueued, when set, is called after each batch of jobs is queued.
 	OnQueued func(jobs int)
-	// Held, when set, lists the projects whose deletions wait for
-	// approval: a reconcile whose remaining jobs are all theirs ends.
-	Held func() []string
+	// Holds, when set, says whether a project's jobs wait (for the
+	// deletion brake's approval, for an operator's resume; the root's
+	// project is ""): a reconcile whose remaining jobs are all held ends.
+	Holds func(project string) bool
 	// OnDone, when set, is called when a reconcile whose walk completed
 	// ends, with what each project's backup lacked.
 	OnDone func(r Report, drift map[string]Drift)
@@ -418,9 +419,9 @@ func (r *Runner) verify(ctx context.Context, id string, t *Tracker, scopes []syn
 var errHeld = errors.New("remaining jobs held")
 
 // wait waits until every job is settled, or until those left all belong to
-// projects the brake holds, which it returns.
+// projects held (RunnerOptions.Holds), which it returns.
 func (r *Runner) wait(ctx context.Context, t *Tracker) (Summary, []string, error) {
-	if r.opts.Held == nil {
+	if r.opts.Holds == nil {
 		sum, err := t.Wait(ctx)
 		return sum, nil, err
 	}
@@ -436,19 +437,18 @@ func (r *Runner) wait(ctx context.Context, t *Tracker) (Summary, []string, error
 				return
 			case <-tick.C:
 			}
-			hp := r.opts.Held()
 			left := t.Waiting()
-			if len(hp) == 0 || len(left) == 0 {
+			if len(left) == 0 {
 				continue
 			}
 			var projects []string
 			all := true
 			for _, s := range left {
-				if !slices.Contains(hp, s.Project()) {
+				if !r.opts.Holds(s.Project()) {
 					all = false
 					break
 				}
-				if !slices.Contains(projects, s.Project()) {
+				if s.Project() != "" && !slices.Contains(projects, s.Project()) { // the root: held with them
 					projects = append(projects, s.Project())
 				}
 			}

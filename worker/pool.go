@@ -69,12 +69,17 @@ type Options struct {
 	// Backoff gives the redelivery delay after the n-th failure;
 	// DefaultBackoff when zero.
 	Backoff syncer.Backoff
-	// PausedDelay is how long a job refused by the deletion guard
-	// (syncer.ErrPaused) waits before it is tried again.
+	// PausedDelay is how long a job the Gate holds (syncer.ErrPaused)
+	// waits before it is tried again.
 	PausedDelay time.Duration
 
 	Source Source
 	Syncer syncer.Syncer
+	// Gate, when set, says which scopes of a run must wait (the deletion
+	// guard, an operator's pause): their jobs come back after PausedDelay
+	// (or fail as usual on another error), and nothing of them is moved or
+	// synced.
+	Gate Gate
 	// Mover, when set, makes the jobs' directory moves on the backup
 	// before their scopes are synced (syncer.Job.Moves); without it the
 	// syncs copy.
@@ -228,10 +233,51 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 	p.run(held, log, claims)
 }
 
+// Gate decides which scopes may run now (guard.Gate).
+type Gate interface {
+	// Admit returns the scopes that must wait, and the error their jobs
+	// settle with; nil, nil when all may run.
+	Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope, error)
+}
+
+// admit settles the jobs of the claims the gate holds, and returns the
+// claims that may run.
+func (p *Pool) admit(ctx context.Context, log *zap.Logger, claims []*claim) []*claim {
+	if p.opts.Gate == nil {
+		return claims
+	}
+	scopes := make([]syncer.Scope, len(claims))
+	for i, c := range claims {
+		scopes[i] = c.scope
+	}
+	held, err := p.opts.Gate.Admit(ctx, scopes)
+	if len(held) == 0 {
+		return claims
+	}
+	if err == nil {
+		err = syncer.ErrPaused // held, whatever the gate said
+	}
+	var run []*claim
+	now := time.Now()
+	for _, c := range claims {
+		if !slices.Contains(held, c.scope) {
+			run = append(run, c)
+			continue
+		}
+		for _, d := range c.ds {
+			p.settle(log, d, d.Job.ID, syncer.Stats{}, err, now, 0, len(claims))
+		}
+	}
+	return run
+}
+
 // run syncs the claims in one run and settles their jobs. A run of several
 // scopes that fails as a whole runs each of them alone: one scope's failure
 // never fails the jobs of the others.
 func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
+	if claims = p.admit(ctx, log, claims); len(claims) == 0 {
+		return
+	}
 	scopes := make([]syncer.Scope, len(claims))
 	for i, c := range claims {
 		scopes[i] = c.scope

@@ -48,7 +48,9 @@ type daemon struct {
 	q         *queue.JetStream
 	runner    *rsync.Runner
 	guard     *guard.Guard
-	brake     *guard.Brake // nil without one
+	brake     *guard.Brake  // nil without one
+	pauses    *guard.Pauses // the operator's
+	gate      guard.Gate    // the three, in front of every run
 	w         *watcher.Watcher
 	pool      *worker.Pool
 	sched     *reconcile.Scheduler // nil for the work role and a standalone reconcile
@@ -86,7 +88,7 @@ func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
 		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
-		Held:   func() []string { return d.brake.Projects() },
+		Holds:  func(p string) bool { return d.gate.Holds(p) },
 		Logger: log.Named("reconcile")})
 	return d
 }
@@ -199,17 +201,21 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
 		d.brake = guard.NewBrake(bo)
 	}
+	if d.pauses, err = guard.OpenPauses(cfg.PausesFile(), d.log.Named("guard")); err != nil {
+		return nil, err
+	}
+	d.gate = guard.Gate{Guard: d.guard, Pauses: d.pauses, Brake: d.brake}
 	if d.backup.Index != nil {
 		sy = index.Syncer{Next: sy, Recorder: cfg.Recorder(d.backup, d.log.Named("index"))}
 	}
-	po.Source, po.Locker, po.Syncer, po.Open = d.q.Jobs(), locker, guard.Syncer{Guard: d.guard, Brake: d.brake, Next: sy}, d.w
+	po.Source, po.Locker, po.Syncer, po.Gate, po.Open = d.q.Jobs(), locker, sy, d.gate, d.w
 	po.Sink, po.OnLost = d.q, d.sched.Lost
 	po.OnResult = func(r syncer.Result) { d.metrics.Result(r); d.projects.Observe(r) }
 	po.OnRun = func(st syncer.Stats, took time.Duration, err error) { d.runs.Add(1); d.metrics.Run(st, took, err) }
 	if d.pool, err = worker.New(po); err != nil {
 		return nil, err
 	}
-	d.metrics.Register(d.q, d.w, d.guard, d.pool, d.sched.Degraded, d.brake.Projects)
+	d.metrics.Register(d.q, d.w, d.guard, d.pool, d.sched.Degraded, d.brake.Projects, d.pauses.List)
 	stopResults, err := d.q.SubscribeResults(d.recon.Observe)
 	if err != nil {
 		return nil, err
@@ -309,7 +315,7 @@ func (d *daemon) Run(ctx context.Context) error {
 // statusLine is the line `systemctl status syncer` shows.
 func (d *daemon) statusLine() string {
 	v, ok := d.recon.Report("")
-	return status.Line(d.isReady(), v, ok, d.guard.Paused(), d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
+	return status.Line(d.isReady(), v, ok, d.gate.Paused(), d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
 }
 
 // reload is SIGHUP: it reads the config again and applies what can change

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,14 +46,7 @@ and exits with COMMAND's exit status.`,
 			if err := cf.get(cmd, "/api/status", &r); err == nil {
 				q = diag.Queue{Known: true, Pending: int(r.Queue.Pending), InFlight: r.Queue.InFlight, Workers: r.Workers, Busy: r.Busy}
 			}
-			v := diag.Diagnose(prev, cur, q)
-			if asJSON {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				_ = enc.Encode(v)
-			} else {
-				status.PrintVerdict(stdout, v, cur.At.Sub(prev.At))
-			}
+			_ = status.Write(stdout, asJSON, diag.Diagnose(prev, cur, q), func(w io.Writer, v diag.Verdict) { status.PrintVerdict(w, v, cur.At.Sub(prev.At)) })
 			return runErr
 		},
 	}

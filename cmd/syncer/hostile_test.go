@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/reconcile"
@@ -198,7 +199,8 @@ func TestHostile_API(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	for _, args := range []string{"status --state-dir " + h.cfg.StateDir, "retry --all --state-dir " + h.cfg.StateDir} {
+	for _, args := range []string{"status", "retry --all", "pause", "resume", "pause proj"} {
+		args += " --state-dir " + h.cfg.StateDir
 		out, err := testutil.RunAs(t, "/", bin+" "+args)
 		if err == nil || !strings.Contains(out, "permission") {
 			t.Errorf("syncer %s as nobody: %v, %q; want a refusal for lack of permission", args, err, out)
@@ -213,6 +215,7 @@ func TestHostile_API(t *testing.T) {
 	}{
 		{"GET", "/metrics", 200}, {"GET", "/healthz", 200}, {"GET", "/readyz", 200},
 		{"GET", "/api/status", 404}, {"POST", "/api/reconcile", 404}, {"POST", "/api/retry", 404},
+		{"POST", "/api/pause", 404}, {"POST", "/api/resume", 404},
 		{"GET", "/debug/pprof/", 404}, {"GET", "/debug/pprof/heap", 404},
 	} {
 		req, _ := http.NewRequest(c.method, base+c.path, strings.NewReader("{}"))
@@ -262,7 +265,7 @@ func TestHostile_API(t *testing.T) {
 	}
 
 	// Bad paths get 400 with the reason; 40 requests at once, one walk.
-	cf := clientFlags{stateDir: h.cfg.StateDir}
+	cf := clientFlags{control.Flags{StateDir: h.cfg.StateDir}}
 	cmd := &cobra.Command{}
 	cmd.SetContext(t.Context())
 	var v reconcile.Report

@@ -31,7 +31,8 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 		control.WriteJSON(w, d.status(r.Context()))
 	})
 	mux.HandleFunc("POST /api/reconcile", d.handleReconcile)
-	mux.HandleFunc("POST /api/resume", d.handleResume)
+	mux.HandleFunc("POST /api/pause", d.handlePause)
+	mux.HandleFunc("POST /api/resume", d.handlePause)
 	mux.HandleFunc("POST /api/approve", d.handleApprove)
 	mux.HandleFunc("GET /api/reconcile/{id}", func(w http.ResponseWriter, r *http.Request) {
 		v, ok := d.recon.Report(r.PathValue("id"))
@@ -59,7 +60,7 @@ func (d *daemon) controlRoutes(mux *http.ServeMux) {
 
 // notReady says why the daemon is not ready, "" when it is.
 func (d *daemon) notReady(ctx context.Context) string {
-	return status.NotReady(ctx, status.Readiness{Guard: d.guard.Check, Paused: d.guard.Paused, Held: d.brake.Held,
+	return status.NotReady(ctx, status.Readiness{Guard: d.guard.Check, Paused: d.guard.Paused, Held: d.brake.Held, Pauses: d.pauses.List,
 		Ready: d.isReady, Queue: d.q.Healthy, Degraded: d.sched.Degraded})
 }
 
@@ -89,7 +90,7 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	}
 	names := d.projects.Names(metrics.SourceProjects(d.cfg.Source))
 	pending, _ := d.q.PendingByProject(ctx, names)
-	r.Held = d.brake.Held()
-	r.Projects = d.projects.Report(names, pending, r.Paused, r.Held)
+	r.Held, r.Pauses = d.brake.Held(), d.pauses.List()
+	r.Projects = d.projects.Report(names, pending, r.Paused, r.Held, r.Pauses)
 	return r
 }

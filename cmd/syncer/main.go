@@ -75,7 +75,7 @@ compare walk (reconcile) runs at start and whenever events may have been lost.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newDaemonCmd("run", stderr), newDaemonCmd("watch", stderr), newDaemonCmd("work", stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newResumeCmd(stdout), newApproveCmd(stdout), newVersionsCmd(stdout, stderr), newRestoreCmd(stdout, stderr), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout),
+	root.AddCommand(newDaemonCmd("run", stderr), newDaemonCmd("watch", stderr), newDaemonCmd("work", stderr), newReconcileCmd(stdout, stderr), newStatusCmd(stdout), newRetryCmd(stdout), newPauseCmd(stdout, false), newPauseCmd(stdout, true), newApproveCmd(stdout), newVersionsCmd(stdout, stderr), newRestoreCmd(stdout, stderr), newDiagnoseCmd(stdout, stderr), newVersionCmd(stdout),
 		newDocsCmd(func() *cobra.Command { return newRootCmd(stdout, stderr) }))
 	return root
 }

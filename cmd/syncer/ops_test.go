@@ -122,6 +122,7 @@ func TestRun_Metrics(t *testing.T) {
 		"syncer_dead_letters":                             {dto.MetricType_GAUGE, nil},
 		"syncer_degraded":                                 {dto.MetricType_GAUGE, nil},
 		"syncer_projects_held":                            {dto.MetricType_GAUGE, nil},
+		"syncer_operator_pauses":                          {dto.MetricType_GAUGE, nil},
 		"syncer_open_files_waiting":                       {dto.MetricType_GAUGE, nil},
 	}
 	for name, w := range want {
@@ -267,7 +268,7 @@ func TestRun_Status(t *testing.T) {
 			t.Errorf("project %s state = %s, want ok", p.Name, p.State)
 		}
 	}
-	for _, ps := range h.d.projects.Report(h.d.projects.Names(nil), nil, "", nil) {
+	for _, ps := range h.d.projects.Report(h.d.projects.Names(nil), nil, "", nil, nil) {
 		if got[ps.Name] != ps.Done {
 			t.Errorf("project %q jobs done = %d in status, %d in the daemon", ps.Name, got[ps.Name], ps.Done)
 		}

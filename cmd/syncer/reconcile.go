@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -19,7 +16,6 @@ import (
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/internal/status"
-	"github.com/syncer/syncer/queue"
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
 )
@@ -142,18 +138,14 @@ func reconcileDryRun(ctx context.Context, cfg config.Config, projects []string, 
 		return err
 	}
 	d := status.DryRun{DryRun: true, Scopes: len(plan.Scopes), DriftFiles: plan.Files, DriftBytes: plan.Bytes, Changes: changes}
-	if status.WantJSON(stdout, asJSON) {
-		return json.NewEncoder(stdout).Encode(d)
-	}
-	status.PrintDryRun(stdout, d)
-	return nil
+	return status.Write(stdout, status.WantJSON(stdout, asJSON), d, status.PrintDryRun)
 }
 
 // reconcileRunCmd runs the reconcile through the daemon when one answers,
 // else with its own queue and pool, showing progress.
 func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config, log *zap.Logger, projects []string,
 	stdout, stderr io.Writer, asJSON bool) error {
-	cf := clientFlags{stateDir: cfg.StateDir}
+	cf := clientFlags{control.Flags{StateDir: cfg.StateDir}}
 	var view func() (reconcile.Report, error)
 	var done <-chan error
 	var started reconcile.Report
@@ -164,12 +156,8 @@ func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config,
 			return v, cf.get(cmd, "/api/reconcile/"+started.ID, &v)
 		}
 	} else {
-		if _, statErr := os.Stat(filepath.Join(cfg.StateDir, controlSock)); statErr == nil {
-			lock, lockErr := queue.LockDir(filepath.Join(cfg.StateDir, "nats"))
-			if lockErr != nil {
-				return fmt.Errorf("a daemon holds %s but does not answer: %v", cfg.StateDir, err)
-			}
-			lock.Close() // a stale socket: the daemon is gone; Once locks for itself
+		if err := cfg.NoDaemon(err); err != nil {
+			return err
 		}
 		cfg.Listen = ""
 		d := newDaemon(cfg, log)

@@ -585,8 +585,8 @@ func TestRun_DeletionBrake(t *testing.T) {
 		}
 		return errors.New("p not held")
 	})
-	if !strings.Contains(held.Held, "deleting 607 of 1008 entries") || !strings.Contains(held.Held, "syncer approve p") {
-		t.Errorf("held = %q, want the count and how to approve", held.Held)
+	if !strings.Contains(held.Why, "deleting 607 of 1008 entries") || !strings.Contains(held.Why, "syncer approve p") {
+		t.Errorf("held = %q, want the count and how to approve", held.Why)
 	}
 	if code, body := httpGet(t, "http://"+h.d.addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "held") {
 		t.Errorf("/readyz while held = %d %q, want 503 held", code, body)

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,30 +15,9 @@ import (
 
 // clientFlags locate a running daemon's control API: its socket in the
 // state dir, or with --listen its TCP listener and a token.
-type clientFlags struct {
-	listen, tokenFile, stateDir, config string
-}
+type clientFlags struct{ control.Flags }
 
-func (f *clientFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.listen, "listen", "", "reach the daemon over TCP at this address instead of its control socket (needs --token-file)")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "the daemon's control_token_file, for --listen")
-	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "the daemon's state dir (default: from --config, else "+config.Default().StateDir+")")
-	cmd.Flags().StringVarP(&f.config, "config", "c", "", "the daemon's config file")
-}
-
-// socket is the daemon's control socket: in --state-dir, else the
-// configured state dir.
-func (f *clientFlags) socket(cmd *cobra.Command) (string, error) {
-	dir := f.stateDir
-	if dir == "" {
-		cfg, err := loadConfig(f.config, cmd.Flags(), config.Config{})
-		if err != nil {
-			return "", usageError{err}
-		}
-		dir = cfg.StateDir
-	}
-	return filepath.Join(dir, controlSock), nil
-}
+func (f *clientFlags) add(cmd *cobra.Command) { f.Add(cmd.Flags(), config.Default().StateDir) }
 
 // get fetches path from the daemon into v.
 func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
@@ -49,20 +26,12 @@ func (f *clientFlags) get(cmd *cobra.Command, path string, v any) error {
 
 // do sends a request with an optional JSON body and decodes the JSON answer into v.
 func (f *clientFlags) do(cmd *cobra.Command, method, path string, body, v any) error {
-	c := control.Client{Addr: f.listen}
-	if f.listen != "" {
-		if f.tokenFile != "" {
-			var err error
-			if c.Token, err = control.ReadToken(f.tokenFile); err != nil {
-				return usageError{fmt.Errorf("token-file: %w", err)}
-			}
-		}
-	} else {
-		sock, err := f.socket(cmd)
-		if err != nil {
-			return err
-		}
-		c.Socket = sock
+	c, err := f.Client(func() (string, error) {
+		cfg, err := loadConfig(f.Config, cmd.Flags(), config.Config{})
+		return cfg.StateDir, err
+	}, controlSock)
+	if err != nil {
+		return usageError{err}
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
@@ -81,13 +50,7 @@ func newStatusCmd(stdout io.Writer) *cobra.Command {
 			if err := cf.get(cmd, "/api/status", &r); err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
-			}
-			status.Print(stdout, r)
-			return nil
+			return status.Write(stdout, asJSON, r, status.Print)
 		},
 	}
 	cf.add(cmd)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,14 +38,10 @@ then the backup's current one. Restore any of them with ` + "`syncer restore PAT
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return json.NewEncoder(stdout).Encode(vs)
-			}
-			if len(vs) == 0 {
+			if len(vs) == 0 && !asJSON {
 				return fmt.Errorf("no version of %q on the backup", path)
 			}
-			status.PrintVersions(stdout, vs)
-			return nil
+			return status.Write(stdout, asJSON, vs, status.PrintVersions)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
@@ -93,11 +88,7 @@ target before it writes anything. --dry-run lists what it would restore.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return json.NewEncoder(stdout).Encode(done2)
-			}
-			status.PrintRestored(stdout, done2, dst.Join, dryRun)
-			return nil
+			return status.Write(stdout, asJSON, done2, func(w io.Writer, r []versions.Restored) { status.PrintRestored(w, r, dst.Join, dryRun) })
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")

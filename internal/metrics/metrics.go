@@ -173,7 +173,7 @@ func ProjectLabel(p string) string {
 // degraded says why lost events are not caught up yet ("" when they are),
 // held which projects wait for `syncer approve`.
 func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guard, p *worker.Pool, degraded func() string,
-	held func() []string) {
+	held func() []string, pauses func() []guard.Pause) {
 	m.MustRegister(newQueueCollector(q), newWatchCollector(w))
 	m.gaugeFunc("syncer_paused", "1 while the deletion guard holds every job (source unmounted, emptied, marker missing).",
 		func() float64 {
@@ -191,6 +191,8 @@ func (m *Metrics) Register(q *queue.JetStream, w *watcher.Watcher, g *guard.Guar
 		})
 	m.gaugeFunc("syncer_projects_held", "Projects whose deletions past the brake wait for `syncer approve`.",
 		func() float64 { return float64(len(held())) })
+	m.gaugeFunc("syncer_operator_pauses", "Operator pauses in force (`syncer pause`; the pause of every project counts once).",
+		func() float64 { return float64(len(pauses())) })
 	m.gaugeFunc("syncer_watches_limit", "The kernel's fs.inotify.max_user_watches.", func() float64 { return float64(InotifyLimit()) })
 	m.gaugeFunc("syncer_workers", "Worker slots (concurrent rsyncs).", func() float64 { return float64(p.Workers()) })
 	m.gaugeFunc("syncer_workers_busy", "Worker slots running an rsync now.", func() float64 { return float64(p.Busy()) })

@@ -26,10 +26,11 @@ type project struct {
 type Project struct {
 	Name string `json:"name"`
 	// State is ok, syncing (jobs pending), failing (its last job was
-	// given up), held (its deletions wait for approval, Held says which)
-	// or paused (the deletion guard holds every job).
+	// given up), held (its deletions wait for approval) or paused (the
+	// deletion guard holds every job, or an operator paused it); Why
+	// says why it waits.
 	State     string    `json:"state"`
-	Held      string    `json:"held,omitempty"`
+	Why       string    `json:"why,omitempty"`
 	Pending   uint64    `json:"pending"`
 	LastSync  time.Time `json:"last_sync,omitzero"`
 	LastLag   float64   `json:"last_lag_seconds"`
@@ -97,7 +98,7 @@ func (p *Projects) Names(extra []string) []string {
 // Report is the status of the named projects, given their pending jobs,
 // why every job is held ("" when none is) and the projects whose deletions
 // wait for approval (with why).
-func (p *Projects) Report(names []string, pending map[string]uint64, paused string, holds []guard.Hold) []Project {
+func (p *Projects) Report(names []string, pending map[string]uint64, paused string, holds []guard.Hold, pauses []guard.Pause) []Project {
 	held := map[string]string{}
 	for _, h := range holds {
 		held[h.Project] = h.String()
@@ -111,12 +112,14 @@ func (p *Projects) Report(names []string, pending map[string]uint64, paused stri
 			pr = ps.Project
 		}
 		pr.Name, pr.Pending = ProjectLabel(n), pending[n]
-		pr.Held = held[n]
+		pr.Why = held[n]
 		switch {
 		case paused != "":
-			pr.State = "paused"
-		case pr.Held != "":
+			pr.State, pr.Why = "paused", paused
+		case pr.Why != "":
 			pr.State = "held"
+		case pausedBy(pauses, n) != nil:
+			pr.State, pr.Why = "paused", pausedBy(pauses, n).String()
 		case pr.State == "failing":
 		case pr.Pending > 0:
 			pr.State = "syncing"
@@ -126,4 +129,14 @@ func (p *Projects) Report(names []string, pending map[string]uint64, paused stri
 		out = append(out, pr)
 	}
 	return out
+}
+
+// pausedBy is the pause that holds project n, nil when none does.
+func pausedBy(pauses []guard.Pause, n string) *guard.Pause {
+	for i, ps := range pauses {
+		if ps.Project == "" || ps.Project == n {
+			return &pauses[i]
+		}
+	}
+	return nil
 }

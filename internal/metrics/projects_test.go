@@ -1,25 +1,28 @@
 package metrics_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/internal/metrics"
 )
 
 // TestProjects checks each project's state: failing from a job given up
 // until a job started after it succeeds, syncing while jobs wait, paused
-// while the guard holds everything.
+// while the guard holds everything or an operator paused it.
 func TestProjects(t *testing.T) {
 	var p metrics.Projects
+	var pauses []guard.Pause
 	t0 := time.Now()
 	res := func(dir string, ok bool, started time.Duration) syncer.Result {
 		return syncer.Result{Job: syncer.Job{Scope: syncer.Scope{Dir: dir}, FirstEvent: t0}, OK: ok,
 			Started: t0.Add(started), Finished: t0.Add(started + time.Second), Error: map[bool]string{false: "rsync: exit 11"}[ok]}
 	}
 	state := func(name string, pending map[string]uint64, paused string) metrics.Project {
-		for _, pr := range p.Report(p.Names([]string{"idle"}), pending, paused, nil) {
+		for _, pr := range p.Report(p.Names([]string{"idle"}), pending, paused, nil, pauses) {
 			if pr.Name == name {
 				return pr
 			}
@@ -43,7 +46,15 @@ func TestProjects(t *testing.T) {
 	if s := state("idle", map[string]uint64{"idle": 3}, ""); s.State != "syncing" || s.Pending != 3 {
 		t.Errorf("idle with pending jobs: %+v, want syncing", s)
 	}
-	if s := state("a", nil, "source gone"); s.State != "paused" {
+	if s := state("a", nil, "source gone"); s.State != "paused" || s.Why != "source gone" {
 		t.Errorf("a while paused: %+v", s)
+	}
+	pauses = []guard.Pause{{Project: "a", Reason: "tape"}}
+	if a, b := state("a", nil, ""), state("b", nil, ""); a.State != "paused" || !strings.Contains(a.Why, "tape") || b.State != "ok" {
+		t.Errorf("a paused by an operator: a %+v, b %+v", a, b)
+	}
+	pauses = []guard.Pause{{}}
+	if b := state("b", nil, ""); b.State != "paused" || !strings.Contains(b.Why, "every project") {
+		t.Errorf("every project paused: b %+v", b)
 	}
 }

@@ -51,6 +51,7 @@ p.meta{color:#555;margin:.2em 0}
 <p><span id="state" class="state{{if .NotReady}} bad{{end}}">{{if .NotReady}}NOT READY: {{.NotReady}}{{else}}ready{{end}}</span>
  up since {{time .Started}}; page refreshed {{time .Now}}, every {{.Refresh}} s</p>
 {{if .Paused}}<p class="err" id="paused">PAUSED: {{.Paused}}</p>{{end}}
+{{range .Pauses}}<p class="err">PAUSED: {{.}}</p>{{end}}
 {{range .Held}}<p class="err">HELD: {{.}}</p>{{end}}
 <p class="meta">workers <span data-field="workers_busy">{{.Busy}}</span> of <span data-field="workers">{{.Workers}}</span> busy ·
  queue <span data-field="queue.pending">{{.Queue.Pending}}</span> pending, <span data-field="queue.inflight">{{.Queue.InFlight}}</span> in flight ·
@@ -60,7 +61,7 @@ p.meta{color:#555;margin:.2em 0}
  versions kept <span data-field="version_runs">{{.VersionRuns}}</span> runs{{if .VersionRuns}} since {{time .OldestVersion}}{{end}}</p>
 {{with .Reconcile}}<p class="meta">last reconcile {{.ID}} ({{.Why}}): {{.State}}, {{.Done}} of {{.Jobs}} jobs done, {{.Failed}} failed, drift {{.DriftFiles}} files / {{bytes .DriftBytes}}</p>{{end}}
 <table id="projects"><thead><tr><th>project</th><th>state</th><th>last sync</th><th>lag</th><th>pending</th><th>done</th><th>failed</th><th>metadata dropped</th><th>last error</th></tr></thead><tbody>
-{{range .Projects}}<tr data-project="{{.Name}}"><td>{{.Name}}</td><td data-field="state" class="{{if eq .State "ok"}}{{else}}err{{end}}">{{.State}}{{if .Held}}: {{.Held}}{{end}}</td>
+{{range .Projects}}<tr data-project="{{.Name}}"><td>{{.Name}}</td><td data-field="state" class="{{if eq .State "ok"}}{{else}}err{{end}}">{{.State}}{{if .Why}}: {{.Why}}{{end}}</td>
 <td>{{ago $.Now .LastSync}}</td><td class="n">{{printf "%.2f" .LastLag}} s</td><td class="n" data-field="pending">{{.Pending}}</td>
 <td class="n" data-field="jobs_done">{{.Done}}</td><td class="n" data-field="jobs_failed">{{.Failed}}</td><td class="n" data-field="metadata_dropped">{{.Dropped}}</td>
 <td class="err" data-field="last_error">{{.LastError}}</td></tr>

@@ -50,6 +50,7 @@ type Report struct {
 	Reconcile    *reconcile.Report `json:"reconcile,omitempty"`
 	Paused       string            `json:"paused,omitempty"`
 	Held         []guard.Hold      `json:"held,omitempty"`
+	Pauses       []guard.Pause     `json:"pauses,omitempty"` // an operator's
 	Dead         []queue.DeadJob   `json:"dead"`
 	// VersionRuns counts the runs whose overwritten and deleted files the
 	// trash keeps, since OldestVersion (a local backup's).
@@ -81,6 +82,9 @@ func Print(w io.Writer, r Report) {
 	}
 	if r.Paused != "" {
 		fmt.Fprintf(w, "PAUSED: %s\n", r.Paused)
+	}
+	for _, ps := range r.Pauses {
+		fmt.Fprintf(w, "PAUSED: %s\n", ps)
 	}
 	for _, h := range r.Held {
 		fmt.Fprintf(w, "HELD: %s\n", h)
@@ -168,6 +172,7 @@ type Readiness struct {
 	Guard    func() error                // the deletion guard, checked now
 	Paused   func() string               // why the guard holds every job
 	Held     func() []guard.Hold         // projects whose deletions wait for approval
+	Pauses   func() []guard.Pause        // an operator's pauses
 	Ready    func() bool                 // the startup reconcile is done
 	Queue    func(context.Context) error // the queue answers and has room
 	Degraded func() string               // lost events not caught up yet
@@ -182,6 +187,9 @@ func NotReady(ctx context.Context, r Readiness) string {
 	}
 	if h := r.Held(); len(h) > 0 {
 		return "held: " + h[0].String()
+	}
+	if ps := r.Pauses(); len(ps) > 0 {
+		return "paused: " + ps[0].String()
 	}
 	if !r.Ready() {
 		return "initial sync not done"
@@ -347,4 +355,49 @@ func PrintRestored(w io.Writer, done []versions.Restored, abs func(string) strin
 		fmt.Fprintf(w, "%s %s (%s, %s)\n", verb, FmtName(abs(r.Path)), FmtBytes(r.From.Size), from)
 	}
 	fmt.Fprintf(w, "%d files %s\n", len(done), verb)
+}
+
+// PrintPauses says what `syncer pause` or `syncer resume` did: project
+// ("" every project) paused or the pauses ended, the source accepted, and
+// what still holds projects.
+func PrintPauses(w io.Writer, project string, resumed bool, ended, now []guard.Pause, paused string, accepted *guard.Identity) {
+	switch {
+	case accepted != nil:
+		fmt.Fprintf(w, "source accepted: %s\n", accepted)
+	case resumed && len(ended) == 0:
+		fmt.Fprintf(w, "%s was not paused\n", pauseTarget(project))
+	case resumed:
+		for _, ps := range ended {
+			fmt.Fprintf(w, "resumed %s (paused since %s); what changed meanwhile is being synced\n", pauseTarget(ps.Project), FmtTime(ps.Since))
+		}
+	default:
+		fmt.Fprintf(w, "paused %s: nothing of it changes on the backup until `%s`\n", pauseTarget(project), guard.Pause{Project: project}.Resume())
+	}
+	for _, ps := range now {
+		if !resumed && ps.Project == project {
+			continue
+		}
+		fmt.Fprintf(w, "still paused: %s\n", ps)
+	}
+	if paused != "" {
+		fmt.Fprintf(w, "still paused: %s\n", paused)
+	}
+}
+
+func pauseTarget(project string) string {
+	if project == "" {
+		return "every project"
+	}
+	return "project " + FmtName(project)
+}
+
+// Write prints v for a terminal with text, or as indented JSON when asJSON.
+func Write[T any](w io.Writer, asJSON bool, v T, text func(io.Writer, T)) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text(w, v)
+	return nil
 }
