@@ -39,6 +39,7 @@ type Config struct {
 	Exclude          []string      `yaml:"exclude" help:"what not to back up (repeatable): a name glob ('*.tmp') at any depth, or a path pattern from the source root ('ProjA/cache', '*/Proxies', 'ProjB/**/*.bak')"`
 	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"time running rsyncs get to finish on stop"`
 	OpenFileWait     time.Duration `yaml:"open_file_wait" help:"longest a file still open for writing waits to be copied (0: copy at once)"`
+	WatchBackend     string        `yaml:"watcher" help:"how the source is watched: fanotify (one mark on the whole filesystem: no watch limit, no start-up walk; root, Linux 5.17, a local filesystem), inotify (a watch per directory) or auto (fanotify where it works)"`
 
 	RsyncPath  string   `yaml:"rsync_path" help:"rsync binary"`
 	RsyncArgs  []string `yaml:"rsync_args" help:"extra rsync arguments (repeatable), e.g. --acls"`
@@ -121,6 +122,7 @@ func Default() Config {
 		CollapseProject:   coalesce.DefaultMaxPending,
 		ShutdownTimeout:   30 * time.Second,
 		OpenFileWait:      watcher.DefaultOpenWait,
+		WatchBackend:      watcher.BackendAuto,
 		RsyncPath:         "rsync",
 		DirectCopy:        true,
 		Xattrs:            true,
@@ -286,6 +288,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout: %v, want a positive duration", c.ShutdownTimeout)
+	}
+	switch c.WatchBackend {
+	case watcher.BackendAuto, watcher.BackendFanotify, watcher.BackendInotify:
+	default:
+		bad("watcher: %q, want auto, fanotify or inotify", c.WatchBackend)
 	}
 	if c.OpenFileWait < 0 {
 		bad("open_file_wait: %v, want 0 or a positive duration", c.OpenFileWait)

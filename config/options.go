@@ -184,7 +184,7 @@ func (c *Config) Watcher(log *zap.Logger, onLost func(syncer.Scope)) watcher.Opt
 	if wait == 0 {
 		wait = -1 // off
 	}
-	return watcher.Options{Root: c.Source, Excludes: c.Excludes(), OpenWait: wait, OnLost: onLost, Logger: log}
+	return watcher.Options{Root: c.Source, Excludes: c.Excludes(), OpenWait: wait, OnLost: onLost, Backend: c.WatchBackend, Logger: log}
 }
 
 // Coalesce is the coalescer's debounce and collapse settings.

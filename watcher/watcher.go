@@ -70,7 +70,13 @@ type Options struct {
 	// CheckRoot is how often Run looks whether the root was replaced
 	// (default 2 s).
 	CheckRoot time.Duration
-	Logger    *zap.Logger
+	// Backend is how the tree is watched: BackendFanotify (one mark on the
+	// whole filesystem, no per-directory watch, no start-up walk; needs
+	// CAP_SYS_ADMIN and a local filesystem with file handles, Linux 5.17),
+	// BackendInotify (a watch per directory), or BackendAuto ("" too):
+	// fanotify where it works, else inotify, saying why.
+	Backend string
+	Logger  *zap.Logger
 }
 
 // Watcher watches a tree. Create it with New, start it with Run.
@@ -79,6 +85,7 @@ type Watcher struct {
 	log  *zap.Logger
 
 	ready     chan struct{}
+	backend   atomic.Value // string: the backend in use
 	watches   atomic.Int64
 	failed    atomic.Int64
 	overflows atomic.Int64
@@ -87,6 +94,7 @@ type Watcher struct {
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
 	fsw      *fsnotify.Watcher
+	fan      *fan              // the fanotify backend's group, nil with inotify
 	watched  map[string]fileID // by dir: what was watched there
 	children map[string]map[string]bool
 	pending  map[syncer.Scope]pendingEvent
@@ -165,13 +173,43 @@ func New(opts Options) (*Watcher, error) {
 	if !filepath.IsAbs(opts.Root) || filepath.Clean(opts.Root) != opts.Root {
 		return nil, fmt.Errorf("watcher: root %q must be an absolute clean path", opts.Root)
 	}
+	switch opts.Backend {
+	case "":
+		opts.Backend = BackendAuto
+	case BackendAuto, BackendFanotify, BackendInotify:
+	default:
+		return nil, fmt.Errorf("watcher: backend %q: want auto, fanotify or inotify", opts.Backend)
+	}
 	w := &Watcher{opts: opts, log: opts.Logger, ready: make(chan struct{}), setupSeen: map[string]bool{},
 		open: map[string]*openFile{}, published: map[syncer.Reason]*atomic.Int64{}}
 	for _, r := range []syncer.Reason{syncer.ReasonChange, syncer.ReasonNewDir, syncer.ReasonMove} {
 		w.published[r] = new(atomic.Int64)
 	}
 	w.setupCond = sync.NewCond(&w.setupMu)
+	w.backend.Store("")
 	return w, nil
+}
+
+// Backend is the backend watching now (BackendFanotify or
+// BackendInotify), "" before Run chose one.
+func (w *Watcher) Backend() string { return w.backend.Load().(string) }
+
+// openBackend opens the fanotify group when the options and the tree
+// allow it; nil means inotify.
+func (w *Watcher) openBackend() (*fan, error) {
+	if w.opts.Backend == BackendInotify {
+		return nil, nil
+	}
+	if fs := NetworkFS(w.opts.Root); fs != "" && w.opts.Backend == BackendAuto {
+		w.log.Info("watching with inotify: the source is on a network filesystem", zap.String("fstype", fs))
+		return nil, nil
+	}
+	f, err := openFan(w.opts.Root)
+	if err != nil && w.opts.Backend == BackendAuto {
+		w.log.Info("watching with inotify: fanotify is not available here", zap.Error(err))
+		return nil, nil
+	}
+	return f, err
 }
 
 // Ready is closed once every directory present at start is watched.
@@ -279,12 +317,9 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	if err != nil {
 		return false, fmt.Errorf("watch %s: %w", w.opts.Root, err)
 	}
-	fsw, err := fsnotify.NewBufferedWatcher(uint(w.opts.Buffer))
-	if err != nil {
-		return false, fmt.Errorf("start watcher: %w", err)
+	if w.fan, err = w.openBackend(); err != nil {
+		return false, fmt.Errorf("watch %s: %w", w.opts.Root, err)
 	}
-	defer fsw.Close()
-	w.fsw = fsw
 	w.watches.Store(0)
 	w.watched = map[string]fileID{}
 	w.away = map[fileID]awayDir{}
@@ -302,15 +337,34 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	}()
 
 	start := time.Now()
-	w.walking = true // no file tracking while the walk adds watches in parallel
-	err = w.addTreeParallel("")
-	w.walking = false
-	w.setupDone()
-	if err != nil {
-		return false, err
+	var fsEvents <-chan fsnotify.Event
+	var fsErrors <-chan error
+	var fanEvents <-chan []fanEvent
+	if w.fan != nil {
+		// One mark covers the tree: nothing to walk, nothing to add.
+		w.backend.Store(BackendFanotify)
+		var stop func()
+		fanEvents, stop = w.readFan(w.fan)
+		defer stop()
+		w.setupDone()
+	} else {
+		fsw, err := fsnotify.NewBufferedWatcher(uint(w.opts.Buffer))
+		if err != nil {
+			return false, fmt.Errorf("start watcher: %w", err)
+		}
+		defer fsw.Close()
+		w.fsw, fsEvents, fsErrors = fsw, fsw.Events, fsw.Errors
+		w.backend.Store(BackendInotify)
+		w.walking = true // no file tracking while the walk adds watches in parallel
+		err = w.addTreeParallel("")
+		w.walking = false
+		w.setupDone()
+		if err != nil {
+			return false, err
+		}
 	}
-	w.log.Info("watching", zap.String("root", w.opts.Root), zap.Int(syncer.LogWatches, w.Watches()),
-		zap.Duration(syncer.LogTook, time.Since(start)))
+	w.log.Info("watching", zap.String("root", w.opts.Root), zap.String("backend", w.Backend()),
+		zap.Int(syncer.LogWatches, w.Watches()), zap.Duration(syncer.LogTook, time.Since(start)))
 	if !w.started {
 		w.started = true
 		close(w.ready)
@@ -330,12 +384,19 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 		case <-ctx.Done():
 			w.publish(context.WithoutCancel(ctx), pub) // best effort: hand over what was seen
 			return false, nil
-		case ev, ok := <-fsw.Events:
+		case evs, ok := <-fanEvents:
+			if !ok {
+				return false, errors.New("fanotify reader stopped")
+			}
+			for _, ev := range evs {
+				w.handleFan(ev)
+			}
+		case ev, ok := <-fsEvents:
 			if !ok {
 				return false, errors.New("watcher closed")
 			}
 			w.handle(ev)
-		case err, ok := <-fsw.Errors:
+		case err, ok := <-fsErrors:
 			if !ok {
 				return false, errors.New("watcher closed")
 			}
@@ -431,6 +492,13 @@ func (w *Watcher) track(rel string) bool {
 	return true
 }
 
+// forget stops following rel: removed or renamed.
+func (w *Watcher) forget(rel string) {
+	w.openMu.Lock()
+	delete(w.open, rel)
+	w.openMu.Unlock()
+}
+
 // probe looks at the followed files that are due. A closed one (or one that
 // cannot be checked) makes its directory change now, dated from its first
 // write; so does one open for longer than OpenWait, which is then synced
@@ -444,6 +512,12 @@ func (w *Watcher) probe(now time.Time) {
 		if open {
 			if now.Sub(o.since) < w.opts.OpenWait {
 				o.next = now.Add(openProbe)
+				if w.fan != nil {
+					// FAN_CLOSE_WRITE says when to look again (a write
+					// without an open, truncate(2), has none: hence the
+					// first look at once).
+					o.next = o.since.Add(w.opts.OpenWait)
+				}
 				continue
 			}
 			// Open too long: synced as it is now, and again every
@@ -514,12 +588,17 @@ func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 
 func (w *Watcher) handleError(err error) {
 	if errors.Is(err, fsnotify.ErrEventOverflow) {
-		w.overflows.Add(1)
-		w.log.Warn("kernel event queue overflowed: changes lost; asking for a reconcile", zap.Error(err))
-		w.lost(syncer.Scope{Recursive: true})
+		w.overflow(err)
 		return
 	}
 	w.log.Warn("watch error", zap.Error(err))
+}
+
+// overflow is the kernel's queue overflowing: everything may be lost.
+func (w *Watcher) overflow(err error) {
+	w.overflows.Add(1)
+	w.log.Warn("kernel event queue overflowed: changes lost; asking for a reconcile", zap.Error(err))
+	w.lost(syncer.Scope{Recursive: true})
 }
 
 func (w *Watcher) handle(ev fsnotify.Event) {
@@ -537,9 +616,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 		return
 	}
 	if ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
-		w.openMu.Lock()
-		delete(w.open, rel)
-		w.openMu.Unlock()
+		w.forget(rel)
 	}
 	// A file's content changed: its directory is due once the writer is
 	// done (see probe). Any other event changed the directory's listing.

@@ -45,9 +45,36 @@ func (r *rec) mark() int {
 	return len(r.evs)
 }
 
-func start(t *testing.T, root string, excludes ...string) (*watcher.Watcher, *rec) {
+// forBackends runs a watcher test on each backend, as its own subtest.
+func forBackends(t *testing.T, fn func(t *testing.T, backend string)) {
+	for _, b := range []string{watcher.BackendInotify, watcher.BackendFanotify} {
+		t.Run(b, func(t *testing.T) {
+			if b == watcher.BackendFanotify {
+				requireFanotify(t)
+			}
+			fn(t, b)
+		})
+	}
+}
+
+// requireFanotify skips a test where fanotify cannot watch the test's
+// temporary directories (not root, an old kernel, a filesystem without
+// file handles), unless SYNCER_TEST_REQUIRE_TOOLS asks for every test.
+func requireFanotify(t *testing.T) {
 	t.Helper()
-	w, err := watcher.New(watcher.Options{Root: root, Excludes: syncer.MustExcludes(excludes...)})
+	err := watcher.CheckFanotify(t.TempDir())
+	if err == nil {
+		return
+	}
+	if os.Getenv("SYNCER_TEST_REQUIRE_TOOLS") != "" {
+		t.Fatalf("fanotify backend: %v", err)
+	}
+	t.Skipf("fanotify backend: %v", err)
+}
+
+func start(t *testing.T, root, backend string, excludes ...string) (*watcher.Watcher, *rec) {
+	t.Helper()
+	w, err := watcher.New(watcher.Options{Root: root, Backend: backend, Excludes: syncer.MustExcludes(excludes...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +96,17 @@ func start(t *testing.T, root string, excludes ...string) (*watcher.Watcher, *re
 	return w, r
 }
 
-func TestWatcher_Run(t *testing.T) {
+func TestWatcher_Run(t *testing.T) { forBackends(t, testRun) }
+
+func testRun(t *testing.T, backend string) {
 	root := t.TempDir()
 	testutil.WriteTree(t, root, testutil.Tree{"p/a/f": "x", "p/b/": "", "q/": "", "p/skip.tmp/": ""})
-	w, r := start(t, root, "*.tmp")
-	if got := w.Watches(); got != 5 {
-		t.Errorf("Watches() = %d, want 5 (root, p, p/a, p/b, q; excluded not watched)", got)
+	w, r := start(t, root, backend, "*.tmp")
+	if got := w.Backend(); got != backend {
+		t.Errorf("Backend() = %q, want %q", got, backend)
+	}
+	if got, want := w.Watches(), map[string]int{watcher.BackendInotify: 5}[backend]; got != want {
+		t.Errorf("Watches() = %d, want %d (inotify: root, p, p/a, p/b, q; excluded not watched; fanotify: none)", got, want)
 	}
 	wait := func(mark int, s syncer.Scope) {
 		t.Helper()
@@ -159,10 +191,12 @@ func (r *rec) last(s syncer.Scope) (syncer.DirEvent, bool) {
 // reported as open, both in an existing directory and in a new one, that
 // it does not hold back the directory's other changes, and that its
 // closing brings an event that no longer lists it.
-func TestWatcher_OpenFiles(t *testing.T) {
+func TestWatcher_OpenFiles(t *testing.T) { forBackends(t, testOpenFiles) }
+
+func testOpenFiles(t *testing.T, backend string) {
 	root := t.TempDir()
 	testutil.WriteTree(t, root, testutil.Tree{"p/a/": ""})
-	w, r := start(t, root)
+	w, r := start(t, root, backend)
 
 	big, err := os.Create(filepath.Join(root, "p/a/clip.mov"))
 	if err != nil {
@@ -227,9 +261,11 @@ func TestWatcher_OpenFiles(t *testing.T) {
 // TestWatcher_OpenWait checks that a file open for writing longer than
 // OpenWait is reported (and so copied) as it is, again every OpenWait while
 // it stays open and written, and once more when it is closed.
-func TestWatcher_OpenWait(t *testing.T) {
+func TestWatcher_OpenWait(t *testing.T) { forBackends(t, testOpenWait) }
+
+func testOpenWait(t *testing.T, backend string) {
 	root := t.TempDir()
-	w, err := watcher.New(watcher.Options{Root: root, OpenWait: 300 * time.Millisecond})
+	w, err := watcher.New(watcher.Options{Root: root, Backend: backend, OpenWait: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +358,10 @@ type failing struct{}
 
 func (failing) PublishEvent(context.Context, syncer.DirEvent) error { return errors.New("no space") }
 
-func runLost(t *testing.T, root string, pub watcher.Publisher) (*watcher.Watcher, *lostRec) {
+func runLost(t *testing.T, root, backend string, pub watcher.Publisher) (*watcher.Watcher, *lostRec) {
 	t.Helper()
 	l := &lostRec{}
-	w, err := watcher.New(watcher.Options{Root: root, OnLost: l.add, CheckRoot: 50 * time.Millisecond})
+	w, err := watcher.New(watcher.Options{Root: root, Backend: backend, OnLost: l.add, CheckRoot: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +381,14 @@ func runLost(t *testing.T, root string, pub watcher.Publisher) (*watcher.Watcher
 // TestWatcher_RootReplaced checks that a root replaced under the watcher (a
 // remount, a directory moved away and made again) is reported lost and
 // watched anew: writes in the new tree bring events.
-func TestWatcher_RootReplaced(t *testing.T) {
+func TestWatcher_RootReplaced(t *testing.T) { forBackends(t, testRootReplaced) }
+
+func testRootReplaced(t *testing.T, backend string) {
 	base := t.TempDir()
 	root := filepath.Join(base, "src")
 	testutil.WriteTree(t, root, testutil.Tree{"p/old": "1"})
 	r := &rec{}
-	w, l := runLost(t, root, r)
+	w, l := runLost(t, root, backend, r)
 	if err := os.Rename(root, filepath.Join(base, "src.old")); err != nil {
 		t.Fatal(err)
 	}
@@ -362,8 +400,8 @@ func TestWatcher_RootReplaced(t *testing.T) {
 		return nil
 	})
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
-		if w.Watches() != 2 {
-			return fmt.Errorf("%d watches, want the new root and p", w.Watches())
+		if w.Restarts() == 0 || backend == watcher.BackendInotify && w.Watches() != 2 {
+			return fmt.Errorf("%d restarts, %d watches, want the new root watched (inotify: it and p)", w.Restarts(), w.Watches())
 		}
 		return nil
 	})
@@ -374,10 +412,12 @@ func TestWatcher_RootReplaced(t *testing.T) {
 
 // TestWatcher_EventNotStored checks that an event the publisher could not
 // store is reported as its project lost, not retried forever or dropped.
-func TestWatcher_EventNotStored(t *testing.T) {
+func TestWatcher_EventNotStored(t *testing.T) { forBackends(t, testEventNotStored) }
+
+func testEventNotStored(t *testing.T, backend string) {
 	root := t.TempDir()
 	testutil.WriteTree(t, root, testutil.Tree{"proj/a/": ""})
-	w, l := runLost(t, root, failing{})
+	w, l := runLost(t, root, backend, failing{})
 	writeFile(t, filepath.Join(root, "proj", "a", "f"), "x")
 	testutil.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if !l.has(syncer.Scope{Dir: "proj", Recursive: true}) {
@@ -401,10 +441,12 @@ func writeFile(t *testing.T, p, s string) {
 // reported as a move on both scopes it changes (the moved directory and
 // the parent it left), chains and swaps in order, and that a directory
 // moved out of the tree or in from outside is a plain change.
-func TestWatcher_Moves(t *testing.T) {
+func TestWatcher_Moves(t *testing.T) { forBackends(t, testMoves) }
+
+func testMoves(t *testing.T, backend string) {
 	root, outside := t.TempDir(), t.TempDir()
 	testutil.WriteTree(t, root, testutil.Tree{"p/a/sub/f": "x", "p/b/g": "y", "q/": "", "p/gone/h": "z"})
-	_, r := start(t, root)
+	_, r := start(t, root, backend)
 	p := func(rel string) string { return filepath.Join(root, rel) }
 	mv := func(from, to string) {
 		t.Helper()

@@ -315,7 +315,8 @@ func (d *daemon) Run(ctx context.Context) error {
 // statusLine is the line `systemctl status syncer` shows.
 func (d *daemon) statusLine() string {
 	v, ok := d.recon.Report("")
-	return status.Line(d.isReady(), v, ok, d.gate.Paused(), d.pool.Busy(), d.pool.Workers(), d.runs.Load(), d.w.Watches())
+	return status.Line(d.isReady(), v, ok, d.gate.Paused(), d.pool.Busy(), d.pool.Workers(), d.runs.Load(),
+		status.Watching(d.w.Backend(), d.w.Watches(), metrics.InotifyLimit()))
 }
 
 // reload is SIGHUP: it reads the config again and applies what can change

@@ -68,7 +68,7 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	r := status.Report{Version: version, Source: d.cfg.Source, Dest: d.cfg.Dest, Started: d.started,
-		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watches: d.w.Watches(),
+		Ready: d.isReady(), Workers: d.pool.Workers(), Busy: d.pool.Busy(), Watcher: d.w.Backend(), Watches: d.w.Watches(),
 		WatchesLimit: metrics.InotifyLimit(), Unwatched: d.w.Unwatched(), Overflows: d.w.Overflows(), OpenWaiting: d.w.Waiting(), RsyncRuns: d.runs.Load()}
 	r.Dead, _ = d.q.Dead(ctx, 100)
 	r.NotReady = d.notReady(ctx) // checks the guard now

@@ -118,6 +118,7 @@ func TestRun_Metrics(t *testing.T) {
 		"syncer_paused":                                   {dto.MetricType_GAUGE, nil},
 		"syncer_build_info":                               {dto.MetricType_GAUGE, []string{"version"}},
 		"syncer_bottleneck":                               {dto.MetricType_GAUGE, []string{"resource"}},
+		"syncer_watcher_backend":                          {dto.MetricType_GAUGE, []string{"backend"}},
 		"syncer_jobs_failed_total":                        {dto.MetricType_COUNTER, []string{"exit_code"}},
 		"syncer_dead_letters":                             {dto.MetricType_GAUGE, nil},
 		"syncer_degraded":                                 {dto.MetricType_GAUGE, nil},

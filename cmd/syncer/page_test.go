@@ -83,7 +83,7 @@ func comparePage(dom string, r status.Report) error {
 		return strings.TrimSpace(m[1]), true
 	}
 	want := map[string]string{"workers": fmt.Sprint(r.Workers), "workers_busy": fmt.Sprint(r.Busy), "queue.pending": fmt.Sprint(r.Queue.Pending),
-		"queue.inflight": fmt.Sprint(r.Queue.InFlight), "open_files_waiting": fmt.Sprint(r.OpenWaiting), "watches": fmt.Sprint(r.Watches),
+		"queue.inflight": fmt.Sprint(r.Queue.InFlight), "open_files_waiting": fmt.Sprint(r.OpenWaiting), "watcher": r.Watcher,
 		"rsync_runs": fmt.Sprint(r.RsyncRuns), "version_runs": fmt.Sprint(r.VersionRuns)}
 	for name, w := range want {
 		if got, ok := field(dom, name); !ok || got != w {

@@ -173,22 +173,32 @@ func TestReconcile_Refused(t *testing.T) {
 	}
 }
 
-// TestRun_Overflow lowers the kernel's inotify queue so that a burst
-// overflows it: the daemon reconciles and converges without restarting
-// its watcher.
+// TestRun_Overflow lowers the kernel's event queue (inotify's, fanotify's)
+// so that a burst overflows it: the daemon reconciles and converges
+// without restarting its watcher.
 func TestRun_Overflow(t *testing.T) {
+	for backend, knob := range map[string]string{"inotify": "/proc/sys/fs/inotify/max_queued_events",
+		"fanotify": "/proc/sys/fs/fanotify/max_queued_events"} {
+		t.Run(backend, func(t *testing.T) { testOverflow(t, backend, knob) })
+	}
+}
+
+func testOverflow(t *testing.T, backend, knob string) {
 	requireRoot(t)
-	const knob = "/proc/sys/fs/inotify/max_queued_events"
 	old, err := os.ReadFile(knob)
 	must(t, err)
 	must(t, os.WriteFile(knob, []byte("16"), 0o644))
 	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
 	cfg := testConfig(t)
+	cfg.WatchBackend = backend
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/d/": ""})
 	h := start(t, cfg)
-	// Queue size is fixed when the inotify instance is made: restore now.
+	// Queue size is fixed when the instance is made: restore now.
 	must(t, os.WriteFile(knob, old, 0o644))
 	w := h.d.w
+	if w.Backend() != backend {
+		t.Fatalf("watching with %s, want %s", w.Backend(), backend)
+	}
 	for i := range 3000 {
 		must(t, os.WriteFile(h.path(fmt.Sprintf("p/d/f%d", i)), []byte("x"), 0o644))
 	}

@@ -332,23 +332,24 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 
 // watchCollector reads the watcher's counters at scrape time.
 type watchCollector struct {
-	w                                                    *watcher.Watcher
-	events, overflows, failures, watches, open, restarts *prometheus.Desc
+	w                                                             *watcher.Watcher
+	events, overflows, failures, watches, open, restarts, backend *prometheus.Desc
 }
 
 func newWatchCollector(w *watcher.Watcher) *watchCollector {
 	return &watchCollector{w: w,
 		events:    prometheus.NewDesc("syncer_events_total", "Directory events the watcher stored, by reason.", []string{"reason"}, nil),
-		overflows: prometheus.NewDesc("syncer_watch_overflows_total", "Kernel inotify queue overflows (each triggers a reconcile).", nil, nil),
+		overflows: prometheus.NewDesc("syncer_watch_overflows_total", "Kernel event queue overflows, inotify's or fanotify's (each triggers a reconcile).", nil, nil),
 		failures:  prometheus.NewDesc("syncer_watch_failures_total", "Directories whose watch could not be added (left to reconcile).", nil, nil),
 		restarts:  prometheus.NewDesc("syncer_watch_restarts_total", "Times the source root was replaced and watched anew.", nil, nil),
 		watches:   prometheus.NewDesc("syncer_watches", "Directories watched with inotify.", nil, nil),
 		open:      prometheus.NewDesc("syncer_open_files_waiting", "Files left out of syncs until their writer closes them.", nil, nil),
+		backend:   prometheus.NewDesc("syncer_watcher_backend", "1 for the backend watching the source (fanotify or inotify), 0 for the other.", []string{"backend"}, nil),
 	}
 }
 
 func (c *watchCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.overflows, c.failures, c.restarts, c.watches, c.open} {
+	for _, d := range []*prometheus.Desc{c.events, c.overflows, c.failures, c.restarts, c.watches, c.open, c.backend} {
 		ch <- d
 	}
 }
@@ -362,6 +363,13 @@ func (c *watchCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(c.w.Restarts()))
 	ch <- prometheus.MustNewConstMetric(c.watches, prometheus.GaugeValue, float64(c.w.Watches()))
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(c.w.Waiting()))
+	for _, b := range []string{watcher.BackendFanotify, watcher.BackendInotify} {
+		v := 0.0
+		if c.w.Backend() == b {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, v, b)
+	}
 }
 
 // InotifyLimit reads the kernel's max_user_watches; 0 when unknown.

@@ -56,7 +56,7 @@ p.meta{color:#555;margin:.2em 0}
 <p class="meta">workers <span data-field="workers_busy">{{.Busy}}</span> of <span data-field="workers">{{.Workers}}</span> busy ·
  queue <span data-field="queue.pending">{{.Queue.Pending}}</span> pending, <span data-field="queue.inflight">{{.Queue.InFlight}}</span> in flight ·
  open files waiting <span data-field="open_files_waiting">{{.OpenWaiting}}</span> ·
- watches <span data-field="watches">{{.Watches}}</span> ·
+ watcher <span data-field="watcher">{{.Watcher}}</span>{{if eq .Watcher "inotify"}}, watches <span data-field="watches">{{.Watches}}</span>{{end}} ·
  rsync runs <span data-field="rsync_runs">{{.RsyncRuns}}</span> ·
  versions kept <span data-field="version_runs">{{.VersionRuns}}</span> runs{{if .VersionRuns}} since {{time .OldestVersion}}{{end}}</p>
 {{with .Reconcile}}<p class="meta">last reconcile {{.ID}} ({{.Why}}): {{.State}}, {{.Done}} of {{.Jobs}} jobs done, {{.Failed}} failed, drift {{.DriftFiles}} files / {{bytes .DriftBytes}}</p>{{end}}

@@ -26,6 +26,7 @@ import (
 	"github.com/syncer/syncer/reconcile"
 	"github.com/syncer/syncer/rsync"
 	"github.com/syncer/syncer/versions"
+	"github.com/syncer/syncer/watcher"
 )
 
 // Report is what GET /api/status returns and `syncer status` prints.
@@ -39,6 +40,7 @@ type Report struct {
 	Workers      int               `json:"workers"`
 	Busy         int               `json:"workers_busy"`
 	Queue        Queue             `json:"queue"`
+	Watcher      string            `json:"watcher"` // the backend: fanotify or inotify
 	Watches      int               `json:"watches"`
 	WatchesLimit int64             `json:"watches_limit"`
 	Unwatched    []string          `json:"unwatched,omitempty"`
@@ -75,8 +77,8 @@ func Print(w io.Writer, r Report) {
 		state = "NOT READY: " + r.NotReady
 	}
 	fmt.Fprintf(w, "syncer %s  %s → %s  %s  (up %s)\n", r.Version, r.Source, r.Dest, state, time.Since(r.Started).Round(time.Second))
-	fmt.Fprintf(w, "workers %d/%d busy · queue %d pending, %d in flight, oldest %.1fs · events %d · watches %d of %d · rsync runs %d\n",
-		r.Busy, r.Workers, r.Queue.Pending, r.Queue.InFlight, r.Queue.OldestSeconds, r.Queue.Events, r.Watches, r.WatchesLimit, r.RsyncRuns)
+	fmt.Fprintf(w, "workers %d/%d busy · queue %d pending, %d in flight, oldest %.1fs · events %d · %s · rsync runs %d\n",
+		r.Busy, r.Workers, r.Queue.Pending, r.Queue.InFlight, r.Queue.OldestSeconds, r.Queue.Events, Watching(r.Watcher, r.Watches, r.WatchesLimit), r.RsyncRuns)
 	if r.Queue.Error != "" {
 		fmt.Fprintf(w, "queue error: %s\n", r.Queue.Error)
 	}
@@ -207,7 +209,7 @@ func NotReady(ctx context.Context, r Readiness) string {
 
 // Line is the one line systemd shows for the daemon (STATUS=): the
 // startup reconcile's progress until ready, then what it is doing.
-func Line(ready bool, startup reconcile.Report, known bool, paused string, busy, workers int, runs int64, watches int) string {
+func Line(ready bool, startup reconcile.Report, known bool, paused string, busy, workers int, runs int64, watching string) string {
 	if !ready {
 		if known {
 			return fmt.Sprintf("startup reconcile %s: %d of %d jobs done, %d files to sync", startup.State, startup.Done, startup.Jobs, startup.DriftFiles)
@@ -218,7 +220,19 @@ func Line(ready bool, startup reconcile.Report, known bool, paused string, busy,
 	if paused != "" {
 		state = "PAUSED: " + paused
 	}
-	return fmt.Sprintf("%s: %d of %d workers busy, %d rsync runs, %d directories watched", state, busy, workers, runs, watches)
+	return fmt.Sprintf("%s: %d of %d workers busy, %d rsync runs, %s", state, busy, workers, runs, watching)
+}
+
+// Watching says how the source is watched: by the watcher backend, and
+// with inotify how many of the kernel's watches it holds.
+func Watching(backend string, watches int, limit int64) string {
+	switch backend {
+	case watcher.BackendFanotify:
+		return "watched by fanotify (whole filesystem)"
+	case "":
+		return "watcher starting"
+	}
+	return fmt.Sprintf("%s: %d directories watched of %d", backend, watches, limit)
 }
 
 // WantJSON reports whether a command prints JSON on stdout: when asked
