@@ -79,7 +79,7 @@ func (c *Config) Rsync(log *zap.Logger) rsync.Options {
 // extra rsync options ask for what it does not do.
 func (c *Config) Copier() (copier.Options, bool) {
 	return copier.Options{Source: c.Source, Dest: c.Dest, Excludes: c.Excludes(), OpenWait: c.OpenFileWait, Trash: c.TrashDir(),
-			Keep: c.Keep(), Sparse: c.Sparse},
+			Keep: c.Keep(), Sparse: c.Sparse, MaxDelete: c.MaxDelete},
 		c.DirectCopy && len(c.RsyncArgs) == 0 && !c.Remote() && !c.HardLinks
 }
 

@@ -36,6 +36,9 @@ type Options struct {
 	// SyncFlat replaces moves to Trash/<YYYY-MM-DD>/<path> first, as with
 	// rsync.Options.Trash. Now gives the date; time.Now when nil.
 	Trash string
+	// MaxDelete, when positive, is rsync's cap on deletions: SyncFlat
+	// then leaves every deletion to rsync, which enforces it.
+	MaxDelete int
 	Now   func() time.Time
 	// Keep is the kinds of extended attributes and ACLs copied: set from
 	// the source, removed where the source has none. Values the backup
@@ -353,7 +356,7 @@ func (r *run) dir(rel string, sfd int, st unix.Stat_t) error {
 				return r.file(in, out, name)
 			})
 		default:
-			err = r.special(sfd, dfd, child, e.name, &e.st)
+			err = r.special(sfd, dfd, child, e.name, &e.st, e.name)
 		}
 		if err != nil {
 			return err
@@ -580,8 +583,8 @@ func writeFull(fd int, b []byte) (int, error) {
 }
 
 // special recreates a symlink, device, fifo or socket: the entry name of
-// the source directory sfd as the same entry of the backup directory dfd.
-func (r *run) special(sfd, dfd int, rel, name string, st *unix.Stat_t) error {
+// the source directory sfd as the entry to of the backup directory dfd.
+func (r *run) special(sfd, dfd int, rel, name string, st *unix.Stat_t, to string) error {
 	var err error
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		buf := make([]byte, unix.PathMax)
@@ -592,22 +595,22 @@ func (r *run) special(sfd, dfd int, rel, name string, st *unix.Stat_t) error {
 			return nil
 		}
 		if err == nil {
-			err = unix.Symlinkat(string(buf[:n]), dfd, name)
+			err = unix.Symlinkat(string(buf[:n]), dfd, to)
 		}
 	} else {
-		err = unix.Mknodat(dfd, name, st.Mode, int(st.Rdev))
+		err = unix.Mknodat(dfd, to, st.Mode, int(st.Rdev))
 	}
 	if err != nil {
 		return fmt.Errorf("create %s: %w", r.t.dst.Join(rel), err)
 	}
-	if err := setAttrsAt(dfd, name, st); err != nil {
+	if err := setAttrsAt(dfd, to, st); err != nil {
 		return err
 	}
 	// A symlink's or device's own attributes (user.* are not allowed there).
 	x, err := r.c.attrsOf(xattr.At(sfd, name))
 	if err == nil {
 		var dropped int64
-		dropped, err = r.c.applyAttrs(xattr.At(dfd, name), x)
+		dropped, err = r.c.applyAttrs(xattr.At(dfd, to), x)
 		r.drop(dropped)
 	}
 	if err != nil {

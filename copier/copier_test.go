@@ -77,8 +77,11 @@ func TestCopier_Copy_Parents(t *testing.T) {
 // TestCopier_SyncFlat checks the direct path for a directory whose files
 // changed: new and changed files arrive exactly (attributes too), a
 // replaced file goes to the trash, no temporary file is left, skipped and
-// excluded files and subdirectories are left alone, and anything else
-// (a deletion, a symlink) is left to rsync by reporting not done.
+// excluded files and subdirectories are left alone; that a deletion (moved
+// whole into the trash), a symlink new or changed, a new subdirectory and
+// a subdirectory's attributes are made too; and that what is left (a
+// FIFO, a deletion with no trash or under a cap) is rsync's, reported not
+// done.
 func TestCopier_SyncFlat(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	big := strings.Repeat("b", 2<<20)
@@ -125,15 +128,44 @@ func TestCopier_SyncFlat(t *testing.T) {
 		}
 	}
 
-	// A deletion, a symlink: copied what it could, the rest is rsync's.
-	testutil.WriteTree(t, dst, testutil.Tree{"p/a/gone": "g"})
-	testutil.WriteTree(t, src, testutil.Tree{"p/a/link": "-> same", "p/a/more": "m"})
-	_, _, done, err = c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, nil, nil)
-	if err != nil || done {
-		t.Errorf("with a deletion and a symlink: done=%v, %v; want not done", done, err)
+	// Deletions (a file, a directory), symlinks (new, retargeted), a new
+	// subdirectory with content, a subdirectory's mode: all done here.
+	testutil.WriteTree(t, dst, testutil.Tree{"p/a/gone": "g", "p/a/gonedir/x/y": "z", "p/a/old": "-> before"})
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/link": "-> same", "p/a/more": "m", "p/a/old": "-> after",
+		"p/a/newdir/inner/f": "n", "p/a/newdir/l": "-> inner"})
+	must(t, os.Chmod(sub, 0o700))
+	st, _, done, err = c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, []string{"p/a/open.mov"}, nil)
+	if err != nil || !done {
+		t.Fatalf("with deletions, symlinks and a new subdirectory: done=%v, %v; want done", done, err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(dst, "p/a/more")); string(b) != "m" {
-		t.Error("a new file was not copied alongside")
+	if st.Deleted != 2 {
+		t.Errorf("stats = %+v, want 2 deleted", st)
+	}
+	if d := testutil.DiffTrees(src, dst, ".trash", "p/a/open.mov", "p/a/x.tmp", "p/a/sub/deep"); d != "" {
+		t.Error(d)
+	}
+	for _, f := range []string{"p/a/gone", "p/a/gonedir/x/y"} {
+		if _, err := os.Lstat(filepath.Join(dst, ".trash/2026-11-22T120000.000000000Z", f)); err != nil {
+			t.Errorf("deleted %s not in the trash: %v", f, err)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(dst, ".trash/2026-11-22T120000.000000000Z/p/a/old")); l != "before" {
+		t.Errorf("the replaced symlink in the trash = %q, %v", l, err)
+	}
+	// Left to rsync: a FIFO; a deletion with no trash, or under a cap.
+	must(t, syscall.Mkfifo(filepath.Join(src, "p/a/fifo"), 0o600))
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, nil, nil); err != nil || done {
+		t.Errorf("with a FIFO: done=%v, %v; want not done", done, err)
+	}
+	must(t, os.Remove(filepath.Join(src, "p/a/fifo")))
+	must(t, os.Remove(filepath.Join(src, "p/a/more")))
+	for name, o := range map[string]copier.Options{"no trash": {Source: src, Dest: dst}, "a cap": {Source: src, Dest: dst, Trash: ".trash", MaxDelete: 10}} {
+		if _, _, done, err := copier.New(o).SyncFlat(t.Context(), syncer.Scope{Dir: "p/a"}, nil, []string{"p/a/open.mov"}, nil); err != nil || done {
+			t.Errorf("a deletion with %s: done=%v, %v; want not done", name, done, err)
+		}
+		if _, err := os.Stat(filepath.Join(dst, "p/a/more")); err != nil {
+			t.Errorf("a deletion with %s was made: %v", name, err)
+		}
 	}
 	// A recursive scope is done only without subdirectories: p/a has one.
 	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a/sub", Recursive: true}, nil, nil, nil); err != nil || !done {
@@ -176,5 +208,12 @@ func TestCopier_SyncFlat_Files(t *testing.T) {
 	testutil.WriteTree(t, src, testutil.Tree{"p/named/f": "f"})
 	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p"}, []string{"p/named"}, nil, nil); err != nil || done {
 		t.Errorf("a named file became a directory: done=%v, %v; want not done", done, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,9 +4,11 @@
 //   - Copy creates a subtree that does not exist on the backup at all (the
 //     first copy of a project, a new directory): nothing to compare,
 //     nothing to delete.
-//   - SyncFlat brings the new and changed regular files of one directory,
-//     and reports whether that was all that differed, so that the run needs
-//     no rsync.
+//   - SyncFlat makes one directory's entries equal: new and changed
+//     regular files and symlinks, new subdirectories (copied whole),
+//     subdirectories' attributes, and deletions (each entry moved whole
+//     into the trash with one renameat), and reports whether that was all
+//     that differed, so that the run needs no rsync.
 //
 // Syncer puts both in front of another syncer.Syncer (rsync), which gets
 // only what they leave: the daemon's syncer for a local backup.
@@ -37,9 +39,10 @@
 // of its start) with a manifest beside it (versions.Record), and the times
 // of a parent its new directories changed are put back.
 //
-// It never deletes: deletions, with their cap and trash, are rsync's, and
-// so is anything it reports it did not do. A copy interrupted half-way is
-// completed by rsync on the next run.
+// It deletes only into the trash: with no trash (trash_retention 0) or a
+// max_delete cap, deletions are rsync's, and so is anything it reports it
+// did not do (type changes, devices and FIFOs). A copy interrupted
+// half-way is completed by rsync on the next run.
 //
 // It imports the root package, index, versions and internal helpers only.
 package copier

@@ -31,10 +31,18 @@ const bigFile = 1 << 20
 // Mode and owner changes are applied in place. Then the directory gets
 // its source attributes, and done reports that nothing else differs.
 //
-// Anything else (an entry to delete, a new subdirectory, a symlink, a
-// subdirectory's attributes, a type change) is rsync's: SyncFlat copies
-// what it can and reports done false, and the rsync that follows finds
-// those files equal. The same when dir is missing on the backup.
+// Of a non-recursive scope it also makes the rest of what rsync --dirs
+// --delete would: an entry gone from the source is moved whole into the
+// trash (one renameat beneath the backup root, as rsync --backup-dir
+// would keep it; with no trash, or a MaxDelete cap, deletions stay
+// rsync's), a new or changed symlink is made under a temporary name and
+// renamed into place, a new subdirectory is copied whole (Copy: the
+// scope's lock covers it), and a subdirectory's own attributes are set.
+//
+// Anything else (a type change, a device or FIFO, a recursive scope's
+// subdirectories) is rsync's: SyncFlat copies what it can and reports done
+// false, and the rsync that follows finds those entries equal. The same
+// when dir is missing on the backup.
 //
 // Files in skip are left alone, and so are new large files still being
 // written (see Options.OpenWait), which it returns: the rsync that follows
@@ -103,14 +111,28 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 		name    string
 		replace bool
 	}
-	var copies []copyJob
+	var copies, links []copyJob
+	var newDirs, dirAttrs, gone []string
 	for name, s := range src.ents {
 		rel := join(dir, name)
 		d, ok := dst.ents[name]
+		sType, dType := s.Mode&unix.S_IFMT, d.Mode&unix.S_IFMT
 		switch {
-		case sc.Recursive && s.Mode&unix.S_IFMT == unix.S_IFDIR:
+		case sc.Recursive && sType == unix.S_IFDIR:
 			done = false // its content is rsync's
-		case s.Mode&unix.S_IFMT != unix.S_IFREG:
+		case sType == unix.S_IFDIR && !ok:
+			newDirs = append(newDirs, rel)
+		case sType == unix.S_IFDIR && dType == unix.S_IFDIR:
+			if !sameEntry(&s, &d) {
+				dirAttrs = append(dirAttrs, name)
+			}
+		case sType == unix.S_IFLNK && !ok:
+			links = append(links, copyJob{name: name})
+		case sType == unix.S_IFLNK && dType == unix.S_IFLNK:
+			if !sameLink(src.fd, dst.fd, name, &s, &d) {
+				links = append(links, copyJob{name: name, replace: true})
+			}
+		case sType != unix.S_IFREG:
 			if !ok || !sameEntry(&s, &d) {
 				done = false
 			}
@@ -140,9 +162,43 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 	}
 	for name := range dst.ents {
 		if _, ok := src.ents[name]; !ok {
-			done = false // a deletion: rsync's, with its cap and trash
+			gone = append(gone, name)
 		}
 	}
+	if len(gone) > 0 && (c.opts.Trash == "" || c.opts.MaxDelete > 0) {
+		done, gone = false, nil // rsync's: final deletions, or a cap to enforce
+	}
+	for _, name := range gone {
+		if _, err := t.evict(join(dir, name)); err != nil && !errors.Is(err, unix.ENOENT) {
+			return r.stats, open, false, fmt.Errorf("delete %s: %w", t.dst.Join(join(dir, name)), err)
+		}
+		r.stats.Deleted++
+	}
+	for _, j := range links {
+		if err := r.link(src.fd, dst.fd, dir, j.name, j.replace); err != nil {
+			return r.stats, open, false, err
+		}
+	}
+	for _, name := range dirAttrs {
+		s := src.ents[name]
+		if err := setAttrsAt(dst.fd, name, &s); err != nil {
+			return r.stats, open, false, fmt.Errorf("%s: %w", t.dst.Join(join(dir, name)), err)
+		}
+		if err := r.syncAttrs(xattr.At(src.fd, name), xattr.At(dst.fd, name), newer(&s, ptr(dst.ents[name]))); err != nil {
+			return r.stats, open, false, fmt.Errorf("%s: %w", t.dst.Join(join(dir, name)), err)
+		}
+	}
+	for _, rel := range newDirs {
+		st, err := c.Copy(ctx, rel, skip)
+		r.stats.Add(st)
+		if err != nil && !errors.Is(err, ErrExists) {
+			return r.stats, open, false, err
+		}
+		if err != nil {
+			done = false // made meanwhile: rsync's
+		}
+	}
+	changed := len(gone)+len(links)+len(newDirs)+len(dirAttrs) > 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
 	for _, j := range copies {
@@ -155,7 +211,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 	if done {
 		err = r.syncAttrs(xattr.Fd(src.fd), xattr.Fd(dst.fd), newer(&src.self, &dst.self))
 	}
-	if done && err == nil && (len(copies) > 0 || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
+	if done && err == nil && (len(copies) > 0 || changed || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
 		// As rsync leaves it: the directory's own attributes, its mtime
 		// last (placing files changed it).
 		_, err = setFdAttrs(dst.fd, s)
@@ -262,6 +318,56 @@ func sameEntry(s, d *unix.Stat_t) bool {
 		return false
 	}
 	return s.Mode == d.Mode && s.Uid == d.Uid && s.Gid == d.Gid && s.Rdev == d.Rdev && s.Mtim == d.Mtim
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// sameLink compares two symlinks as rsync -a would: target, owner and
+// mtime.
+func sameLink(sfd, dfd int, name string, s, d *unix.Stat_t) bool {
+	if s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim || s.Size != d.Size {
+		return false
+	}
+	a, b := make([]byte, unix.PathMax), make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(sfd, name, a)
+	if err != nil {
+		return false
+	}
+	m, err := unix.Readlinkat(dfd, name, b)
+	return err == nil && bytes.Equal(a[:n], b[:m])
+}
+
+// link makes the source symlink name of the directory sfd in the backup
+// directory dfd: under a temporary name, then renamed into place, the one
+// it replaces linked into the trash first.
+func (r *run) link(sfd, dfd int, dir, name string, replace bool) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(sfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		r.count(0, 0, true) // gone, or no longer a symlink: the next sync sees what it is
+		return nil
+	}
+	tmp := fmt.Sprintf(".syncer-%x.tmp", rand.Uint64())
+	if err := r.special(sfd, dfd, join(dir, name), name, &st, tmp); err != nil {
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return err
+	}
+	var err error
+	if replace {
+		if err = r.t.toTrash(dfd, dir, name); err != nil {
+			_ = unix.Unlinkat(dfd, tmp, 0)
+			return err
+		}
+		err = unix.Renameat(dfd, tmp, dfd, name)
+	} else if err = unix.Renameat2(dfd, tmp, dfd, name, unix.RENAME_NOREPLACE); errors.Is(err, unix.EEXIST) {
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return nil // rsync's now
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dfd, tmp, 0)
+		return fmt.Errorf("rename into %s: %w", r.t.dst.Join(join(dir, name)), err)
+	}
+	r.count(1, 0, false)
+	return nil
 }
 
 func join(dir, name string) string {

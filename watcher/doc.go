@@ -1,6 +1,22 @@
-// Package watcher turns inotify events (through fsnotify) on a source tree
-// into directory events: which directory's entries changed, or which new
-// subtree appeared. It watches every directory (fsnotify is not recursive),
+// Package watcher turns filesystem events on a source tree into directory
+// events: which directory's entries changed, or which new subtree
+// appeared. It has two backends (Options.Backend; auto picks the first
+// that works).
+//
+// fanotify: one FAN_MARK_FILESYSTEM mark on the source's filesystem reports
+// every create, delete, rename (FAN_RENAME, both names and the moved
+// object's handle in one event), write, close-after-write and attribute
+// change, each with its directory's file handle and the entry's name: no
+// per-directory watch, no start-up walk, no watch limit. Handles become
+// paths with open_by_handle_at against the root, cached per directory
+// ("outside the tree" included, so that other writers on the filesystem
+// cost a map lookup) until a directory is renamed. A file's first write is
+// looked at once; FAN_CLOSE_WRITE then says when it is done. It needs
+// CAP_SYS_ADMIN, Linux 5.17 and a filesystem with file handles and a
+// unique id (not NFS, SMB, FUSE or a btrfs subvolume: FanotifyError says
+// which).
+//
+// inotify (through fsnotify): it watches every directory (inotify is not recursive),
 // adds watches to new directories before walking them (files created before
 // a watch exists are never reported), drops the watches of removed or
 // renamed directories, and follows files still open for writing until they
@@ -22,6 +38,9 @@
 // of an event that could not be stored. NetworkFS says when the tree is on a
 // filesystem where inotify sees only this host's writes.
 //
-// It imports the root package, internal helpers, fsnotify and zap, never
-// another pipeline package.
+// Both backends report moves, new directories, open files, excludes and a
+// replaced root the same way, and a kernel queue overflow as everything lost.
+//
+// It imports the root package, internal helpers, fsnotify, x/sys/unix and
+// zap, never another pipeline package.
 package watcher
