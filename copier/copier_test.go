@@ -141,6 +141,19 @@ func TestCopier_SyncFlat(t *testing.T) {
 	if st.Deleted != 2 {
 		t.Errorf("stats = %+v, want 2 deleted", st)
 	}
+	// The new subdirectory is made empty: its content is its own scope's.
+	if ents, err := os.ReadDir(filepath.Join(dst, "p/a/newdir")); err != nil || len(ents) != 0 {
+		t.Errorf("new subdirectory on the backup: %v, %v; want it empty", ents, err)
+	}
+	if _, err := c.Copy(t.Context(), "p/a/newdir", nil); !errors.Is(err, copier.ErrExists) {
+		t.Fatalf("Copy of the new subdirectory: %v, want ErrExists", err)
+	}
+	if _, err := c.Copy(t.Context(), "p/a/newdir/inner", nil); err != nil {
+		t.Fatalf("Copy of its subdirectory: %v", err)
+	}
+	if _, _, done, err := c.SyncFlat(t.Context(), syncer.Scope{Dir: "p/a/newdir"}, nil, nil, nil); err != nil || !done {
+		t.Fatalf("its own entries: done=%v, %v", done, err)
+	}
 	if d := testutil.DiffTrees(src, dst, ".trash", "p/a/open.mov", "p/a/x.tmp", "p/a/sub/deep"); d != "" {
 		t.Error(d)
 	}

@@ -5,7 +5,7 @@
 //     first copy of a project, a new directory): nothing to compare,
 //     nothing to delete.
 //   - SyncFlat makes one directory's entries equal: new and changed
-//     regular files and symlinks, new subdirectories (copied whole),
+//     regular files and symlinks, new subdirectories (made empty),
 //     subdirectories' attributes, and deletions (each entry moved whole
 //     into the trash with one renameat), and reports whether that was all
 //     that differed, so that the run needs no rsync.

@@ -36,8 +36,10 @@ const bigFile = 1 << 20
 // trash (one renameat beneath the backup root, as rsync --backup-dir
 // would keep it; with no trash, or a MaxDelete cap, deletions stay
 // rsync's), a new or changed symlink is made under a temporary name and
-// renamed into place, a new subdirectory is copied whole (Copy: the
-// scope's lock covers it), and a subdirectory's own attributes are set.
+// renamed into place, a new subdirectory is made empty with its attributes
+// (as rsync --dirs makes it: its content is its own scope's, the new
+// directory's or the move's that brings it), and a subdirectory's own
+// attributes are set.
 //
 // Anything else (a type change, a device or FIFO, a recursive scope's
 // subdirectories) is rsync's: SyncFlat copies what it can and reports done
@@ -121,7 +123,7 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 		case sc.Recursive && sType == unix.S_IFDIR:
 			done = false // its content is rsync's
 		case sType == unix.S_IFDIR && !ok:
-			newDirs = append(newDirs, rel)
+			newDirs = append(newDirs, name)
 		case sType == unix.S_IFDIR && dType == unix.S_IFDIR:
 			if !sameEntry(&s, &d) {
 				dirAttrs = append(dirAttrs, name)
@@ -188,14 +190,23 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 			return r.stats, open, false, fmt.Errorf("%s: %w", t.dst.Join(join(dir, name)), err)
 		}
 	}
-	for _, rel := range newDirs {
-		st, err := c.Copy(ctx, rel, skip)
-		r.stats.Add(st)
-		if err != nil && !errors.Is(err, ErrExists) {
-			return r.stats, open, false, err
+	for _, name := range newDirs {
+		// Made empty, as rsync --dirs makes it: its content is its own
+		// scope's (a new directory's, a move's), which may move it here.
+		s := src.ents[name]
+		err := unix.Mkdirat(dst.fd, name, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			done = false // made meanwhile: rsync's
+			continue
+		}
+		if err == nil {
+			err = setAttrsAt(dst.fd, name, &s)
+		}
+		if err == nil {
+			err = r.syncAttrs(xattr.At(src.fd, name), xattr.At(dst.fd, name), true)
 		}
 		if err != nil {
-			done = false // made meanwhile: rsync's
+			return r.stats, open, false, fmt.Errorf("%s: %w", t.dst.Join(join(dir, name)), err)
 		}
 	}
 	changed := len(gone)+len(links)+len(newDirs)+len(dirAttrs) > 0

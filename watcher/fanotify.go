@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +41,6 @@ const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_M
 type fan struct {
 	file *os.File // the fanotify group, non-blocking: Close ends a Read
 	root string
-	rfd  int // the root, the mount open_by_handle_at resolves against
 
 	dirs map[string]string // by handle: the dir's path below root, or outside
 }
@@ -84,23 +85,16 @@ func openFan(root string) (*fan, error) {
 		unix.Close(fd)
 		return nil, &FanotifyError{"mark " + root, err}
 	}
-	rfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // not O_PATH: open_by_handle_at refuses it
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("open %s: %w", root, err)
-	}
 	// Paths come back as the kernel has them: with the root's symlinks resolved.
-	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(rfd))
+	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		unix.Close(rfd)
 		unix.Close(fd)
 		return nil, fmt.Errorf("resolve %s: %w", root, err)
 	}
-	return &fan{file: os.NewFile(uintptr(fd), "fanotify"), root: real, rfd: rfd, dirs: map[string]string{}}, nil
+	return &fan{file: os.NewFile(uintptr(fd), "fanotify"), root: real, dirs: map[string]string{}}, nil
 }
 
 func (f *fan) Close() error {
-	unix.Close(f.rfd)
 	return f.file.Close()
 }
 
@@ -187,6 +181,20 @@ func (f *fan) event(mask uint64, info []byte) (fanEvent, bool) {
 	return ev, newIn || oldIn
 }
 
+// openHandle opens the object of a file handle (O_PATH), against the
+// root opened for the call only: a descriptor kept open would keep the
+// source's filesystem from being unmounted (an inotify watch does not, nor
+// does the mark). The root replaced meanwhile gives ESTALE, or a path
+// outside it.
+func (f *fan) openHandle(htype int32, h []byte) (int, error) {
+	rfd, err := unix.Open(f.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // not O_PATH: open_by_handle_at refuses it
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(rfd)
+	return unix.OpenByHandleAt(rfd, unix.NewFileHandle(htype, h), unix.O_PATH|unix.O_CLOEXEC)
+}
+
 // handle splits a FID record (fsid, file handle[, name]) into the handle's
 // type, its bytes and what follows; false when it does not parse.
 func handle(rec []byte) (htype int32, h, rest []byte, ok bool) {
@@ -207,7 +215,7 @@ func (f *fan) identify(rec []byte) fileID {
 	if !ok {
 		return fileID{}
 	}
-	fd, err := unix.OpenByHandleAt(f.rfd, unix.NewFileHandle(htype, h), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := f.openHandle(htype, h)
 	if err != nil {
 		return fileID{}
 	}
@@ -258,9 +266,9 @@ func (f *fan) entry(rec []byte) (string, bool) {
 // outside (gone too: a deleted directory's events are its parent's), and
 // whether the answer may be kept: not after a failure that may pass.
 func (f *fan) resolve(htype int32, h []byte) (string, bool) {
-	fd, err := unix.OpenByHandleAt(f.rfd, unix.NewFileHandle(htype, h), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := f.openHandle(htype, h)
 	if err != nil {
-		return outside, errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOENT)
+		return outside, errors.Is(err, unix.ESTALE) // gone for good; anything else may pass
 	}
 	defer unix.Close(fd)
 	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
@@ -389,6 +397,7 @@ func (w *Watcher) renamed(ev fanEvent, isDir bool) {
 		if id != (fileID{}) {
 			if prev, ok := w.moved[id]; ok && prev.To == m.From {
 				m.From = prev.From // renamed again: one move from the first name
+				w.unnoteMove(prev)
 			}
 			w.moved[id] = m
 		}
@@ -413,4 +422,22 @@ func CheckFanotify(root string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// unnoteMove takes back a move noted but not published, which a later
+// rename of the same directory replaces: the scope of its intermediate
+// name goes with it, when the move was all it was pending for.
+func (w *Watcher) unnoteMove(m syncer.Move) {
+	for _, s := range []syncer.Scope{{Dir: m.To, Recursive: true}, {Dir: syncer.Parent(m.From)}} {
+		p, ok := w.pending[s]
+		if !ok {
+			continue
+		}
+		p.moves = slices.DeleteFunc(p.moves, func(x syncer.Move) bool { return x == m })
+		if s.Recursive && p.reason == syncer.ReasonMove && len(p.moves) == 0 {
+			delete(w.pending, s)
+			continue
+		}
+		w.pending[s] = p
+	}
 }

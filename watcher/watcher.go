@@ -93,11 +93,12 @@ type Watcher struct {
 	published map[syncer.Reason]*atomic.Int64 // events stored, by reason
 
 	// Owned by the Run goroutine: the watched dirs and their watched children.
-	fsw      *fsnotify.Watcher
-	fan      *fan              // the fanotify backend's group, nil with inotify
-	watched  map[string]fileID // by dir: what was watched there
-	children map[string]map[string]bool
-	pending  map[syncer.Scope]pendingEvent
+	fsw            *fsnotify.Watcher
+	fan            *fan              // the fanotify backend's group, nil with inotify
+	overflowLogged time.Time         // when an overflow was last logged
+	watched        map[string]fileID // by dir: what was watched there
+	children       map[string]map[string]bool
+	pending        map[syncer.Scope]pendingEvent
 	// Watched directories renamed away, by identity, until their new name
 	// is seen (a move within the tree) or moveWindow passes (moved out).
 	away map[fileID]awayDir
@@ -594,10 +595,14 @@ func (w *Watcher) handleError(err error) {
 	w.log.Warn("watch error", zap.Error(err))
 }
 
-// overflow is the kernel's queue overflowing: everything may be lost.
+// overflow is the kernel's queue overflowing: everything may be lost. It
+// is logged once a second at most, with the count.
 func (w *Watcher) overflow(err error) {
-	w.overflows.Add(1)
-	w.log.Warn("kernel event queue overflowed: changes lost; asking for a reconcile", zap.Error(err))
+	n := w.overflows.Add(1)
+	if now := time.Now(); now.Sub(w.overflowLogged) >= time.Second {
+		w.overflowLogged = now
+		w.log.Warn("kernel event queue overflowed: changes lost; asking for a reconcile", zap.Error(err), zap.Int64("overflows", n))
+	}
 	w.lost(syncer.Scope{Recursive: true})
 }
 

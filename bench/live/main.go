@@ -35,17 +35,20 @@ import (
 )
 
 var (
-	cases    = flag.String("cases", "lag,storm,footprint,throughput,rename", "what to measure")
-	tools    = flag.String("tools", "syncer,lsyncd-1s,lsyncd", "who to measure: syncer, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
-	rates    = flag.String("rates", "20,100,500", "steady writer rates, changes per second")
-	lagFor   = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
-	storm    = flag.Int("storm-files", 50000, "files of the storm")
-	dirs     = flag.Int("footprint-dirs", 100000, "directories of the footprint tree")
-	idleFor  = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
-	bigGB    = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
-	writerIn = flag.String("writer", "memory", "where the throughput writer reads its files: memory (page cache) or disk (clean cache)")
-	bigRuns  = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
-	bigTools = flag.String("throughput-tools", "syncer,syncer-nometa,lsyncd-1s,lsyncd,lsyncd-XA",
+	cases = flag.String("cases", "lag,storm,footprint,unrelated,throughput,rename", "what to measure")
+	tools = flag.String("tools", "syncer-fanotify,syncer-inotify,lsyncd-1s,lsyncd",
+		"who to measure: syncer (watcher auto), syncer-fanotify, syncer-inotify, lsyncd-1s (delay 1 s), lsyncd (its defaults)")
+	rates     = flag.String("rates", "100,500,2000", "steady writer rates, changes per second")
+	lagFor    = flag.Duration("lag-duration", 10*time.Second, "how long the steady writer writes at each rate")
+	storm     = flag.Int("storm-files", 50000, "files of the storm")
+	dirs      = flag.String("footprint-dirs", "100000,1000000", "directories of the footprint trees")
+	lsyncMax  = flag.Int("lsyncd-max-dirs", 100000, "largest footprint tree lsyncd is run on")
+	unrelRate = flag.Int("unrelated-rate", 5000, "files/s an unrelated writer creates outside the source, on its filesystem")
+	idleFor   = flag.Duration("idle", 30*time.Second, "idle CPU sampling time")
+	bigGB     = flag.Float64("throughput-gb", 3, "GiB of large files for the throughput case")
+	writerIn  = flag.String("writer", "memory", "where the throughput writer reads its files: memory (page cache) or disk (clean cache)")
+	bigRuns   = flag.Int("throughput-runs", 3, "rounds of the throughput case; the median of each round's ratio is reported")
+	bigTools  = flag.String("throughput-tools", "syncer,syncer-nometa,lsyncd-1s,lsyncd,lsyncd-XA",
 		"who to measure in the throughput case; the files carry Samba-like xattrs and an ACL, kept by syncer and lsyncd-XA (rsync -XA), dropped by syncer-nometa and lsyncd")
 	renTools = flag.String("rename-tools", "syncer,lsyncd-1s,lsyncd-ssh",
 		"who to measure in the rename case; lsyncd-ssh is lsyncd's rsync-over-ssh mode (moves as mv on the target), through an sshd of its own on 127.0.0.1")
@@ -80,7 +83,13 @@ func main() {
 		case "storm":
 			b.storm()
 		case "footprint":
-			b.footprint()
+			for _, n := range strings.Split(*dirs, ",") {
+				d, err := strconv.Atoi(n)
+				check(err)
+				b.footprint(d)
+			}
+		case "unrelated":
+			b.unrelated()
 		case "throughput":
 			b.throughput()
 		case "rename":
@@ -145,11 +154,14 @@ func (b *bench) start(tool, src, dst string) *daemon {
 	check(err)
 	var readyLine string
 	switch tool {
-	case "syncer", "syncer-nometa":
+	case "syncer", "syncer-nometa", "syncer-fanotify", "syncer-inotify":
 		args := []string{"run", "--source", src, "--dest", dst, "--state-dir", filepath.Join(dir, "state"),
 			"--rsync-path", wrapper, "--log-format", "json", "--listen", "", "--diagnose-interval", "0"}
-		if tool == "syncer-nometa" {
+		switch tool {
+		case "syncer-nometa":
 			args = append(args, "--xattrs=false", "--acls=false", "--sparse=false")
+		case "syncer-fanotify", "syncer-inotify":
+			args = append(args, "--watcher", strings.TrimPrefix(tool, "syncer-"))
 		}
 		d.cmd = exec.Command(b.syncer, append(args, strings.Fields(*extra)...)...)
 		readyLine = `"msg":"reconcile done"`
@@ -568,20 +580,39 @@ func (b *bench) storm() {
 
 // ---- footprint -------------------------------------------------------------
 
-func (b *bench) footprint() {
-	fmt.Printf("## Footprint: %d directories watched\n\n", *dirs)
-	fmt.Printf("| tool | startup until synced | RSS idle | CPU over %s idle |\n", *idleFor)
-	fmt.Println("|---|---|---|---|")
+// footprint starts each tool on a tree of n directories whose backup is
+// equal already: start-up until the startup sync is done, memory (the
+// process's, and the kernel's for the watches), idle CPU. inotify needs a
+// watch per directory: fs.inotify.max_user_watches is raised for it when
+// the tree has more, and restored after.
+func (b *bench) footprint(n int) {
+	fmt.Printf("## Footprint: %d directories\n\n", n)
+	fmt.Printf("| tool | startup until synced | RSS idle | kernel watch memory | CPU over %s idle |\n", *idleFor)
+	fmt.Println("|---|---|---|---|---|")
 	src, dst := b.tree()
-	for i := range *dirs {
+	for i := range n {
 		check(os.MkdirAll(filepath.Join(src, fmt.Sprintf("p%02d/g%03d/d%d", i%20, (i/20)%100, i)), 0o755))
 	}
 	// The backup holds the tree, to the nanosecond (plain rsync -a leaves
 	// sub-second directory mtimes behind): measure watching, not copying.
 	run("rsync", "-a", "--modify-window=-1", src+"/", dst+"/")
+	const knob = "/proc/sys/fs/inotify/max_user_watches"
+	old, err := os.ReadFile(knob)
+	check(err)
+	if limit, _ := strconv.Atoi(strings.TrimSpace(string(old))); limit < n+n/10+10000 {
+		check(os.WriteFile(knob, []byte(fmt.Sprint(n+n/10+10000)), 0o644))
+		defer func() { _ = os.WriteFile(knob, old, 0o644) }()
+	}
 	for _, tool := range strings.Split(*tools, ",") {
+		if strings.HasPrefix(tool, "lsyncd") && n > *lsyncMax {
+			continue
+		}
+		run("sync")
+		dropCaches()
+		k0 := watchSlab()
 		dm := b.start(tool, src, dst)
 		time.Sleep(3 * time.Second) // settle
+		kernel := watchSlab() - k0
 		c0 := dm.cpu()
 		time.Sleep(*idleFor)
 		idle := dm.cpu() - c0
@@ -592,14 +623,87 @@ func (b *bench) footprint() {
 		dm.stop()
 		if err != nil {
 			recordDiff(tool)
-			fmt.Printf("| %s | **NOT EQUAL**: %v | | |\n", tool, err)
+			fmt.Printf("| %s | **NOT EQUAL**: %v | | | |\n", tool, err)
 			continue
 		}
 		check(os.Remove(filepath.Join(src, "p00/g000/d0/probe")))
 		run("rsync", "-a", "--delete", "--modify-window=-1", src+"/", dst+"/")
-		fmt.Printf("| %s | %.2f s | %.1f MiB | %.2f%% |\n", tool, dm.ready.Seconds(), rss, 100*idle.Seconds()/idleFor.Seconds())
+		fmt.Printf("| %s | %.2f s | %.1f MiB | %.1f MiB | %.2f%% |\n", tool, dm.ready.Seconds(), rss, kernel,
+			100*idle.Seconds()/idleFor.Seconds())
 	}
 	b.done(src)
+	fmt.Println()
+}
+
+// watchSlab is the kernel memory, in MiB, of inotify and fanotify marks
+// (/proc/slabinfo: inotify_inode_mark, fanotify_*mark*).
+func watchSlab() float64 {
+	b, err := os.ReadFile("/proc/slabinfo")
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 || !(f[0] == "inotify_inode_mark" || strings.HasPrefix(f[0], "fanotify") && strings.Contains(f[0], "mark")) {
+			continue
+		}
+		objs, _ := strconv.ParseFloat(f[2], 64)
+		size, _ := strconv.ParseFloat(f[3], 64)
+		total += objs * size
+	}
+	return total / (1 << 20)
+}
+
+// unrelated runs each tool on a small tree while another writer creates
+// files outside the source, on the same filesystem, at -unrelated-rate per
+// second: a fanotify mark on the filesystem sees them all and must drop
+// them cheaply. It reports the tool's CPU meanwhile, and what it synced.
+func (b *bench) unrelated() {
+	fmt.Printf("## Unrelated writer: %d files/s created outside the source, on its filesystem\n\n", *unrelRate)
+	fmt.Println("| tool | writer files | tool CPU meanwhile | rsyncs |")
+	fmt.Println("|---|---|---|---|")
+	for _, tool := range strings.Split(*tools, ",") {
+		src, dst := b.tree()
+		for p := range 8 {
+			check(os.MkdirAll(filepath.Join(src, fmt.Sprintf("p%d/d0", p)), 0o755))
+		}
+		other := filepath.Join(filepath.Dir(src), "other")
+		check(os.MkdirAll(other, 0o755))
+		dm := b.start(tool, src, dst)
+		time.Sleep(2 * time.Second)
+		c0, r0 := dm.cpu(), dm.rsyncs()
+		const dur = 10 * time.Second
+		t0 := time.Now()
+		n := 0
+		for time.Since(t0) < dur {
+			// Paced in 10 ms steps; every file written, closed, and the
+			// ones a second old removed, as a render's scratch would.
+			due := int(time.Since(t0).Seconds() * float64(*unrelRate))
+			for ; n < due; n++ {
+				d := filepath.Join(other, fmt.Sprint(n/1000))
+				if n%1000 == 0 {
+					check(os.MkdirAll(d, 0o755))
+				}
+				check(os.WriteFile(filepath.Join(d, fmt.Sprint(n)), []byte("scratch"), 0o644))
+				if old := n - *unrelRate; old >= 0 && old%1000 == 999 {
+					check(os.RemoveAll(filepath.Join(other, fmt.Sprint(old/1000))))
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cpu := dm.cpu() - c0
+		err := waitEqual(src, dst, time.Minute)
+		rsyncs := dm.rsyncs() - r0
+		dm.stop()
+		status := ""
+		if err != nil {
+			recordDiff(tool)
+			status = fmt.Sprintf(" **NOT EQUAL**: %v", err)
+		}
+		fmt.Printf("| %s | %d | %.1f%% of a core |%s %d |\n", tool, n, 100*cpu.Seconds()/time.Since(t0).Seconds(), status, rsyncs)
+		b.done(src)
+	}
 	fmt.Println()
 }
 
@@ -965,7 +1069,9 @@ func scan(root string, meta bool) (map[string]string, error) {
 // ---- helpers ---------------------------------------------------------------
 
 // keepsMeta says whether tool is set to keep extended attributes and ACLs.
-func keepsMeta(tool string) bool { return tool == "syncer" || tool == "lsyncd-XA" }
+func keepsMeta(tool string) bool {
+	return tool == "syncer" || tool == "syncer-fanotify" || tool == "syncer-inotify" || tool == "lsyncd-XA"
+}
 
 // samba gives p what a Samba share stores beside a file's contents: Finder
 // info, DOS attributes, a Windows ACL, and a POSIX ACL granting uid 1001.

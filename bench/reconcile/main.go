@@ -69,9 +69,10 @@ func main() {
 	}
 	bin := filepath.Join(dir, "syncer")
 	run("go", "build", "-o", bin, "./cmd/syncer")
+	rsyncPath = rsyncWrapper(dir)
 	fmt.Printf("reconcile benchmark: %d small + %d×%d MiB files per tree, %d projects, GOMAXPROCS=%d, %d runs per cell, cold caches=%v\n\n",
 		*flagFiles, *flagLarge, *flagLargeM, projects, runtime.GOMAXPROCS(0), *flagRuns, *flagCold)
-	fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s\n", "tree", "case", "cp -a", "rsync", "rsync/proj", "syncer", "syncer/rsync", "syncer/cp")
+	fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s %14s\n", "tree", "case", "cp -a", "rsync", "rsync/proj", "syncer", "syncer/rsync", "syncer/cp", "syncer rsyncs")
 	for _, skew := range []bool{false, true} {
 		name := "uniform"
 		if skew {
@@ -90,24 +91,25 @@ func main() {
 		state := func(tool string) string { return filepath.Join(states, strings.ReplaceAll(tool, " ", "_")) }
 		tools := []tool{
 			{"cp -a", func() { run("cp", "-a", src+"/.", dst) }, true},
-			{"rsync", func() { run("rsync", "-a", "--delete", src+"/", dst+"/") }, false},
+			{"rsync", func() { run("rsync", "-a", "--delete", keepTrash, src+"/", dst+"/") }, false},
 			{"rsync/proj", func() { perProject(src, dst) }, false},
 			{"syncer", func() { reconcile(bin, state("syncer"), src, dst) }, false},
 		}
 		if *flagMeta {
 			tools = append(tools,
-				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", src+"/", dst+"/") }, false},
+				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", keepTrash, src+"/", dst+"/") }, false},
 				tool{"syncer -meta", func() {
 					reconcile(bin, state("syncer -meta"), src, dst, "--xattrs=false", "--acls=false", "--sparse=false")
 				}, false})
 		}
 		if *flagLinks {
 			tools = append(tools,
-				tool{"rsync -aXAH", func() { run("rsync", "-aXAH", "--delete", src+"/", dst+"/") }, false},
+				tool{"rsync -aXAH", func() { run("rsync", "-aXAH", "--delete", keepTrash, src+"/", dst+"/") }, false},
 				tool{"syncer -H", func() { reconcile(bin, state("syncer -H"), src, dst, "--hard-links") }, false})
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
 			times := map[string]time.Duration{}
+			rsyncs := 0 // by the syncer runs of the cell
 			for _, t := range tools {
 				if t.coldOnly && c != "cold" {
 					continue
@@ -136,6 +138,9 @@ func main() {
 						run("sync")
 					}
 					ds = append(ds, time.Since(start))
+					if n := rsyncRuns(); t.name == "syncer" {
+						rsyncs += n
+					}
 					verify(src, dst, t.name, c)
 				}
 				times[t.name] = median(ds)
@@ -148,8 +153,9 @@ func main() {
 			if v, ok := times["cp -a"]; ok {
 				ratioCp = fmt.Sprintf("%.2fx", times["syncer"].Seconds()/v.Seconds())
 			}
-			fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s\n", name, c, cp, fmtDur(times["rsync"]), fmtDur(times["rsync/proj"]),
-				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", times["syncer"].Seconds()/times["rsync"].Seconds()), ratioCp)
+			fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s %14s\n", name, c, cp, fmtDur(times["rsync"]), fmtDur(times["rsync/proj"]),
+				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", times["syncer"].Seconds()/times["rsync"].Seconds()), ratioCp,
+				fmt.Sprintf("%d in %d", rsyncs, *flagRuns))
 			if *flagMeta {
 				fmt.Printf("%-8s %-10s fidelity: rsync -aXA %s, syncer without metadata %s: syncer/rsync -aXA %.2fx, cost of fidelity %+.0f%%\n",
 					"", "", fmtDur(times["rsync -aXA"]), fmtDur(times["syncer -meta"]),
@@ -165,11 +171,36 @@ func main() {
 	exit(0)
 }
 
+// keepTrash keeps the other tools' rsync --delete away from syncer's
+// trash: what syncer deleted or replaced, kept by default.
+const keepTrash = "--exclude=/.syncer-trash"
+
+// rsyncCount is the file the wrapper rsyncPath counts syncer's rsync
+// processes in.
+var rsyncCount, rsyncPath string
+
+// rsyncWrapper writes, in dir, a script that counts its runs and execs rsync.
+func rsyncWrapper(dir string) string {
+	real, err := exec.LookPath("rsync")
+	check(err)
+	rsyncCount = filepath.Join(dir, "rsync-runs")
+	w := filepath.Join(dir, "rsync-counting")
+	check(os.WriteFile(w, []byte("#!/bin/sh\necho >> "+rsyncCount+"\nexec "+real+" \"$@\"\n"), 0o755))
+	return w
+}
+
+// rsyncRuns reads and resets the count of rsync processes syncer started.
+func rsyncRuns() int {
+	b, _ := os.ReadFile(rsyncCount)
+	_ = os.Remove(rsyncCount)
+	return strings.Count(string(b), "\n")
+}
+
 // reconcile runs one standalone syncer reconcile of src into dst, with
-// state in the directory state.
+// state in the directory state, with syncer's defaults (its trash on).
 func reconcile(bin, state, src, dst string, extra ...string) {
-	run(bin, append([]string{"reconcile", "--source", src, "--dest", dst, "--state-dir", state, "--trash-retention", "0",
-		"--log-level", "error", "--json"}, extra...)...)
+	run(bin, append([]string{"reconcile", "--source", src, "--dest", dst, "--state-dir", state,
+		"--rsync-path", rsyncPath, "--log-level", "error", "--json"}, extra...)...)
 }
 
 // newBackup prepares an empty backup in dir for the tree src and returns
@@ -364,17 +395,19 @@ func ensureSynced(src, dst string) {
 	if *flagLinks {
 		flags += "H"
 	}
-	run("rsync", flags, "--delete", "--modify-window=-1", src+"/", dst+"/")
+	run("rsync", flags, "--delete", "--modify-window=-1", keepTrash, src+"/", dst+"/")
 }
 
 // verify fails loudly unless the backup equals the source.
 func verify(src, dst, tool, c string) {
 	out, err := exec.Command("rsync", "-a", "--delete", "--dry-run", "--itemize-changes", "--checksum", "--modify-window=-1",
-		src+"/", dst+"/").CombinedOutput()
+		keepTrash, src+"/", dst+"/").CombinedOutput()
 	check(err)
 	var diffs []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if l != "" && !strings.HasPrefix(l, ".d..t") { // cp -a may leave the root's time
+		// Directory times count, the root's too, but for cp -a, which
+		// leaves the root's.
+		if l != "" && !(tool == "cp -a" && strings.HasPrefix(l, ".d..t") && strings.HasSuffix(l, " ./")) {
 			diffs = append(diffs, l)
 		}
 	}
@@ -386,7 +419,7 @@ func verify(src, dst, tool, c string) {
 		// skips a same-size rewrite within the mtime's second): reported,
 		// and the backup made equal so that the next run starts even.
 		fmt.Fprintf(os.Stderr, "MISSED: %s (%s) left %d entries different from the source (first: %s)\n", tool, c, len(diffs), diffs[0])
-		out, err := exec.Command("rsync", "-a", "--delete", "--checksum", "--modify-window=-1", src+"/", dst+"/").CombinedOutput()
+		out, err := exec.Command("rsync", "-a", "--delete", "--checksum", "--modify-window=-1", keepTrash, src+"/", dst+"/").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "repair: %v %s\n", err, out)
 			exit(1)

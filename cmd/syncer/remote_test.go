@@ -64,7 +64,7 @@ func TestRun_RemoteDest(t *testing.T) {
 			flags := []string{"--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", t.TempDir(), "--rsync-path", cfg.RsyncPath,
 				"--ssh-port", fmt.Sprint(cfg.SSHPort), "--ssh-identity", cfg.SSHIdentity, "--ssh-known-hosts", cfg.SSHKnownHosts,
 				"--rsync-password-file", cfg.RsyncPasswordFile}
-			if code, out, errs := cli(t, append([]string{"versions", "p/a/g", "--json"}, flags...)...); code != 0 || !strings.Contains(out, `"kind":"deleted"`) {
+			if code, out, errs := cli(t, append([]string{"versions", "p/a/g", "--json"}, flags...)...); code != 0 || !strings.Contains(out, `"kind": "deleted"`) {
 				t.Errorf("versions on a remote backup: exit %d, %s %s", code, out, errs)
 			}
 			to := t.TempDir()
