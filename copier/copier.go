@@ -39,7 +39,7 @@ type Options struct {
 	// MaxDelete, when positive, is rsync's cap on deletions: SyncFlat
 	// then leaves every deletion to rsync, which enforces it.
 	MaxDelete int
-	Now   func() time.Time
+	Now       func() time.Time
 	// Keep is the kinds of extended attributes and ACLs copied: set from
 	// the source, removed where the source has none. Values the backup
 	// refuses (too large for it) are counted in Stats.Dropped.
