@@ -75,9 +75,10 @@ install: deb ## build the Debian package and install it (as root): apt install .
 clean: ## remove build output
 	rm -rf bin
 
-bench: ## syncer against lsyncd: lag at 20/100/500 changes/s, a 50k-file storm, 100k watched dirs, large-file throughput vs cp
+bench: ## syncer (fanotify and inotify) against lsyncd: lag at 100/500/2000 changes/s, a 50k-file storm, 100k and 1M dirs, an unrelated writer, large-file throughput vs cp
 	@command -v lsyncd >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq lsyncd >/dev/null; } || { echo "bench needs lsyncd: apt-get install lsyncd" >&2; exit 1; }
 	$(GO) run ./bench/live $(BENCH_ARGS)
 
-bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project (RUNS=3; root: the backup is a loop-mounted ext4)
-	$(GO) run ./bench/reconcile -runs $${RUNS:-3}
+bench-reconcile: ## time syncer reconcile against cp -a, serial rsync and rsync per project, warm then cold (RUNS=3; root: the backup is a loop-mounted ext4)
+	$(GO) run ./bench/reconcile -runs $${RUNS:-3} $(BENCH_ARGS)
+	$(GO) run ./bench/reconcile -runs $${RUNS:-3} -cold $(BENCH_ARGS)
