@@ -40,7 +40,11 @@ const fanMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_M
 // included, until a directory is moved.
 type fan struct {
 	file *os.File // the fanotify group, non-blocking: Close ends a Read
+	fd   int      // file's descriptor, for marks (os.File.Fd would make it blocking)
 	root string
+	// ignored counts the ignore marks on directories outside the root
+	// (see resolve), until a directory rename flushes them.
+	ignored int
 
 	dirs map[string]string // by handle: the dir's path below root, or outside
 }
@@ -50,6 +54,14 @@ const outside = "\x00outside"
 
 // maxDirs bounds fan.dirs; past it, the cache starts over.
 const maxDirs = 1 << 16
+
+// maxIgnored bounds the ignore marks on directories outside the root.
+const maxIgnored = 1 << 13
+
+// ignoreMask is what an ignore mark on a directory outside the root drops
+// in the kernel: its entries' events, never a rename (FAN_RENAME says when
+// a directory moves, in or out, and the marks must go).
+const ignoreMask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE | unix.FAN_ATTRIB | unix.FAN_EVENT_ON_CHILD
 
 // FanotifyError says why the fanotify backend cannot watch a tree.
 type FanotifyError struct {
@@ -91,7 +103,7 @@ func openFan(root string) (*fan, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("resolve %s: %w", root, err)
 	}
-	return &fan{file: os.NewFile(uintptr(fd), "fanotify"), root: real, dirs: map[string]string{}}, nil
+	return &fan{file: os.NewFile(uintptr(fd), "fanotify"), fd: fd, root: real, dirs: map[string]string{}}, nil
 }
 
 func (f *fan) Close() error {
@@ -175,7 +187,12 @@ func (f *fan) event(mask uint64, info []byte) (fanEvent, bool) {
 		return ev, false
 	}
 	if mask&unix.FAN_RENAME != 0 && mask&unix.FAN_ONDIR != 0 {
-		clear(f.dirs) // every path below the moved directory changed
+		// Every path below the moved directory changed, and a directory
+		// ignored as outside may be inside now.
+		clear(f.dirs)
+		if f.ignored > 0 && unix.FanotifyMark(f.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, "") == nil {
+			f.ignored = 0
+		}
 	}
 	ev.rel, ev.toIn, ev.from, ev.fromIn = newRel, newIn, oldRel, oldIn
 	return ev, newIn || oldIn
@@ -186,13 +203,13 @@ func (f *fan) event(mask uint64, info []byte) (fanEvent, bool) {
 // source's filesystem from being unmounted (an inotify watch does not, nor
 // does the mark). The root replaced meanwhile gives ESTALE, or a path
 // outside it.
-func (f *fan) openHandle(htype int32, h []byte) (int, error) {
+func (f *fan) openHandle(htype int32, h []byte, flags int) (int, error) {
 	rfd, err := unix.Open(f.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // not O_PATH: open_by_handle_at refuses it
 	if err != nil {
 		return -1, err
 	}
 	defer unix.Close(rfd)
-	return unix.OpenByHandleAt(rfd, unix.NewFileHandle(htype, h), unix.O_PATH|unix.O_CLOEXEC)
+	return unix.OpenByHandleAt(rfd, unix.NewFileHandle(htype, h), flags|unix.O_CLOEXEC)
 }
 
 // handle splits a FID record (fsid, file handle[, name]) into the handle's
@@ -215,7 +232,7 @@ func (f *fan) identify(rec []byte) fileID {
 	if !ok {
 		return fileID{}
 	}
-	fd, err := f.openHandle(htype, h)
+	fd, err := f.openHandle(htype, h, unix.O_PATH)
 	if err != nil {
 		return fileID{}
 	}
@@ -266,7 +283,7 @@ func (f *fan) entry(rec []byte) (string, bool) {
 // outside (gone too: a deleted directory's events are its parent's), and
 // whether the answer may be kept: not after a failure that may pass.
 func (f *fan) resolve(htype int32, h []byte) (string, bool) {
-	fd, err := f.openHandle(htype, h)
+	fd, err := f.openHandle(htype, h, unix.O_RDONLY|unix.O_DIRECTORY) // not O_PATH: fanotify_mark refuses it
 	if err != nil {
 		return outside, errors.Is(err, unix.ESTALE) // gone for good; anything else may pass
 	}
@@ -280,6 +297,11 @@ func (f *fan) resolve(htype int32, h []byte) (string, bool) {
 	}
 	rel, ok := syncer.Rel(f.root, p)
 	if !ok {
+		// Its next events are dropped by the kernel: another writer on
+		// the filesystem costs nothing more here.
+		if f.ignored < maxIgnored && unix.FanotifyMark(f.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORE_SURV, ignoreMask, fd, "") == nil {
+			f.ignored++
+		}
 		return outside, true
 	}
 	return rel, true
