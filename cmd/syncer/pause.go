@@ -32,8 +32,9 @@ type pauseResponse struct {
 func (d *daemon) handlePause(w http.ResponseWriter, r *http.Request) {
 	var req pauseRequest
 	err := control.DecodeJSON(r, &req)
-	if err == nil && req.All == (req.Project != "") && !req.AcceptSource {
-		err = errors.New(`want {"project": NAME} or {"all": true}`)
+	one := req.All != (req.Project != "") != req.AcceptSource && !(req.All && req.AcceptSource) // exactly one of the three
+	if err == nil && (!one || req.AcceptSource && r.URL.Path == "/api/pause") {
+		err = errors.New(`want {"project": NAME}, {"all": true} or, to resume, {"accept_source": true}`)
 	}
 	if err == nil && req.Project != "" {
 		err = d.cfg.CheckProjects([]string{req.Project})

@@ -94,7 +94,8 @@ func TestRun_Pause(t *testing.T) {
 	// Crafted requests on the control socket: refused, nothing changes.
 	c := control.Client{Socket: filepath.Join(cfg.StateDir, controlSock)}
 	for _, body := range []string{`{"project": "../etc"}`, `{"project": "p/../../etc"}`, `{"project": "nosuch"}`,
-		`{"project": "q", "all": true}`, `{}`, `{"project": "q", "extra": 1}`, `[1]`} {
+		`{"project": "q", "all": true}`, `{}`, `{"project": "q", "extra": 1}`, `[1]`, `{"accept_source": true}`,
+		`{"project": "q", "accept_source": true}`} {
 		var v any
 		err := c.Do(t.Context(), http.MethodPost, "/api/pause", rawJSON(body), &v)
 		if err == nil || !strings.Contains(err.Error(), "400") {
