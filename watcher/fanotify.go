@@ -45,6 +45,7 @@ type fan struct {
 	// ignored counts the ignore marks on directories outside the root
 	// (see resolve), until a directory rename flushes them.
 	ignored int
+	events  int // events read, below the root or not
 
 	dirs map[string]string // by handle: the dir's path below root, or outside
 }
@@ -134,6 +135,7 @@ func (f *fan) read(buf []byte) ([]fanEvent, error) {
 		if evLen < metaLen || evLen > len(b) {
 			break
 		}
+		f.events++
 		mask := binary.NativeEndian.Uint64(b[8:16])
 		if fd := int32(binary.NativeEndian.Uint32(b[16:20])); fd >= 0 {
 			unix.Close(int(fd)) // never asked for, never kept
