@@ -271,14 +271,7 @@ func (b *Brake) save() {
 	if b.opts.StateFile == "" {
 		return
 	}
-	data, err := json.Marshal(b.held)
-	if err == nil {
-		tmp := b.opts.StateFile + ".tmp"
-		if err = os.WriteFile(tmp, data, 0o600); err == nil {
-			err = os.Rename(tmp, b.opts.StateFile)
-		}
-	}
-	if err != nil {
+	if err := saveJSON(b.opts.StateFile, b.held); err != nil {
 		b.log.Warn("record held deletions", zap.String("file", b.opts.StateFile), zap.Error(err))
 	}
 }

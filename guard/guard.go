@@ -278,7 +278,7 @@ func (g *Guard) recordFirst(id Identity) error {
 // record saves id as the source's identity; g.idMu is held.
 func (g *Guard) record(id Identity) error {
 	id.Recorded = time.Now().UTC()
-	if err := saveIdentity(g.opts.IdentityFile, id); err != nil {
+	if err := saveJSON(g.opts.IdentityFile, id); err != nil {
 		return &TrippedError{fmt.Sprintf("record the source's identity in %s: %v", g.opts.IdentityFile, err)}
 	}
 	g.recorded = &id

@@ -137,9 +137,11 @@ func loadIdentity(file string) (Identity, bool, error) {
 	return id, true, nil
 }
 
-// saveIdentity writes id to file whole or not at all.
-func saveIdentity(file string, id Identity) error {
-	b, err := json.MarshalIndent(id, "", "  ")
+// saveJSON writes v to file as JSON, whole or not at all (a temporary
+// file renamed into place), making file's directory when missing: the
+// guard's state files (the identity, the pauses, the held deletions).
+func saveJSON(file string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}

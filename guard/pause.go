@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -262,18 +261,7 @@ func (p *Pauses) save() error {
 	if p.file == "" {
 		return nil
 	}
-	data, err := json.MarshalIndent(p.list(), "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(p.file), 0o700); err != nil {
-		return fmt.Errorf("record pauses: %w", err)
-	}
-	tmp := p.file + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("record pauses: %w", err)
-	}
-	if err := os.Rename(tmp, p.file); err != nil {
+	if err := saveJSON(p.file, p.list()); err != nil {
 		return fmt.Errorf("record pauses: %w", err)
 	}
 	return nil
