@@ -59,6 +59,7 @@ type Config struct {
 	RetryBackoff      time.Duration `yaml:"retry_backoff" help:"first retry delay of a transiently failed job; doubles each time, at most 10m"`
 	RetryMax          int           `yaml:"retry_max" help:"transient failures before a job is given up (dead-lettered)"`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval" help:"full reconcile every this long (±10% jitter; 0: only at start and after lost events)"`
+	DeepInterval      time.Duration `yaml:"deep_reconcile_interval" help:"a reconcile of the whole tree reads every backup entry this long after the last one that did; the others skip directories unchanged on both sides since they were last found equal (0: only with --deep)"`
 	JobAckWait        time.Duration `yaml:"job_ack_wait" help:"how long a job whose worker died stays unseen before another worker gets it"`
 	LeaseTTL          time.Duration `yaml:"lease_ttl" help:"with --nats-url: how long a dead worker's scope lease blocks others (renewed every third of it)"`
 	DiagnoseInterval  time.Duration `yaml:"diagnose_interval" help:"how often the daemon samples the machine for syncer_bottleneck (0: never)"`
@@ -132,6 +133,7 @@ func Default() Config {
 		RetryBackoff:      time.Second,
 		RetryMax:          8,
 		ReconcileInterval: 24 * time.Hour,
+		DeepInterval:      7 * 24 * time.Hour,
 		JobAckWait:        60 * time.Second,
 		LeaseTTL:          30 * time.Second,
 		DiagnoseInterval:  30 * time.Second,
@@ -264,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JobAckWait < 3*time.Second {
 		bad("job_ack_wait: %v, want at least 3s", c.JobAckWait)
+	}
+	if c.DeepInterval != 0 && (c.DeepInterval < time.Hour || c.DeepInterval > 366*24*time.Hour) {
+		bad("deep_reconcile_interval: %v, want 0 (only when asked) or 1h to 8784h", c.DeepInterval)
 	}
 	if c.ReconcileInterval < 0 {
 		bad("reconcile_interval: %v is negative", c.ReconcileInterval)

@@ -192,7 +192,8 @@ var (
 	// ReconcileSettings are what a standalone reconcile syncs with.
 	ReconcileSettings = append(slices.Clone(TreeSettings), "workers", "batch", "exclude", "shutdown_timeout", "open_file_wait",
 		"rsync_path", "rsync_args", "direct_copy", "sparse", "hard_links", "ssh_identity", "ssh_port", "ssh_known_hosts",
-		"rsync_password_file", "retry_backoff", "retry_max", "max_delete", "max_delete_fraction", "marker", "require_mount")
+		"rsync_password_file", "retry_backoff", "retry_max", "max_delete", "max_delete_fraction", "marker", "require_mount",
+		"deep_reconcile_interval")
 )
 
 // HideFlags hides on fs every setting's flag but those of keep (YAML keys).

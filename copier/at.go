@@ -2,6 +2,7 @@ package copier
 
 import (
 	"errors"
+	"sync"
 	"fmt"
 	"os"
 	"path"
@@ -22,11 +23,14 @@ import (
 // calls with AT_SYMLINK_NOFOLLOW / O_NOFOLLOW), directories below a tree
 // root through osx.Root, and attributes go on open descriptors.
 
-// trees are the two roots of one Copy or SyncFlat call, opened at its start.
+// trees are the two roots of one Copy or SyncFlat call (or of one
+// Syncer.Sync's flat scopes), opened at its start.
 type trees struct {
 	src, dst *osx.Root
-	trash    string // the trash directory's name, "" for none
-	stamp    string // where this call's displaced entries go below trash
+	trash    string         // the trash directory's name, "" for none
+	stamp    string         // where this call's displaced entries go below trash
+	mu       sync.Mutex     // guards made: a call's copies run in parallel
+	made     map[string]int // trash directories open, by path below the backup root
 }
 
 func (c *Copier) open() (*trees, error) {
@@ -47,6 +51,9 @@ func (t *trees) close() error {
 	var err error
 	if t.trash != "" {
 		err = versions.Record(t.dst, t.trash, t.stamp)
+	}
+	for _, fd := range t.made {
+		unix.Close(fd)
 	}
 	t.src.Close()
 	t.dst.Close()
@@ -233,9 +240,22 @@ func (t *trees) trashDir(rel string) (int, error) {
 	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
 		d += "/" + rel[:i]
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fd, ok := t.made[d]; ok {
+		return dup(fd)
+	}
 	fd, err := mkdirAll(t.dst, d)
 	if err != nil {
 		return -1, fmt.Errorf("trash: %w", err)
+	}
+	// Kept for the next entry displaced beside it: the stamp is this
+	// call's alone, so nobody else renames what is below it.
+	if t.made == nil {
+		t.made = map[string]int{}
+	}
+	if keep, err := dup(fd); err == nil {
+		t.made[d] = keep
 	}
 	return fd, nil
 }

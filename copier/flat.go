@@ -60,6 +60,24 @@ const bigFile = 1 << 20
 // Files in verify (see syncer.Job.Verify) that look equal by size and
 // mtime have their contents compared, and are copied where they differ.
 func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, verify []string) (st syncer.Stats, open []string, done bool, err error) {
+	if err := syncer.CheckPath(sc.Dir); err != nil {
+		return st, nil, false, err
+	}
+	t, err := c.open()
+	if err != nil {
+		return st, nil, false, err
+	}
+	defer func() {
+		if cerr := t.close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	return c.syncFlat(ctx, t, sc, files, skip, verify)
+}
+
+// syncFlat is SyncFlat on open trees, which a batch of scopes shares: one
+// stamp in the trash, one manifest, for all of them.
+func (c *Copier) syncFlat(ctx context.Context, t *trees, sc syncer.Scope, files, skip, verify []string) (st syncer.Stats, open []string, done bool, err error) {
 	dir := sc.Dir
 	if err := syncer.CheckPath(dir); err != nil {
 		return st, nil, false, err
@@ -73,11 +91,6 @@ func (c *Copier) SyncFlat(ctx context.Context, sc syncer.Scope, files, skip, ver
 			}
 		}
 	}
-	t, err := c.open()
-	if err != nil {
-		return st, nil, false, err
-	}
-	defer t.close()
 	src, err := c.list(t.src, dir, names, skip)
 	if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
 		return st, nil, true, nil // gone (or no longer a directory): its parent's job carries it

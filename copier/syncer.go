@@ -68,6 +68,16 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		}
 		return 1
 	})
+	// The flat scopes share their trees: one stamp in the trash, and one
+	// manifest written once they are all done.
+	var t *trees
+	defer func() {
+		if t != nil {
+			if err := t.close(); err != nil {
+				log.Warn("versions manifest not written; the trash is walked instead", zap.Error(err))
+			}
+		}
+	}()
 	for _, sc := range ordered {
 		if sc.Recursive {
 			st, err := s.Copier.Copy(ctx, sc.Dir, h.Open)
@@ -87,7 +97,16 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		// they were all that differed, no rsync at all. A reconcile's job
 		// names its files: then only those are looked at.
 		t0 := time.Now()
-		st, open, done, err := s.Copier.SyncFlat(ctx, sc, h.Files[sc.Dir], h.Open, h.Verify)
+		var st syncer.Stats
+		var open []string
+		var done bool
+		var err error
+		if err = syncer.CheckPath(sc.Dir); err == nil && t == nil {
+			t, err = s.Copier.open()
+		}
+		if err == nil {
+			st, open, done, err = s.Copier.syncFlat(ctx, t, sc, h.Files[sc.Dir], h.Open, h.Verify)
+		}
 		total.Add(st)
 		found = append(found, open...)
 		if ce := log.Check(zap.DebugLevel, "files copied directly"); ce != nil && (st.Files > 0 || len(open) > 0) {

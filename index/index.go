@@ -87,7 +87,38 @@ func parse(b []byte) (Record, bool) {
 var (
 	files     = []byte("files")
 	displaced = []byte("displaced") // source directory inode → where in the trash its backup went
+	cleans    = []byte("clean")     // directory → Clean
+	meta      = []byte("meta")      // facts about the index itself (deepKey)
 )
+
+var deepKey = []byte("deep") // when the last compare of every backup entry ended well
+
+// Clean is what a directory was on both sides when its entries were last
+// known equal (a reconcile's compare of both found no difference, or a
+// sync made them equal): its own stamp (Stamp) in the source and in the
+// backup. A directory's mtime and ctime move whenever an entry is added,
+// removed or renamed in it, and its ctime whenever its own attributes
+// change; a file's ctime whenever its content or attributes do. So while
+// both stamps are what Clean says and each source entry is what its record
+// says, the directory's entries are still equal, and a reconcile need not
+// read the backup's. What this does not see is a backup file changed in
+// place by someone else (its ctime is not recorded): a deep compare
+// (reconcile's Options.Deep) reads every backup entry.
+type Clean struct{ Src, Dst Record }
+
+const cleanLen = 2 * recordLen
+
+func (c Clean) bytes() []byte { return append(c.Src.bytes()[:recordLen], c.Dst.bytes()[:recordLen]...) }
+
+func parseClean(b []byte) (Clean, bool) {
+	if len(b) != cleanLen {
+		return Clean{}, false
+	}
+	s, _ := parse(b[:recordLen])
+	d, _ := parse(b[recordLen:])
+	s.Dir, d.Dir = true, true
+	return Clean{Src: s, Dst: d}, true
+}
 
 // Index is the index of synced files. It is safe for concurrent use.
 type Index struct {
@@ -98,6 +129,7 @@ type Index struct {
 	mu       sync.Mutex
 	pending  map[string]Update // queued, by directory
 	flushing map[string]Update // being committed
+	expect   map[string]Clean  // Expect's, until a sync takes them
 	kick     chan struct{}     // FlushDirs reached
 	stop     chan struct{}
 	done     chan struct{}
@@ -137,7 +169,7 @@ func open(path string) (*bolt.DB, error) {
 		return nil, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{files, displaced} {
+		for _, b := range [][]byte{files, displaced, cleans, meta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -191,6 +223,71 @@ func (ix *Index) Dir(dir string) (map[string]Record, error) {
 	return out, err
 }
 
+// Clean returns what Dir was on both sides when its entries were last
+// known equal (see Clean), queued ones included.
+func (ix *Index) Clean(dir string) (Clean, bool, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, q := range []map[string]Update{ix.pending, ix.flushing} {
+		if u, ok := q[dir]; ok && u.Clean != nil {
+			return *u.Clean, true, nil
+		}
+	}
+	var c Clean
+	var ok bool
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		c, ok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
+		return nil
+	})
+	return c, ok, err
+}
+
+// maxExpect bounds what Expect keeps: past it (jobs that never ran), it
+// starts anew.
+const maxExpect = 1 << 16
+
+// Expect notes, from a reconcile walk, that the only differences in dir
+// when it was as c says were the regular files its job names: once that
+// job succeeds with dir still as c says, dir is equal (Syncer records
+// its Clean). It is kept in memory, for the syncs of this process.
+func (ix *Index) Expect(dir string, c Clean) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.expect == nil || len(ix.expect) >= maxExpect {
+		ix.expect = map[string]Clean{}
+	}
+	ix.expect[dir] = c
+}
+
+// expected returns, and forgets, what Expect noted for dir.
+func (ix *Index) expected(dir string) (Clean, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c, ok := ix.expect[dir]
+	delete(ix.expect, dir)
+	return c, ok
+}
+
+// DeepAt is when the last compare of every backup entry of the whole tree
+// ended well (zero: never).
+func (ix *Index) DeepAt() time.Time {
+	var t time.Time
+	_ = ix.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(meta).Get(deepKey); len(v) == 8 {
+			t = time.Unix(0, int64(binary.LittleEndian.Uint64(v)))
+		}
+		return nil
+	})
+	return t
+}
+
+// SetDeepAt records t as DeepAt.
+func (ix *Index) SetDeepAt(t time.Time) error {
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(meta).Put(deepKey, binary.LittleEndian.AppendUint64(nil, uint64(t.UnixNano())))
+	})
+}
+
 // Update is a change to the records of one directory.
 type Update struct {
 	Dir string
@@ -199,6 +296,8 @@ type Update struct {
 	// Exact says that Put is every file of Dir now: records of other
 	// names are removed.
 	Exact bool
+	// Clean, when set, is Dir's new Clean.
+	Clean *Clean
 }
 
 // applyTo makes recs, the records of u.Dir, what they are after u.
@@ -217,6 +316,9 @@ func (u Update) applyTo(recs map[string]Record) {
 
 // then is u followed by v, an update of the same directory.
 func (u Update) then(v Update) Update {
+	if v.Clean == nil {
+		v.Clean = u.Clean
+	}
 	if v.Exact {
 		return v
 	}
@@ -226,7 +328,7 @@ func (u Update) then(v Update) Update {
 			put[name] = r
 		}
 	}
-	return Update{Dir: u.Dir, Put: put, Exact: u.Exact}
+	return Update{Dir: u.Dir, Put: put, Exact: u.Exact, Clean: v.Clean}
 }
 
 // Queue adds updates to be committed within FlushEvery; Dir reads them at
@@ -288,8 +390,13 @@ func (ix *Index) Flush() error {
 
 func (ix *Index) commit(batch map[string]Update) error {
 	return ix.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(files)
+		b, cb := tx.Bucket(files), tx.Bucket(cleans)
 		for _, u := range batch {
+			if u.Clean != nil {
+				if err := cb.Put(cleanKey(u.Dir), u.Clean.bytes()); err != nil {
+					return err
+				}
+			}
 			if u.Exact {
 				prefix := key(u.Dir, "")
 				var gone [][]byte
@@ -342,11 +449,34 @@ func (ix *Index) Move(from, to string, rec Record) error {
 				}
 			}
 		}
+		if err := dropTree(tx.Bucket(cleans), from); err != nil {
+			return err
+		}
 		if to == "" {
 			return nil
 		}
 		return b.Put(entryKey(to), rec.bytes())
 	})
+}
+
+// cleanKey is dir's key among the Clean records: dir and a slash, so that
+// those of a subtree share its prefix (and the root's is not empty).
+func cleanKey(dir string) []byte { return []byte(dir + "/") }
+
+// dropTree deletes from b the Clean records of dir and below.
+func dropTree(b *bolt.Bucket, dir string) error {
+	prefix := cleanKey(dir)
+	var gone [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+		gone = append(gone, slices.Clone(k))
+	}
+	for _, k := range gone {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Entry is the record of the entry at p (relative to the source root).

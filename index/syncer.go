@@ -44,18 +44,94 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	if v := s.Recorder.Suspects(scopes, h); len(v) > 0 {
 		h.Verify = append(slices.Clone(h.Verify), v...)
 	}
+	kept := s.Recorder.custody(scopes, h)
 	st, err := s.Next.Sync(ctx, scopes, h)
 	var open *syncer.OpenFilesError
 	if err == nil || errors.As(err, &open) {
 		s.Recorder.Record(scopes, h, start)
 	}
+	if err == nil {
+		kept()
+	}
 	return st, err
+}
+
+// custody finds the flat scopes a successful sync leaves known equal,
+// and returns what then records what their backup directory is after it
+// (Clean):
+//   - a scope synced whole (no named files): the sync compares every entry,
+//     so the directory is equal as the source was before it;
+//   - a scope whose named files were the only differences the reconcile
+//     walk found (Index.Expect), both sides unchanged since;
+//   - a scope whose backup directory is what its Clean says: a sync makes
+//     entries equal, so a directory known equal stays so through syncer's
+//     own writes.
+//
+// A scope with entries the sync leaves out (h.Open) is not. What this
+// leaves is for a reconcile to compare; each entry is still checked
+// against its record (see Clean). With no local backup (Dest empty) there
+// is nothing to keep.
+func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) {
+	nop := func() {}
+	if r == nil || r.Index == nil || r.Dest == "" {
+		return nop
+	}
+	src, err := osx.OpenRoot(r.Source)
+	if err != nil {
+		return nop
+	}
+	defer src.Close()
+	dst, err := osx.OpenRoot(r.Dest)
+	if err != nil {
+		return nop
+	}
+	type held struct {
+		dir   string
+		clean Clean
+	}
+	var hs []held
+	for _, sc := range scopes {
+		if sc.Recursive || slices.ContainsFunc(h.Open, func(p string) bool { return syncer.Parent(p) == sc.Dir }) {
+			continue // below a recursive one, directories change with no record of it
+		}
+		var ss, ds unix.Stat_t
+		if src.Lstat(sc.Dir, &ss) != nil || dst.Lstat(sc.Dir, &ds) != nil || ss.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		now := Clean{Src: Stamp(&ss), Dst: Stamp(&ds)}
+		if h.Files[sc.Dir] == nil && ss.Ctim.Nano() < time.Now().Add(-Margin).UnixNano() {
+			// (Changed within a clock tick, the source directory may
+			// change again with its times unmoved: not recorded.)
+			hs = append(hs, held{sc.Dir, now})
+		} else if e, ok := r.Index.expected(sc.Dir); ok && e == now {
+			hs = append(hs, held{sc.Dir, e})
+		} else if c, ok, err := r.Index.Clean(sc.Dir); err == nil && ok && c.Dst == now.Dst {
+			hs = append(hs, held{sc.Dir, c})
+		}
+	}
+	if len(hs) == 0 {
+		dst.Close()
+		return nop
+	}
+	return func() {
+		defer dst.Close()
+		for _, h := range hs {
+			var st unix.Stat_t
+			if dst.Lstat(h.dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				h.clean.Dst = Stamp(&st)
+				r.Index.Queue(Update{Dir: h.dir, Clean: &h.clean})
+			}
+		}
+	}
 }
 
 // Recorder writes the records of synced directories.
 type Recorder struct {
-	Index    *Index
-	Source   string
+	Index  *Index
+	Source string
+	// Dest is the local backup's root, where what a Clean says of its
+	// directories is kept through syncs ("": none).
+	Dest     string
 	Excludes *syncer.Excludes
 	Logger   *zap.Logger
 }

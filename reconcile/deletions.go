@@ -112,7 +112,7 @@ func (c *counter) skip(dir string) func(string) bool {
 // none when dir is not there.
 func list(r *osx.Root, dir string, skip func(string) bool) (map[string]uint32, error) {
 	out := map[string]uint32{}
-	err := r.ListDir(dir, skip, func(_ int, name string, st *unix.Stat_t) { out[name] = st.Mode & unix.S_IFMT })
+	err := r.ListTypes(dir, skip, func(name string, typ uint32) { out[name] = typ })
 	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 		return nil, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"runtime"
 	"slices"
 	"sort"
@@ -59,6 +60,11 @@ type Options struct {
 	// the daemon's startup reconcile uses it to wait until the watcher
 	// watches that directory, so that it can walk while watches are added.
 	BeforeRead func(dir string)
+	// Deep reads every backup entry, even of directories the index says
+	// are unchanged on both sides since they were last found equal
+	// (index.Clean): what also finds a backup file someone changed in
+	// place. Without an index, every walk is deep.
+	Deep bool
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
@@ -77,6 +83,9 @@ type Plan struct {
 	Scopes []syncer.Scope
 	// Streamed counts the scopes handed to Options.OnScope.
 	Streamed int
+	// Trusted counts the directories whose backup entries were not read:
+	// both sides and every entry as the index recorded them (index.Clean).
+	Trusted int64
 	// Dirs and Entries count what was compared.
 	Dirs, Entries int64
 	// Files and Bytes count regular files that differ or are missing
@@ -275,6 +284,9 @@ type task struct {
 	dir     string
 	missing bool
 	flat    bool // compare dir's entries only (Options.Scopes)
+	// own: compare dir's own attributes here, its parent's entries having
+	// been trusted while its stamp moved from the one recorded there.
+	own bool
 }
 
 // walker runs Concurrency goroutines over a shared stack of directories: the
@@ -329,7 +341,7 @@ func (w *walker) work(ctx context.Context) {
 		if t.missing {
 			kids = w.missing(t.dir, &sc)
 		} else {
-			kids = w.dir(t.dir, &sc)
+			kids = w.dir(t, &sc)
 		}
 		if t.flat {
 			kids = nil // the scopes planned for what it found are enough
@@ -417,9 +429,9 @@ type entry struct {
 // from one directory to the next cost a fraction of a map per directory.
 // The extended attributes of an entry are read unless same says they are
 // known equal (nil: never).
-func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name string, st *unix.Stat_t) bool) ([]entry, error) {
+func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name string, st *unix.Stat_t) bool) ([]entry, unix.Stat_t, error) {
 	out := buf[:0]
-	err := root.ListDir(dir, w.excluder(dir), func(fd int, name string, st *unix.Stat_t) {
+	self, err := root.ListStat(dir, w.excluder(dir), func(fd int, name string, st *unix.Stat_t) {
 		m := meta{mode: st.Mode, size: st.Size, mtime: st.Mtim.Nano(), uid: st.Uid, gid: st.Gid}
 		var rec index.Record
 		switch st.Mode & unix.S_IFMT {
@@ -445,10 +457,10 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name st
 		out = append(out, entry{name, m, rec})
 	})
 	if err != nil {
-		return out, err
+		return out, self, err
 	}
 	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.name, b.name) })
-	return out, nil
+	return out, self, nil
 }
 
 func (w *walker) excluder(dir string) func(string) bool {
@@ -457,7 +469,8 @@ func (w *walker) excluder(dir string) func(string) bool {
 
 // dir compares one directory present on both sides (or a project root)
 // and returns the subdirectories to visit next.
-func (w *walker) dir(rel string, sc *scratch) []task {
+func (w *walker) dir(t task, sc *scratch) []task {
+	rel := t.dir
 	if w.opts.BeforeRead != nil {
 		w.opts.BeforeRead(rel)
 	}
@@ -472,13 +485,14 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		fill = index.Update{Dir: rel, Put: map[string]index.Record{}}
 	}
-	// A file whose inode and ctime are those recorded when it was synced
-	// has had no attribute set since (setting one moves the ctime): its
-	// attributes are not read on either side.
+	// A file whose inode and ctime are those recorded when it was synced,
+	// a directory whose stamp is the one recorded when it was last found
+	// equal, has had no attribute set since (setting one moves the ctime):
+	// its attributes are not read on either side.
 	clear(sc.same)
 	srcSame := func(name string, st *unix.Stat_t) bool {
 		r, ok := recs[name]
-		if ok && st.Mode&unix.S_IFMT == unix.S_IFREG && r.Ctime != index.Unknown && r == index.Stamp(st) {
+		if ok && (st.Mode&unix.S_IFMT == unix.S_IFREG && r.Ctime != index.Unknown || st.Mode&unix.S_IFMT == unix.S_IFDIR) && r == index.Stamp(st) {
 			if sc.same == nil {
 				sc.same = map[string]bool{}
 			}
@@ -488,14 +502,49 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		return false
 	}
 	dstSame := func(name string, _ *unix.Stat_t) bool { return sc.same[name] }
+	// What the directory was on both sides when its entries were last
+	// known equal: while that holds, the backup's are not read (index.Clean).
+	var clean index.Clean
+	var trusted bool
+	if w.opts.Index != nil && w.dst != nil && !w.opts.Deep {
+		var err error
+		if clean, trusted, err = w.opts.Index.Clean(rel); err != nil {
+			w.fail(fmt.Errorf("read the index: %w", err))
+			return nil
+		}
+	}
+	var srcSelf, dstSelf unix.Stat_t
 	var err error
-	sc.src, err = w.read(w.src, rel, sc.src, srcSame)
+	// A directory changed within a clock tick of being read may change
+	// again with its times unmoved: such a one is not recorded as equal.
+	settled := func() bool {
+		before := time.Now().Add(-index.Margin).UnixNano()
+		return srcSelf.Ctim.Nano() < before && dstSelf.Ctim.Nano() < before
+	}
+	sc.src, srcSelf, err = w.read(w.src, rel, sc.src, srcSame)
 	src, dst, dstMissing := sc.src, sc.dst[:0], false
 	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 		return nil // the source dir vanished or was replaced: the watcher reports it
 	}
+	if err == nil && trusted && index.Stamp(&srcSelf) == clean.Src && asRecorded(src, recs) &&
+		w.dst.Lstat(rel, &dstSelf) == nil && index.Stamp(&dstSelf) == clean.Dst {
+		var kids []task
+		for _, s := range src {
+			if s.isDir {
+				kids = append(kids, task{dir: syncer.Join(rel, s.name), own: recs[s.name] != s.rec})
+			}
+		}
+		if t.own && !w.ownEqual(rel, &srcSelf, &dstSelf) {
+			w.add(syncer.Scope{Dir: rel}, nil, nil)
+		}
+		w.count(rel, int64(len(src)), 0, 0)
+		w.mu.Lock()
+		w.plan.Trusted++
+		w.mu.Unlock()
+		return kids
+	}
 	if err == nil {
-		sc.dst, err = w.read(w.dst, rel, sc.dst, dstSame)
+		sc.dst, dstSelf, err = w.read(w.dst, rel, sc.dst, dstSame)
 		dst = sc.dst
 		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 			// Missing on the backup, or not a directory there (the
@@ -530,7 +579,11 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		changed = append(changed, child)
 	}
-	hold := false // a directory only the backup has may have moved: this scope waits for the walk's end
+	hold := false   // a directory only the backup has may have moved: this scope waits for the walk's end
+	differ := false // a subdirectory of this one differs in kind or identity
+	if t.own && !dstMissing && !w.ownEqual(rel, &srcSelf, &dstSelf) {
+		flat = true // its own attributes, which its parent's job would have set
+	}
 	// Both sides are sorted by name: one merge pass.
 	for i, j := 0, 0; i < len(src) || j < len(dst); {
 		if i == len(src) || (j < len(dst) && dst[j].name < src[i].name) {
@@ -557,6 +610,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		}
 		switch {
 		case d == nil && s.isDir:
+			differ = true
 			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
 			if recs != nil {
@@ -574,7 +628,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			// A directory where the backup has a file or symlink (changed
 			// while nobody watched): the parent replaces the entry, and
 			// the directory is copied whole, not left empty.
-			flat, named = true, false
+			flat, named, differ = true, false, true
 			w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 			kids = append(kids, task{dir: child, missing: true})
 		case s.isDir && d.isDir:
@@ -582,6 +636,7 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 				// Another directory than the one synced here (a swap of
 				// names, a folder replaced): synced whole, after whatever
 				// move brings the backup's copy of it.
+				differ = true
 				w.add(syncer.Scope{Dir: child, Recursive: true}, nil, nil)
 				w.mu.Lock()
 				w.gone[r.Ino], w.came[s.rec.Ino] = child, child
@@ -592,8 +647,10 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 				flat, named = true, false // the directory's own attributes are an entry here
 			}
 			kids = append(kids, task{dir: child})
-			if _, ok := recs[s.name]; !ok && recs != nil {
-				fill.Put[s.name] = s.rec // its inode, should it move while syncer is down
+			if r, ok := recs[s.name]; recs != nil && s.meta == d.meta && (!ok || r != s.rec) {
+				// Its inode, should it move while syncer is down, and its
+				// stamp as this compare found it equal (see asRecorded).
+				fill.Put[s.name] = s.rec
 			}
 		case s.meta != d.meta:
 			flat = true
@@ -619,7 +676,11 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 			}
 		}
 	}
-	if len(fill.Put) > 0 {
+	if recs != nil && !flat && !differ && !hold && !dstMissing && settled() {
+		// Equal: what both sides are now is recorded.
+		fill.Clean = &index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)}
+	}
+	if len(fill.Put) > 0 || fill.Clean != nil {
 		// Queued: many directories a commit, the walk never waits for the disk.
 		w.opts.Index.Queue(fill)
 	}
@@ -627,10 +688,74 @@ func (w *walker) dir(rel string, sc *scratch) []task {
 		if !named {
 			changed = nil
 		}
+		if changed != nil && recs != nil && !differ && !hold && !dstMissing && settled() {
+			// Equal once the named files are: the job's sync records it.
+			w.opts.Index.Expect(rel, index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)})
+		}
 		w.addHeld(syncer.Scope{Dir: rel}, changed, verify, hold)
 	}
 	w.count(rel, int64(len(src)), files, bytes)
 	return kids
+}
+
+// asRecorded reports whether every entry of a source directory is what
+// the index recorded: each regular file as it was synced (inode, size,
+// mtime, ctime), each subdirectory by its inode (a subdirectory whose
+// stamp moved since its record compares its own attributes in its own
+// visit: task.own). Other kinds have no record: their directory is
+// compared.
+func asRecorded(src []entry, recs map[string]index.Record) bool {
+	for i := range src {
+		s := &src[i]
+		r, ok := recs[s.name]
+		switch {
+		case !ok:
+			return false
+		case s.reg:
+			if r.Dir || r.Ctime == index.Unknown || r != s.rec {
+				return false
+			}
+		case s.isDir:
+			if !r.Dir || r.Ino != s.rec.Ino {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ownEqual compares the own attributes of the directory rel on both sides
+// (s and d its stamps): mode, owner, mtime and the extended attributes
+// kept. Equal, its record among its parent's entries is renewed, so that
+// the next walk need not look again (see asRecorded).
+func (w *walker) ownEqual(rel string, s, d *unix.Stat_t) bool {
+	if s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano() {
+		return false
+	}
+	if w.opts.Keep != xattr.None {
+		a, aok := xsumOf(w.src, rel, w.opts.Keep)
+		b, bok := xsumOf(w.dst, rel, w.opts.Keep)
+		if !aok || !bok || a != b {
+			return false
+		}
+	}
+	if w.opts.Index != nil && rel != "" {
+		w.opts.Index.Queue(index.Update{Dir: syncer.Parent(rel), Put: map[string]index.Record{path.Base(rel): index.Stamp(s)}})
+	}
+	return true
+}
+
+// xsumOf sums the extended attributes of kinds keep of the directory rel.
+func xsumOf(root *osx.Root, rel string, keep xattr.Kind) (uint64, bool) {
+	fd, err := root.OpenDir(rel)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(fd)
+	x, err := xattr.Fd(fd).List(keep)
+	return xattr.Sum(x), err == nil
 }
 
 // Bounds of the files a job names (syncer.Job.Files): past them, the job
@@ -647,7 +772,7 @@ func (w *walker) missing(rel string, sc *scratch) []task {
 		w.opts.BeforeRead(rel)
 	}
 	var err error
-	sc.src, err = w.read(w.src, rel, sc.src, func(string, *unix.Stat_t) bool { return true })
+	sc.src, _, err = w.read(w.src, rel, sc.src, func(string, *unix.Stat_t) bool { return true })
 	if err != nil {
 		return nil // counting only
 	}

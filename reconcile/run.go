@@ -40,9 +40,14 @@ type Report struct {
 	Projects []string  `json:"projects,omitempty"` // none: all
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
+	// Deep is a walk that read every backup entry (Options.Deep).
+	Deep bool `json:"deep,omitempty"`
 	// State is one of the State constants.
-	State      string   `json:"state"`
-	Dirs       int64    `json:"dirs"`
+	State string `json:"state"`
+	Dirs  int64  `json:"dirs"`
+	// Trusted counts the directories whose backup entries were not read
+	// (Plan.Trusted).
+	Trusted    int64    `json:"dirs_trusted"`
 	Entries    int64    `json:"entries"`
 	DriftFiles int64    `json:"drift_files"`
 	DriftBytes int64    `json:"drift_bytes"`
@@ -115,6 +120,10 @@ type RunnerOptions struct {
 	// queued together, so that workers find full batches rather than a
 	// trickle (default 1 s).
 	SubmitEvery time.Duration
+	// DeepEvery is how often a reconcile of the whole tree reads every
+	// backup entry (Options.Deep), counted from the last one that did, as
+	// the index records it (0: only when asked).
+	DeepEvery time.Duration
 	// Keep is how many reports are kept for Report (default 20).
 	Keep   int
 	Logger *zap.Logger
@@ -152,16 +161,17 @@ func NewRunner(opts RunnerOptions) *Runner {
 
 var seq atomic.Int64
 
-// Start records a reconcile about to run and returns its ID. When join is
-// set and a reconcile for the same reason that covers projects is still
-// walking, its ID is returned instead, with joined true: forty requests at
-// once cost one walk, not forty.
-func (r *Runner) Start(why string, projects []string, join bool) (id string, joined bool) {
+// Start records a reconcile about to run and returns its ID; deep asks it
+// to read every backup entry (Options.Deep). When join is set and a
+// reconcile for the same reason that covers projects (and is deep, if
+// asked) is still walking, its ID is returned instead, with joined true:
+// forty requests at once cost one walk, not forty.
+func (r *Runner) Start(why string, projects []string, deep, join bool) (id string, joined bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if join {
 		for _, x := range r.runs {
-			if x.Why == why && x.State == StateWalking && Covers(x.Projects, projects) {
+			if x.Why == why && x.State == StateWalking && Covers(x.Projects, projects) && (x.Deep || !deep) {
 				return x.ID, true
 			}
 		}
@@ -172,7 +182,7 @@ func (r *Runner) Start(why string, projects []string, join bool) (id string, joi
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	x := &run{Report: Report{ID: fmt.Sprintf("r%d-%d-%x", time.Now().Unix(), seq.Add(1), b), Why: why,
-		Projects: projects, Started: time.Now(), State: StateWalking}}
+		Projects: projects, Deep: deep, Started: time.Now(), State: StateWalking}}
 	r.runs = append(r.runs, x)
 	if len(r.runs) > r.opts.Keep {
 		r.runs = r.runs[len(r.runs)-r.opts.Keep:]
@@ -182,7 +192,7 @@ func (r *Runner) Start(why string, projects []string, join bool) (id string, joi
 
 // Reconcile starts a reconcile and runs it to the end.
 func (r *Runner) Reconcile(ctx context.Context, why string, projects []string) error {
-	id, _ := r.Start(why, projects, false)
+	id, _ := r.Start(why, projects, false, false)
 	return r.Run(ctx, id)
 }
 
@@ -287,6 +297,9 @@ func (r *Runner) run(ctx context.Context, id string) error {
 	go func() { submitted <- r.submit(ctx, id, t, found) }()
 	opts := r.opts.Walk
 	opts.Projects = rep.Projects
+	opts.Deep = rep.Deep || (len(rep.Projects) == 0 && opts.Index != nil && r.opts.DeepEvery > 0 &&
+		time.Since(opts.Index.DeepAt()) >= r.opts.DeepEvery)
+	r.update(id, func(x *run) { x.Deep = opts.Deep })
 	var touchedMu sync.Mutex
 	touched := map[syncer.Scope]bool{} // what the reconcile queued, and the parents holding their attributes
 	touch := func(s syncer.Scope) {
@@ -312,8 +325,13 @@ func (r *Runner) run(ctx context.Context, id string) error {
 	t0 := time.Now()
 	plan, werr := Walk(ctx, opts)
 	walked := time.Since(t0)
-	r.log.Debug("walk done", zap.Int64("dirs", plan.Dirs), zap.Int64("entries", plan.Entries), zap.Int("streamed", plan.Streamed),
-		zap.Duration(syncer.LogTook, walked), zap.Error(werr))
+	r.log.Debug("walk done", zap.Int64("dirs", plan.Dirs), zap.Int64("trusted", plan.Trusted), zap.Bool("deep", opts.Deep),
+		zap.Int64("entries", plan.Entries), zap.Int("streamed", plan.Streamed), zap.Duration(syncer.LogTook, walked), zap.Error(werr))
+	if werr == nil && opts.Deep && len(rep.Projects) == 0 && opts.Index != nil {
+		if err := opts.Index.SetDeepAt(t0); err != nil {
+			r.log.Warn("index: the time of this deep compare not recorded; the next reconcile is deep too", zap.Error(err))
+		}
+	}
 	if werr == nil {
 		for _, s := range plan.Scopes {
 			if r.opts.OnFound != nil {
@@ -326,7 +344,7 @@ func (r *Runner) run(ctx context.Context, id string) error {
 	close(found)
 	serr := <-submitted
 	r.update(id, func(x *run) {
-		x.Dirs, x.Entries, x.DriftFiles, x.DriftBytes = plan.Dirs, plan.Entries, plan.Files, plan.Bytes
+		x.Dirs, x.Trusted, x.Entries, x.DriftFiles, x.DriftBytes = plan.Dirs, plan.Trusted, plan.Entries, plan.Files, plan.Bytes
 		x.Jobs, x.State = t.Summary().Jobs, StateSyncing
 	})
 	if werr != nil {

@@ -87,9 +87,10 @@ func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 	d.recon = reconcile.NewRunner(reconcile.RunnerOptions{Walk: walk, Jobs: jobs{d},
 		Check: func() error { return d.guard.Check() }, Watched: func(dir string) { d.w.WaitWatched(dir) },
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
-		OnDone: func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
-		Holds:  func(p string) bool { return d.gate.Holds(p) },
-		Logger: log.Named("reconcile")})
+		OnDone:    func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
+		Holds:     func(p string) bool { return d.gate.Holds(p) },
+		DeepEvery: cfg.DeepInterval,
+		Logger:    log.Named("reconcile")})
 	return d
 }
 

@@ -24,6 +24,7 @@ import (
 func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 	var body struct {
 		Projects []string `json:"projects"`
+		Deep     bool     `json:"deep"`
 	}
 	if req.ContentLength != 0 {
 		if err := control.DecodeJSON(req, &body); err != nil {
@@ -51,7 +52,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 	}
 	// A request for what a reconcile still walking already covers joins
 	// it: forty requests at once cost one walk, not forty.
-	id, joined := d.recon.Start("api", body.Projects, true)
+	id, joined := d.recon.Start("api", body.Projects, body.Deep, true)
 	if !joined {
 		d.bg.Add(1)
 		go func(ctx context.Context) {
@@ -83,7 +84,7 @@ func (e exitError) Error() string { return e.msg }
 
 func newReconcileCmd(stdout, stderr io.Writer) *cobra.Command {
 	var configPath string
-	var dryRun, asJSON bool
+	var dryRun, asJSON, deep bool
 	flags := config.Default()
 	cmd := &cobra.Command{
 		Use:   "reconcile [flags] [PROJECT...]",
@@ -92,7 +93,11 @@ func newReconcileCmd(stdout, stderr io.Writer) *cobra.Command {
 (type, size, mtime to the nanosecond, mode, owner, symlink target) and syncs
 only what differs, in balanced partitions spread over every worker. It is
 the backstop for what the watcher cannot see and the replacement for a
-nightly full rsync.
+nightly full rsync. A directory the index of synced files says is unchanged
+on both sides since it was last found equal (its own times and inode on
+each side, and each source entry's) has its backup entries not read; a
+deep reconcile (--deep, and one every deep_reconcile_interval) reads them
+all, which also finds a backup file someone changed in place.
 
 When a 'syncer run' daemon runs for the same state dir, reconcile asks it
 (its workers do the work) and follows its progress; otherwise it starts its
@@ -115,11 +120,12 @@ the deletion guard (source unmounted, empty or without its marker).`,
 			if dryRun {
 				return reconcileDryRun(ctx, cfg, projects, stdout, asJSON)
 			}
-			return reconcileRunCmd(ctx, cmd, cfg, log, projects, stdout, stderr, asJSON)
+			return reconcileRunCmd(ctx, cmd, cfg, log, projects, deep, stdout, stderr, asJSON)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (e.g. /etc/syncer/syncer.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would change (itemized) and change nothing")
+	cmd.Flags().BoolVar(&deep, "deep", false, "read every backup entry, also of directories the index says are unchanged on both sides (see deep_reconcile_interval)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON summary (the default when stdout is not a terminal)")
 	addFlags(cmd.Flags(), &flags, config.ReconcileSettings...)
 	return cmd
@@ -143,13 +149,13 @@ func reconcileDryRun(ctx context.Context, cfg config.Config, projects []string, 
 
 // reconcileRunCmd runs the reconcile through the daemon when one answers,
 // else with its own queue and pool, showing progress.
-func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config, log *zap.Logger, projects []string,
+func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config, log *zap.Logger, projects []string, deep bool,
 	stdout, stderr io.Writer, asJSON bool) error {
 	cf := clientFlags{control.Flags{StateDir: cfg.StateDir}}
 	var view func() (reconcile.Report, error)
 	var done <-chan error
 	var started reconcile.Report
-	if err := cf.do(cmd, http.MethodPost, "/api/reconcile", map[string]any{"projects": projects}, &started); err == nil {
+	if err := cf.do(cmd, http.MethodPost, "/api/reconcile", map[string]any{"projects": projects, "deep": deep}, &started); err == nil {
 		log.Info("reconcile started by the running daemon", zap.String("id", started.ID))
 		view = func() (reconcile.Report, error) {
 			var v reconcile.Report
@@ -161,7 +167,7 @@ func reconcileRunCmd(ctx context.Context, cmd *cobra.Command, cfg config.Config,
 		}
 		cfg.Listen = ""
 		d := newDaemon(cfg, log)
-		id, _ := d.recon.Start("cli", projects, false)
+		id, _ := d.recon.Start("cli", projects, deep, false)
 		ch := make(chan error, 1)
 		go func() { ch <- d.Once(ctx, id) }()
 		done = ch

@@ -190,6 +190,10 @@ func (r *Root) KeepTimes(from *Root, rels []string) (restore func()) {
 	}
 }
 
+// Lstat lstats rel beneath r ("" is the root): no symlink followed on the
+// way, nor at rel itself.
+func (r *Root) Lstat(rel string, st *unix.Stat_t) error { return r.stat(rel, st) }
+
 // stat lstats rel beneath r ("" is the root).
 func (r *Root) stat(rel string, st *unix.Stat_t) error {
 	if rel == "" {
