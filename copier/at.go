@@ -2,12 +2,12 @@ package copier
 
 import (
 	"errors"
-	"sync"
 	"fmt"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"

@@ -129,7 +129,7 @@ type Index struct {
 	mu       sync.Mutex
 	pending  map[string]Update // queued, by directory
 	flushing map[string]Update // being committed
-	expect   map[string]Clean  // Expect's, until a sync takes them
+	expect   map[string]expect // Expect's, until a sync takes them
 	kick     chan struct{}     // FlushDirs reached
 	stop     chan struct{}
 	done     chan struct{}
@@ -247,25 +247,40 @@ func (ix *Index) Clean(dir string) (Clean, bool, error) {
 const maxExpect = 1 << 16
 
 // Expect notes, from a reconcile walk, that the only differences in dir
-// when it was as c says were the regular files its job names: once that
-// job succeeds with dir still as c says, dir is equal (Syncer records
-// its Clean). It is kept in memory, for the syncs of this process.
-func (ix *Index) Expect(dir string, c Clean) {
+// when it was as c says were the regular files files (paths relative to
+// the source root, as its job names them): once a sync of those succeeds
+// with dir still as c says, dir is equal (Syncer records its Clean). It is
+// kept in memory, for the syncs of this process.
+func (ix *Index) Expect(dir string, c Clean, files []string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.expect == nil || len(ix.expect) >= maxExpect {
-		ix.expect = map[string]Clean{}
+		ix.expect = map[string]expect{}
 	}
-	ix.expect[dir] = c
+	ix.expect[dir] = expect{c, files}
 }
 
-// expected returns, and forgets, what Expect noted for dir.
-func (ix *Index) expected(dir string) (Clean, bool) {
+type expect struct {
+	clean Clean
+	files []string
+}
+
+// expected returns, and forgets, what Expect noted for dir, when a sync
+// of files covers what it named.
+func (ix *Index) expected(dir string, files []string) (Clean, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	c, ok := ix.expect[dir]
+	e, ok := ix.expect[dir]
+	if !ok {
+		return Clean{}, false
+	}
 	delete(ix.expect, dir)
-	return c, ok
+	for _, f := range e.files {
+		if !slices.Contains(files, f) {
+			return Clean{}, false
+		}
+	}
+	return e.clean, true
 }
 
 // DeepAt is when the last compare of every backup entry of the whole tree

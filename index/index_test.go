@@ -93,3 +93,55 @@ func TestIndex(t *testing.T) {
 		t.Fatalf("the damaged index was not kept aside: %v", m)
 	}
 }
+
+// TestClean: what a directory was on both sides when found equal is read
+// back queued and committed, outlasts a reopen, goes with a move of the
+// directory (and those below it), and the time of the last deep compare
+// is kept.
+func TestClean(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	ix, err := index.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := func(n uint64) index.Clean {
+		return index.Clean{Src: index.Record{Ino: n, Mtime: 2, Ctime: 3, Dir: true}, Dst: index.Record{Ino: n + 1, Mtime: 2, Ctime: 4, Dir: true}}
+	}
+	for i, dir := range []string{"", "p", "p/a", "p/a/b", "pa"} {
+		ix.Queue(index.Update{Dir: dir, Clean: ptr(c(uint64(10 * i)))})
+	}
+	ix.Queue(index.Update{Dir: "p", Put: map[string]index.Record{"x": {Ino: 9}}}) // keeps p's Clean
+	if got, ok, err := ix.Clean("p"); err != nil || !ok || got != c(10) {
+		t.Fatalf("queued Clean(p) = %v, %v, %v", got, ok, err)
+	}
+	if ix.DeepAt() != (time.Time{}) {
+		t.Fatalf("DeepAt of a new index = %v, want zero", ix.DeepAt())
+	}
+	at := time.Unix(1700000000, 5)
+	if err := ix.SetDeepAt(at); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ix, err = index.Open(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if got, ok, err := ix.Clean(""); err != nil || !ok || got != c(0) {
+		t.Fatalf("Clean(root) after reopen = %v, %v, %v", got, ok, err)
+	}
+	if !ix.DeepAt().Equal(at) {
+		t.Fatalf("DeepAt after reopen = %v, want %v", ix.DeepAt(), at)
+	}
+	if err := ix.Move("p/a", "q", index.Record{Ino: 7, Dir: true}); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]bool{"p/a": false, "p/a/b": false, "p": true, "pa": true} {
+		if _, ok, err := ix.Clean(dir); err != nil || ok != want {
+			t.Errorf("after moving p/a: Clean(%q) found %v, %v; want %v", dir, ok, err, want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

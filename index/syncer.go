@@ -103,7 +103,7 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 			// (Changed within a clock tick, the source directory may
 			// change again with its times unmoved: not recorded.)
 			hs = append(hs, held{sc.Dir, now})
-		} else if e, ok := r.Index.expected(sc.Dir); ok && e == now {
+		} else if e, ok := r.Index.expected(sc.Dir, h.Files[sc.Dir]); ok && e == now {
 			hs = append(hs, held{sc.Dir, e})
 		} else if c, ok, err := r.Index.Clean(sc.Dir); err == nil && ok && c.Dst == now.Dst {
 			hs = append(hs, held{sc.Dir, c})

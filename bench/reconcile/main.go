@@ -5,7 +5,8 @@
 //   - one serial rsync -a --delete of the whole tree (the old nightly job),
 //   - one rsync -a --delete per project in a pool of GOMAXPROCS (the old
 //     script's fix),
-//   - syncer reconcile (standalone: its own queue and worker pool),
+//   - syncer reconcile (standalone: its own queue and worker pool), and
+//     syncer reconcile --deep (every backup entry read),
 //
 // for (a) a cold copy into an empty backup, (b) no change, (c) 1% of the
 // files changed; on a uniform tree and on a skewed one where one project
@@ -94,6 +95,9 @@ func main() {
 			{"rsync", func() { run("rsync", "-a", "--delete", keepTrash, src+"/", dst+"/") }, false},
 			{"rsync/proj", func() { perProject(src, dst) }, false},
 			{"syncer", func() { reconcile(bin, state("syncer"), src, dst) }, false},
+			// Every backup entry read, as one reconcile every
+			// deep_reconcile_interval does.
+			{"syncer --deep", func() { reconcile(bin, state("syncer --deep"), src, dst, "--deep") }, false},
 		}
 		if *flagMeta {
 			tools = append(tools,
@@ -156,6 +160,8 @@ func main() {
 			fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s %14s\n", name, c, cp, fmtDur(times["rsync"]), fmtDur(times["rsync/proj"]),
 				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", times["syncer"].Seconds()/times["rsync"].Seconds()), ratioCp,
 				fmt.Sprintf("%d in %d", rsyncs, *flagRuns))
+			fmt.Printf("%-8s %-10s deep (every backup entry read): syncer --deep %s: %.2fx rsync\n", "", "",
+				fmtDur(times["syncer --deep"]), times["syncer --deep"].Seconds()/times["rsync"].Seconds())
 			if *flagMeta {
 				fmt.Printf("%-8s %-10s fidelity: rsync -aXA %s, syncer without metadata %s: syncer/rsync -aXA %.2fx, cost of fidelity %+.0f%%\n",
 					"", "", fmtDur(times["rsync -aXA"]), fmtDur(times["syncer -meta"]),

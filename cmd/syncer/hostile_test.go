@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"fmt"
 	"net"
 	"net/http"
@@ -84,6 +85,24 @@ func bothPaths(t *testing.T, fn func(t *testing.T, direct bool)) {
 	}
 }
 
+// plant replaces the backup directory at with a symlink to target. The
+// daemon runs meanwhile, and a late job of the converged tree may make the
+// directory again between the removal and the symlink: tried again.
+func plant(t *testing.T, target, at string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		must(t, os.RemoveAll(at))
+		err := os.Symlink(target, at)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, fs.ErrExist) || i == 20 {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func asNobody(t *testing.T, dir, script string) {
 	t.Helper()
 	if out, err := testutil.RunAs(t, dir, script); err != nil {
@@ -103,12 +122,10 @@ func TestHostile_BackupSymlinks(t *testing.T) {
 			h.converge(t)
 			// The directory: a change of one file, and a new one.
 			d := filepath.Join(h.cfg.Dest, "proj", fmt.Sprint("d", i))
-			must(t, os.RemoveAll(d))
-			must(t, os.Symlink(outside, d))
+			plant(t, outside, d)
 			// The project: a new subtree in it.
 			p := filepath.Join(h.cfg.Dest, fmt.Sprint("p", i))
-			must(t, os.RemoveAll(p))
-			must(t, os.Symlink(outside, p))
+			plant(t, outside, p)
 			asNobody(t, h.cfg.Source, fmt.Sprintf("echo changed > proj/d%[1]d/f1 && echo new > proj/d%[1]d/new && mkdir -p p%[1]d/new/sub && echo x > p%[1]d/new/sub/f", i))
 			h.converge(t)
 			intact(t, outside, before, fmt.Sprintf("try %d, backup directory and project replaced by symlinks", i))

@@ -1,0 +1,149 @@
+package reconcile_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/syncer/syncer"
+	"github.com/syncer/syncer/index"
+	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/rsync"
+)
+
+// TestWalk_Trusted: a directory unchanged on both sides since a compare
+// found it equal has its backup entries not read; every change to the
+// source, and every change to a backup directory's entries, is still
+// found; a backup file changed in place is found by a deep walk only.
+func TestWalk_Trusted(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f1": "1", "p/a/f2": "22", "p/a/sub/h": "333", "p/b/g": "4", "q/x": "55"})
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{}); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	opts := reconcile.Options{Source: src, Dest: dst, Index: ix}
+	walk := func(deep bool) reconcile.Plan {
+		t.Helper()
+		// Changes older than a clock tick: what a walk records as equal.
+		time.Sleep(2 * index.Margin)
+		o := opts
+		o.Deep = deep
+		p, err := reconcile.Walk(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Syncs record what they synced, as the workers' do.
+	rec := index.Syncer{Recorder: &index.Recorder{Index: ix, Source: src, Dest: dst}, Next: r}
+	fix := func(p reconcile.Plan) {
+		t.Helper()
+		if _, err := rec.Sync(t.Context(), p.Scopes, syncer.Hints{}); err != nil {
+			t.Fatal(err)
+		}
+		if d := testutil.DiffTrees(src, dst); d != "" {
+			t.Fatal(d)
+		}
+	}
+	const dirs = 7 // "", p, p/a, p/a/sub, p/b, q, and nothing else
+	if p := walk(false); len(p.Scopes) != 0 || p.Trusted != 0 {
+		t.Fatalf("first walk: %v, %d trusted; want nothing to do, nothing trusted (nothing recorded yet)", p.Scopes, p.Trusted)
+	}
+	if p := walk(false); len(p.Scopes) != 0 || p.Trusted != dirs-1 {
+		t.Fatalf("second walk: %v, %d trusted; want nothing to do, %d trusted", p.Scopes, p.Trusted, dirs-1)
+	}
+	write := func(root, rel, data string) {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(root, rel), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	for _, c := range []struct {
+		name   string
+		change func()
+		want   syncer.Scope
+	}{
+		{"source file rewritten in place", func() { write(src, "p/a/f2", "xx") }, syncer.Scope{Dir: "p/a"}},
+		{"source file deleted", func() { rm(t, src, "p/b/g") }, syncer.Scope{Dir: "p/b"}},
+		{"source subdirectory's mode", func() { chmod(t, src, "p/a/sub", 0o700) }, syncer.Scope{Dir: "p/a/sub"}},
+		{"backup file deleted", func() { rm(t, dst, "q/x") }, syncer.Scope{Dir: "q"}},
+		{"backup file added", func() { testutil.WriteTree(t, dst, testutil.Tree{"p/a/sub/planted": "x"}) }, syncer.Scope{Dir: "p/a/sub"}},
+		{"backup directory replaced by a symlink", func() {
+			rm(t, dst, "p/b")
+			if err := os.Symlink("/etc", filepath.Join(dst, "p/b")); err != nil {
+				t.Fatal(err)
+			}
+		}, syncer.Scope{Dir: "p"}},
+	} {
+		c.change()
+		p := walk(false)
+		if !hasScope(p.Scopes, c.want) {
+			t.Fatalf("%s: plan %v lacks %v", c.name, p.Scopes, c.want)
+		}
+		fix(p)
+		walk(false) // records what the fix made equal
+		if p := walk(false); len(p.Scopes) != 0 || p.Trusted != dirs-1 {
+			t.Fatalf("%s, fixed: %v, %d trusted; want nothing to do, %d trusted", c.name, p.Scopes, p.Trusted, dirs-1)
+		}
+	}
+
+	// What a trusted walk does not read: a backup file rewritten in place
+	// (same size, its mtime put back). A deep walk finds it.
+	fi, err := os.Stat(filepath.Join(dst, "p/a/f1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(dst, "p/a/f1", "9")
+	if err := os.Chmod(filepath.Join(dst, "p/a/f1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(dst, "p/a/f1"), fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if p := walk(false); len(p.Scopes) != 0 {
+		t.Fatalf("trusted walk after a backup file's change in place: %v, want nothing (it does not read that file)", p.Scopes)
+	}
+	if p := walk(true); !hasScope(p.Scopes, syncer.Scope{Dir: "p/a"}) || p.Trusted != 0 {
+		t.Fatalf("deep walk: %v, %d trusted; want p/a, nothing trusted", p.Scopes, p.Trusted)
+	}
+}
+
+func hasScope(ss []syncer.Scope, s syncer.Scope) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func rm(t *testing.T, root, rel string) {
+	t.Helper()
+	if err := os.RemoveAll(filepath.Join(root, rel)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func chmod(t *testing.T, root, rel string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(filepath.Join(root, rel), mode); err != nil {
+		t.Fatal(err)
+	}
+}
