@@ -88,6 +88,7 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 	type held struct {
 		dir   string
 		clean Clean
+		whole bool // synced whole: what it lists is found after
 	}
 	var hs []held
 	for _, sc := range scopes {
@@ -99,14 +100,17 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 			continue
 		}
 		now := Clean{Src: Stamp(&ss), Dst: Stamp(&ds)}
-		if h.Files[sc.Dir] == nil && ss.Ctim.Nano() < time.Now().Add(-Margin).UnixNano() {
+		files := h.Files[sc.Dir]
+		if files == nil && ss.Ctim.Nano() < time.Now().Add(-Margin).UnixNano() {
 			// (Changed within a clock tick, the source directory may
 			// change again with its times unmoved: not recorded.)
-			hs = append(hs, held{sc.Dir, now})
-		} else if e, ok := r.Index.expected(sc.Dir, h.Files[sc.Dir]); ok && e == now {
-			hs = append(hs, held{sc.Dir, e})
+			hs = append(hs, held{sc.Dir, now, true})
+		} else if e, ok := r.Index.expected(sc.Dir, files); ok && e.Src == now.Src && e.Dst == now.Dst {
+			hs = append(hs, held{sc.Dir, e, false})
 		} else if c, ok, err := r.Index.Clean(sc.Dir); err == nil && ok && c.Dst == now.Dst {
-			hs = append(hs, held{sc.Dir, c})
+			// Named files only are made (and recorded): the listing holds.
+			c.Listed = c.Listed && files != nil
+			hs = append(hs, held{sc.Dir, c, false})
 		}
 	}
 	if len(hs) == 0 {
@@ -119,10 +123,30 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 			var st unix.Stat_t
 			if dst.Lstat(h.dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				h.clean.Dst = Stamp(&st)
+				if h.whole {
+					h.clean.Listed = r.listed(dst, h.dir)
+				}
 				r.Index.Queue(Update{Dir: h.dir, Clean: &h.clean})
 			}
 		}
 	}
+}
+
+// listed reports whether every entry of the backup directory dir is a
+// regular file or a directory the index holds a record of, of that kind
+// (Clean.Listed).
+func (r *Recorder) listed(dst *osx.Root, dir string) bool {
+	recs, err := r.Index.Dir(dir)
+	if err != nil {
+		return false
+	}
+	ok := true
+	err = dst.ListTypes(dir, func(name string) bool { return dir == "" && name == r.Trash || r.Excludes.MatchIn(dir, name) },
+		func(name string, typ uint32) {
+			rec, has := recs[name]
+			ok = ok && has && (typ == unix.S_IFREG && !rec.Dir || typ == unix.S_IFDIR && rec.Dir)
+		})
+	return ok && err == nil
 }
 
 // Recorder writes the records of synced directories.
@@ -130,10 +154,11 @@ type Recorder struct {
 	Index  *Index
 	Source string
 	// Dest is the local backup's root, where what a Clean says of its
-	// directories is kept through syncs ("": none).
-	Dest     string
-	Excludes *syncer.Excludes
-	Logger   *zap.Logger
+	// directories is kept through syncs ("": none), and Trash the name of
+	// the trash in it, which is no entry of the mirror.
+	Dest, Trash string
+	Excludes    *syncer.Excludes
+	Logger      *zap.Logger
 }
 
 // Record records the regular files of scopes (the files a flat scope's

@@ -526,8 +526,11 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 		return nil // the source dir vanished or was replaced: the watcher reports it
 	}
-	if err == nil && trusted && index.Stamp(&srcSelf) == clean.Src && asRecorded(src, recs) &&
-		w.dst.Lstat(rel, &dstSelf) == nil && index.Stamp(&dstSelf) == clean.Dst {
+	// The backup directory as it was when last known equal: its entries
+	// are the ones the index records (Clean.Listed), each as the source
+	// had it then, and need not be read.
+	dstKept := err == nil && trusted && w.dst.Lstat(rel, &dstSelf) == nil && index.Stamp(&dstSelf) == clean.Dst
+	if dstKept && index.Stamp(&srcSelf) == clean.Src && asRecorded(src, recs) {
 		var kids []task
 		for _, s := range src {
 			if s.isDir {
@@ -543,7 +546,13 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		w.mu.Unlock()
 		return kids
 	}
-	if err == nil {
+	listed := dstKept && clean.Listed && w.fromRecords(rel, src, recs, sc)
+	if listed {
+		dst = sc.dst
+		w.mu.Lock()
+		w.plan.Trusted++
+		w.mu.Unlock()
+	} else if err == nil {
 		sc.dst, dstSelf, err = w.read(w.dst, rel, sc.dst, dstSame)
 		dst = sc.dst
 		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
@@ -646,8 +655,10 @@ func (w *walker) dir(t task, sc *scratch) []task {
 			if s.meta != d.meta {
 				flat, named = true, false // the directory's own attributes are an entry here
 			}
-			kids = append(kids, task{dir: child})
-			if r, ok := recs[s.name]; recs != nil && s.meta == d.meta && (!ok || r != s.rec) {
+			// From the records, its own attributes are its own visit's to
+			// compare when its stamp moved (see asRecorded).
+			kids = append(kids, task{dir: child, own: listed && recs[s.name] != s.rec})
+			if r, ok := recs[s.name]; recs != nil && !listed && s.meta == d.meta && (!ok || r != s.rec) {
 				// Its inode, should it move while syncer is down, and its
 				// stamp as this compare found it equal (see asRecorded).
 				fill.Put[s.name] = s.rec
@@ -678,7 +689,7 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	}
 	if recs != nil && !flat && !differ && !hold && !dstMissing && settled() {
 		// Equal: what both sides are now is recorded.
-		fill.Clean = &index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)}
+		fill.Clean = &index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf), Listed: listed || coveredBy(dst, recs, fill.Put, nil)}
 	}
 	if len(fill.Put) > 0 || fill.Clean != nil {
 		// Queued: many directories a commit, the walk never waits for the disk.
@@ -690,12 +701,72 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		}
 		if changed != nil && recs != nil && !differ && !hold && !dstMissing && settled() {
 			// Equal once the named files are: the job's sync records it.
-			w.opts.Index.Expect(rel, index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)}, changed)
+			c := index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf), Listed: listed || coveredBy(dst, recs, fill.Put, changed)}
+			w.opts.Index.Expect(rel, c, changed)
 		}
 		w.addHeld(syncer.Scope{Dir: rel}, changed, verify, hold)
 	}
 	w.count(rel, int64(len(src)), files, bytes)
 	return kids
+}
+
+// fromRecords fills sc.dst with the backup directory rel as the index
+// records it (see index.Clean.Listed), for the compare with its source
+// entries src: an entry whose record is the source's stamp is as the
+// source has it, any other differs, a record the source lacks is an entry
+// only the backup has. It declines (false) when the source holds an entry
+// of another kind than a file or directory, or a directory without a
+// record of its inode: for those the backup is read.
+func (w *walker) fromRecords(rel string, src []entry, recs map[string]index.Record, sc *scratch) bool {
+	for i := range src {
+		if s := &src[i]; !(s.reg || s.isDir) || s.isDir && !recs[s.name].Dir {
+			return false
+		}
+	}
+	skip := w.excluder(rel)
+	out := sc.dst[:0]
+	for name, r := range recs {
+		if skip(name) {
+			continue
+		}
+		d := entry{name: name, rec: r}
+		d.isDir, d.reg = r.Dir, !r.Dir
+		d.mode, d.size = unix.S_IFREG, -1 // differs from any source file
+		if r.Dir {
+			d.mode, d.size = unix.S_IFDIR, 0
+		}
+		if i, ok := slices.BinarySearchFunc(src, name, func(e entry, n string) int { return strings.Compare(e.name, n) }); ok {
+			s := &src[i]
+			if s.isDir && r.Dir && r.Ino == s.rec.Ino || s.reg && !r.Dir && r.Ctime != index.Unknown && r == s.rec {
+				d.meta = s.meta
+			}
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	sc.dst = out
+	return true
+}
+
+// coveredBy reports whether every backup entry dst is a regular file or a
+// directory with a record (recs, or put now), or one of the regular files
+// named, which the job that syncs them records: the records are then the
+// backup's listing (index.Clean.Listed).
+func coveredBy(dst []entry, recs, put map[string]index.Record, named []string) bool {
+	for i := range dst {
+		d := &dst[i]
+		r, ok := recs[d.name]
+		if p, in := put[d.name]; in {
+			r, ok = p, true
+		}
+		switch {
+		case d.reg && (ok && !r.Dir || slices.ContainsFunc(named, func(f string) bool { return path.Base(f) == d.name })):
+		case d.isDir && ok && r.Dir:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // asRecorded reports whether every entry of a source directory is what
