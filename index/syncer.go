@@ -88,7 +88,6 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 	type held struct {
 		dir   string
 		clean Clean
-		whole bool // synced whole: what it lists is found after
 	}
 	var hs []held
 	for _, sc := range scopes {
@@ -104,13 +103,11 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 		if files == nil && ss.Ctim.Nano() < time.Now().Add(-Margin).UnixNano() {
 			// (Changed within a clock tick, the source directory may
 			// change again with its times unmoved: not recorded.)
-			hs = append(hs, held{sc.Dir, now, true})
+			hs = append(hs, held{sc.Dir, now})
 		} else if e, ok := r.Index.expected(sc.Dir, files); ok && e.Src == now.Src && e.Dst == now.Dst {
-			hs = append(hs, held{sc.Dir, e, false})
+			hs = append(hs, held{sc.Dir, e})
 		} else if c, ok, err := r.Index.Clean(sc.Dir); err == nil && ok && c.Dst == now.Dst {
-			// Named files only are made (and recorded): the listing holds.
-			c.Listed = c.Listed && files != nil
-			hs = append(hs, held{sc.Dir, c, false})
+			hs = append(hs, held{sc.Dir, c})
 		}
 	}
 	if len(hs) == 0 {
@@ -121,11 +118,11 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 		defer dst.Close()
 		for _, h := range hs {
 			var st unix.Stat_t
+			// Stamp, then listing: a change between them leaves a stamp
+			// that no longer matches.
 			if dst.Lstat(h.dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				h.clean.Dst = Stamp(&st)
-				if h.whole {
-					h.clean.Listed = r.listed(dst, h.dir)
-				}
+				h.clean.Listed = r.listed(dst, h.dir)
 				r.Index.Queue(Update{Dir: h.dir, Clean: &h.clean})
 			}
 		}

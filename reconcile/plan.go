@@ -689,7 +689,7 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	}
 	if recs != nil && !flat && !differ && !hold && !dstMissing && settled() {
 		// Equal: what both sides are now is recorded.
-		fill.Clean = &index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf), Listed: listed || coveredBy(dst, recs, fill.Put, nil)}
+		fill.Clean = &index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf), Listed: listed || coveredBy(dst, recs, fill.Put)}
 	}
 	if len(fill.Put) > 0 || fill.Clean != nil {
 		// Queued: many directories a commit, the walk never waits for the disk.
@@ -701,8 +701,7 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		}
 		if changed != nil && recs != nil && !differ && !hold && !dstMissing && settled() {
 			// Equal once the named files are: the job's sync records it.
-			c := index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf), Listed: listed || coveredBy(dst, recs, fill.Put, changed)}
-			w.opts.Index.Expect(rel, c, changed)
+			w.opts.Index.Expect(rel, index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)}, changed)
 		}
 		w.addHeld(syncer.Scope{Dir: rel}, changed, verify, hold)
 	}
@@ -749,20 +748,16 @@ func (w *walker) fromRecords(rel string, src []entry, recs map[string]index.Reco
 }
 
 // coveredBy reports whether every backup entry dst is a regular file or a
-// directory with a record (recs, or put now), or one of the regular files
-// named, which the job that syncs them records: the records are then the
-// backup's listing (index.Clean.Listed).
-func coveredBy(dst []entry, recs, put map[string]index.Record, named []string) bool {
+// directory with a record of that kind (recs, or put now): the records are
+// then the backup's listing (index.Clean.Listed).
+func coveredBy(dst []entry, recs, put map[string]index.Record) bool {
 	for i := range dst {
 		d := &dst[i]
 		r, ok := recs[d.name]
 		if p, in := put[d.name]; in {
 			r, ok = p, true
 		}
-		switch {
-		case d.reg && (ok && !r.Dir || slices.ContainsFunc(named, func(f string) bool { return path.Base(f) == d.name })):
-		case d.isDir && ok && r.Dir:
-		default:
+		if !ok || !(d.reg && !r.Dir || d.isDir && r.Dir) {
 			return false
 		}
 	}
