@@ -325,6 +325,11 @@ func Follow(ctx context.Context, view func() (reconcile.Report, error), done <-c
 		fmt.Fprintf(stdout, "reconcile %s: %s in %s: %d jobs, %d failed; %d files / %s transferred, %d deleted; drift %d files / %s\n",
 			last.ID, last.State, last.Finished.Sub(last.Started).Round(time.Millisecond), last.Jobs, last.Failed,
 			last.Files, FmtBytes(last.Bytes), last.Deleted, last.DriftFiles, FmtBytes(last.DriftBytes))
+		how := fmt.Sprintf("%d of them trusted from the index, their backup entries not read", last.Trusted)
+		if last.Deep {
+			how = "deep: every backup entry read"
+		}
+		fmt.Fprintf(stdout, "  compared %d directories (%s)\n", last.Dirs, how)
 		for _, e := range last.Errors {
 			fmt.Fprintf(stdout, "  failed: %s\n", e)
 		}
