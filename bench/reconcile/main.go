@@ -84,32 +84,49 @@ func main() {
 		}
 		src := filepath.Join(dir, name, "src")
 		generate(src, skew)
-		dst, fresh := newBackup(filepath.Join(dir, name), src)
+		// The other tools share one backup. Each syncer has its own, which
+		// only it writes, as in production (the backup NAS is syncer's):
+		// its index of synced files then knows which directories are as it
+		// left them.
+		backups := map[string]backup{}
+		backupOf := func(t tool) backup {
+			key := ""
+			if strings.HasPrefix(t.name, "syncer") {
+				key = strings.ReplaceAll(t.name, " ", "_")
+			}
+			b, ok := backups[key]
+			if !ok {
+				b.dst, b.fresh = newBackup(filepath.Join(dir, name, "backup"+key), src)
+				backups[key] = b
+			}
+			return b
+		}
 		// Each syncer keeps its state dir from run to run, as the daemon
 		// does (the index of synced files is in it); a cold copy starts
 		// without one, as a new installation does.
 		states := filepath.Join(dir, name, "state")
 		state := func(tool string) string { return filepath.Join(states, strings.ReplaceAll(tool, " ", "_")) }
+		syncerTool := func(name string, extra ...string) tool {
+			return tool{name: name, run: func(dst string) { reconcile(bin, state(name), src, dst, extra...) }, syncer: true}
+		}
 		tools := []tool{
-			{"cp -a", func() { run("cp", "-a", src+"/.", dst) }, true},
-			{"rsync", func() { run("rsync", "-a", "--delete", keepTrash, src+"/", dst+"/") }, false},
-			{"rsync/proj", func() { perProject(src, dst) }, false},
-			{"syncer", func() { reconcile(bin, state("syncer"), src, dst) }, false},
+			{name: "cp -a", run: func(dst string) { run("cp", "-a", src+"/.", dst) }, coldOnly: true},
+			{name: "rsync", run: func(dst string) { run("rsync", "-a", "--delete", keepTrash, src+"/", dst+"/") }},
+			{name: "rsync/proj", run: func(dst string) { perProject(src, dst) }},
+			syncerTool("syncer"),
 			// Every backup entry read, as one reconcile every
 			// deep_reconcile_interval does.
-			{"syncer --deep", func() { reconcile(bin, state("syncer --deep"), src, dst, "--deep") }, false},
+			syncerTool("syncer --deep", "--deep"),
 		}
 		if *flagMeta {
 			tools = append(tools,
-				tool{"rsync -aXA", func() { run("rsync", "-aXA", "--delete", keepTrash, src+"/", dst+"/") }, false},
-				tool{"syncer -meta", func() {
-					reconcile(bin, state("syncer -meta"), src, dst, "--xattrs=false", "--acls=false", "--sparse=false")
-				}, false})
+				tool{name: "rsync -aXA", run: func(dst string) { run("rsync", "-aXA", "--delete", keepTrash, src+"/", dst+"/") }},
+				syncerTool("syncer -meta", "--xattrs=false", "--acls=false", "--sparse=false"))
 		}
 		if *flagLinks {
 			tools = append(tools,
-				tool{"rsync -aXAH", func() { run("rsync", "-aXAH", "--delete", keepTrash, src+"/", dst+"/") }, false},
-				tool{"syncer -H", func() { reconcile(bin, state("syncer -H"), src, dst, "--hard-links") }, false})
+				tool{name: "rsync -aXAH", run: func(dst string) { run("rsync", "-aXAH", "--delete", keepTrash, src+"/", dst+"/") }},
+				syncerTool("syncer -H", "--hard-links"))
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
 			times := map[string]time.Duration{}
@@ -119,15 +136,23 @@ func main() {
 					continue
 				}
 				var ds []time.Duration
+				b := backupOf(t)
+				dst := b.dst
+				// A syncer's backup catches up on the other tools' changes
+				// by a reconcile of its own, untimed; the others' by rsync.
+				catchUp := func() { ensureSynced(src, dst) }
+				if t.syncer {
+					catchUp = func() { t.run(dst); rsyncRuns() }
+				}
 				for range *flagRuns {
 					switch c {
 					case "cold":
-						fresh()
-						check(os.RemoveAll(states))
+						b.fresh()
+						check(os.RemoveAll(state(t.name)))
 					case "nochange":
-						ensureSynced(src, dst)
+						catchUp()
 					case "1%":
-						ensureSynced(src, dst)
+						catchUp()
 						mutate(src, 0.01)
 					}
 					// Start every run from clean page cache state: the
@@ -135,7 +160,7 @@ func main() {
 					run("sync")
 					dropCaches()
 					start := time.Now()
-					t.run()
+					t.run(dst)
 					if c == "cold" {
 						// A backup is done when it is on disk: every tool
 						// pays for its own writeback, not the next one.
@@ -278,8 +303,15 @@ func exit(code int) {
 
 type tool struct {
 	name     string
-	run      func()
+	run      func(dst string)
 	coldOnly bool
+	syncer   bool
+}
+
+// backup is a tool's backup: its root, and what empties it for a cold copy.
+type backup struct {
+	dst   string
+	fresh func()
 }
 
 // generate writes a media-like tree: per project, shots of small sidecar
