@@ -8,7 +8,10 @@
 // was synced (or moved there), kept as they are by a sync of the parent
 // alone; the reconcile walk recognises a directory moved while syncer was
 // down by them, and a move finds the backup's copy of a directory put
-// aside in the trash (Displace).
+// aside in the trash (Displace). Per directory, a Clean says what it was
+// on both sides when last known equal, so that a reconcile need not read
+// it again; a sync keeps it (Syncer), and the time of the last deep
+// compare is kept (DeepAt).
 //
 // One record per path, keyed by its directory and name, so that the
 // records of one directory are read in one range scan: a B+tree file in

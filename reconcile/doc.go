@@ -14,7 +14,12 @@
 // syncer was down: Plan.Moves, made by the job of its new path, carried
 // by the job of the parent it left (held until the walk ends), so that
 // the backup renames instead of copying. A file whose inode and ctime are
-// those recorded has its attributes read on neither side. Runner runs one reconcile: it
+// those recorded has its attributes read on neither side. A directory
+// whose backup side is as the index recorded it when last found equal
+// (index.Clean) is compared with the index's records of its entries
+// instead of the backup's, and not at all when its source side and every
+// entry are as recorded too; a deep walk (Options.Deep, and every
+// RunnerOptions.DeepEvery) reads every backup entry. Runner runs one reconcile: it
 // walks, queues what differs while the walk goes on (the same JOBS queue and
 // workers as watcher events), follows the jobs to their end through the
 // results (Tracker) and keeps a Report of each. Scheduler decides when
