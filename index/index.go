@@ -231,6 +231,13 @@ func key(dir, name string) []byte {
 // root), by name, queued ones included.
 func (ix *Index) Dir(dir string) (map[string]Record, error) {
 	out := map[string]Record{}
+	return out, ix.DirInto(dir, out)
+}
+
+// DirInto is Dir into out, which it empties first: a walk reuses one map
+// from directory to directory.
+func (ix *Index) DirInto(dir string, out map[string]Record) error {
+	clear(out)
 	prefix := key(dir, "")
 	// Under the lock, a commit may run but not end: what it writes is
 	// either read here or still in flushing.
@@ -250,7 +257,7 @@ func (ix *Index) Dir(dir string) (map[string]Record, error) {
 			u.applyTo(out)
 		}
 	}
-	return out, err
+	return err
 }
 
 // Clean returns what Dir was on both sides when its entries were last

@@ -185,10 +185,11 @@ func (r *Recorder) Record(scopes []syncer.Scope, h syncer.Hints, start time.Time
 	}
 }
 
-// Suspects lists the regular files of the flat scopes (those a job names,
-// when it names some) whose record has their size and mtime but not their
-// ctime or inode: rewritten since the sync that recorded them, in a way a
-// size-and-mtime compare does not see.
+// Suspects lists the regular files of the flat scopes whose record has
+// their size and mtime but not their ctime or inode: rewritten since the
+// sync that recorded them, in a way a size-and-mtime compare does not see.
+// Scopes whose jobs name their files are left out: the reconcile walk that
+// named them put those in the jobs' Verify.
 func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 	if r == nil || r.Index == nil {
 		return nil
@@ -200,8 +201,10 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 	defer src.Close()
 	var out []string
 	for _, sc := range scopes {
-		if sc.Recursive {
-			continue // new subtrees are copied whole
+		if sc.Recursive || h.Files[sc.Dir] != nil {
+			// New subtrees are copied whole; named files come from a
+			// reconcile walk, which compared them with their records.
+			continue
 		}
 		recs, err := r.Index.Dir(sc.Dir)
 		if err != nil || len(recs) == 0 {

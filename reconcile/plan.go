@@ -319,6 +319,7 @@ func (w *walker) push(t task) {
 type scratch struct {
 	src, dst []entry
 	same     map[string]bool // source files the index says are as synced
+	recs     map[string]index.Record
 }
 
 func (w *walker) work(ctx context.Context) {
@@ -478,8 +479,11 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	var recs map[string]index.Record
 	var fill index.Update
 	if w.opts.Index != nil {
-		var err error
-		if recs, err = w.opts.Index.Dir(rel); err != nil {
+		if sc.recs == nil {
+			sc.recs = map[string]index.Record{}
+		}
+		recs = sc.recs // this visit's alone
+		if err := w.opts.Index.DirInto(rel, recs); err != nil {
 			w.fail(fmt.Errorf("read the index: %w", err))
 			return nil
 		}

@@ -224,7 +224,8 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 	undo = append(undo, stopResults)
 
 	// The pool outlives the producers so that their last jobs settle. A
-	// standalone reconcile starts it with its first jobs queued.
+	// standalone reconcile opens all this once its walk finds work, and the
+	// pool is then ready when the walk's first jobs are queued.
 	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
 	poolDone := make(chan error, 1)
 	d.startPool = sync.OnceFunc(func() {
@@ -234,9 +235,7 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		}
 		go func() { poolDone <- d.pool.Run(poolCtx) }()
 	})
-	if !d.oneShot {
-		d.startPool()
-	}
+	d.startPool()
 	undo = append(undo, func() { stopPool(); d.startPool(); <-poolDone })
 	if !d.oneShot {
 		stopAPI, err := d.serveAPI()
