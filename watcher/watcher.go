@@ -383,7 +383,13 @@ func (w *Watcher) run(ctx context.Context, pub Publisher) (replaced bool, err er
 	for {
 		select {
 		case <-ctx.Done():
-			w.publish(context.WithoutCancel(ctx), pub) // best effort: hand over what was seen
+			// Best effort: hand over what was seen, within handOver in all
+			// (a queue that cannot store, its disk full, would otherwise
+			// hold the stop for a publish timeout per event); the next
+			// start's reconcile covers what is not.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handOver)
+			w.publish(hctx, pub)
+			cancel()
 			return false, nil
 		case evs, ok := <-fanEvents:
 			if !ok {
@@ -561,6 +567,9 @@ func (w *Watcher) OpenBelow(scopes ...syncer.Scope) []string {
 	}
 	return out
 }
+
+// handOver bounds the publish of what a stopping watcher saw.
+const handOver = 5 * time.Second
 
 func (w *Watcher) publish(ctx context.Context, pub Publisher) {
 	for id, a := range w.away {
