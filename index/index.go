@@ -490,18 +490,11 @@ func (ix *Index) Move(from, to string, rec Record) error {
 			return err
 		}
 		for _, prefix := range [][]byte{key(from, ""), []byte(from + "/")} {
-			var gone [][]byte
-			c := b.Cursor()
-			for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
-				gone = append(gone, slices.Clone(k))
-			}
-			for _, k := range gone {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
+			if err := deletePrefix(b, prefix); err != nil {
+				return err
 			}
 		}
-		if err := dropTree(tx.Bucket(cleans), from); err != nil {
+		if err := deletePrefix(tx.Bucket(cleans), cleanKey(from)); err != nil {
 			return err
 		}
 		if to == "" {
@@ -515,9 +508,8 @@ func (ix *Index) Move(from, to string, rec Record) error {
 // those of a subtree share its prefix (and the root's is not empty).
 func cleanKey(dir string) []byte { return []byte(dir + "/") }
 
-// dropTree deletes from b the Clean records of dir and below.
-func dropTree(b *bolt.Bucket, dir string) error {
-	prefix := cleanKey(dir)
+// deletePrefix deletes from b the keys that start with prefix.
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	var gone [][]byte
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {

@@ -93,11 +93,9 @@ func newReconcileCmd(stdout, stderr io.Writer) *cobra.Command {
 (type, size, mtime to the nanosecond, mode, owner, symlink target) and syncs
 only what differs, in balanced partitions spread over every worker. It is
 the backstop for what the watcher cannot see and the replacement for a
-nightly full rsync. A directory the index of synced files says is unchanged
-on both sides since it was last found equal (its own times and inode on
-each side, and each source entry's) has its backup entries not read; a
-deep reconcile (--deep, and one every deep_reconcile_interval) reads them
-all, which also finds a backup file someone changed in place.
+nightly full rsync. Directories the index says are unchanged on both sides
+since last found equal are not read on the backup; --deep (and one reconcile
+every deep_reconcile_interval) reads every backup entry.
 
 When a 'syncer run' daemon runs for the same state dir, reconcile asks it
 (its workers do the work) and follows its progress; otherwise it starts its

@@ -54,20 +54,8 @@ func (r *Root) ListTypes(rel string, skip func(name string) bool, fn func(name s
 		return err
 	}
 	defer unix.Close(fd)
-	buf := dirBufs.Get().(*dirBuf)
-	defer dirBufs.Put(buf)
-	for {
-		n, err := unix.Getdents(fd, buf.b[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "readdir", Path: r.Join(rel), Err: err}
-		}
-		if n <= 0 {
-			return nil
-		}
-		for b := buf.b[:n]; len(b) >= 19; {
+	return readDirents(fd, r.Join(rel), func(_ *dirBuf, b []byte) error {
+		for len(b) >= 19 {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
 			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
 			if reclen < 19 || reclen > len(b) {
@@ -90,6 +78,30 @@ func (r *Root) ListTypes(rel string, skip func(name string) bool, fn func(name s
 				typ = st.Mode & unix.S_IFMT
 			}
 			fn(nm, typ)
+		}
+		return nil
+	})
+}
+
+// readDirents reads the open directory fd with getdents on a pooled
+// buffer, handing fn each batch of raw entries (and the buffer, whose
+// names slice fn may reuse); path is for messages.
+func readDirents(fd int, path string, fn func(buf *dirBuf, b []byte) error) error {
+	buf := dirBufs.Get().(*dirBuf)
+	defer dirBufs.Put(buf)
+	for {
+		n, err := unix.Getdents(fd, buf.b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "readdir", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return nil
+		}
+		if err := fn(buf, buf.b[:n]); err != nil {
+			return err
 		}
 	}
 }
@@ -117,24 +129,10 @@ func dtype(t byte) uint32 {
 
 // ListFd is ListDir on an open directory; path is for messages.
 func ListFd(fd int, path string, skip func(name string) bool, fn func(dirfd int, name string, st *unix.Stat_t)) error {
-	buf := dirBufs.Get().(*dirBuf)
-	defer dirBufs.Put(buf)
-	for {
-		n, err := unix.Getdents(fd, buf.b[:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return &os.PathError{Op: "readdir", Path: path, Err: err}
-		}
-		if n <= 0 {
-			return nil
-		}
-		_, _, buf.names = unix.ParseDirent(buf.b[:n], -1, buf.names[:0])
-		if err := StatFd(fd, path, buf.names, skip, fn); err != nil {
-			return err
-		}
-	}
+	return readDirents(fd, path, func(buf *dirBuf, b []byte) error {
+		_, _, buf.names = unix.ParseDirent(b, -1, buf.names[:0])
+		return StatFd(fd, path, buf.names, skip, fn)
+	})
 }
 
 // StatAt is ListDir for the given names only: those that do not exist are
