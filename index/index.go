@@ -231,21 +231,27 @@ func key(dir, name string) []byte {
 // root), by name, queued ones included.
 func (ix *Index) Dir(dir string) (map[string]Record, error) {
 	out := map[string]Record{}
-	return out, ix.DirInto(dir, out)
+	_, _, err := ix.DirInto(dir, out)
+	return out, err
 }
 
-// DirInto is Dir into out, which it empties first: a walk reuses one map
-// from directory to directory.
-func (ix *Index) DirInto(dir string, out map[string]Record) error {
+// DirInto is Dir into out, which it empties first (a walk reuses one map
+// from directory to directory), and dir's Clean, read in the same
+// transaction.
+func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error) {
 	clear(out)
 	prefix := key(dir, "")
 	// Under the lock, a commit may run but not end: what it writes is
 	// either read here or still in flushing.
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	c, cok := ix.queuedClean(dir)
 	err := ix.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(files).Cursor()
-		for k, v := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+		if !cok {
+			c, cok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
+		}
+		cur := tx.Bucket(files).Cursor()
+		for k, v := cur.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = cur.Next() {
 			if r, ok := parse(v); ok {
 				out[string(k[len(prefix):])] = r
 			}
@@ -257,7 +263,7 @@ func (ix *Index) DirInto(dir string, out map[string]Record) error {
 			u.applyTo(out)
 		}
 	}
-	return err
+	return c, cok, err
 }
 
 // Clean returns what Dir was on both sides when its entries were last
@@ -265,18 +271,26 @@ func (ix *Index) DirInto(dir string, out map[string]Record) error {
 func (ix *Index) Clean(dir string) (Clean, bool, error) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	for _, q := range []map[string]Update{ix.pending, ix.flushing} {
-		if u, ok := q[dir]; ok && u.Clean != nil {
-			return *u.Clean, true, nil
-		}
+	c, ok := ix.queuedClean(dir)
+	if ok {
+		return c, true, nil
 	}
-	var c Clean
-	var ok bool
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		c, ok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
 		return nil
 	})
 	return c, ok, err
+}
+
+// queuedClean is dir's Clean among the updates not yet committed, newest
+// first; ix.mu is held.
+func (ix *Index) queuedClean(dir string) (Clean, bool) {
+	for _, q := range []map[string]Update{ix.pending, ix.flushing} {
+		if u, ok := q[dir]; ok && u.Clean != nil {
+			return *u.Clean, true
+		}
+	}
+	return Clean{}, false
 }
 
 // maxExpect bounds what Expect keeps: past it (jobs that never ran), it

@@ -478,15 +478,22 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	// What the index says of this directory's files, and what it lacks.
 	var recs map[string]index.Record
 	var fill index.Update
+	var clean index.Clean
+	var trusted bool
 	if w.opts.Index != nil {
 		if sc.recs == nil {
 			sc.recs = map[string]index.Record{}
 		}
 		recs = sc.recs // this visit's alone
-		if err := w.opts.Index.DirInto(rel, recs); err != nil {
+		var err error
+		if clean, trusted, err = w.opts.Index.DirInto(rel, recs); err != nil {
 			w.fail(fmt.Errorf("read the index: %w", err))
 			return nil
 		}
+		// What the directory was on both sides when its entries were last
+		// known equal: while that holds, the backup's are not read
+		// (index.Clean). A deep walk reads them anyway.
+		trusted = trusted && w.dst != nil && !w.opts.Deep
 		fill = index.Update{Dir: rel, Put: map[string]index.Record{}}
 	}
 	// A file whose inode and ctime are those recorded when it was synced,
@@ -506,17 +513,6 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		return false
 	}
 	dstSame := func(name string, _ *unix.Stat_t) bool { return sc.same[name] }
-	// What the directory was on both sides when its entries were last
-	// known equal: while that holds, the backup's are not read (index.Clean).
-	var clean index.Clean
-	var trusted bool
-	if w.opts.Index != nil && w.dst != nil && !w.opts.Deep {
-		var err error
-		if clean, trusted, err = w.opts.Index.Clean(rel); err != nil {
-			w.fail(fmt.Errorf("read the index: %w", err))
-			return nil
-		}
-	}
 	var srcSelf, dstSelf unix.Stat_t
 	var err error
 	// A directory changed within a clock tick of being read may change
