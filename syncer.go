@@ -61,9 +61,9 @@ type Job struct {
 	Open []string
 	// Files, set by a reconcile on a non-recursive scope, are the regular
 	// files of Scope.Dir (paths relative to the source root) that it found
-	// new or changed when nothing else there differed. The job covers only
-	// them and the directory's own attributes, so a worker need not list
-	// the whole directory again. Such a job travels apart from the jobs
+	// new, changed, or on the backup only (to delete) when nothing else
+	// there differed. The job covers only them and the directory's own
+	// attributes, so a worker need not list the whole directory again. Such a job travels apart from the jobs
 	// that cover a whole directory and never replaces one.
 	Files []string
 	// Verify, set by a reconcile, are regular files of Scope.Dir that are

@@ -242,21 +242,41 @@ func (t *trees) trashDir(rel string) (int, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if fd, ok := t.made[d]; ok {
-		return dup(fd)
-	}
-	fd, err := mkdirAll(t.dst, d)
+	fd, err := t.made1(d)
 	if err != nil {
 		return -1, fmt.Errorf("trash: %w", err)
 	}
-	// Kept for the next entry displaced beside it: the stamp is this
-	// call's alone, so nobody else renames what is below it.
+	return dup(fd)
+}
+
+// made1 returns the trash directory d (a path below the backup root),
+// made if missing, from the nearest of its parents made before: each is
+// made and opened once per call, kept open for the next entry displaced
+// beside it (the stamp is this call's alone, so nobody else renames what
+// is below it). t.mu is held.
+func (t *trees) made1(d string) (int, error) {
+	if fd, ok := t.made[d]; ok {
+		return fd, nil
+	}
+	parent := t.dst.Fd()
+	if i := strings.LastIndexByte(d, '/'); i >= 0 {
+		var err error
+		if parent, err = t.made1(d[:i]); err != nil {
+			return -1, err
+		}
+	}
+	name := d[strings.LastIndexByte(d, '/')+1:]
+	if err := unix.Mkdirat(parent, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, &os.PathError{Op: "mkdir", Path: t.dst.Join(d), Err: err}
+	}
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: t.dst.Join(d), Err: err}
+	}
 	if t.made == nil {
 		t.made = map[string]int{}
 	}
-	if keep, err := dup(fd); err == nil {
-		t.made[d] = keep
-	}
+	t.made[d] = fd
 	return fd, nil
 }
 

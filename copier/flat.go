@@ -52,7 +52,8 @@ const bigFile = 1 << 20
 //
 // When files is not nil and the scope is not recursive, SyncFlat looks only
 // at those (paths relative to the source root, see syncer.Job.Files) and at
-// dir itself, without listing dir: done then says that they are in place.
+// dir itself, without listing dir: done then says that they are in place
+// (copied, or deleted where the source no longer has them).
 //
 // For a recursive scope, done also needs a directory without
 // subdirectories on either side: then the scope holds nothing more.

@@ -362,6 +362,9 @@ type Update struct {
 	// Exact says that Put is every file of Dir now: records of other
 	// names are removed.
 	Exact bool
+	// Drop names entries of Dir whose records are removed (files gone
+	// from the source), before Put.
+	Drop []string
 	// Clean, when set, is Dir's new Clean.
 	Clean *Clean
 }
@@ -374,6 +377,9 @@ func (u Update) applyTo(recs map[string]Record) {
 				delete(recs, name)
 			}
 		}
+	}
+	for _, name := range u.Drop {
+		delete(recs, name)
 	}
 	for name, r := range u.Put {
 		recs[name] = r
@@ -389,12 +395,28 @@ func (u Update) then(v Update) Update {
 		return v
 	}
 	put := make(map[string]Record, len(u.Put)+len(v.Put))
-	for _, p := range []map[string]Record{u.Put, v.Put} {
-		for name, r := range p {
-			put[name] = r
+	for name, r := range u.Put {
+		put[name] = r
+	}
+	var drop []string
+	for _, name := range u.Drop {
+		if !slices.Contains(v.Drop, name) {
+			if _, again := v.Put[name]; !again {
+				drop = append(drop, name)
+			}
 		}
 	}
-	return Update{Dir: u.Dir, Put: put, Exact: u.Exact, Clean: v.Clean}
+	for _, name := range v.Drop {
+		delete(put, name)
+		drop = append(drop, name)
+	}
+	for name, r := range v.Put {
+		put[name] = r
+	}
+	if u.Exact {
+		drop = nil // put is every record
+	}
+	return Update{Dir: u.Dir, Put: put, Exact: u.Exact, Drop: drop, Clean: v.Clean}
 }
 
 // Queue adds updates to be committed within FlushEvery; Dir reads them at
@@ -476,6 +498,11 @@ func (ix *Index) commit(batch map[string]Update) error {
 					if err := b.Delete(k); err != nil {
 						return err
 					}
+				}
+			}
+			for _, name := range u.Drop {
+				if err := b.Delete(key(u.Dir, name)); err != nil {
+					return err
 				}
 			}
 			for name, r := range u.Put {

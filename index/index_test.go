@@ -76,6 +76,27 @@ func TestIndex(t *testing.T) {
 	if got, _ := ix.Dir("q"); got["c"] != b {
 		t.Fatalf("the record queued before Close: %v", got)
 	}
+	// Drop removes a committed record and a queued one; a later Put of a
+	// dropped name brings it back; the rest of the directory stays.
+	ix.Queue(index.Update{Dir: "q", Put: map[string]index.Record{"d": a, "e": a}})
+	ix.Queue(index.Update{Dir: "q", Drop: []string{"c", "d", "e"}})
+	ix.Queue(index.Update{Dir: "q", Put: map[string]index.Record{"e": b}})
+	if got, _ := ix.Dir("q"); len(got) != 1 || got["e"] != b {
+		t.Fatalf("queued Drop: %v", got)
+	}
+	if err := ix.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ix.Dir("q"); len(got) != 1 || got["e"] != b {
+		t.Fatalf("committed Drop: %v", got)
+	}
+	ix.Queue(index.Update{Dir: "q", Drop: []string{"e"}})
+	if err := ix.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ix.Dir("q"); len(got) != 0 {
+		t.Fatalf("Drop of a committed record: %v", got)
+	}
 	ix.Close()
 	// A damaged file is moved aside and the index starts anew.
 	if err := os.WriteFile(path, []byte(strings.Repeat("not a b+tree ", 1000)), 0o600); err != nil {

@@ -281,8 +281,20 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 			}
 		}
 		if files := h.Files[dir]; files != nil && !sc.Recursive {
+			// Only the named files: those gone from the source (deleted
+			// on the backup by the sync) lose their records.
 			u.Exact = false
-			err = src.StatAt(dir, namesIn(dir, files), r.skip(dir), add)
+			names := namesIn(dir, files)
+			seen := make(map[string]bool, len(names))
+			err = src.StatAt(dir, names, r.skip(dir), func(fd int, name string, st *unix.Stat_t) {
+				seen[name] = true
+				add(fd, name, st)
+			})
+			for _, name := range names {
+				if prev, had := old[name]; had && !prev.Dir && !seen[name] {
+					u.Drop = append(u.Drop, name)
+				}
+			}
 		} else {
 			err = src.ListDir(dir, r.skip(dir), add)
 		}

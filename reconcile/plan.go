@@ -65,6 +65,13 @@ type Options struct {
 	// (index.Clean): what also finds a backup file someone changed in
 	// place. Without an index, every walk is deep.
 	Deep bool
+	// Kept takes a flat scope (Scopes) whose directory is, on both sides,
+	// what its index.Clean says, and whose own attributes are equal, as
+	// equal without reading its entries: what a reconcile's verify asks
+	// of the directories its jobs synced, which the sync certified after
+	// making them equal (index.Syncer). A file rewritten in place since
+	// is not seen; the watcher reports it, or the next reconcile finds it.
+	Kept bool
 	// Concurrency bounds parallel directory reads. Metadata latency, not CPU,
 	// bounds a walk on a NAS, so the default is well above the core count.
 	Concurrency int
@@ -72,7 +79,8 @@ type Options struct {
 	// directory is compared, so that syncing starts while the walk goes on;
 	// those scopes are then counted in Plan.Streamed, not listed in
 	// Plan.Scopes. files, when not nil, are the only entries that differ
-	// there: regular files, new or changed (see syncer.Job.Files). It is
+	// there: regular files, new, changed or only on the backup (see
+	// syncer.Job.Files). It is
 	// called from several goroutines at once. verify are the files whose
 	// content must be compared (see syncer.Job.Verify).
 	OnScope func(s syncer.Scope, files, verify []string)
@@ -480,6 +488,9 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	var fill index.Update
 	var clean index.Clean
 	var trusted bool
+	if t.flat && w.opts.Kept && w.opts.Index != nil && w.dst != nil && !w.opts.Deep && w.kept(rel) {
+		return nil
+	}
 	if w.opts.Index != nil {
 		if sc.recs == nil {
 			sc.recs = map[string]index.Record{}
@@ -577,8 +588,9 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	var files, bytes int64
 	flat := false
 	var verify []string
-	// changed lists the regular files that differ while nothing else
-	// does, up to a bound: a job naming them spares its worker a listing.
+	// changed lists the regular files that differ, or that only the
+	// backup has, while nothing else does, up to a bound: a job naming
+	// them spares its worker a listing.
 	var changed []string
 	named, size := true, 0
 	name := func(child string, reg bool) {
@@ -596,7 +608,11 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	// Both sides are sorted by name: one merge pass.
 	for i, j := 0, 0; i < len(src) || j < len(dst); {
 		if i == len(src) || (j < len(dst) && dst[j].name < src[i].name) {
-			flat, named = true, false // only in the backup: to delete
+			// Only in the backup: to delete. A regular file is named, so
+			// that the job looks at it alone; anything else, the whole
+			// directory.
+			flat = true
+			name(syncer.Join(rel, dst[j].name), dst[j].reg)
 			if r, ok := recs[dst[j].name]; ok && r.Dir && dst[j].isDir {
 				w.mu.Lock()
 				w.gone[r.Ino] = syncer.Join(rel, dst[j].name)
@@ -788,6 +804,49 @@ func asRecorded(src []entry, recs map[string]index.Record) bool {
 		default:
 			return false
 		}
+	}
+	return true
+}
+
+// kept reports whether the directory rel is, on both sides, what its
+// index.Clean says, its own attributes equal (Options.Kept); counted as
+// trusted. Each side is opened once: its stamp and attributes from there.
+func (w *walker) kept(rel string) bool {
+	c, ok, err := w.opts.Index.Clean(rel)
+	if err != nil || !ok {
+		return false
+	}
+	var s, d unix.Stat_t
+	var sx, dx uint64
+	if !selfOf(w.src, rel, w.opts.Keep, &s, &sx) || !selfOf(w.dst, rel, w.opts.Keep, &d, &dx) ||
+		index.Stamp(&s) != c.Src || index.Stamp(&d) != c.Dst || sx != dx ||
+		s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano() {
+		return false
+	}
+	w.count(rel, 0, 0, 0)
+	w.mu.Lock()
+	w.plan.Trusted++
+	w.mu.Unlock()
+	return true
+}
+
+// selfOf reads the directory rel's own stat and the sum of its extended
+// attributes of kinds keep, through one descriptor.
+func selfOf(root *osx.Root, rel string, keep xattr.Kind, st *unix.Stat_t, xsum *uint64) bool {
+	fd, err := root.OpenDir(rel)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if unix.Fstat(fd, st) != nil {
+		return false
+	}
+	if keep != xattr.None {
+		x, err := xattr.Fd(fd).List(keep)
+		if err != nil {
+			return false
+		}
+		*xsum = xattr.Sum(x)
 	}
 	return true
 }

@@ -203,9 +203,10 @@ func TestWalk_OnScope(t *testing.T) {
 	if d := cmp.Diff([]syncer.Scope{{Dir: ""}, {Dir: "p"}, {Dir: "p/a"}, {Dir: "q"}}, got); d != "" {
 		t.Errorf("streamed scopes mismatch (-want +got):\n%s", d)
 	}
-	// Only in p/a is a changed file all that differs: a deletion (q), a
-	// subdirectory's attributes (p, and the root) cover the directory.
-	if d := cmp.Diff(map[string][]string{"p/a": {"p/a/f"}}, files); d != "" {
+	// In p/a a changed file is all that differs, in q a new file and one
+	// only the backup has: named. A subdirectory's attributes (p, and the
+	// root) cover the directory.
+	if d := cmp.Diff(map[string][]string{"p/a": {"p/a/f"}, "q": {"q/gone", "q/x"}}, files); d != "" {
 		t.Errorf("named files mismatch (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff([]syncer.Scope{{Dir: "p/new", Recursive: true}}, p.Scopes); d != "" {

@@ -405,9 +405,12 @@ const verifyRounds = 3
 // after verifyRounds is reported as a failure.
 func (r *Runner) verify(ctx context.Context, id string, t *Tracker, scopes []syncer.Scope, sum Summary) (Summary, []string, error) {
 	opts := r.opts.Walk
-	opts.Scopes = scopes
+	opts.Scopes, opts.Kept = scopes, true
 	for round := 1; ; round++ {
+		t0 := time.Now()
 		plan, err := Walk(ctx, opts)
+		r.log.Debug("verify walk done", zap.Int("round", round), zap.Int64("dirs", plan.Dirs), zap.Int64("trusted", plan.Trusted),
+			zap.Int("differ", len(plan.Scopes)), zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(err))
 		if err != nil || len(plan.Scopes) == 0 {
 			return sum, nil, err
 		}

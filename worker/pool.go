@@ -336,19 +336,31 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 		p.followUp(log, scopes, syncer.ReasonVanished)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
+	// Each settle waits for the queue to confirm its ack: a batch's are
+	// confirmed together, not one after the other.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, settlers)
 	for _, c := range claims {
 		for _, d := range c.ds {
-			switch {
-			case open != nil && open.Covers(d.Job.Scope):
-				p.later(log, d, open)
-			case part != nil && part.Has(c.scope):
-				p.settle(log, d, run, st, part.Err, start, took, len(claims))
-			default:
-				p.settle(log, d, run, st, err, start, took, len(claims))
-			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				switch {
+				case open != nil && open.Covers(d.Job.Scope):
+					p.later(log, d, open)
+				case part != nil && part.Has(c.scope):
+					p.settle(log, d, run, st, part.Err, start, took, len(claims))
+				default:
+					p.settle(log, d, run, st, err, start, took, len(claims))
+				}
+			})
 		}
 	}
+	wg.Wait()
 }
+
+// settlers bounds the jobs of one run settled at once.
+const settlers = 16
 
 // later sends back a job whose run left out files still being written: a
 // second after the first time, then less and less often, up to every 30 s.
