@@ -29,8 +29,11 @@ type trees struct {
 	src, dst *osx.Root
 	trash    string         // the trash directory's name, "" for none
 	stamp    string         // where this call's displaced entries go below trash
-	mu       sync.Mutex     // guards made: a call's copies run in parallel
+	mu       sync.Mutex     // guards made and displaced: a call's copies run in parallel
 	made     map[string]int // trash directories open, by path below the backup root
+	// displaced are the entries moved or linked into the trash, by path
+	// below the stamp's directory: the manifest's lines.
+	displaced []string
 }
 
 func (c *Copier) open() (*trees, error) {
@@ -46,11 +49,11 @@ func (c *Copier) open() (*trees, error) {
 	return &trees{src: src, dst: dst, trash: c.opts.Trash, stamp: versions.Stamp(c.now())}, nil
 }
 
-// close records what the call displaced (versions.Record) and closes the roots.
+// close records what the call displaced (versions.RecordOnly) and closes the roots.
 func (t *trees) close() error {
 	var err error
-	if t.trash != "" {
-		err = versions.Record(t.dst, t.trash, t.stamp)
+	if t.trash != "" && len(t.displaced) > 0 {
+		err = versions.RecordOnly(t.dst, t.trash, t.stamp, t.displaced)
 	}
 	for _, fd := range t.made {
 		unix.Close(fd)
@@ -249,6 +252,13 @@ func (t *trees) trashDir(rel string) (int, error) {
 	return dup(fd)
 }
 
+// displace notes rel (below the stamp's directory) for the manifest.
+func (t *trees) displace(rel string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.displaced = append(t.displaced, rel)
+}
+
 // made1 returns the trash directory d (a path below the backup root),
 // made if missing, from the nearest of its parents made before: each is
 // made and opened once per call, kept open for the next entry displaced
@@ -317,5 +327,6 @@ func (t *trees) evict(rel string) (at string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("move %s into the trash: %w", dst.Join(rel), err)
 	}
+	t.displace(path.Join(syncer.Parent(rel), to))
 	return path.Join(t.trash, t.stamp, syncer.Parent(rel), to), nil
 }

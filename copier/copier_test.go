@@ -10,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/copier"
+	"github.com/syncer/syncer/internal/osx"
 	"github.com/syncer/syncer/internal/testutil"
+	"github.com/syncer/syncer/versions"
 )
 
 // TestCopier_Copy checks that a copied subtree equals its source the way
@@ -164,6 +168,19 @@ func TestCopier_SyncFlat(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(dst, ".trash/2026-11-22T120000.000000000Z/p/a/old")); l != "before" {
 		t.Errorf("the replaced symlink in the trash = %q, %v", l, err)
+	}
+	// The manifests the two calls wrote (of what each displaced, in one
+	// stamp) list what a walk of the trash finds.
+	root, err := osx.OpenRoot(dst)
+	must(t, err)
+	defer root.Close()
+	fromManifest, err := versions.List(root, ".trash", "p")
+	must(t, err)
+	must(t, os.Remove(filepath.Join(dst, ".trash/2026-11-22T120000.000000000Z"+versions.ManifestSuffix)))
+	walked, err := versions.List(root, ".trash", "p")
+	must(t, err)
+	if d := cmp.Diff(walked, fromManifest); d != "" || len(walked) < 4 {
+		t.Errorf("versions from the manifest differ from the trash's (-walked +manifest):\n%s", d)
 	}
 	// Left to rsync: a FIFO; a deletion with no trash, or under a cap.
 	must(t, syscall.Mkfifo(filepath.Join(src, "p/a/fifo"), 0o600))

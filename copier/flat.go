@@ -466,5 +466,8 @@ func (t *trees) toTrash(dfd int, dir, name string) error {
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("trash: %w", err)
 	}
+	if err == nil {
+		t.displace(join(dir, name))
+	}
 	return nil
 }

@@ -245,6 +245,32 @@ func TestGuard_IdentityRemount(t *testing.T) {
 	}
 }
 
+// TestIdentify_Mounts checks, as root, that the mount table Identify
+// keeps is read again after every mount and unmount: a filesystem mounted
+// on the source root, or taken away, shows in the next identity.
+func TestIdentify_Mounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	for i := range 3 {
+		before, err := guard.Identify(dir)
+		if err != nil || before.IsMount {
+			t.Fatalf("round %d, not mounted: %+v, %v", i, before, err)
+		}
+		if again, _ := guard.Identify(dir); again != before {
+			t.Fatalf("round %d: the same tree identified twice differs: %+v, %+v", i, before, again)
+		}
+		must(t, syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"))
+		on, err := guard.Identify(dir)
+		if err != nil || !on.IsMount || on.FSName != "tmpfs" || on.Mount != dir {
+			syscall.Unmount(dir, 0)
+			t.Fatalf("round %d, tmpfs mounted there: %+v, %v", i, on, err)
+		}
+		must(t, syscall.Unmount(dir, 0))
+	}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

@@ -1,13 +1,14 @@
 package guard
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,37 +89,95 @@ type mount struct{ point, source, fstype string }
 // mountOf finds the mount holding path: the longest mount point that is
 // path or an ancestor of it, on device dev.
 func mountOf(path, dev string) (mount, bool) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ents, err := mounts.entries()
 	if err != nil {
 		return mount{}, false
 	}
-	defer f.Close()
 	var best mount
 	found := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root point options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) || fields[2] != dev {
-			continue
-		}
-		p := unescape(fields[4])
-		if p != path && p != "/" && !strings.HasPrefix(path, p+"/") {
+	for _, e := range ents {
+		p := e.point
+		if e.dev != dev || p != path && p != "/" && !strings.HasPrefix(path, p+"/") {
 			continue
 		}
 		if !found || len(p) >= len(best.point) {
-			best, found = mount{point: p, fstype: fields[sep+1], source: unescape(fields[sep+2])}, true
+			best, found = e.mount, true
 		}
 	}
 	return best, found
+}
+
+// mounts is this process's mount table, read again only once the kernel
+// says it changed. The guard asks before every batch of jobs, and reading
+// and parsing /proc/self/mountinfo each time cost a reconcile some 3 % of
+// its CPU.
+var mounts mountTable
+
+// mountTable keeps /proc/self/mountinfo open: a mount or unmount since the
+// last read makes poll report POLLPRI on it (proc(5)), and the table is
+// read anew.
+type mountTable struct {
+	mu   sync.Mutex
+	fd   int // open while read is set
+	ents []mountEntry
+	read bool
+}
+
+type mountEntry struct {
+	dev string // major:minor
+	mount
+}
+
+func (t *mountTable) entries() ([]mountEntry, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.read {
+		fds := []unix.PollFd{{Fd: int32(t.fd), Events: unix.POLLPRI}}
+		if n, err := unix.Poll(fds, 0); err == nil && n == 0 {
+			return t.ents, nil
+		}
+		unix.Close(t.fd)
+		t.read = false
+	}
+	// Opened before it is read: a change from here on shows in the next poll.
+	fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/proc/self/mountinfo", Err: err}
+	}
+	var b []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			unix.Close(fd)
+			return nil, &os.PathError{Op: "read", Path: "/proc/self/mountinfo", Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		b = append(b, buf[:n]...)
+	}
+	t.ents = parseMountinfo(b)
+	t.fd, t.read = fd, true
+	return t.ents, nil
+}
+
+// parseMountinfo reads the lines of /proc/self/mountinfo:
+// id parent major:minor root point options [optional...] - fstype source superoptions
+func parseMountinfo(b []byte) []mountEntry {
+	var out []mountEntry
+	for line := range strings.SplitSeq(string(b), "\n") {
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
+			continue
+		}
+		out = append(out, mountEntry{dev: fields[2], mount: mount{point: unescape(fields[4]), fstype: fields[sep+1], source: unescape(fields[sep+2])}})
+	}
+	return out
 }
 
 // loadIdentity reads the recorded identity; ok is false when none is.

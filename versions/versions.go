@@ -70,10 +70,21 @@ type Version struct {
 // when the mirror no longer has its path, else overwritten. A run that
 // displaced nothing (no stamp directory) records nothing. The manifest is
 // what List reads; without one a stamp's directory is walked.
-func Record(root *osx.Root, trash, stamp string) error {
+func Record(root *osx.Root, trash, stamp string) error { return RecordOnly(root, trash, stamp, nil) }
+
+// RecordOnly is Record for a run that knows what it displaced: rels are
+// those entries' paths below the stamp's directory, and only they (and
+// what is below the directories among them) are read, not the whole
+// stamp's tree. A nil rels is Record, and so is a stamp that already has
+// a manifest (another run's, in the same nanosecond): it lists both.
+func RecordOnly(root *osx.Root, trash, stamp string, rels []string) error {
+	var had unix.Stat_t
+	if rels != nil && root.Lstat(trash+"/"+stamp+manifestSuffix, &had) == nil {
+		rels = nil
+	}
 	var lines bytes.Buffer
 	n := 0
-	err := walk(root, trash+"/"+stamp, "", func(rel string, st *unix.Stat_t) {
+	add := func(rel string, st *unix.Stat_t) {
 		kind := Deleted
 		var cur unix.Stat_t
 		if unix.Fstatat(root.Fd(), rel, &cur, unix.AT_SYMLINK_NOFOLLOW) == nil {
@@ -81,7 +92,23 @@ func Record(root *osx.Root, trash, stamp string) error {
 		}
 		fmt.Fprintf(&lines, "%c\t%d\t%d\t%d\t%s\n", kind[0], st.Size, st.Mtim.Nano(), st.Mode, strconv.Quote(rel))
 		n++
-	})
+	}
+	base := trash + "/" + stamp
+	var err error
+	if rels == nil {
+		err = walk(root, base, "", add)
+	}
+	for _, rel := range rels {
+		var st unix.Stat_t
+		if err = root.Lstat(base+"/"+rel, &st); err != nil {
+			break
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			add(rel, &st)
+		} else if err = walk(root, base, rel, add); err != nil {
+			break
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) || n == 0 {
 		return nil
 	}
