@@ -45,12 +45,14 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	// copier puts back those its new directories changed (rsync, below,
 	// sets implied directories' times from the source itself).
 	keep := func() {}
-	if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
-		defer dst.Close()
-		if src, err := osx.OpenRoot(s.Copier.opts.Source); err == nil {
-			defer src.Close()
-			keep = sync.OnceFunc(dst.KeepTimes(src, syncer.OuterParents(scopes)))
-			defer keep()
+	if outer := madeIn(scopes); len(outer) > 0 {
+		if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
+			defer dst.Close()
+			if src, err := osx.OpenRoot(s.Copier.opts.Source); err == nil {
+				defer src.Close()
+				keep = sync.OnceFunc(dst.KeepTimes(src, outer))
+				defer keep()
+			}
 		}
 	}
 	var total syncer.Stats
@@ -143,6 +145,21 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		return total, &syncer.OpenFilesError{Paths: found}
 	}
 	return total, nil
+}
+
+// madeIn are the directories outside scopes in which the copier may make
+// an entry: the parents of recursive scopes, where Copy makes a new
+// subtree's root. A flat scope's sync makes entries only in its own
+// directory, whose attributes it sets last, and a backup entry it moves
+// out of the way keeps its parent's times (trees.evict).
+func madeIn(scopes []syncer.Scope) []string {
+	var out []string
+	for _, p := range syncer.OuterParents(scopes) {
+		if slices.ContainsFunc(scopes, func(s syncer.Scope) bool { return s.Recursive && s.Dir != "" && syncer.Parent(s.Dir) == p }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // copyError is a failed direct copy (full or read-only backup, I/O error):

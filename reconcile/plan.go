@@ -326,7 +326,6 @@ func (w *walker) push(t task) {
 // scratch is one walking goroutine's reusable listings.
 type scratch struct {
 	src, dst []entry
-	same     map[string]bool // source files the index says are as synced
 	recs     map[string]index.Record
 }
 
@@ -358,7 +357,16 @@ func (w *walker) work(ctx context.Context) {
 		w.mu.Lock()
 		w.active--
 		w.stack = append(w.stack, kids...)
-		w.cond.Broadcast()
+		if w.active == 0 && len(w.stack) == 0 {
+			w.cond.Broadcast() // the walk is over: every goroutine returns
+		} else {
+			// One waiter per new directory, not all of them: a wake-up of
+			// every idle goroutine per directory cost the scheduler more
+			// than the walk's own locking.
+			for range min(len(kids), w.opts.Concurrency) {
+				w.cond.Signal()
+			}
+		}
 	}
 }
 
@@ -433,9 +441,10 @@ type entry struct {
 }
 
 // read lists dir into buf with one fstatat per entry relative to the open
-// directory (no path lookups), sorted by name for a merge with the other
-// side: on a large tree this is most of the work, and sorted slices reused
-// from one directory to the next cost a fraction of a map per directory.
+// directory (no path lookups), in the directory's order (byName sorts it
+// for a merge with the other side): on a large tree this is most of the
+// work, and slices reused from one directory to the next cost a fraction
+// of a map per directory.
 // The extended attributes of an entry are read unless same says they are
 // known equal (nil: never).
 func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name string, st *unix.Stat_t) bool) ([]entry, unix.Stat_t, error) {
@@ -465,11 +474,13 @@ func (w *walker) read(root *osx.Root, dir string, buf []entry, same func(name st
 		}
 		out = append(out, entry{name, m, rec})
 	})
-	if err != nil {
-		return out, self, err
-	}
-	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.name, b.name) })
-	return out, self, nil
+	return out, self, err
+}
+
+// byName sorts a listing by name. A directory trusted from the index is
+// never merged, and is left in its order.
+func byName(es []entry) {
+	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 }
 
 func (w *walker) excluder(dir string) func(string) bool {
@@ -511,19 +522,21 @@ func (w *walker) dir(t task, sc *scratch) []task {
 	// a directory whose stamp is the one recorded when it was last found
 	// equal, has had no attribute set since (setting one moves the ctime):
 	// its attributes are not read on either side.
-	clear(sc.same)
 	srcSame := func(name string, st *unix.Stat_t) bool {
 		r, ok := recs[name]
-		if ok && (st.Mode&unix.S_IFMT == unix.S_IFREG && r.Ctime != index.Unknown || st.Mode&unix.S_IFMT == unix.S_IFDIR) && r == index.Stamp(st) {
-			if sc.same == nil {
-				sc.same = map[string]bool{}
-			}
-			sc.same[name] = true
-			return true
-		}
-		return false
+		return ok && (st.Mode&unix.S_IFMT == unix.S_IFREG && r.Ctime != index.Unknown || st.Mode&unix.S_IFMT == unix.S_IFDIR) && r == index.Stamp(st)
 	}
-	dstSame := func(name string, _ *unix.Stat_t) bool { return sc.same[name] }
+	// The backup entry of a source entry srcSame passed (the source
+	// listing is sorted by then).
+	dstSame := func(name string, _ *unix.Stat_t) bool {
+		i, ok := slices.BinarySearchFunc(sc.src, name, func(e entry, n string) int { return strings.Compare(e.name, n) })
+		if !ok {
+			return false
+		}
+		s := &sc.src[i]
+		r, ok := recs[name]
+		return ok && (s.reg && r.Ctime != index.Unknown || s.isDir) && r == s.rec
+	}
 	var srcSelf, dstSelf unix.Stat_t
 	var err error
 	// A directory changed within a clock tick of being read may change
@@ -557,6 +570,7 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		w.mu.Unlock()
 		return kids
 	}
+	byName(src)
 	listed := dstKept && clean.Listed && w.fromRecords(rel, src, recs, sc)
 	if listed {
 		dst = sc.dst
@@ -565,6 +579,7 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		w.mu.Unlock()
 	} else if err == nil {
 		sc.dst, dstSelf, err = w.read(w.dst, rel, sc.dst, dstSame)
+		byName(sc.dst)
 		dst = sc.dst
 		if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 			// Missing on the backup, or not a directory there (the
@@ -901,6 +916,7 @@ func (w *walker) missing(rel string, sc *scratch) []task {
 	if err != nil {
 		return nil // counting only
 	}
+	byName(sc.src)
 	var kids []task
 	n := &node{}
 	for _, s := range sc.src {
