@@ -143,7 +143,9 @@ type Index struct {
 	log *zap.Logger
 
 	commits  sync.Mutex // one Flush at a time
-	mu       sync.Mutex
+	// mu guards what follows; readers share it, so that the walk's
+	// goroutines read the index at once.
+	mu       sync.RWMutex
 	pending  map[string]Update // queued, by directory
 	flushing map[string]Update // being committed
 	expect   map[string]expect // Expect's, until a sync takes them
@@ -243,8 +245,8 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 	prefix := key(dir, "")
 	// Under the lock, a commit may run but not end: what it writes is
 	// either read here or still in flushing.
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
 	c, cok := ix.queuedClean(dir)
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		if !cok {
@@ -269,8 +271,8 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 // Clean returns what Dir was on both sides when its entries were last
 // known equal (see Clean), queued ones included.
 func (ix *Index) Clean(dir string) (Clean, bool, error) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
 	c, ok := ix.queuedClean(dir)
 	if ok {
 		return c, true, nil
