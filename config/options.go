@@ -136,7 +136,7 @@ func (b Backup) Close() {
 // Recorder writes the index of synced files after each sync; b.Lost is
 // counted on what it records.
 func (c *Config) Recorder(b Backup, log *zap.Logger) *index.Recorder {
-	return &index.Recorder{Index: b.Index, Source: c.Source, Dest: c.Dest, Trash: c.TrashDir(), Excludes: c.Excludes(), Logger: log}
+	return &index.Recorder{Index: b.Index, Source: c.Source, Dest: c.Dest, Excludes: c.Excludes(), Logger: log}
 }
 
 // ProbeBackup finds what a local backup's filesystem keeps of what Keep

@@ -142,7 +142,7 @@ type Index struct {
 	db  *bolt.DB
 	log *zap.Logger
 
-	commits  sync.Mutex // one Flush at a time
+	commits sync.Mutex // one Flush at a time
 	// mu guards what follows; readers share it, so that the walk's
 	// goroutines read the index at once.
 	mu       sync.RWMutex
@@ -302,8 +302,9 @@ const maxExpect = 1 << 16
 // Expect notes, from a reconcile walk, that the only differences in dir
 // when it was as c says were the regular files files (paths relative to
 // the source root, as its job names them): once a sync of those succeeds
-// with dir still as c says, dir is equal (Syncer records its Clean). It is
-// kept in memory, for the syncs of this process.
+// with dir still as c says, dir is equal (Syncer records its Clean, Listed
+// when c is: the records then listed the backup's entries). It is kept in
+// memory, for the syncs of this process.
 func (ix *Index) Expect(dir string, c Clean, files []string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()

@@ -47,18 +47,19 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	kept := s.Recorder.custody(scopes, h)
 	st, err := s.Next.Sync(ctx, scopes, h)
 	var open *syncer.OpenFilesError
+	var covered map[string]bool
 	if err == nil || errors.As(err, &open) {
-		s.Recorder.Record(scopes, h, start)
+		covered = s.Recorder.record(scopes, h, start)
 	}
 	if err == nil {
-		kept()
+		kept(covered)
 	}
 	return st, err
 }
 
 // custody finds the flat scopes a successful sync leaves known equal,
 // and returns what then records what their backup directory is after it
-// (Clean):
+// (Clean), given what Record found of each (covered):
 //   - a scope synced whole (no named files): the sync compares every entry,
 //     so the directory is equal as the source was before it;
 //   - a scope whose named files were the only differences the reconcile
@@ -71,8 +72,15 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 // leaves is for a reconcile to compare; each entry is still checked
 // against its record (see Clean). With no local backup (Dest empty) there
 // is nothing to keep.
-func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) {
-	nop := func() {}
+//
+// The backup directory is listed by the records (Clean.Listed) when every
+// entry a sync of the whole directory leaves there has a record of its
+// kind, or, for a sync of named files, when it was so before and each of
+// them now has a record or is gone: after a sync, the backup's entries
+// are the source's. Like the stamp, that trusts nobody else to write the
+// directory during the sync; a deep reconcile reads it anyway.
+func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func(covered map[string]bool)) {
+	nop := func(map[string]bool) {}
 	if r == nil || r.Index == nil || r.Dest == "" {
 		return nop
 	}
@@ -88,6 +96,9 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 	type held struct {
 		dir   string
 		clean Clean
+		// listed: Listed before the sync, or a sync of the whole
+		// directory, where what Record covered says it all.
+		listed bool
 	}
 	var hs []held
 	for _, sc := range scopes {
@@ -103,47 +114,28 @@ func (r *Recorder) custody(scopes []syncer.Scope, h syncer.Hints) (kept func()) 
 		if files == nil && ss.Ctim.Nano() < time.Now().Add(-Margin).UnixNano() {
 			// (Changed within a clock tick, the source directory may
 			// change again with its times unmoved: not recorded.)
-			hs = append(hs, held{sc.Dir, now})
+			hs = append(hs, held{sc.Dir, now, true})
 		} else if e, ok := r.Index.expected(sc.Dir, files); ok && e.Src == now.Src && e.Dst == now.Dst {
-			hs = append(hs, held{sc.Dir, e})
+			hs = append(hs, held{sc.Dir, e, files == nil || e.Listed})
 		} else if c, ok, err := r.Index.Clean(sc.Dir); err == nil && ok && c.Dst == now.Dst {
-			hs = append(hs, held{sc.Dir, c})
+			hs = append(hs, held{sc.Dir, c, files == nil || c.Listed})
 		}
 	}
 	if len(hs) == 0 {
 		dst.Close()
 		return nop
 	}
-	return func() {
+	return func(covered map[string]bool) {
 		defer dst.Close()
 		for _, h := range hs {
 			var st unix.Stat_t
-			// Stamp, then listing: a change between them leaves a stamp
-			// that no longer matches.
 			if dst.Lstat(h.dir, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				h.clean.Dst = Stamp(&st)
-				h.clean.Listed = r.listed(dst, h.dir)
+				h.clean.Listed = h.listed && covered[h.dir]
 				r.Index.Queue(Update{Dir: h.dir, Clean: &h.clean})
 			}
 		}
 	}
-}
-
-// listed reports whether every entry of the backup directory dir is a
-// regular file or a directory the index holds a record of, of that kind
-// (Clean.Listed).
-func (r *Recorder) listed(dst *osx.Root, dir string) bool {
-	recs, err := r.Index.Dir(dir)
-	if err != nil {
-		return false
-	}
-	ok := true
-	err = dst.ListTypes(dir, func(name string) bool { return dir == "" && name == r.Trash || r.Excludes.MatchIn(dir, name) },
-		func(name string, typ uint32) {
-			rec, has := recs[name]
-			ok = ok && has && (typ == unix.S_IFREG && !rec.Dir || typ == unix.S_IFDIR && rec.Dir)
-		})
-	return ok && err == nil
 }
 
 // Recorder writes the records of synced directories.
@@ -151,11 +143,10 @@ type Recorder struct {
 	Index  *Index
 	Source string
 	// Dest is the local backup's root, where what a Clean says of its
-	// directories is kept through syncs ("": none), and Trash the name of
-	// the trash in it, which is no entry of the mirror.
-	Dest, Trash string
-	Excludes    *syncer.Excludes
-	Logger      *zap.Logger
+	// directories is kept through syncs ("": none).
+	Dest     string
+	Excludes *syncer.Excludes
+	Logger   *zap.Logger
 }
 
 // Record records the regular files of scopes (the files a flat scope's
@@ -164,16 +155,28 @@ type Recorder struct {
 // left out of the backup. A failure is logged, not returned: without a
 // record, a file is compared by its size and mtime.
 func (r *Recorder) Record(scopes []syncer.Scope, h syncer.Hints, start time.Time) {
+	r.record(scopes, h, start)
+}
+
+// record is Record, and says of each flat scope whether it covered what
+// it looked at: every entry of a whole directory a regular file or a
+// directory with a record, every named file recorded or gone.
+func (r *Recorder) record(scopes []syncer.Scope, h syncer.Hints, start time.Time) (covered map[string]bool) {
 	if r == nil || r.Index == nil {
-		return
+		return nil
 	}
+	covered = map[string]bool{}
 	src, err := osx.OpenRoot(r.Source)
 	if err == nil {
 		defer src.Close()
 		before := start.Add(-Margin).UnixNano()
 		for _, sc := range scopes {
-			if err = r.scope(src, sc, h, before); err != nil {
+			var all bool
+			if all, err = r.scope(src, sc, h, before); err != nil {
 				break
+			}
+			if !sc.Recursive {
+				covered[sc.Dir] = all
 			}
 			if sc.Recursive && sc.Dir != "" {
 				r.root(src, sc.Dir)
@@ -183,6 +186,7 @@ func (r *Recorder) Record(scopes []syncer.Scope, h syncer.Hints, start time.Time
 	if err != nil && r.Logger != nil {
 		r.Logger.Warn("index of synced files not updated", zap.Error(err))
 	}
+	return covered
 }
 
 // Suspects lists the regular files of the flat scopes whose record has
@@ -231,14 +235,17 @@ func (r *Recorder) skip(dir string) func(string) bool {
 	return func(name string) bool { return r.Excludes.MatchIn(dir, name) }
 }
 
-func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before int64) error {
+// scope records the files of sc; all says whether every entry it looked
+// at was a regular file, or a directory with a record (see record).
+func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before int64) (all bool, err error) {
+	all = true
 	stack := []string{sc.Dir}
 	for len(stack) > 0 {
 		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		old, err := r.Index.Dir(dir)
 		if err != nil {
-			return err
+			return false, err
 		}
 		u := Update{Dir: dir, Put: map[string]Record{}, Exact: true}
 		add := func(_ int, name string, st *unix.Stat_t) {
@@ -248,6 +255,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 				prev, had := old[name]
 				switch {
 				case slices.Contains(h.Open, p):
+					all = false
 					if had {
 						u.Put[name] = prev // left out of the sync
 					}
@@ -277,7 +285,11 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 					stack = append(stack, syncer.Join(dir, name))
 				} else if prev, had := old[name]; had && prev.Dir {
 					u.Put[name] = prev
+				} else {
+					all = false
 				}
+			default:
+				all = false
 			}
 		}
 		if files := h.Files[dir]; files != nil && !sc.Recursive {
@@ -299,10 +311,11 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 			err = src.ListDir(dir, r.skip(dir), add)
 		}
 		if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {
+			all = false
 			continue // gone meanwhile: its parent's sync forgets it
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		for name, prev := range old {
 			if _, ok := u.Put[name]; !ok && u.Exact && slices.Contains(h.Open, syncer.Join(dir, name)) {
@@ -311,7 +324,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 		}
 		r.Index.Queue(u)
 	}
-	return nil
+	return all, nil
 }
 
 // root records the directory dir itself, among its parent's entries,

@@ -732,7 +732,8 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		}
 		if changed != nil && recs != nil && !differ && !hold && !dstMissing && settled() {
 			// Equal once the named files are: the job's sync records it.
-			w.opts.Index.Expect(rel, index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf)}, changed)
+			w.opts.Index.Expect(rel, index.Clean{Src: index.Stamp(&srcSelf), Dst: index.Stamp(&dstSelf),
+				Listed: listed || coveredBy(dst, recs, fill.Put)}, changed)
 		}
 		w.addHeld(syncer.Scope{Dir: rel}, changed, verify, hold)
 	}

@@ -161,3 +161,63 @@ func chmod(t *testing.T, root, rel string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestSyncer_Listed: a sync of a whole directory says whether the index's
+// records then list its backup entries (index.Clean.Listed), and the walk
+// takes the backup's entries from them only when they do: a subdirectory
+// the sync made without a record must still be read, or its removal from
+// the source would never reach the backup.
+func TestSyncer_Listed(t *testing.T) {
+	testutil.RequireRsync(t)
+	src, dst := t.TempDir(), t.TempDir()
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f1": "1"})
+	r, err := rsync.New(rsync.Options{Source: src, Dest: dst})
+	must(t, err)
+	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{})
+	must(t, err)
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	must(t, err)
+	t.Cleanup(func() { ix.Close() })
+	walk := func() reconcile.Plan {
+		t.Helper()
+		time.Sleep(2 * index.Margin) // changes older than a clock tick
+		p, err := reconcile.Walk(t.Context(), reconcile.Options{Source: src, Dest: dst, Index: ix})
+		must(t, err)
+		return p
+	}
+	rec := index.Syncer{Recorder: &index.Recorder{Index: ix, Source: src, Dest: dst}, Next: r}
+	syncFlat := func(dir string) {
+		t.Helper()
+		time.Sleep(2 * index.Margin)
+		_, err := rec.Sync(t.Context(), []syncer.Scope{{Dir: dir}}, syncer.Hints{})
+		must(t, err)
+	}
+	walk()
+	if p := walk(); len(p.Scopes) != 0 || p.Trusted != 3 {
+		t.Fatalf("synced tree: %v, %d trusted; want nothing to do, 3 trusted", p.Scopes, p.Trusted)
+	}
+	// A new file synced with its directory: listed by the records, so a
+	// change of it is found without reading the backup.
+	testutil.WriteTree(t, src, testutil.Tree{"p/a/f2": "2"})
+	syncFlat("p/a")
+	must(t, os.WriteFile(filepath.Join(src, "p/a/f2"), []byte("two"), 0o644))
+	if p := walk(); !hasScope(p.Scopes, syncer.Scope{Dir: "p/a"}) || p.Trusted != 3 {
+		t.Fatalf("file changed after a sync of its directory: %v, %d trusted; want p/a from the index, 3 trusted", p.Scopes, p.Trusted)
+	}
+	syncFlat("p/a")
+	// A new subdirectory synced with its parent alone has no record: the
+	// parent's backup entries are read, and its removal is found, even
+	// with the parent's mtime put back (nothing else shows it).
+	must(t, os.Mkdir(filepath.Join(src, "p/a/s"), 0o755))
+	syncFlat("p/a")
+	fi, err := os.Stat(filepath.Join(dst, "p/a"))
+	must(t, err)
+	if _, err := os.Stat(filepath.Join(dst, "p/a/s")); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Remove(filepath.Join(src, "p/a/s")))
+	must(t, os.Chtimes(filepath.Join(src, "p/a"), fi.ModTime(), fi.ModTime()))
+	if p := walk(); !hasScope(p.Scopes, syncer.Scope{Dir: "p/a"}) {
+		t.Fatalf("subdirectory removed from the source: %v, want p/a", p.Scopes)
+	}
+}
