@@ -17,8 +17,5 @@ func addFlags(fs *pflag.FlagSet, c *config.Config, shown ...string) {
 
 // loadConfig builds the effective config: defaults < file < SYNCER_* env < flags set on fs.
 func loadConfig(path string, fs *pflag.FlagSet, flagged config.Config) (config.Config, error) {
-	return config.Load(path, flagged, func(flag string) bool {
-		fl := fs.Lookup(flag)
-		return fl != nil && fl.Changed
-	})
+	return config.Load(path, flagged, func(flag string) bool { fl := fs.Lookup(flag); return fl != nil && fl.Changed })
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/index"
+	"github.com/syncer/syncer/internal/memory"
 	"github.com/syncer/syncer/internal/metrics"
 	"github.com/syncer/syncer/internal/service"
 	"github.com/syncer/syncer/internal/status"
@@ -349,6 +350,7 @@ func (d *daemon) reload() {
 // a queue and pool of its own once the walk finds something to sync.
 func (d *daemon) Once(ctx context.Context, id string) error {
 	d.oneShot = true
+	memory.ShortLived() // the process ends with this reconcile
 	d.guard = guard.New(d.cfg.Guard(d.log.Named("guard"), d.listDest, nil))
 	d.opened = sync.OnceValue(func() error {
 		t0 := time.Now()

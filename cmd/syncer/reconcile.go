@@ -42,8 +42,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "the startup reconcile is still running", http.StatusServiceUnavailable)
 		return
 	}
-	slices.Sort(body.Projects)
-	body.Projects = slices.Compact(body.Projects)
+	body.Projects = slices.Compact(slices.Sorted(slices.Values(body.Projects)))
 	d.mu.Lock()
 	if d.stopping {
 		d.mu.Unlock()
