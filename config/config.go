@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/coalesce"
@@ -340,8 +343,12 @@ func (c *Config) Validate() error {
 			bad("nats_listen: %v", err)
 		}
 	}
-	if err := checkRsync(c.RsyncPath); err != nil {
+	remember, err := checkRsync(c.RsyncPath, c.StateDir)
+	if err != nil {
 		bad("%v", err)
+	}
+	if len(errs) == 0 {
+		remember() // bad input touches nothing, the state dir included
 	}
 	return errors.Join(errs...)
 }
@@ -442,27 +449,64 @@ func checkCreatable(dir string) error {
 	}
 }
 
+// rsyncID names the rsync binary at p as the file it is now (the target
+// of a symlink): path, device, inode, size and times; "" when it cannot
+// be read.
+func rsyncID(p string) string {
+	var st unix.Stat_t
+	if unix.Stat(p, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %d %d %d %d %d", p, st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+}
+
 var rsyncVersion = regexp.MustCompile(`rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)`)
 
 // checkRsync finds rsync and requires 3.2 or newer (nanosecond
-// --modify-window, --mkpath).
-func checkRsync(bin string) error {
+// --modify-window, --mkpath). What rsync --version printed is kept in
+// stateDir (by remember, once the whole config is found valid), for as
+// long as the binary is the same file unchanged and for a day at most: a
+// standalone reconcile does not start an rsync to learn what it learnt
+// the last time.
+func checkRsync(bin, stateDir string) (remember func(), err error) {
+	remember = func() {}
 	p, err := exec.LookPath(bin)
 	if err != nil {
-		return fmt.Errorf("rsync %q not found: install it (Debian: apt-get install rsync)", bin)
+		return remember, fmt.Errorf("rsync %q not found: install it (Debian: apt-get install rsync)", bin)
 	}
-	out, err := exec.Command(p, "--version").Output()
-	if err != nil {
-		return fmt.Errorf("rsync %s --version: %v", p, err)
+	id := rsyncID(p)
+	cache := filepath.Join(stateDir, "rsync.version")
+	var out []byte
+	if b, err := os.ReadFile(cache); err == nil && id != "" && bytes.HasPrefix(b, []byte(id+"\n")) {
+		if fi, err := os.Stat(cache); err == nil && time.Since(fi.ModTime()) < 24*time.Hour {
+			out = b[len(id)+1:]
+		}
+	}
+	if out == nil {
+		if out, err = exec.Command(p, "--version").Output(); err != nil {
+			return remember, fmt.Errorf("rsync %s --version: %v", p, err)
+		}
+		if id != "" && stateDir != "" {
+			remember = func() {
+				tmp, err := os.CreateTemp(stateDir, ".rsync.version-*")
+				if err != nil {
+					return // the state dir made later: probed again next time
+				}
+				_, werr := tmp.Write(append([]byte(id+"\n"), out...))
+				if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), cache) != nil {
+					_ = os.Remove(tmp.Name())
+				}
+			}
+		}
 	}
 	m := rsyncVersion.FindSubmatch(out)
 	if m == nil {
-		return fmt.Errorf("rsync %s: cannot read its version", p)
+		return func() {}, fmt.Errorf("rsync %s: cannot read its version", p)
 	}
 	major, _ := strconv.Atoi(string(m[1]))
 	minor, _ := strconv.Atoi(string(m[2]))
 	if major < 3 || (major == 3 && minor < 2) {
-		return fmt.Errorf("rsync %s is version %s.%s: syncer needs 3.2 or newer", p, m[1], m[2])
+		return func() {}, fmt.Errorf("rsync %s is version %s.%s: syncer needs 3.2 or newer", p, m[1], m[2])
 	}
-	return nil
+	return remember, nil
 }

@@ -177,3 +177,49 @@ func TestConfig_CheckProjects(t *testing.T) {
 		t.Errorf("CheckProjects(ProjZ) = %v; want both unknown names and the known A, B, Gone", err)
 	}
 }
+
+// TestValidate_RsyncVersionKept: what rsync --version says is kept in the
+// state dir once a config is found valid, and asked again once the binary
+// is another file or changed.
+func TestValidate_RsyncVersionKept(t *testing.T) {
+	dir := t.TempDir()
+	c := config.Default()
+	c.Source, c.Dest, c.StateDir = filepath.Join(dir, "src"), filepath.Join(dir, "dst"), filepath.Join(dir, "state")
+	for _, d := range []string{c.Source, c.Dest, c.StateDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := filepath.Join(dir, "runs")
+	c.RsyncPath = filepath.Join(dir, "rsync")
+	fake := func(version string) {
+		t.Helper()
+		script := "#!/bin/sh\necho >> " + runs + "\necho 'rsync  version " + version + "  protocol version 31'\n"
+		if err := os.WriteFile(c.RsyncPath, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asked := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "\n")
+	}
+	fake("3.2.7")
+	for range 3 {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := asked(); n != 1 {
+		t.Errorf("rsync --version ran %d times for 3 valid configs, want once", n)
+	}
+	fake("3.1.13") // another version in place (another size, whatever the clock says): asked again, refused
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs 3.2 or newer") {
+		t.Errorf("rsync changed to 3.1.13: %v, want it refused", err)
+	}
+	if n := asked(); n != 2 {
+		t.Errorf("rsync --version ran %d times, want twice (the binary changed)", n)
+	}
+	if err := c.Validate(); err == nil {
+		t.Error("a refused rsync was remembered as good")
+	}
+}

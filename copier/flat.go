@@ -238,8 +238,13 @@ func (c *Copier) syncFlat(ctx context.Context, t *trees, sc syncer.Scope, files,
 	}
 	if done && err == nil && (len(copies) > 0 || changed || s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim != d.Mtim) {
 		// As rsync leaves it: the directory's own attributes, its mtime
-		// last (placing files changed it).
-		_, err = setFdAttrs(dst.fd, s)
+		// last (placing files changed it); owner and mode where they
+		// differ, placing files changes neither.
+		if s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid {
+			_, err = setFdAttrs(dst.fd, s)
+		} else {
+			err = osx.Futimens(dst.fd, s)
+		}
 	}
 	return r.stats, open, done && err == nil, err
 }
