@@ -10,8 +10,9 @@
 // down by them, and a move finds the backup's copy of a directory put
 // aside in the trash (Displace). Per directory, a Clean says what it was
 // on both sides when last known equal, so that a reconcile need not read
-// it again; a sync keeps it (Syncer), and the time of the last deep
-// compare is kept (DeepAt).
+// it again, and whether the records then listed its backup entries; a
+// sync keeps it (Syncer, from what it recorded: nothing is listed again),
+// and the time of the last deep compare is kept (DeepAt).
 //
 // One record per path, keyed by its directory and name, so that the
 // records of one directory are read in one range scan: a B+tree file in

@@ -22,7 +22,12 @@
 // RunnerOptions.DeepEvery) reads every backup entry. Runner runs one reconcile: it
 // walks, queues what differs while the walk goes on (the same JOBS queue and
 // workers as watcher events), follows the jobs to their end through the
-// results (Tracker) and keeps a Report of each. Scheduler decides when
+// results (Tracker) and keeps a Report of each; once the jobs are done it
+// compares what they touched again and queues what still differs, taking
+// a directory its sync certified (both sides as the sync's Clean says,
+// its own attributes equal) as equal without reading it (Options.Kept).
+// A job names the files that differ, new, changed or on the backup only,
+// when nothing else in its directory does. Scheduler decides when
 // reconciles run: at startup (waiting while the deletion guard refuses), on
 // an interval with jitter (capped for a network filesystem), and on
 // request, a set served by one walk, retried when it fails: lost events

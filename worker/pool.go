@@ -112,6 +112,11 @@ type Pool struct {
 	mu       sync.Mutex
 	failures map[string]int // transient failures per job ID, for retry limits
 	busy     int            // slots running an rsync
+
+	// settling are the settles of finished runs, which go on while their
+	// slot takes its next jobs; settlers bounds them.
+	settling sync.WaitGroup
+	settlers chan struct{}
 }
 
 // New checks the options; it starts nothing.
@@ -149,7 +154,7 @@ func New(opts Options) (*Pool, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}}, nil
+	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}, settlers: make(chan struct{}, settlers)}, nil
 }
 
 // DefaultBackoff is the default retry delay: 2^n seconds, at most 10 minutes.
@@ -186,6 +191,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	p.settling.Wait()
 	return nil
 }
 
@@ -336,15 +342,14 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 		p.followUp(log, scopes, syncer.ReasonVanished)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
-	// Each settle waits for the queue to confirm its ack: a batch's are
-	// confirmed together, not one after the other.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, settlers)
+	// Each settle waits for the queue to confirm its ack: a run's are
+	// confirmed together, not one after the other, while the slot takes
+	// its next jobs (Run waits for them).
 	for _, c := range claims {
 		for _, d := range c.ds {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
+			p.settlers <- struct{}{}
+			p.settling.Go(func() {
+				defer func() { <-p.settlers }()
 				switch {
 				case open != nil && open.Covers(d.Job.Scope):
 					p.later(log, d, open)
@@ -356,11 +361,10 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 			})
 		}
 	}
-	wg.Wait()
 }
 
-// settlers bounds the jobs of one run settled at once.
-const settlers = 16
+// settlers bounds the jobs settled at once.
+const settlers = 32
 
 // later sends back a job whose run left out files still being written: a
 // second after the first time, then less and less often, up to every 30 s.
