@@ -112,11 +112,6 @@ type Pool struct {
 	mu       sync.Mutex
 	failures map[string]int // transient failures per job ID, for retry limits
 	busy     int            // slots running an rsync
-
-	// settling are the settles of finished runs, which go on while their
-	// slot takes its next jobs; settlers bounds them.
-	settling sync.WaitGroup
-	settlers chan struct{}
 }
 
 // New checks the options; it starts nothing.
@@ -154,7 +149,7 @@ func New(opts Options) (*Pool, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}, settlers: make(chan struct{}, settlers)}, nil
+	return &Pool{opts: opts, log: opts.Logger, failures: map[string]int{}}, nil
 }
 
 // DefaultBackoff is the default retry delay: 2^n seconds, at most 10 minutes.
@@ -191,7 +186,6 @@ func (p *Pool) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	p.settling.Wait()
 	return nil
 }
 
@@ -342,14 +336,15 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 		p.followUp(log, scopes, syncer.ReasonVanished)
 	}
 	run := claims[0].ds[0].Job.ID + "#" + start.Format("150405.000000")
-	// Each settle waits for the queue to confirm its ack: a run's are
-	// confirmed together, not one after the other, while the slot takes
-	// its next jobs (Run waits for them).
+	// Each settle waits for the queue to confirm its ack: a batch's are
+	// confirmed together, not one after the other.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, settlers)
 	for _, c := range claims {
 		for _, d := range c.ds {
-			p.settlers <- struct{}{}
-			p.settling.Go(func() {
-				defer func() { <-p.settlers }()
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
 				switch {
 				case open != nil && open.Covers(d.Job.Scope):
 					p.later(log, d, open)
@@ -361,10 +356,11 @@ func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
 			})
 		}
 	}
+	wg.Wait()
 }
 
-// settlers bounds the jobs settled at once.
-const settlers = 32
+// settlers bounds the jobs of one run settled at once.
+const settlers = 16
 
 // later sends back a job whose run left out files still being written: a
 // second after the first time, then less and less often, up to every 30 s.
