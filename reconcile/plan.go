@@ -826,7 +826,8 @@ func asRecorded(src []entry, recs map[string]index.Record) bool {
 
 // kept reports whether the directory rel is, on both sides, what its
 // index.Clean says, its own attributes equal (Options.Kept); counted as
-// trusted. Each side is opened once: its stamp and attributes from there.
+// trusted, and renewed among its parent's entries as ownEqual does. Each
+// side is opened once: its stamp and attributes from there.
 func (w *walker) kept(rel string) bool {
 	c, ok, err := w.opts.Index.Clean(rel)
 	if err != nil || !ok {
@@ -835,10 +836,10 @@ func (w *walker) kept(rel string) bool {
 	var s, d unix.Stat_t
 	var sx, dx uint64
 	if !selfOf(w.src, rel, w.opts.Keep, &s, &sx) || !selfOf(w.dst, rel, w.opts.Keep, &d, &dx) ||
-		index.Stamp(&s) != c.Src || index.Stamp(&d) != c.Dst || sx != dx ||
-		s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano() {
+		index.Stamp(&s) != c.Src || index.Stamp(&d) != c.Dst || sx != dx || !sameOwn(&s, &d) {
 		return false
 	}
+	w.renew(rel, &s)
 	w.count(rel, 0, 0, 0)
 	w.mu.Lock()
 	w.plan.Trusted++
@@ -872,31 +873,32 @@ func selfOf(root *osx.Root, rel string, keep xattr.Kind, st *unix.Stat_t, xsum *
 // kept. Equal, its record among its parent's entries is renewed, so that
 // the next walk need not look again (see asRecorded).
 func (w *walker) ownEqual(rel string, s, d *unix.Stat_t) bool {
-	if s.Mode != d.Mode || s.Uid != d.Uid || s.Gid != d.Gid || s.Mtim.Nano() != d.Mtim.Nano() {
+	if !sameOwn(s, d) {
 		return false
 	}
 	if w.opts.Keep != xattr.None {
-		a, aok := xsumOf(w.src, rel, w.opts.Keep)
-		b, bok := xsumOf(w.dst, rel, w.opts.Keep)
-		if !aok || !bok || a != b {
+		var st unix.Stat_t
+		var a, b uint64
+		if !selfOf(w.src, rel, w.opts.Keep, &st, &a) || !selfOf(w.dst, rel, w.opts.Keep, &st, &b) || a != b {
 			return false
 		}
 	}
-	if w.opts.Index != nil && rel != "" {
-		w.opts.Index.Queue(index.Update{Dir: syncer.Parent(rel), Put: map[string]index.Record{path.Base(rel): index.Stamp(s)}})
-	}
+	w.renew(rel, s)
 	return true
 }
 
-// xsumOf sums the extended attributes of kinds keep of the directory rel.
-func xsumOf(root *osx.Root, rel string, keep xattr.Kind) (uint64, bool) {
-	fd, err := root.OpenDir(rel)
-	if err != nil {
-		return 0, false
+// sameOwn compares a directory's own mode, owner and mtime on both sides.
+func sameOwn(s, d *unix.Stat_t) bool {
+	return s.Mode == d.Mode && s.Uid == d.Uid && s.Gid == d.Gid && s.Mtim.Nano() == d.Mtim.Nano()
+}
+
+// renew records the source directory rel, found equal with its own
+// attributes, among its parent's entries as it is now (s): the next walk
+// need not look again (see asRecorded).
+func (w *walker) renew(rel string, s *unix.Stat_t) {
+	if w.opts.Index != nil && rel != "" {
+		w.opts.Index.Queue(index.Update{Dir: syncer.Parent(rel), Put: map[string]index.Record{path.Base(rel): index.Stamp(s)}})
 	}
-	defer unix.Close(fd)
-	x, err := xattr.Fd(fd).List(keep)
-	return xattr.Sum(x), err == nil
 }
 
 // Bounds of the files a job names (syncer.Job.Files): past them, the job
