@@ -175,18 +175,27 @@ func mkdirAll(root *osx.Root, rel string) (int, error) {
 		return cur, nil
 	}
 	for c := range strings.SplitSeq(rel, "/") {
-		if err := unix.Mkdirat(cur, c, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			unix.Close(cur)
-			return -1, &os.PathError{Op: "mkdir", Path: root.Join(rel), Err: err}
-		}
-		next, err := unix.Openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		next, err := mkdirAt(cur, c, root.Join(rel))
 		unix.Close(cur)
 		if err != nil {
-			return -1, &os.PathError{Op: "open", Path: root.Join(rel), Err: err}
+			return -1, err
 		}
 		cur = next
 	}
 	return cur, nil
+}
+
+// mkdirAt makes the directory name in the directory parent (0700) unless
+// it is there, and opens it, never through a symlink; path is for errors.
+func mkdirAt(parent int, name, path string) (int, error) {
+	if err := unix.Mkdirat(parent, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, &os.PathError{Op: "mkdir", Path: path, Err: err}
+	}
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return fd, nil
 }
 
 // misplaced finds the first component of rel that exists on the backup but
@@ -275,13 +284,9 @@ func (t *trees) made1(d string) (int, error) {
 			return -1, err
 		}
 	}
-	name := d[strings.LastIndexByte(d, '/')+1:]
-	if err := unix.Mkdirat(parent, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, &os.PathError{Op: "mkdir", Path: t.dst.Join(d), Err: err}
-	}
-	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := mkdirAt(parent, d[strings.LastIndexByte(d, '/')+1:], t.dst.Join(d))
 	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: t.dst.Join(d), Err: err}
+		return -1, err
 	}
 	if t.made == nil {
 		t.made = map[string]int{}
