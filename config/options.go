@@ -171,8 +171,8 @@ func (c *Config) Guard(log *zap.Logger, listDest func() ([]string, error), onRes
 func (c *Config) Brake(log *zap.Logger) (guard.BrakeOptions, bool) {
 	walk := c.Walk()
 	return guard.BrakeOptions{Fraction: c.MaxDeleteFraction, Logger: log, StateFile: filepath.Join(c.StateDir, "held.json"),
-		Count: func(ctx context.Context, scopes []syncer.Scope) (map[string]int64, error) {
-			return reconcile.Deletions(ctx, walk, scopes)
+		Count: func(ctx context.Context, scopes []syncer.Scope, files map[string][]string) (map[string]int64, error) {
+			return reconcile.Deletions(ctx, walk, scopes, files)
 		},
 		Entries: func(ctx context.Context, project string) (int64, error) { return reconcile.Entries(ctx, walk, project) },
 	}, c.MaxDeleteFraction > 0 && !c.Remote()

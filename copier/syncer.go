@@ -14,7 +14,9 @@ import (
 )
 
 // Syncer is the local backup's syncer.Syncer: the copier in front of rsync
-// (Fallback), which gets only what the copier leaves.
+// (Fallback), which gets only what the copier leaves, with the run's
+// Hints.Files: a scope whose named files the copier declined, Fallback
+// syncs whole (which deletes more than those: see guard.Whole).
 //
 // Recursive scopes that do not exist on the backup yet go to Copy (a first
 // copy: nothing to compare, nothing to delete). For a directory that
@@ -133,7 +135,7 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 			h.Open = append(slices.Clone(h.Open), found...)
 		}
 		keep()
-		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Open: h.Open})
+		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Open: h.Open, Files: h.Files})
 		total.Add(st)
 		if err != nil {
 			return total, err

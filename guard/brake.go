@@ -30,8 +30,9 @@ type BrakeOptions struct {
 	// Floor is the number of deletions below which a run is never held.
 	Floor int64
 	// Count says how many backup entries a sync of the scopes would
-	// delete, per project, before anything is deleted.
-	Count func(ctx context.Context, scopes []syncer.Scope) (map[string]int64, error)
+	// delete, per project, before anything is deleted; in a scope that
+	// files names (syncer.Hints.Files), among those files alone.
+	Count func(ctx context.Context, scopes []syncer.Scope, files map[string][]string) (map[string]int64, error)
 	// Entries counts a project's entries on the backup.
 	Entries func(ctx context.Context, project string) (int64, error)
 	// Approval is how long an approval lets a project's deletions through.
@@ -121,11 +122,13 @@ func NewBrake(opts BrakeOptions) *Brake {
 }
 
 // Check counts what a sync of scopes would delete and returns the scopes of
-// the projects that need approval first, with why. A project is released
-// when a later check finds its deletions within bounds (the files came
-// back) or it is approved.
-func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope, *HeldError, error) {
-	counts, err := b.opts.Count(ctx, scopes)
+// the projects that need approval first, with why. A scope that files
+// names (syncer.Hints.Files) is counted among those files: whatever syncs
+// it whole later must be checked again without them (Whole). A project is
+// released when a later check finds its deletions within bounds (the files
+// came back) or it is approved.
+func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope, files map[string][]string) ([]syncer.Scope, *HeldError, error) {
+	counts, err := b.opts.Count(ctx, scopes, files)
 	if err != nil {
 		return nil, nil, fmt.Errorf("count deletions: %w", err)
 	}
@@ -156,7 +159,7 @@ func (b *Brake) Check(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scop
 			}
 			// This run deletes nothing there; the held deletion is over
 			// when its scopes have nothing left to delete (the files came back).
-			left, err := b.opts.Count(ctx, h.Scopes)
+			left, err := b.opts.Count(ctx, h.Scopes, nil)
 			if err != nil {
 				return nil, nil, fmt.Errorf("count deletions: %w", err)
 			}

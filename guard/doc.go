@@ -19,7 +19,10 @@
 // Gate puts the three in front of every run, before anything is moved or
 // synced: the guard holds every scope, a pause its project's, the brake the
 // projects whose deletions wait for approval; the root's scope waits with
-// any of them, since its run syncs every project.
+// any of them, since its run syncs every project. A run's scope that names
+// its files (a reconcile's, syncer.Hints.Files) has its deletions counted
+// among those files, without a listing; Whole, in front of the rsync that
+// syncs a directory whole, admits such a scope again counted whole.
 //
 // It imports the root package, zap and moby's mountinfo only.
 package guard

@@ -119,8 +119,9 @@ type Gate struct {
 
 // Admit returns the scopes that must wait, and why: an error matching
 // syncer.ErrPaused, or a transient one when the brake could not count.
-// It returns nil, nil when every scope may run.
-func (g Gate) Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope, error) {
+// It returns nil, nil when every scope may run. files are the run's
+// syncer.Hints.Files: the brake counts a scope they name among those files.
+func (g Gate) Admit(ctx context.Context, scopes []syncer.Scope, files map[string][]string) ([]syncer.Scope, error) {
 	if err := g.Guard.Check(); err != nil {
 		return scopes, err
 	}
@@ -135,7 +136,7 @@ func (g Gate) Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope,
 	if len(rest) == 0 {
 		return held, paused
 	}
-	braked, why, err := g.Brake.Check(ctx, rest)
+	braked, why, err := g.Brake.Check(ctx, rest, files)
 	if err != nil {
 		return scopes, transient{err}
 	}
@@ -148,6 +149,54 @@ func (g Gate) Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope,
 		return braked, why
 	}
 	return append(held, braked...), errors.Join(paused, why)
+}
+
+// Whole is a Syncer that syncs its scopes whole (rsync) after a sync that
+// looked only at the files a run named has declined them (copier.Syncer's
+// fallback): the run was admitted with those scopes' deletions counted
+// among the named files alone, so each of them (h.Files) is admitted again,
+// counted whole, before Next deletes anything else in it. Those held wait
+// (a syncer.ScopeError matching syncer.ErrPaused); the others are synced.
+type Whole struct {
+	Gate Gate
+	Next syncer.Syncer
+}
+
+// Sync admits the named scopes counted whole and syncs what may go.
+func (w Whole) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints) (syncer.Stats, error) {
+	var named []syncer.Scope
+	for _, s := range scopes {
+		if _, ok := h.Files[s.Dir]; ok && !s.Recursive {
+			named = append(named, s)
+		}
+	}
+	if len(named) == 0 {
+		return w.Next.Sync(ctx, scopes, h)
+	}
+	held, why := w.Gate.Admit(ctx, named, nil)
+	if len(held) == 0 {
+		return w.Next.Sync(ctx, scopes, h)
+	}
+	if why == nil {
+		why = syncer.ErrPaused
+	}
+	rest := slices.DeleteFunc(slices.Clone(scopes), func(s syncer.Scope) bool { return slices.Contains(held, s) })
+	if len(rest) == 0 {
+		return syncer.Stats{}, why
+	}
+	st, err := w.Next.Sync(ctx, rest, h)
+	var part *syncer.ScopeError
+	var open *syncer.OpenFilesError
+	switch {
+	case err == nil:
+		err = &syncer.ScopeError{Scopes: held, Err: why}
+	case errors.As(err, &part):
+		// Retried with the scopes that failed, and admitted again then.
+		err = &syncer.ScopeError{Scopes: append(slices.Clone(part.Scopes), held...), Err: part.Err}
+	case errors.As(err, &open):
+		err = errors.Join(err, &syncer.ScopeError{Scopes: held, Err: why})
+	}
+	return st, err
 }
 
 // Paused says what holds every project (the guard) or some (an

@@ -111,7 +111,7 @@ func TestGate_HoldsRunsWhilePaused(t *testing.T) {
 	g := guard.New(guard.Options{Source: src, Dest: dst, OnResume: func() { resumed++ }})
 	next := &struct{ runs int }{}
 	sync := func() error {
-		held, err := guard.Gate{Guard: g}.Admit(t.Context(), []syncer.Scope{{Dir: "p"}})
+		held, err := guard.Gate{Guard: g}.Admit(t.Context(), []syncer.Scope{{Dir: "p"}}, nil)
 		if len(held) == 0 {
 			next.runs++
 		}
@@ -283,7 +283,7 @@ func must(t *testing.T, err error) {
 // and it survives a restart.
 func TestBrake(t *testing.T) {
 	deleting := map[syncer.Scope]int64{}
-	count := func(_ context.Context, scopes []syncer.Scope) (map[string]int64, error) {
+	count := func(_ context.Context, scopes []syncer.Scope, _ map[string][]string) (map[string]int64, error) {
 		out := map[string]int64{}
 		for _, s := range scopes {
 			out[s.Project()] += deleting[s]
@@ -296,7 +296,7 @@ func TestBrake(t *testing.T) {
 	b := guard.NewBrake(guard.BrakeOptions{Count: count, Entries: entries, StateFile: file})
 	check := func(b *guard.Brake, s syncer.Scope) bool {
 		t.Helper()
-		held, _, err := b.Check(t.Context(), []syncer.Scope{s})
+		held, _, err := b.Check(t.Context(), []syncer.Scope{s}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func TestGate(t *testing.T) {
 	must(t, err)
 	var counted []syncer.Scope
 	brake := guard.NewBrake(guard.BrakeOptions{Floor: 1,
-		Count: func(_ context.Context, scopes []syncer.Scope) (map[string]int64, error) {
+		Count: func(_ context.Context, scopes []syncer.Scope, _ map[string][]string) (map[string]int64, error) {
 			counted = append(counted, scopes...)
 			out := map[string]int64{}
 			for _, s := range scopes {
@@ -118,7 +118,7 @@ func TestGate(t *testing.T) {
 	p, q, r := syncer.Scope{Dir: "p"}, syncer.Scope{Dir: "q"}, syncer.Scope{Dir: "r"}
 	_, err = ps.Pause("p", "")
 	must(t, err)
-	held, err := g.Admit(t.Context(), []syncer.Scope{p, q, r})
+	held, err := g.Admit(t.Context(), []syncer.Scope{p, q, r}, nil)
 	if !slices.Equal(held, []syncer.Scope{p, q}) || !errors.Is(err, syncer.ErrPaused) {
 		t.Fatalf("Admit = %v, %v: want p (paused) and q (braked) held", held, err)
 	}
@@ -131,7 +131,68 @@ func TestGate(t *testing.T) {
 	if !strings.Contains(g.Paused(), `project "p" paused`) {
 		t.Errorf("Paused() = %q", g.Paused())
 	}
-	if held, err := g.Admit(t.Context(), []syncer.Scope{r}); held != nil || err != nil {
+	if held, err := g.Admit(t.Context(), []syncer.Scope{r}, nil); held != nil || err != nil {
 		t.Errorf("Admit(r) = %v, %v, want it let through", held, err)
+	}
+}
+
+// synced is a syncer.Syncer that records the scopes it is given.
+type synced struct{ scopes *[]syncer.Scope }
+
+func (s synced) Sync(_ context.Context, scopes []syncer.Scope, _ syncer.Hints) (syncer.Stats, error) {
+	*s.scopes = append(*s.scopes, scopes...)
+	return syncer.Stats{}, nil
+}
+
+// TestWhole: of the scopes a run named files in, the gate admits again,
+// counted whole, those about to be synced whole: one that deletes too
+// much now is held (a ScopeError matching ErrPaused), the others go on,
+// and scopes no file was named in are not counted again.
+func TestWhole(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	for _, d := range []string{src, dst} {
+		for _, p := range []string{"p", "q", "r"} {
+			must(t, os.Mkdir(filepath.Join(d, p), 0o755))
+		}
+	}
+	var counted []syncer.Scope
+	brake := guard.NewBrake(guard.BrakeOptions{Floor: 1,
+		Count: func(_ context.Context, scopes []syncer.Scope, files map[string][]string) (map[string]int64, error) {
+			if files != nil {
+				t.Errorf("counted among named files: %v", files)
+			}
+			counted = append(counted, scopes...)
+			out := map[string]int64{}
+			for _, s := range scopes {
+				if s.Project() == "p" {
+					out["p"] = 900 // what the whole directory deletes, the named file none
+				}
+			}
+			return out, nil
+		},
+		Entries: func(context.Context, string) (int64, error) { return 1000, nil }})
+	g := guard.Gate{Guard: guard.New(guard.Options{Source: src, Dest: dst}), Brake: brake}
+	var got []syncer.Scope
+	w := guard.Whole{Gate: g, Next: synced{&got}}
+	p, q, r := syncer.Scope{Dir: "p/d"}, syncer.Scope{Dir: "q/d"}, syncer.Scope{Dir: "r", Recursive: true}
+	h := syncer.Hints{Files: map[string][]string{"p/d": {"p/d/x"}, "q/d": {"q/d/y"}}}
+	_, err := w.Sync(t.Context(), []syncer.Scope{p, q, r}, h)
+	var part *syncer.ScopeError
+	if !errors.As(err, &part) || !slices.Equal(part.Scopes, []syncer.Scope{p}) || !errors.Is(err, syncer.ErrPaused) {
+		t.Fatalf("Sync = %v: want p/d held", err)
+	}
+	if !slices.Equal(got, []syncer.Scope{q, r}) {
+		t.Errorf("synced %v, want q/d and r", got)
+	}
+	if !slices.Equal(counted, []syncer.Scope{p, q}) {
+		t.Errorf("counted %v, want the named scopes alone", counted)
+	}
+	got, counted = nil, nil
+	if _, err := w.Sync(t.Context(), []syncer.Scope{q, r}, syncer.Hints{}); err != nil || len(counted) != 0 || !slices.Equal(got, []syncer.Scope{q, r}) {
+		t.Errorf("no named files: %v, counted %v, synced %v; want all synced, none counted", err, counted, got)
+	}
+	got = nil
+	if _, err := w.Sync(t.Context(), []syncer.Scope{p}, h); !errors.Is(err, syncer.ErrPaused) || len(got) != 0 {
+		t.Errorf("only a held scope: %v, synced %v; want held, nothing synced", err, got)
 	}
 }

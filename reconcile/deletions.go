@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -18,7 +19,12 @@ import (
 // everything below them, and for a recursive scope the same at every level
 // below. A scope whose source directory is gone deletes nothing (its
 // parent's run does). It reads only; opts names the trees as for Walk.
-func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope) (map[string]int64, error) {
+//
+// files maps the Dir of a non-recursive scope to the only files its sync
+// looks at (syncer.Hints.Files, paths relative to the source root): there
+// only those are counted, without listing the directory. Whatever syncs
+// such a scope whole must count it whole first.
+func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope, files map[string][]string) (map[string]int64, error) {
 	src, err := osx.OpenRoot(opts.Source)
 	if err != nil {
 		return nil, err
@@ -39,7 +45,12 @@ func Deletions(ctx context.Context, opts Options, scopes []syncer.Scope) (map[st
 			}
 			continue
 		}
-		n, err := c.deletions(s.Dir, s.Recursive)
+		var n int64
+		if names, ok := files[s.Dir]; ok && !s.Recursive {
+			n, err = c.named(s.Dir, names)
+		} else {
+			n, err = c.deletions(s.Dir, s.Recursive)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -154,6 +165,54 @@ func (c *counter) deletions(dir string, recursive bool) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// named counts what a sync of dir that looks only at files deletes: those
+// of them the backup has and the source lacks or has with another type,
+// with everything below them.
+func (c *counter) named(dir string, files []string) (int64, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, f := range files {
+		if f != dir && syncer.Parent(f) == dir {
+			names = append(names, path.Base(f))
+		}
+	}
+	src, err := stats(c.src, dir, names, c.skip(dir))
+	if err != nil || src == nil {
+		return 0, err
+	}
+	dst, err := stats(c.dst, dir, names, c.skip(dir))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for name, typ := range dst {
+		if st, ok := src[name]; ok && st == typ {
+			continue
+		}
+		n++
+		if typ == unix.S_IFDIR {
+			below, err := c.below(syncer.Join(dir, name))
+			if err != nil {
+				return 0, err
+			}
+			n += below
+		}
+	}
+	return n, nil
+}
+
+// stats is list for names alone: the types of those dir has.
+func stats(r *osx.Root, dir string, names []string, skip func(string) bool) (map[string]uint32, error) {
+	out := map[string]uint32{}
+	err := r.StatAt(dir, names, skip, func(_ int, name string, st *unix.Stat_t) { out[name] = st.Mode & unix.S_IFMT })
+	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
+		return nil, nil
+	}
+	return out, err
 }
 
 // below counts the backup's entries below dir.

@@ -236,13 +236,14 @@ func (p *Pool) runBatch(ctx context.Context, log *zap.Logger, batch []syncer.Del
 // Gate decides which scopes may run now (guard.Gate).
 type Gate interface {
 	// Admit returns the scopes that must wait, and the error their jobs
-	// settle with; nil, nil when all may run.
-	Admit(ctx context.Context, scopes []syncer.Scope) ([]syncer.Scope, error)
+	// settle with; nil, nil when all may run. files are the run's
+	// syncer.Hints.Files.
+	Admit(ctx context.Context, scopes []syncer.Scope, files map[string][]string) ([]syncer.Scope, error)
 }
 
 // admit settles the jobs of the claims the gate holds, and returns the
-// claims that may run.
-func (p *Pool) admit(ctx context.Context, log *zap.Logger, claims []*claim) []*claim {
+// claims that may run; files are the run's (batchFiles).
+func (p *Pool) admit(ctx context.Context, log *zap.Logger, claims []*claim, files map[string][]string) []*claim {
 	if p.opts.Gate == nil {
 		return claims
 	}
@@ -250,7 +251,7 @@ func (p *Pool) admit(ctx context.Context, log *zap.Logger, claims []*claim) []*c
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
-	held, err := p.opts.Gate.Admit(ctx, scopes)
+	held, err := p.opts.Gate.Admit(ctx, scopes, files)
 	if len(held) == 0 {
 		return claims
 	}
@@ -275,14 +276,15 @@ func (p *Pool) admit(ctx context.Context, log *zap.Logger, claims []*claim) []*c
 // scopes that fails as a whole runs each of them alone: one scope's failure
 // never fails the jobs of the others.
 func (p *Pool) run(ctx context.Context, log *zap.Logger, claims []*claim) {
-	if claims = p.admit(ctx, log, claims); len(claims) == 0 {
+	files := batchFiles(claims)
+	if claims = p.admit(ctx, log, claims, files); len(claims) == 0 {
 		return
 	}
 	scopes := make([]syncer.Scope, len(claims))
 	for i, c := range claims {
 		scopes[i] = c.scope
 	}
-	hints := syncer.Hints{Open: batchOpen(claims), Files: batchFiles(claims), Verify: batchVerify(claims)}
+	hints := syncer.Hints{Open: batchOpen(claims), Files: files, Verify: batchVerify(claims)}
 	if p.opts.Mover != nil {
 		// Left alone, as an open file is: the move takes it.
 		hints.Open = append(hints.Open, keptFroms(claims)...)

@@ -190,16 +190,6 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 			return nil, err
 		}
 	}
-	var sy syncer.Syncer = d.runner
-	po := cfg.Pool(d.log.Named("worker"))
-	if opts, ok := cfg.Copier(); ok || !cfg.Remote() {
-		opts.Takes = d.backup.Takes
-		c := copier.New(opts)
-		if ok {
-			sy = copier.Syncer{Copier: c, Fallback: d.runner, Logger: d.log.Named("copier")}
-		}
-		po.Mover = copier.Mover{Copier: c, Index: d.backup.Index} // a local backup renames
-	}
 	if bo, ok := cfg.Brake(d.log.Named("brake")); ok {
 		d.brake = guard.NewBrake(bo)
 	}
@@ -207,6 +197,17 @@ func (d *daemon) open(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	d.gate = guard.Gate{Guard: d.guard, Pauses: d.pauses, Brake: d.brake}
+	// rsync syncs a directory whole: one a run named files in is admitted again.
+	var sy syncer.Syncer = guard.Whole{Gate: d.gate, Next: d.runner}
+	po := cfg.Pool(d.log.Named("worker"))
+	if opts, ok := cfg.Copier(); ok || !cfg.Remote() {
+		opts.Takes = d.backup.Takes
+		c := copier.New(opts)
+		if ok {
+			sy = copier.Syncer{Copier: c, Fallback: sy, Logger: d.log.Named("copier")}
+		}
+		po.Mover = copier.Mover{Copier: c, Index: d.backup.Index} // a local backup renames
+	}
 	if d.backup.Index != nil {
 		sy = index.Syncer{Next: sy, Recorder: cfg.Recorder(d.backup, d.log.Named("index"))}
 	}

@@ -628,6 +628,60 @@ func TestRun_DeletionBrake(t *testing.T) {
 	}
 }
 
+// TestRun_DeletionBrakeNamedFallback: a reconcile's job that names one file
+// is admitted with the deletions of that file alone counted. When the
+// direct copy declines it (the backup has a directory there) and rsync
+// would sync the whole directory, deleting 600 files the job did not name,
+// the run is counted whole first and held: nothing is deleted until
+// `syncer approve`.
+func TestRun_DeletionBrakeNamedFallback(t *testing.T) {
+	cfg := testConfig(t)
+	tree := testutil.Tree{"q/a": "1", "p/d/x": "a file"}
+	for i := range 400 {
+		tree[fmt.Sprintf("p/keep/f%d", i)] = "k"
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	h := start(t, cfg)
+	h.converge(t)
+	// Behind syncer's back, on the backup: x became a directory, and 600
+	// files the source never had (or lost while nobody watched).
+	must(t, os.Remove(filepath.Join(cfg.Dest, "p/d/x")))
+	must(t, os.Mkdir(filepath.Join(cfg.Dest, "p/d/x"), 0o755))
+	planted := testutil.Tree{}
+	for i := range 600 {
+		planted[fmt.Sprintf("p/d/g%d", i)] = "g"
+	}
+	testutil.WriteTree(t, cfg.Dest, planted)
+	before := files(t, cfg.Dest)
+
+	job := syncer.Job{ID: "named-x", Scope: syncer.Scope{Dir: "p/d"}, Files: []string{"p/d/x"}, Reason: syncer.ReasonReconcile, FirstEvent: time.Now()}
+	must(t, h.d.q.PublishJobs(t.Context(), []syncer.Job{job}))
+	var held metrics.Project
+	testutil.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
+		for _, p := range h.status(t).Projects {
+			if p.Name == "p" && p.State == "held" {
+				held = p
+				return nil
+			}
+		}
+		return errors.New("p not held")
+	})
+	// The directory's 601, and the one its admission let through first
+	// (deletions within the window count together).
+	if !strings.Contains(held.Why, "deleting 602 of") {
+		t.Errorf("held = %q, want the whole directory's 601 deletions counted", held.Why)
+	}
+	time.Sleep(time.Second)
+	if d := unchanged(t, before, cfg.Dest); d != "" {
+		t.Fatalf("backup changed while the deletion was held:\n%s", d)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"approve", "p", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("approve: exit %d: %s", code, stderr.String())
+	}
+	h.converge(t)
+}
+
 // TestRun_VanishingDirs: directories created and removed at once, and a
 // directory moved in and moved on at once, cost a bounded number of runs,
 // leave no job looping and nothing dead-lettered.
