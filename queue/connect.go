@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/syncer/syncer"
 )
 
 // Connect opens the queue where opts say it lives: on the embedded server
@@ -91,6 +93,9 @@ func Connect(ctx context.Context, opts Options) (q *JetStream, err error) {
 		undo = append(undo, stop)
 	}
 	q.url, q.close = url, closeAll
+	if opts.Scratch && opts.External == nil && opts.Listen == "" {
+		q.local = &subscribers{fns: map[int]func(syncer.Result){}}
+	}
 	return q, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,9 @@ type Options struct {
 	// Scratch keeps the streams in memory, on an embedded server of their
 	// own: a one-shot queue whose loss costs only a rerun (a standalone
 	// reconcile); it starts and stops without the file store's fsyncs.
+	// With no client port (Listen) nobody outside the process can follow
+	// its results, which are then handed to the subscribers in process,
+	// not encoded and sent through the server.
 	Scratch bool
 	// OnFailover, when set, is called (on a goroutine of its own) for every
 	// leader election of one of syncer's streams or consumers on an
@@ -97,6 +101,15 @@ type JetStream struct {
 	log     *zap.Logger
 	url     string
 	close   func()
+	local   *subscribers // results in process: a scratch queue nobody else reaches
+}
+
+// subscribers are the functions SubscribeResults gave a queue whose results
+// stay in process, called one at a time.
+type subscribers struct {
+	mu   sync.Mutex
+	fns  map[int]func(syncer.Result)
+	next int
 }
 
 // open sets up streams and consumers (creating what is missing, never
@@ -316,6 +329,14 @@ func (q *JetStream) PublishJobs(ctx context.Context, jobs []syncer.Job) error {
 // PublishResult announces a finished job on core NATS (not stored: results
 // feed live bookkeeping; a missed one is found again by reconcile).
 func (q *JetStream) PublishResult(r syncer.Result) error {
+	if l := q.local; l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, fn := range l.fns {
+			fn(r)
+		}
+		return nil
+	}
 	w := wireResult{wireJob: toWireJob(r.Job), Run: r.Run, OK: r.OK, Started: r.Started, Finished: r.Finished, ExitCode: r.ExitCode, Error: r.Error, Stats: r.Stats}
 	b, err := json.Marshal(w)
 	if err != nil {
@@ -327,6 +348,18 @@ func (q *JetStream) PublishResult(r syncer.Result) error {
 // SubscribeResults calls fn for every result published by any worker until
 // the returned stop function is called. fn runs on one goroutine.
 func (q *JetStream) SubscribeResults(fn func(syncer.Result)) (stop func(), err error) {
+	if l := q.local; l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		id := l.next
+		l.next++
+		l.fns[id] = fn
+		return func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			delete(l.fns, id)
+		}, nil
+	}
 	sub, err := q.nc.Subscribe(resultsPrefix+">", func(m *nats.Msg) {
 		var w wireResult
 		if err := json.Unmarshal(m.Data, &w); err != nil {

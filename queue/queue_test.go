@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/internal/testutil/testqueue"
@@ -212,5 +214,66 @@ func TestScratchDir(t *testing.T) {
 	}
 	if b == c {
 		t.Error("two calls got the same directory")
+	}
+}
+
+// TestConnect_ScratchResults: a scratch queue with no client port hands
+// results to its subscribers in process, before PublishResult returns;
+// with a port open, they go through the server, where a client outside
+// the process follows them.
+func TestConnect_ScratchResults(t *testing.T) {
+	q, err := queue.Connect(t.Context(), queue.Options{StateDir: t.TempDir(), Scratch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	a, b := make(chan syncer.Result, 2), make(chan syncer.Result, 2)
+	stopA, err := q.SubscribeResults(func(r syncer.Result) { a <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB, err := q.SubscribeResults(func(r syncer.Result) { b <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopB()
+	want := syncer.Result{Job: syncer.Job{ID: "x", Scope: syncer.Scope{Dir: "p"}}, OK: true}
+	if err := q.PublishResult(want); err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 1 || len(b) != 1 || (<-a).Job.ID != "x" || (<-b).Job.ID != "x" {
+		t.Fatal("result not handed to both subscribers by the time PublishResult returned")
+	}
+	stopA()
+	if err := q.PublishResult(want); err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 0 || len(b) != 1 {
+		t.Errorf("after stop: %d, %d results; want 0, 1", len(a), len(b))
+	}
+
+	port := testutil.FreePort(t)
+	listening, err := queue.Connect(t.Context(), queue.Options{StateDir: t.TempDir(), Scratch: true, Listen: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listening.Close()
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("syncer.results.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := listening.PublishResult(want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Errorf("a client on the port saw no result: %v", err)
 	}
 }
