@@ -75,6 +75,18 @@ func Parent(dir string) string {
 	return dir[:i]
 }
 
+// NamesIn returns the names in dir of those of files (paths relative to the
+// source root, as a job's Files) that are directly in it; never nil.
+func NamesIn(dir string, files []string) []string {
+	names := make([]string, 0, len(files))
+	for _, f := range files {
+		if f != dir && Parent(f) == dir {
+			names = append(names, path.Base(f))
+		}
+	}
+	return names
+}
+
 // Project returns the first element of dir, "" for the root.
 func Project(dir string) string {
 	if i := strings.IndexByte(dir, '/'); i >= 0 {

@@ -106,3 +106,16 @@ func TestOuterParents(t *testing.T) {
 		t.Errorf("OuterParents = %q, want %q", got, want)
 	}
 }
+
+func TestNamesIn(t *testing.T) {
+	files := []string{"p/d/a", "p/d/sub/b", "p/e/c", "p/d", "top"}
+	if got := syncer.NamesIn("p/d", files); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("NamesIn(p/d) = %q, want [a]", got)
+	}
+	if got := syncer.NamesIn("", files); !slices.Equal(got, []string{"top"}) {
+		t.Errorf("NamesIn(root) = %q, want [top]", got)
+	}
+	if got := syncer.NamesIn("q", files); got == nil || len(got) != 0 {
+		t.Errorf("NamesIn(q) = %#v, want empty, not nil", got)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"slices"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -85,12 +84,7 @@ func (c *Copier) syncFlat(ctx context.Context, t *trees, sc syncer.Scope, files,
 	}
 	var names []string
 	if files != nil && !sc.Recursive {
-		names = make([]string, 0, len(files))
-		for _, f := range files {
-			if f != dir && syncer.Parent(f) == dir {
-				names = append(names, strings.TrimPrefix(f[len(dir):], "/"))
-			}
-		}
+		names = syncer.NamesIn(dir, files)
 	}
 	src, err := c.list(t.src, dir, names, skip)
 	if errors.Is(err, unix.ENOENT) || osx.NotDir(err) {

@@ -3,7 +3,6 @@ package index
 import (
 	"context"
 	"errors"
-	"path"
 	"slices"
 	"time"
 
@@ -222,7 +221,7 @@ func (r *Recorder) Suspects(scopes []syncer.Scope, h syncer.Hints) []string {
 		}
 		skip := r.skip(sc.Dir)
 		if files := h.Files[sc.Dir]; files != nil {
-			_ = src.StatAt(sc.Dir, namesIn(sc.Dir, files), skip, add)
+			_ = src.StatAt(sc.Dir, syncer.NamesIn(sc.Dir, files), skip, add)
 		} else {
 			_ = src.ListDir(sc.Dir, skip, add)
 		}
@@ -296,7 +295,7 @@ func (r *Recorder) scope(src *osx.Root, sc syncer.Scope, h syncer.Hints, before 
 			// Only the named files: those gone from the source (deleted
 			// on the backup by the sync) lose their records.
 			u.Exact = false
-			names := namesIn(dir, files)
+			names := syncer.NamesIn(dir, files)
 			seen := make(map[string]bool, len(names))
 			err = src.StatAt(dir, names, r.skip(dir), func(fd int, name string, st *unix.Stat_t) {
 				seen[name] = true
@@ -339,18 +338,6 @@ func (r *Recorder) root(src *osx.Root, dir string) {
 	if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		r.Index.Queue(Update{Dir: syncer.Parent(dir), Put: map[string]Record{name: Stamp(&st)}})
 	}
-}
-
-// namesIn is the names, in dir, of the files (paths relative to the
-// source root) that lie directly in it.
-func namesIn(dir string, files []string) []string {
-	names := make([]string, 0, len(files))
-	for _, f := range files {
-		if syncer.Parent(f) == dir {
-			names = append(names, path.Base(f))
-		}
-	}
-	return names
 }
 
 // Stamp is the record of a file as stat gives it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"path"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -75,13 +74,8 @@ func (c *counter) root(recursive bool, out map[string]int64) error {
 		var n int64
 		switch st, ok := src[name]; {
 		case !ok || st != typ:
-			n = 1
-			if typ == unix.S_IFDIR {
-				below, err := c.below(name)
-				if err != nil {
-					return err
-				}
-				n += below
+			if n, err = c.gone(name, typ); err != nil {
+				return err
 			}
 		case recursive && typ == unix.S_IFDIR:
 			if n, err = c.deletions(name, true); err != nil {
@@ -144,27 +138,29 @@ func (c *counter) deletions(dir string, recursive bool) (int64, error) {
 	}
 	var n int64
 	for name, typ := range dst {
-		rel := syncer.Join(dir, name)
-		st, ok := src[name]
-		switch {
+		var m int64
+		switch st, ok := src[name]; {
 		case !ok || st != typ:
-			n++
-			if typ == unix.S_IFDIR {
-				below, err := c.below(rel)
-				if err != nil {
-					return 0, err
-				}
-				n += below
-			}
+			m, err = c.gone(syncer.Join(dir, name), typ)
 		case recursive && typ == unix.S_IFDIR:
-			below, err := c.deletions(rel, true)
-			if err != nil {
-				return 0, err
-			}
-			n += below
+			m, err = c.deletions(syncer.Join(dir, name), true)
 		}
+		if err != nil {
+			return 0, err
+		}
+		n += m
 	}
 	return n, nil
+}
+
+// gone counts the backup entry rel, of type typ, deleted: itself and,
+// for a directory, everything below it.
+func (c *counter) gone(rel string, typ uint32) (int64, error) {
+	if typ != unix.S_IFDIR {
+		return 1, nil
+	}
+	below, err := c.below(rel)
+	return 1 + below, err
 }
 
 // named counts what a sync of dir that looks only at files deletes: those
@@ -174,12 +170,7 @@ func (c *counter) named(dir string, files []string) (int64, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	var names []string
-	for _, f := range files {
-		if f != dir && syncer.Parent(f) == dir {
-			names = append(names, path.Base(f))
-		}
-	}
+	names := syncer.NamesIn(dir, files)
 	src, err := stats(c.src, dir, names, c.skip(dir))
 	if err != nil || src == nil {
 		return 0, err
@@ -193,14 +184,11 @@ func (c *counter) named(dir string, files []string) (int64, error) {
 		if st, ok := src[name]; ok && st == typ {
 			continue
 		}
-		n++
-		if typ == unix.S_IFDIR {
-			below, err := c.below(syncer.Join(dir, name))
-			if err != nil {
-				return 0, err
-			}
-			n += below
+		m, err := c.gone(syncer.Join(dir, name), typ)
+		if err != nil {
+			return 0, err
 		}
+		n += m
 	}
 	return n, nil
 }

@@ -557,6 +557,23 @@ func TestRun_ExternalNATS(t *testing.T) {
 	}
 }
 
+// held waits until status shows project held by the deletion brake, and
+// returns what it says of it.
+func (h *harness) held(t *testing.T, project string) metrics.Project {
+	t.Helper()
+	var held metrics.Project
+	testutil.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
+		for _, p := range h.status(t).Projects {
+			if p.Name == project && p.State == "held" {
+				held = p
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not held", project)
+	})
+	return held
+}
+
 // TestRun_DeletionBrake: deleting 60 % of a project holds its run with
 // nothing deleted, while other projects go on, until `syncer approve`; then
 // the deletion is done and every deleted file is in the trash.
@@ -575,16 +592,7 @@ func TestRun_DeletionBrake(t *testing.T) {
 	before := files(t, cfg.Dest)
 
 	must(t, os.RemoveAll(h.path("p/doomed")))
-	var held metrics.Project
-	testutil.Eventually(t, 15*time.Second, 100*time.Millisecond, func() error {
-		for _, p := range h.status(t).Projects {
-			if p.Name == "p" && p.State == "held" {
-				held = p
-				return nil
-			}
-		}
-		return errors.New("p not held")
-	})
+	held := h.held(t, "p")
 	if !strings.Contains(held.Why, "deleting 607 of 1008 entries") || !strings.Contains(held.Why, "syncer approve p") {
 		t.Errorf("held = %q, want the count and how to approve", held.Why)
 	}
@@ -656,16 +664,7 @@ func TestRun_DeletionBrakeNamedFallback(t *testing.T) {
 
 	job := syncer.Job{ID: "named-x", Scope: syncer.Scope{Dir: "p/d"}, Files: []string{"p/d/x"}, Reason: syncer.ReasonReconcile, FirstEvent: time.Now()}
 	must(t, h.d.q.PublishJobs(t.Context(), []syncer.Job{job}))
-	var held metrics.Project
-	testutil.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
-		for _, p := range h.status(t).Projects {
-			if p.Name == "p" && p.State == "held" {
-				held = p
-				return nil
-			}
-		}
-		return errors.New("p not held")
-	})
+	held := h.held(t, "p")
 	// The directory's 601, and the one its admission let through first
 	// (deletions within the window count together).
 	if !strings.Contains(held.Why, "deleting 602 of") {
