@@ -144,15 +144,17 @@ type Index struct {
 	log *zap.Logger
 
 	commits sync.Mutex // one Flush at a time
-	// mu guards what follows; readers share it, so that the walk's
-	// goroutines read the index at once.
+	// mu guards what follows; it is never held while the file is read
+	// (see queued).
 	mu       sync.RWMutex
 	pending  map[string]Update // queued, by directory
 	flushing map[string]Update // being committed
-	expect   map[string]expect // Expect's, until a sync takes them
 	kick     chan struct{}     // FlushDirs reached
 	stop     chan struct{}
 	done     chan struct{}
+
+	expectMu sync.Mutex
+	expect   map[string]expect // Expect's, until a sync takes them
 }
 
 // Open opens (creating it) the index file at path and starts committing
@@ -244,11 +246,8 @@ func (ix *Index) Dir(dir string) (map[string]Record, error) {
 func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error) {
 	clear(out)
 	prefix := key(dir, "")
-	// Under the lock, a commit may run but not end: what it writes is
-	// either read here or still in flushing.
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	c, cok := ix.queuedClean(dir)
+	q := ix.queued(dir)
+	c, cok := q.clean()
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		if !cok {
 			c, cok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
@@ -261,10 +260,8 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 		}
 		return nil
 	})
-	for _, q := range []map[string]Update{ix.flushing, ix.pending} {
-		if u, ok := q[dir]; ok {
-			u.applyTo(out)
-		}
+	for _, u := range q.updates() {
+		u.applyTo(out)
 	}
 	return c, cok, err
 }
@@ -272,12 +269,11 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 // Clean returns what Dir was on both sides when its entries were last
 // known equal (see Clean), queued ones included.
 func (ix *Index) Clean(dir string) (Clean, bool, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	c, ok := ix.queuedClean(dir)
-	if ok {
+	if c, ok := ix.queued(dir).clean(); ok {
 		return c, true, nil
 	}
+	var c Clean
+	var ok bool
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		c, ok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
 		return nil
@@ -285,11 +281,46 @@ func (ix *Index) Clean(dir string) (Clean, bool, error) {
 	return c, ok, err
 }
 
-// queuedClean is dir's Clean among the updates not yet committed, newest
-// first; ix.mu is held.
-func (ix *Index) queuedClean(dir string) (Clean, bool) {
-	for _, q := range []map[string]Update{ix.pending, ix.flushing} {
-		if u, ok := q[dir]; ok && u.Clean != nil {
+// unsaved is what is not yet committed of one directory: the update being
+// committed and the one queued since (either may be missing).
+type unsaved struct {
+	flushing, pending Update
+	inFlush, inQueue  bool
+}
+
+// queued returns what is not yet committed of dir. The file is read after,
+// without the lock: the walk's goroutines read at once, and a commit never
+// waits for them. That read holds every commit that ended before this
+// call, maybe the one of flushing, maybe later ones; the updates of dir
+// taken here, applied on top, then give each record as it was at this call
+// or newer. Applying an update again changes nothing, and queued updates
+// are never changed (Queue merges into new ones), so they may be read
+// after the lock is released.
+func (ix *Index) queued(dir string) unsaved {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var q unsaved
+	q.flushing, q.inFlush = ix.flushing[dir]
+	q.pending, q.inQueue = ix.pending[dir]
+	return q
+}
+
+// updates are q's updates, oldest first.
+func (q unsaved) updates() []Update {
+	var out []Update
+	if q.inFlush {
+		out = append(out, q.flushing)
+	}
+	if q.inQueue {
+		out = append(out, q.pending)
+	}
+	return out
+}
+
+// clean is the newest Clean among q's updates.
+func (q unsaved) clean() (Clean, bool) {
+	for _, u := range []Update{q.pending, q.flushing} {
+		if u.Clean != nil {
 			return *u.Clean, true
 		}
 	}
@@ -307,8 +338,8 @@ const maxExpect = 1 << 16
 // when c is: the records then listed the backup's entries). It is kept in
 // memory, for the syncs of this process.
 func (ix *Index) Expect(dir string, c Clean, files []string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.expectMu.Lock()
+	defer ix.expectMu.Unlock()
 	if ix.expect == nil || len(ix.expect) >= maxExpect {
 		ix.expect = map[string]expect{}
 	}
@@ -323,8 +354,8 @@ type expect struct {
 // expected returns, and forgets, what Expect noted for dir, when a sync
 // of files covers what it named.
 func (ix *Index) expected(dir string, files []string) (Clean, bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.expectMu.Lock()
+	defer ix.expectMu.Unlock()
 	e, ok := ix.expect[dir]
 	if !ok {
 		return Clean{}, false
