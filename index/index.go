@@ -247,7 +247,7 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 	clear(out)
 	prefix := key(dir, "")
 	q := ix.queued(dir)
-	c, cok := q.clean()
+	c, cok := newestClean(q)
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		if !cok {
 			c, cok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
@@ -260,7 +260,7 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 		}
 		return nil
 	})
-	for _, u := range q.updates() {
+	for _, u := range q {
 		u.applyTo(out)
 	}
 	return c, cok, err
@@ -269,7 +269,7 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 // Clean returns what Dir was on both sides when its entries were last
 // known equal (see Clean), queued ones included.
 func (ix *Index) Clean(dir string) (Clean, bool, error) {
-	if c, ok := ix.queued(dir).clean(); ok {
+	if c, ok := newestClean(ix.queued(dir)); ok {
 		return c, true, nil
 	}
 	var c Clean
@@ -281,45 +281,30 @@ func (ix *Index) Clean(dir string) (Clean, bool, error) {
 	return c, ok, err
 }
 
-// unsaved is what is not yet committed of one directory: the update being
-// committed and the one queued since (either may be missing).
-type unsaved struct {
-	flushing, pending Update
-	inFlush, inQueue  bool
-}
-
-// queued returns what is not yet committed of dir. The file is read after,
+// queued returns the updates of dir not yet committed, oldest first: the
+// one being committed, then the one queued since. The file is read after,
 // without the lock: the walk's goroutines read at once, and a commit never
 // waits for them. That read holds every commit that ended before this
-// call, maybe the one of flushing, maybe later ones; the updates of dir
-// taken here, applied on top, then give each record as it was at this call
-// or newer. Applying an update again changes nothing, and queued updates
-// are never changed (Queue merges into new ones), so they may be read
-// after the lock is released.
-func (ix *Index) queued(dir string) unsaved {
+// call, maybe the one being committed, maybe later ones; the updates taken
+// here, applied on top, then give each record as it was at this call or
+// newer. Applying an update again changes nothing, and queued updates are
+// never changed (Queue merges into new ones), so they may be read after
+// the lock is released.
+func (ix *Index) queued(dir string) []Update {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	var q unsaved
-	q.flushing, q.inFlush = ix.flushing[dir]
-	q.pending, q.inQueue = ix.pending[dir]
-	return q
-}
-
-// updates are q's updates, oldest first.
-func (q unsaved) updates() []Update {
 	var out []Update
-	if q.inFlush {
-		out = append(out, q.flushing)
-	}
-	if q.inQueue {
-		out = append(out, q.pending)
+	for _, q := range []map[string]Update{ix.flushing, ix.pending} {
+		if u, ok := q[dir]; ok {
+			out = append(out, u)
+		}
 	}
 	return out
 }
 
-// clean is the newest Clean among q's updates.
-func (q unsaved) clean() (Clean, bool) {
-	for _, u := range []Update{q.pending, q.flushing} {
+// newestClean is the newest Clean among updates (oldest first).
+func newestClean(updates []Update) (Clean, bool) {
+	for _, u := range slices.Backward(updates) {
 		if u.Clean != nil {
 			return *u.Clean, true
 		}
