@@ -229,8 +229,11 @@ func rsyncWrapper(t *testing.T, dir string, delay time.Duration) string {
 	rs := testutil.RequireRsync(t)
 	script := filepath.Join(t.TempDir(), "rsync-wrapper")
 	body := fmt.Sprintf(`#!/bin/bash
-# Records every run for the tests; any line here must stay cheap.
-log=%q/$$
+# Records every run for the tests; any line here must stay cheap. Runs are
+# named by their start (microseconds) and pid: pids wrap around under load
+# (pid_max is often 32768), and a reused or shorter pid must neither
+# overwrite an earlier run's record nor sort before it.
+log=%q/${EPOCHREALTIME//[!0-9]/}-$$
 printf '%%s\0' "$@" > "$log.args"
 date +%%s%%N > "$log.start"
 sleep %f
@@ -249,7 +252,7 @@ type run struct {
 	scopes     []syncer.Scope
 }
 
-// readRuns parses what rsyncWrapper recorded.
+// readRuns parses what rsyncWrapper recorded, oldest first.
 func readRuns(t *testing.T, dir, src string) []run {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -260,7 +263,8 @@ func readRuns(t *testing.T, dir, src string) []run {
 		if !ok {
 			continue
 		}
-		pid, _ := strconv.Atoi(base)
+		_, p, _ := strings.Cut(base, "-")
+		pid, _ := strconv.Atoi(p)
 		r := run{pid: pid}
 		args, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		must(t, err)
