@@ -144,15 +144,17 @@ type Index struct {
 	log *zap.Logger
 
 	commits sync.Mutex // one Flush at a time
-	// mu guards what follows; readers share it, so that the walk's
-	// goroutines read the index at once.
+	// mu guards what follows; it is never held while the file is read
+	// (see queued).
 	mu       sync.RWMutex
 	pending  map[string]Update // queued, by directory
 	flushing map[string]Update // being committed
-	expect   map[string]expect // Expect's, until a sync takes them
 	kick     chan struct{}     // FlushDirs reached
 	stop     chan struct{}
 	done     chan struct{}
+
+	expectMu sync.Mutex
+	expect   map[string]expect // Expect's, until a sync takes them
 }
 
 // Open opens (creating it) the index file at path and starts committing
@@ -244,11 +246,8 @@ func (ix *Index) Dir(dir string) (map[string]Record, error) {
 func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error) {
 	clear(out)
 	prefix := key(dir, "")
-	// Under the lock, a commit may run but not end: what it writes is
-	// either read here or still in flushing.
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	c, cok := ix.queuedClean(dir)
+	q := ix.queued(dir)
+	c, cok := newestClean(q)
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		if !cok {
 			c, cok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
@@ -261,10 +260,8 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 		}
 		return nil
 	})
-	for _, q := range []map[string]Update{ix.flushing, ix.pending} {
-		if u, ok := q[dir]; ok {
-			u.applyTo(out)
-		}
+	for _, u := range q {
+		u.applyTo(out)
 	}
 	return c, cok, err
 }
@@ -272,12 +269,11 @@ func (ix *Index) DirInto(dir string, out map[string]Record) (Clean, bool, error)
 // Clean returns what Dir was on both sides when its entries were last
 // known equal (see Clean), queued ones included.
 func (ix *Index) Clean(dir string) (Clean, bool, error) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	c, ok := ix.queuedClean(dir)
-	if ok {
+	if c, ok := newestClean(ix.queued(dir)); ok {
 		return c, true, nil
 	}
+	var c Clean
+	var ok bool
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		c, ok = parseClean(tx.Bucket(cleans).Get(cleanKey(dir)))
 		return nil
@@ -285,11 +281,31 @@ func (ix *Index) Clean(dir string) (Clean, bool, error) {
 	return c, ok, err
 }
 
-// queuedClean is dir's Clean among the updates not yet committed, newest
-// first; ix.mu is held.
-func (ix *Index) queuedClean(dir string) (Clean, bool) {
-	for _, q := range []map[string]Update{ix.pending, ix.flushing} {
-		if u, ok := q[dir]; ok && u.Clean != nil {
+// queued returns the updates of dir not yet committed, oldest first: the
+// one being committed, then the one queued since. The file is read after,
+// without the lock: the walk's goroutines read at once, and a commit never
+// waits for them. That read holds every commit that ended before this
+// call, maybe the one being committed, maybe later ones; the updates taken
+// here, applied on top, then give each record as it was at this call or
+// newer. Applying an update again changes nothing, and queued updates are
+// never changed (Queue merges into new ones), so they may be read after
+// the lock is released.
+func (ix *Index) queued(dir string) []Update {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []Update
+	for _, q := range []map[string]Update{ix.flushing, ix.pending} {
+		if u, ok := q[dir]; ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// newestClean is the newest Clean among updates (oldest first).
+func newestClean(updates []Update) (Clean, bool) {
+	for _, u := range slices.Backward(updates) {
+		if u.Clean != nil {
 			return *u.Clean, true
 		}
 	}
@@ -307,8 +323,8 @@ const maxExpect = 1 << 16
 // when c is: the records then listed the backup's entries). It is kept in
 // memory, for the syncs of this process.
 func (ix *Index) Expect(dir string, c Clean, files []string) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.expectMu.Lock()
+	defer ix.expectMu.Unlock()
 	if ix.expect == nil || len(ix.expect) >= maxExpect {
 		ix.expect = map[string]expect{}
 	}
@@ -323,8 +339,8 @@ type expect struct {
 // expected returns, and forgets, what Expect noted for dir, when a sync
 // of files covers what it named.
 func (ix *Index) expected(dir string, files []string) (Clean, bool) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.expectMu.Lock()
+	defer ix.expectMu.Unlock()
 	e, ok := ix.expect[dir]
 	if !ok {
 		return Clean{}, false

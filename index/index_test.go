@@ -1,9 +1,13 @@
 package index_test
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,3 +170,68 @@ func TestClean(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestIndex_ReadsWhileCommitting: a read sees every record queued before
+// it began, whether still queued, being committed or committed, while
+// commits run all the time and readers never wait for them.
+func TestIndex_ReadsWhileCommitting(t *testing.T) {
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	const n = 200
+	var queued atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // commits as often as it can
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := ix.Flush(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 4 {
+		wg.Go(func() {
+			recs := map[string]index.Record{}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				want := int(queued.Load())
+				if _, _, err := ix.DirInto("d", recs); err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range want {
+					if r, ok := recs[fmt.Sprint(i)]; !ok || r.Ino != uint64(i+1) {
+						t.Errorf("after %d updates, record %d is %+v (found %v)", want, i, r, ok)
+						return
+					}
+				}
+			}
+		})
+	}
+	all := map[string]index.Record{}
+	for i := range n {
+		name := fmt.Sprint(i)
+		all[name] = index.Record{Ino: uint64(i + 1)}
+		u := index.Update{Dir: "d", Put: map[string]index.Record{name: all[name]}}
+		if i%3 == 0 { // as a sync of the whole directory records it
+			u = index.Update{Dir: "d", Put: maps.Clone(all), Exact: true}
+		}
+		ix.Queue(u)
+		queued.Store(int64(i + 1))
+		time.Sleep(100 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+}
