@@ -118,30 +118,6 @@ func Join(root, dir string) string {
 	return path.Join(root, dir)
 }
 
-// OuterParents lists the parents of the scopes' directories whose own
-// attributes no scope of the list syncs: a run creating or removing a
-// scope's directory changes its parent's times, which are another run's to set.
-func OuterParents(scopes []Scope) []string {
-	var out []string
-	for _, s := range scopes {
-		if s.Dir == "" {
-			continue
-		}
-		p := Parent(s.Dir)
-		mine := false
-		for _, o := range scopes {
-			if o.Dir == p || (o.Recursive && IsAncestor(o.Dir, p)) {
-				mine = true
-				break
-			}
-		}
-		if !mine && !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // ThenMoves appends moves to ms, each folded into an earlier move of the
 // same directory that ended where it starts: renames in a row are one
 // move, from the first name to the last, and a directory moved back to

@@ -98,15 +98,6 @@ func containsNUL(s string) bool {
 	return false
 }
 
-func TestOuterParents(t *testing.T) {
-	got := syncer.OuterParents([]syncer.Scope{{Dir: "p/a/x", Recursive: true}, {Dir: "p/a/y"}, {Dir: "q/b"}, {Dir: "q"},
-		{Dir: "r", Recursive: true}, {Dir: "r/c/d"}, {Dir: "top"}, {Dir: ""}})
-	want := []string{"p/a"} // q is synced flat, r recursive, the root flat
-	if !slices.Equal(got, want) {
-		t.Errorf("OuterParents = %q, want %q", got, want)
-	}
-}
-
 func TestNamesIn(t *testing.T) {
 	files := []string{"p/d/a", "p/d/sub/b", "p/e/c", "p/d", "top"}
 	if got := syncer.NamesIn("p/d", files); !slices.Equal(got, []string{"a"}) {

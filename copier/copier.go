@@ -138,7 +138,15 @@ func (c *Copier) Copy(ctx context.Context, dir string, skip []string) (syncer.St
 	// is not a vanished file to look at again: its parent's job carries
 	// the removal. Reporting it as vanished would bring this job back
 	// forever.
-	if err := r.parents(dir); err != nil {
+	missing, base, err := r.missingParents(dir)
+	if err != nil {
+		return syncer.Stats{}, err
+	}
+	// The backup directory the first new one is made in may have had its
+	// own sync already, and none follows: it keeps the times its source
+	// has, as if nothing had been made in it.
+	defer t.dst.KeepTimes(t.src, []string{base})()
+	if err := r.parents(missing); err != nil {
 		if errors.Is(err, errSourceGone) {
 			return syncer.Stats{}, nil
 		}
@@ -194,21 +202,27 @@ func (r *run) dirAttrs(d dirAttr) error {
 	return nil
 }
 
-// parents creates the missing ancestors of dir in the backup, each with
-// the attributes of its source directory (read on its descriptor).
-func (r *run) parents(dir string) error {
-	var missing []string
+// missingParents returns the ancestors of dir missing in the backup,
+// nearest first, and the nearest one present ("" is the root).
+func (r *run) missingParents(dir string) (missing []string, base string, err error) {
 	for p := syncer.Parent(dir); p != ""; p = syncer.Parent(p) {
 		fd, err := r.t.dst.OpenDir(p)
 		if err == nil {
 			unix.Close(fd)
-			break
+			return missing, p, nil
 		}
 		if !errors.Is(err, unix.ENOENT) {
-			return err
+			return nil, "", err
 		}
 		missing = append(missing, p)
 	}
+	return missing, "", nil
+}
+
+// parents creates the missing ancestors of a directory in the backup
+// (missingParents), each with the attributes of its source directory
+// (read on its descriptor).
+func (r *run) parents(missing []string) error {
 	for i := len(missing) - 1; i >= 0; i-- {
 		var st unix.Stat_t
 		sfd, err := r.t.src.OpenDir(missing[i])

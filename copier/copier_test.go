@@ -78,6 +78,37 @@ func TestCopier_Copy_Parents(t *testing.T) {
 	}
 }
 
+// TestCopier_Copy_KeepsOuterTimes: the backup directory in which Copy
+// makes a new directory (the scope's own, or its first missing parent's)
+// keeps the times of its source, as if nothing had been made in it: its
+// own sync may have run before, and none follows.
+func TestCopier_Copy_KeepsOuterTimes(t *testing.T) {
+	for _, scope := range []string{"p/new", "p/q/r"} {
+		t.Run(scope, func(t *testing.T) {
+			src, dst := t.TempDir(), t.TempDir()
+			testutil.WriteTree(t, src, testutil.Tree{"p/new/f": "1", "p/q/r/f": "2"})
+			testutil.WriteTree(t, dst, testutil.Tree{"p/": ""})
+			old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+			for _, d := range []string{"p/q", "p"} {
+				if err := os.Chtimes(filepath.Join(src, d), old, old); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chtimes(filepath.Join(dst, "p"), old, old); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := copier.New(copier.Options{Source: src, Dest: dst}).Copy(t.Context(), scope, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range []string{"p", syncer.Parent(scope)} {
+				if fi, err := os.Stat(filepath.Join(dst, d)); err != nil || !fi.ModTime().Equal(old) {
+					t.Errorf("backup %s = %v, %v; want its source mtime %v", d, fi.ModTime(), err, old)
+				}
+			}
+		})
+	}
+}
+
 // TestCopier_SyncFlat checks the direct path for a directory whose files
 // changed: new and changed files arrive exactly (attributes too), a
 // replaced file goes to the trash, no temporary file is left, skipped and

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/syncer/syncer"
-	"github.com/syncer/syncer/internal/osx"
 )
 
 // Syncer is the local backup's syncer.Syncer: the copier in front of rsync
@@ -42,20 +40,6 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()
-	}
-	// Times of directories outside the scopes are other runs' to set: the
-	// copier puts back those its new directories changed (rsync, below,
-	// sets implied directories' times from the source itself).
-	keep := func() {}
-	if outer := madeIn(scopes); len(outer) > 0 {
-		if dst, err := osx.OpenRoot(s.Copier.opts.Dest); err == nil {
-			defer dst.Close()
-			if src, err := osx.OpenRoot(s.Copier.opts.Source); err == nil {
-				defer src.Close()
-				keep = sync.OnceFunc(dst.KeepTimes(src, outer))
-				defer keep()
-			}
-		}
 	}
 	var total syncer.Stats
 	var rest []syncer.Scope
@@ -134,7 +118,6 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		if len(found) > 0 {
 			h.Open = append(slices.Clone(h.Open), found...)
 		}
-		keep()
 		st, err := s.Fallback.Sync(ctx, rest, syncer.Hints{Open: h.Open, Files: h.Files})
 		total.Add(st)
 		if err != nil {
@@ -147,21 +130,6 @@ func (s Syncer) Sync(ctx context.Context, scopes []syncer.Scope, h syncer.Hints)
 		return total, &syncer.OpenFilesError{Paths: found}
 	}
 	return total, nil
-}
-
-// madeIn are the directories outside scopes in which the copier may make
-// an entry: the parents of recursive scopes, where Copy makes a new
-// subtree's root. A flat scope's sync makes entries only in its own
-// directory, whose attributes it sets last, and a backup entry it moves
-// out of the way keeps its parent's times (trees.evict).
-func madeIn(scopes []syncer.Scope) []string {
-	var out []string
-	for _, p := range syncer.OuterParents(scopes) {
-		if slices.ContainsFunc(scopes, func(s syncer.Scope) bool { return s.Recursive && s.Dir != "" && syncer.Parent(s.Dir) == p }) {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // copyError is a failed direct copy (full or read-only backup, I/O error):
