@@ -21,7 +21,9 @@
 // entry are as recorded too; a deep walk (Options.Deep, and every
 // RunnerOptions.DeepEvery) reads every backup entry. Runner runs one reconcile: it
 // walks, queues what differs while the walk goes on (the same JOBS queue and
-// workers as watcher events), follows the jobs to their end through the
+// workers as watcher events: at once while fewer of its jobs wait than the
+// workers run, else what piled up meanwhile as one batch when one of them
+// settles), follows the jobs to their end through the
 // results (Tracker) and keeps a Report of each; once the jobs are done it
 // compares what they touched again and queues what still differs, taking
 // a directory its sync certified (both sides as the sync's Clean says,

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -117,9 +118,12 @@ type RunnerOptions struct {
 	// OnDone, when set, is called when a reconcile whose walk completed
 	// ends, with what each project's backup lacked.
 	OnDone func(r Report, drift map[string]Drift)
-	// SubmitEvery is how long a walk's findings gather before they are
-	// queued together, so that workers find full batches rather than a
-	// trickle (default 1 s).
+	// Workers is how many jobs the workers run at once (default
+	// GOMAXPROCS): while fewer of a reconcile's jobs wait, what its walk
+	// finds is queued at once, so that syncing starts while it walks.
+	Workers int
+	// SubmitEvery bounds how long a walk's findings gather while the
+	// workers are busy with its earlier ones (default 1 s).
 	SubmitEvery time.Duration
 	// DeepEvery is how often a reconcile of the whole tree reads every
 	// backup entry (Options.Deep), counted from the last one that did, as
@@ -148,6 +152,9 @@ type run struct {
 
 // NewRunner returns a Runner.
 func NewRunner(opts RunnerOptions) *Runner {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
 	if opts.SubmitEvery <= 0 {
 		opts.SubmitEvery = time.Second
 	}
@@ -500,9 +507,10 @@ func (r *Runner) wait(ctx context.Context, t *Tracker) (Summary, []string, error
 	return sum, nil, err
 }
 
-// submit queues the jobs a walk finds, in batches: as many as arrived
-// within SubmitEvery, at most 512. After a failed publish it keeps
-// draining found, queueing nothing.
+// submit queues the jobs a walk finds: at once while the workers have room
+// (RunnerOptions.Workers), else in batches of what arrived until one of
+// them settled, or within SubmitEvery, at most 512. After a failed publish
+// it keeps draining found, queueing nothing.
 func (r *Runner) submit(ctx context.Context, id string, t *Tracker, found <-chan syncer.Job) error {
 	var batch []syncer.Job
 	var err error
@@ -521,6 +529,14 @@ func (r *Runner) submit(ctx context.Context, id string, t *Tracker, found <-chan
 	tick := time.NewTicker(r.opts.SubmitEvery)
 	defer tick.Stop()
 	for {
+		// Group commit: while fewer jobs wait than the workers run at
+		// once, what was found goes at once; else it gathers until one
+		// settles, so that a batch is what piled up meanwhile.
+		unsettled, settled := t.Unsettled()
+		if unsettled < r.opts.Workers && len(batch) > 0 {
+			flush()
+			continue
+		}
 		select {
 		case j, ok := <-found:
 			if !ok {
@@ -530,6 +546,7 @@ func (r *Runner) submit(ctx context.Context, id string, t *Tracker, found <-chan
 			if batch = append(batch, j); len(batch) >= 512 {
 				flush()
 			}
+		case <-settled:
 		case <-tick.C:
 			flush()
 		}

@@ -146,6 +146,14 @@ func (t *Tracker) Waiting() []syncer.Scope {
 	return out
 }
 
+// Unsettled is how many submitted jobs are not settled yet, and a channel
+// closed when the next one settles.
+func (t *Tracker) Unsettled() (int, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.waiting), t.changed
+}
+
 // Summary returns the counts so far.
 func (t *Tracker) Summary() Summary {
 	t.mu.Lock()

@@ -90,8 +90,8 @@ func newDaemon(cfg config.Config, log *zap.Logger) *daemon {
 		OnFound: d.openLazily, OnQueued: func(n int) { d.startPool(); d.metrics.Queued(n) },
 		OnDone:    func(r reconcile.Report, drift map[string]reconcile.Drift) { d.metrics.Reconciled(r, drift, cfg.Source) },
 		Holds:     func(p string) bool { return d.gate.Holds(p) },
-		DeepEvery: cfg.DeepInterval,
-		Logger:    log.Named("reconcile")})
+		DeepEvery: cfg.DeepInterval, Workers: cfg.Workers,
+		Logger: log.Named("reconcile")})
 	return d
 }
 
