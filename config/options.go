@@ -119,7 +119,7 @@ func (c *Config) OpenBackup(log *zap.Logger) Backup {
 			zap.String("cannot_keep", b.Lost.String()), zap.String("dest", c.Dest))
 	}
 	if !c.Remote() && len(c.NatsURL) == 0 {
-		if b.Index, err = index.Open(c.IndexFile(), log.Named("index")); err != nil {
+		if b.Index, err = index.Open(c.IndexFile(), c.Dest, log.Named("index")); err != nil {
 			log.Warn("no index of synced files: reconcile compares sizes and mtimes only", zap.Error(err))
 		}
 	}

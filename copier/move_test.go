@@ -33,7 +33,7 @@ func TestMover_Move(t *testing.T) {
 	tree := testutil.Tree{"p/a/f": "a", "p/a/sub/g": "g", "p/b/h": "b", "p/c/i": "c", "p/evil/j": "e"}
 	testutil.WriteTree(t, src, tree)
 	testutil.WriteTree(t, dst, tree)
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

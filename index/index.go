@@ -17,7 +17,8 @@
 // One record per path, keyed by its directory and name, so that the
 // records of one directory are read in one range scan: a B+tree file in
 // the state directory (bbolt), crash-safe (copy-on-write pages, fsync on
-// commit), memory-bounded (pages are mapped, not loaded). Workers queue the
+// commit, the backup's filesystem flushed first: see Open),
+// memory-bounded (pages are mapped, not loaded). Workers queue the
 // records of the directories they synced once the sync succeeded
 // (Syncer); the reconcile walk reads them and queues the files the index
 // lacks. Queued records are read back at once and written together, one
@@ -140,8 +141,9 @@ func parseClean(b []byte) (Clean, bool) {
 
 // Index is the index of synced files. It is safe for concurrent use.
 type Index struct {
-	db  *bolt.DB
-	log *zap.Logger
+	db    *bolt.DB
+	log   *zap.Logger
+	flush int // the backup's root, whose filesystem is flushed before a commit; -1: none
 
 	commits sync.Mutex // one Flush at a time
 	// mu guards what follows; it is never held while the file is read
@@ -162,7 +164,23 @@ type Index struct {
 // at a time (a lock on the file). A file that cannot be read as an index
 // (damaged, truncated) is moved aside to path.damaged-<time> and a new one
 // is started: the index is a cache of what a full compare rebuilds.
-func Open(path string, log *zap.Logger) (*Index, error) {
+//
+// backup is the root of the backup the records are of: before each commit
+// its filesystem is flushed (syncfs). The kernel writes a file's data back
+// seconds after the copy wrote it, its directory entry sooner; after a
+// crash of the backup's host the file is there, empty, while its record
+// says it was synced, and no reconcile but a deep one would look at it
+// again. With the flush first, a record never gets ahead of the data. ""
+// flushes nothing (records of no backup, in tests of the index alone).
+func Open(path, backup string, log *zap.Logger) (*Index, error) {
+	flush := -1
+	if backup != "" {
+		fd, err := unix.Open(backup, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open index %s: %w", path, &os.PathError{Op: "open the backup", Path: backup, Err: err})
+		}
+		flush = fd
+	}
 	db, err := open(path)
 	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
 		aside := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
@@ -171,13 +189,16 @@ func Open(path string, log *zap.Logger) (*Index, error) {
 		}
 	}
 	if err != nil {
+		if flush >= 0 {
+			unix.Close(flush)
+		}
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
 	prefetch(path)
 	if log == nil {
 		log = zap.NewNop()
 	}
-	ix := &Index{db: db, log: log, pending: map[string]Update{},
+	ix := &Index{db: db, log: log, flush: flush, pending: map[string]Update{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go ix.flushLoop()
 	return ix, nil
@@ -222,7 +243,23 @@ func open(path string) (*bolt.DB, error) {
 func (ix *Index) Close() error {
 	close(ix.stop)
 	<-ix.done
-	return errors.Join(ix.Flush(), ix.db.Close())
+	err := errors.Join(ix.Flush(), ix.db.Close())
+	if ix.flush >= 0 {
+		unix.Close(ix.flush)
+	}
+	return err
+}
+
+// durable flushes the backup's filesystem (Open): what was written there
+// before is on disk when it returns.
+func (ix *Index) durable() error {
+	if ix.flush < 0 {
+		return nil
+	}
+	if err := unix.Syncfs(ix.flush); err != nil {
+		return fmt.Errorf("flush the backup's filesystem before recording: %w", err)
+	}
+	return nil
 }
 
 // key is dir, NUL, name: the records of one directory are adjacent, and
@@ -369,6 +406,9 @@ func (ix *Index) DeepAt() time.Time {
 
 // SetDeepAt records t as DeepAt.
 func (ix *Index) SetDeepAt(t time.Time) error {
+	if err := ix.durable(); err != nil { // what the deep compare repaired
+		return err
+	}
 	return ix.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(meta).Put(deepKey, binary.LittleEndian.AppendUint64(nil, uint64(t.UnixNano())))
 	})
@@ -489,7 +529,12 @@ func (ix *Index) Flush() error {
 	}
 	ix.flushing, ix.pending = batch, map[string]Update{}
 	ix.mu.Unlock()
-	err := ix.commit(batch)
+	// Every record of the batch was queued after its sync wrote the
+	// backup: flushed now, that is on disk before the records are.
+	err := ix.durable()
+	if err == nil {
+		err = ix.commit(batch)
+	}
 	ix.mu.Lock()
 	ix.flushing = nil
 	ix.mu.Unlock()
@@ -545,6 +590,9 @@ func (ix *Index) Move(from, to string, rec Record) error {
 	}
 	ix.commits.Lock()
 	defer ix.commits.Unlock()
+	if err := ix.durable(); err != nil { // the rename on the backup
+		return err
+	}
 	return ix.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(files)
 		if err := b.Delete(entryKey(from)); err != nil {

@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/syncer/syncer/index"
+	"github.com/syncer/syncer/internal/testutil"
 )
 
 func TestIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index.db")
-	ix, err := index.Open(path, nil)
+	ix, err := index.Open(path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestIndex(t *testing.T) {
 		t.Fatalf("Dir(p) = %v", got)
 	}
 	// One process at a time.
-	if _, err := index.Open(path, nil); err == nil {
+	if _, err := index.Open(path, "", nil); err == nil {
 		t.Fatal("a second Open of a held index succeeded")
 	}
 	ix.Queue(index.Update{Dir: "q", Put: map[string]index.Record{"c": b}})
@@ -70,7 +71,7 @@ func TestIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Reopened: the records survived, the last queued one committed by Close.
-	ix, err = index.Open(path, nil)
+	ix, err = index.Open(path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestIndex(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Repeat("not a b+tree ", 1000)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ix, err = index.Open(path, nil)
+	ix, err = index.Open(path, "", nil)
 	if err != nil {
 		t.Fatalf("Open(damaged) = %v", err)
 	}
@@ -125,7 +126,7 @@ func TestIndex(t *testing.T) {
 // is kept.
 func TestClean(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index.db")
-	ix, err := index.Open(path, nil)
+	ix, err := index.Open(path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestClean(t *testing.T) {
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if ix, err = index.Open(path, nil); err != nil {
+	if ix, err = index.Open(path, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	defer ix.Close()
@@ -175,7 +176,7 @@ func ptr[T any](v T) *T { return &v }
 // it began, whether still queued, being committed or committed, while
 // commits run all the time and readers never wait for them.
 func TestIndex_ReadsWhileCommitting(t *testing.T) {
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,4 +235,55 @@ func TestIndex_ReadsWhileCommitting(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestIndex_BackupOnDiskFirst crashes the backup's filesystem right after
+// a commit: every file with a committed record is there in full. Without
+// the flush before the commit, the files written a moment before are
+// lost with the crash while their records stay.
+func TestIndex_BackupOnDiskFirst(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	img, dst := testutil.Ext4Image(t, dir, "backup"), filepath.Join(dir, "backup")
+	testutil.MountWith(t, img, dst, "commit=1")
+	ix, err := index.Open(filepath.Join(dir, "index.db"), dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Repeat("frame ", 2000)
+	u := index.Update{Dir: "p", Put: map[string]index.Record{}}
+	if err := os.Mkdir(filepath.Join(dst, "p"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		name := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(filepath.Join(dst, "p", name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		u.Put[name] = index.Record{Ino: uint64(i + 1), Size: int64(len(data))}
+	}
+	ix.Queue(u)
+	if err := ix.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The journal commits the new entries (commit=1); their data is not
+	// due for writeback yet.
+	time.Sleep(2 * time.Second)
+	if err := ix.Close(); err != nil { // nothing queued: nothing flushed
+		t.Fatal(err)
+	}
+	testutil.Crash(t, img, dst, "")
+	if ix, err = index.Open(filepath.Join(dir, "index.db"), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	recs, err := ix.Dir("p")
+	if err != nil || len(recs) != 20 {
+		t.Fatalf("records: %d, %v", len(recs), err)
+	}
+	for name := range recs {
+		if b, err := os.ReadFile(filepath.Join(dst, "p", name)); err != nil || string(b) != data {
+			t.Errorf("%s has a record but %d of its %d bytes survived the crash (%v)", name, len(b), len(data), err)
+		}
+	}
 }

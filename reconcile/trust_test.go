@@ -29,7 +29,7 @@ func TestWalk_Trusted(t *testing.T) {
 	if _, err := r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{}); err != nil {
 		t.Fatal(err)
 	}
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestSyncer_Listed(t *testing.T) {
 	must(t, err)
 	_, err = r.Sync(t.Context(), []syncer.Scope{{Dir: "", Recursive: true}}, syncer.Hints{})
 	must(t, err)
-	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), nil)
+	ix, err := index.Open(filepath.Join(t.TempDir(), "index.db"), "", nil)
 	must(t, err)
 	t.Cleanup(func() { ix.Close() })
 	walk := func() reconcile.Plan {

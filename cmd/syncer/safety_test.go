@@ -29,17 +29,6 @@ import (
 	"github.com/syncer/syncer/queue"
 )
 
-// requireRoot skips a fault test that needs mounts; CI runs as root.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("SYNCER_TEST_REQUIRE_TOOLS") == "1" {
-			t.Fatal("fault tests need root (SYNCER_TEST_REQUIRE_TOOLS=1)")
-		}
-		t.Skip("fault tests need root to mount filesystems")
-	}
-}
-
 func mountTmpfs(t *testing.T, dir, size string) {
 	t.Helper()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
@@ -167,7 +156,7 @@ func TestRun_GuardSourceReplaced(t *testing.T) {
 // TestRun_GuardUnmount unmounts a tmpfs source from under the running
 // daemon, with require_mount and a marker.
 func TestRun_GuardUnmount(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	img := testutil.Ext4Image(t, t.TempDir(), "prod")
 	testutil.Mount(t, img, cfg.Source)
@@ -222,7 +211,7 @@ func TestRun_GuardUnmount(t *testing.T) {
 // nothing leaves the mirror; the same volume back resumes by itself;
 // another volume waits for `syncer resume --accept-source`.
 func TestRun_SourceUnmounted(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	imgs := t.TempDir()
 	img := testutil.Ext4Image(t, imgs, "prod")
@@ -370,7 +359,7 @@ func TestRun_DeadLetter(t *testing.T) {
 // jobs are retried with growing delays and never acked, and everything
 // arrives once the fault is cleared.
 func TestRun_FullBackup(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	mountTmpfs(t, cfg.Dest, "1m")
 	cfg.RetryBackoff = 200 * time.Millisecond
@@ -872,7 +861,7 @@ func TestRun_SourceEmptiedOneRestored(t *testing.T) {
 // not stored: /readyz says why, and once space is back the daemon catches
 // up and says ready again.
 func TestRun_StateFilesystemFull(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	mountTmpfs(t, cfg.StateDir, "300m")
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
@@ -912,7 +901,7 @@ func TestRun_StateFilesystemFull(t *testing.T) {
 // says so in rsync's own words, not only "exit 11": the job's log line,
 // the project's last error in status, the dead letter, and `syncer retry`.
 func TestRun_FullBackupSaysWhy(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	mountTmpfs(t, cfg.Dest, "1m")
 	cfg.DirectCopy = false // rsync's own message is the point

@@ -53,7 +53,7 @@ func requireFanotifyAt(t *testing.T, dir string) {
 // deepest and the last made included, is on the backup within seconds,
 // and status shows no unwatched directory and no reconcile after start.
 func TestRun_PastWatchLimit(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	cfg := testConfig(t)
 	requireFanotifyAt(t, cfg.Source)
 	cfg.WatchBackend = watcher.BackendFanotify

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ext4Image makes a small ext4 filesystem image in dir, for tests that
@@ -38,13 +40,43 @@ func Image(tb testing.TB, dir, name, fstype string) string {
 // Mount loop-mounts img on dir (made if missing) until the test ends.
 func Mount(tb testing.TB, img, dir string) {
 	tb.Helper()
+	MountWith(tb, img, dir, "")
+}
+
+// MountWith is Mount with the mount options opts (as for mount -o).
+func MountWith(tb testing.TB, img, dir, opts string) {
+	tb.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+	if opts != "" {
+		opts = "," + opts
+	}
+	if out, err := exec.Command("mount", "-o", "loop"+opts, img, dir).CombinedOutput(); err != nil {
 		tb.Fatalf("mount %s on %s: %v %s", img, dir, err, out)
 	}
 	tb.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+}
+
+// Crash takes the ext4 or XFS filesystem of img, mounted on dir, down as a
+// power cut takes its host: what its journal had not committed and what
+// the kernel had not yet written back are lost (the shutdown ioctl the two
+// share, without flushing the log). It is then mounted again, with opts.
+func Crash(tb testing.TB, img, dir, opts string) {
+	tb.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// EXT4_IOC_SHUTDOWN and XFS_IOC_GOINGDOWN: _IOR('X', 125, __u32).
+	const shutdown, noLogFlush = 0x8004587d, 2
+	err = unix.IoctlSetPointerInt(fd, shutdown, noLogFlush)
+	unix.Close(fd)
+	if err != nil {
+		tb.Fatalf("shut %s down: %v", dir, err)
+	}
+	Unmount(tb, dir, false)
+	MountWith(tb, img, dir, opts)
 }
 
 // Unmount unmounts dir; lazy detaches it even while in use, the way a

@@ -21,3 +21,16 @@ func RequireTool(tb testing.TB, name string) string {
 	tb.Skipf("%s not installed: %v", name, err)
 	return ""
 }
+
+// RequireRoot skips a test that mounts filesystems or faults them unless
+// it runs as root; with SYNCER_TEST_REQUIRE_TOOLS=1 it fails it instead.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("SYNCER_TEST_REQUIRE_TOOLS") == "1" {
+		tb.Fatal("fault tests need root (SYNCER_TEST_REQUIRE_TOOLS=1)")
+	}
+	tb.Skip("fault tests need root to mount filesystems")
+}
