@@ -406,9 +406,6 @@ func (ix *Index) DeepAt() time.Time {
 
 // SetDeepAt records t as DeepAt.
 func (ix *Index) SetDeepAt(t time.Time) error {
-	if err := ix.durable(); err != nil { // what the deep compare repaired
-		return err
-	}
 	return ix.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(meta).Put(deepKey, binary.LittleEndian.AppendUint64(nil, uint64(t.UnixNano())))
 	})
@@ -590,9 +587,6 @@ func (ix *Index) Move(from, to string, rec Record) error {
 	}
 	ix.commits.Lock()
 	defer ix.commits.Unlock()
-	if err := ix.durable(); err != nil { // the rename on the backup
-		return err
-	}
 	return ix.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(files)
 		if err := b.Delete(entryKey(from)); err != nil {
