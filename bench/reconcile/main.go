@@ -35,6 +35,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -84,19 +85,17 @@ func main() {
 		}
 		src := filepath.Join(dir, name, "src")
 		generate(src, skew)
-		// The other tools share one backup. Each syncer has its own, which
-		// only it writes, as in production (the backup NAS is syncer's):
-		// its index of synced files then knows which directories are as it
-		// left them.
+		// Every tool has a backup of its own: a syncer's, which only it
+		// writes, as in production (the backup NAS is syncer's: its index
+		// of synced files then knows which directories are as it left
+		// them), and the others' too, so that all of them can sync the
+		// same changes in one round.
 		backups := map[string]backup{}
 		backupOf := func(t tool) backup {
-			key := ""
-			if strings.HasPrefix(t.name, "syncer") {
-				key = strings.ReplaceAll(t.name, " ", "_")
-			}
+			key := strings.NewReplacer(" ", "_", "/", "_").Replace(t.name)
 			b, ok := backups[key]
 			if !ok {
-				b.dst, b.fresh = newBackup(filepath.Join(dir, name, "backup"+key), src)
+				b.dst, b.fresh = newBackup(filepath.Join(dir, name, "backup-"+key), src)
 				backups[key] = b
 			}
 			return b
@@ -129,32 +128,40 @@ func main() {
 				syncerTool("syncer -H", "--hard-links"))
 		}
 		for _, c := range strings.Split(*flagCases, ",") {
-			times := map[string]time.Duration{}
-			rsyncs := 0 // by the syncer runs of the cell
+			var active []tool
 			for _, t := range tools {
-				if t.coldOnly && c != "cold" {
-					continue
+				if !t.coldOnly || c == "cold" {
+					active = append(active, t)
 				}
-				var ds []time.Duration
-				b := backupOf(t)
-				dst := b.dst
-				// A syncer's backup catches up on the other tools' changes
-				// by a reconcile of its own, untimed; the others' by rsync.
-				catchUp := func() { ensureSynced(src, dst) }
-				if t.syncer {
-					catchUp = func() { t.run(dst); rsyncRuns() }
-				}
-				for range *flagRuns {
-					switch c {
-					case "cold":
+			}
+			runs := map[string][]time.Duration{}
+			rsyncs := 0 // by the syncer runs of the cell
+			// Rounds, not one tool's runs after another's: this machine's
+			// speed drifts within minutes, and a ratio is only fair
+			// between runs made side by side. In each round every tool
+			// syncs the same changes, in an order that rotates.
+			for r := range *flagRuns {
+				for _, t := range active {
+					b := backupOf(t)
+					switch {
+					case c == "cold":
 						b.fresh()
 						check(os.RemoveAll(state(t.name)))
-					case "nochange":
-						catchUp()
-					case "1%":
-						catchUp()
-						mutate(src, 0.01)
+					case t.syncer:
+						// A syncer's backup catches up on the last round's
+						// changes by a reconcile of its own, untimed.
+						t.run(b.dst)
+						rsyncRuns()
+					default:
+						ensureSynced(src, b.dst)
 					}
+				}
+				if c == "1%" {
+					mutate(src, 0.01)
+				}
+				for i := range active {
+					t := active[(i+r)%len(active)]
+					dst := backupOf(t).dst
 					// Start every run from clean page cache state: the
 					// previous run's dirty pages must not slow this one.
 					run("sync")
@@ -166,36 +173,48 @@ func main() {
 						// pays for its own writeback, not the next one.
 						run("sync")
 					}
-					ds = append(ds, time.Since(start))
+					runs[t.name] = append(runs[t.name], time.Since(start))
 					if n := rsyncRuns(); t.name == "syncer" {
 						rsyncs += n
 					}
 					verify(src, dst, t.name, c)
 				}
-				times[t.name] = median(ds)
+			}
+			times := map[string]time.Duration{}
+			for name, ds := range runs {
+				times[name] = median(slices.Clone(ds))
+			}
+			// ratio is the median of a's time over b's, round by round.
+			ratio := func(a, b string) float64 {
+				var rs []float64
+				for i := range runs[a] {
+					rs = append(rs, runs[a][i].Seconds()/runs[b][i].Seconds())
+				}
+				slices.Sort(rs)
+				return rs[len(rs)/2]
 			}
 			cp := "-"
 			if v, ok := times["cp -a"]; ok {
 				cp = fmtDur(v)
 			}
 			ratioCp := "-"
-			if v, ok := times["cp -a"]; ok {
-				ratioCp = fmt.Sprintf("%.2fx", times["syncer"].Seconds()/v.Seconds())
+			if _, ok := times["cp -a"]; ok {
+				ratioCp = fmt.Sprintf("%.2fx", ratio("syncer", "cp -a"))
 			}
 			fmt.Printf("%-8s %-10s %10s %12s %12s %12s %18s %18s %14s\n", name, c, cp, fmtDur(times["rsync"]), fmtDur(times["rsync/proj"]),
-				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", times["syncer"].Seconds()/times["rsync"].Seconds()), ratioCp,
+				fmtDur(times["syncer"]), fmt.Sprintf("%.2fx", ratio("syncer", "rsync")), ratioCp,
 				fmt.Sprintf("%d in %d", rsyncs, *flagRuns))
 			fmt.Printf("%-8s %-10s deep (every backup entry read): syncer --deep %s: %.2fx rsync\n", "", "",
-				fmtDur(times["syncer --deep"]), times["syncer --deep"].Seconds()/times["rsync"].Seconds())
+				fmtDur(times["syncer --deep"]), ratio("syncer --deep", "rsync"))
 			if *flagMeta {
 				fmt.Printf("%-8s %-10s fidelity: rsync -aXA %s, syncer without metadata %s: syncer/rsync -aXA %.2fx, cost of fidelity %+.0f%%\n",
 					"", "", fmtDur(times["rsync -aXA"]), fmtDur(times["syncer -meta"]),
-					times["syncer"].Seconds()/times["rsync -aXA"].Seconds(), 100*(times["syncer"].Seconds()/times["syncer -meta"].Seconds()-1))
+					ratio("syncer", "rsync -aXA"), 100*(ratio("syncer", "syncer -meta")-1))
 			}
 			if *flagLinks {
 				fmt.Printf("%-8s %-10s hard links: rsync -aXAH %s, syncer -H %s: syncer -H/rsync -aXAH %.2fx, cost of -H %+.0f%%\n",
 					"", "", fmtDur(times["rsync -aXAH"]), fmtDur(times["syncer -H"]),
-					times["syncer -H"].Seconds()/times["rsync -aXAH"].Seconds(), 100*(times["syncer -H"].Seconds()/times["syncer"].Seconds()-1))
+					ratio("syncer -H", "rsync -aXAH"), 100*(ratio("syncer -H", "syncer")-1))
 			}
 		}
 	}
