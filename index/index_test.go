@@ -172,6 +172,40 @@ func TestClean(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// TestIndex_OpenWritesNothing: opening an index that has its buckets and
+// closing it with nothing queued leaves the file as it was: no commit, and
+// none of the two fdatasyncs one costs, before a reconcile can start.
+func TestIndex_OpenWritesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	ix, err := index.Open(path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.Queue(index.Update{Dir: "p", Put: map[string]index.Record{"a": {Ino: 1, Size: 2, Mtime: 3, Ctime: 4}}})
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		ix, err := index.Open(path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ix.Dir("p"); err != nil || len(got) != 1 {
+			t.Fatalf("Dir(p) after reopening = %v, %v", got, err)
+		}
+		if err := ix.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, err := os.ReadFile(path); err != nil || string(after) != string(before) {
+		t.Errorf("the index file changed on open and close with nothing queued (err %v)", err)
+	}
+}
+
 // TestIndex_ReadsWhileCommitting: a read sees every record queued before
 // it began, whether still queued, being committed or committed, while
 // commits run all the time and readers never wait for them.
