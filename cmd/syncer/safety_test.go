@@ -628,6 +628,79 @@ func TestRun_DeletionBrake(t *testing.T) {
 	}
 }
 
+// TestRun_DeletionBrakeSlowRmRf: a folder removed file by file, a
+// directory a second, as a slow rm -rf or a user emptying it by hand: the
+// runs between its steps delete below the brake's floor, and the run
+// that takes the project past it is held. Whatever left the mirror
+// meanwhile is in the trash, byte for byte; the rest of the project is
+// untouched; after approval every deleted file is in the trash.
+func TestRun_DeletionBrakeSlowRmRf(t *testing.T) {
+	cfg := testConfig(t)
+	tree := testutil.Tree{}
+	for i := range 400 {
+		tree[fmt.Sprintf("p/keep/f%d", i)] = fmt.Sprintf("keep %d", i)
+	}
+	for i := range 600 {
+		tree[fmt.Sprintf("p/doomed/d%d/f%d", i%6, i)] = fmt.Sprintf("doomed %d", i)
+	}
+	testutil.WriteTree(t, cfg.Source, tree)
+	h := start(t, cfg)
+	h.converge(t)
+	before := files(t, cfg.Dest)
+
+	for d := range 6 {
+		must(t, os.RemoveAll(h.path(fmt.Sprintf("p/doomed/d%d", d))))
+		time.Sleep(time.Second)
+	}
+	h.held(t, "p")
+	time.Sleep(time.Second)
+	// kept maps each mirror path to the contents the trash holds for it.
+	kept := func() map[string][]string {
+		out := map[string][]string{}
+		for p, c := range files(t, cfg.Dest) {
+			if rest, ok := strings.CutPrefix(p, cfg.Trash+"/"); ok {
+				if _, rel, ok := strings.Cut(rest, "/"); ok {
+					out[rel] = append(out[rel], c)
+				}
+			}
+		}
+		return out
+	}
+	now, trash := files(t, cfg.Dest), kept()
+	let := 0
+	for p, c := range before {
+		if _, ok := now[p]; ok {
+			if now[p] != c {
+				t.Errorf("%s changed on the backup", p)
+			}
+			continue
+		}
+		if !strings.HasPrefix(p, "p/doomed/") {
+			t.Errorf("%s deleted from the backup: only p/doomed was removed", p)
+		}
+		if !slices.Contains(trash[p], c) {
+			t.Errorf("%s left the backup and is not in the trash", p)
+		}
+		let++
+	}
+	t.Logf("deleted before the hold, all kept in the trash: %d of 600", let)
+	if let >= 600 {
+		t.Errorf("all 600 deleted: the brake held nothing")
+	}
+
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"approve", "p", "--state-dir", cfg.StateDir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("approve: exit %d: %s", code, stderr.String())
+	}
+	h.converge(t)
+	trash = kept()
+	for p, c := range before {
+		if strings.HasPrefix(p, "p/doomed/") && !slices.Contains(trash[p], c) {
+			t.Errorf("%s not in the trash after approval", p)
+		}
+	}
+}
+
 // TestRun_DeletionBrakeNamedFallback: a reconcile's job that names one file
 // is admitted with the deletions of that file alone counted. When the
 // direct copy declines it (the backup has a directory there) and rsync
