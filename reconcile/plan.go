@@ -545,22 +545,15 @@ func (w *walker) dir(t task, sc *scratch) []task {
 		before := time.Now().Add(-index.Margin).UnixNano()
 		return srcSelf.Ctim.Nano() < before && dstSelf.Ctim.Nano() < before
 	}
-	// The backup directory as it was when last known equal: its entries
-	// are the ones the index records (Clean.Listed), each as the source
-	// had it then, and need not be read. Its stamp is read while the
-	// source directory is: the backup is another device, and from a cold
-	// cache the two waits overlap instead of adding up.
-	var dstStamped chan error
-	if trusted {
-		dstStamped = make(chan error, 1)
-		go func() { dstStamped <- w.dst.Lstat(rel, &dstSelf) }()
-	}
 	sc.src, srcSelf, err = w.read(w.src, rel, sc.src, srcSame)
-	dstKept := trusted && <-dstStamped == nil && err == nil && index.Stamp(&dstSelf) == clean.Dst
 	src, dst, dstMissing := sc.src, sc.dst[:0], false
 	if errors.Is(err, fs.ErrNotExist) || osx.NotDir(err) {
 		return nil // the source dir vanished or was replaced: the watcher reports it
 	}
+	// The backup directory as it was when last known equal: its entries
+	// are the ones the index records (Clean.Listed), each as the source
+	// had it then, and need not be read.
+	dstKept := err == nil && trusted && w.dst.Lstat(rel, &dstSelf) == nil && index.Stamp(&dstSelf) == clean.Dst
 	if dstKept && index.Stamp(&srcSelf) == clean.Src && asRecorded(src, recs) {
 		var kids []task
 		for _, s := range src {
