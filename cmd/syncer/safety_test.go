@@ -440,12 +440,35 @@ func TestRun_Trash(t *testing.T) {
 
 // trashed reads the newest version of rel kept in the trash of dest.
 func trashed(dest, trash, rel string) ([]byte, error) {
+	vs, err := trashedAll(dest, trash, rel)
+	if err != nil {
+		return nil, err
+	}
+	return vs[len(vs)-1], nil
+}
+
+// trashedAll returns every version of rel kept in the trash, oldest first.
+func trashedAll(dest, trash, rel string) ([][]byte, error) {
 	m, _ := filepath.Glob(filepath.Join(dest, trash, "*Z", rel))
 	if len(m) == 0 {
 		return nil, fmt.Errorf("no version of %s in %s", rel, filepath.Join(dest, trash))
 	}
 	slices.Sort(m)
-	return os.ReadFile(m[len(m)-1])
+	var out [][]byte
+	for _, p := range m {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// inTrash reports whether the trash keeps a version of rel with content c.
+func inTrash(dest, trash, rel, c string) bool {
+	vs, err := trashedAll(dest, trash, rel)
+	return err == nil && slices.ContainsFunc(vs, func(b []byte) bool { return string(b) == c })
 }
 
 // TestRun_SecondDaemon: a second daemon on the same state dir is refused.
@@ -654,19 +677,7 @@ func TestRun_DeletionBrakeSlowRmRf(t *testing.T) {
 	}
 	h.held(t, "p")
 	time.Sleep(time.Second)
-	// kept maps each mirror path to the contents the trash holds for it.
-	kept := func() map[string][]string {
-		out := map[string][]string{}
-		for p, c := range files(t, cfg.Dest) {
-			if rest, ok := strings.CutPrefix(p, cfg.Trash+"/"); ok {
-				if _, rel, ok := strings.Cut(rest, "/"); ok {
-					out[rel] = append(out[rel], c)
-				}
-			}
-		}
-		return out
-	}
-	now, trash := files(t, cfg.Dest), kept()
+	now := files(t, cfg.Dest)
 	let := 0
 	for p, c := range before {
 		if _, ok := now[p]; ok {
@@ -678,7 +689,7 @@ func TestRun_DeletionBrakeSlowRmRf(t *testing.T) {
 		if !strings.HasPrefix(p, "p/doomed/") {
 			t.Errorf("%s deleted from the backup: only p/doomed was removed", p)
 		}
-		if !slices.Contains(trash[p], c) {
+		if !inTrash(cfg.Dest, cfg.Trash, p, c) {
 			t.Errorf("%s left the backup and is not in the trash", p)
 		}
 		let++
@@ -693,9 +704,8 @@ func TestRun_DeletionBrakeSlowRmRf(t *testing.T) {
 		t.Fatalf("approve: exit %d: %s", code, stderr.String())
 	}
 	h.converge(t)
-	trash = kept()
 	for p, c := range before {
-		if strings.HasPrefix(p, "p/doomed/") && !slices.Contains(trash[p], c) {
+		if strings.HasPrefix(p, "p/doomed/") && !inTrash(cfg.Dest, cfg.Trash, p, c) {
 			t.Errorf("%s not in the trash after approval", p)
 		}
 	}
