@@ -23,10 +23,12 @@
 // (Syncer); the reconcile walk reads them and queues the files the index
 // lacks. Queued records are read back at once and written together, one
 // commit per FlushEvery or per FlushDirs directories: a copy of many
-// small directories does not wait for one fsync each. A crash loses at
-// most the records queued since the last commit; a file whose newest
-// record was lost has an older one, whose ctime no longer matches (its
-// content is compared once), or none. A missing or unreadable index is
+// small directories does not wait for one fsync each. Close does not
+// wait for the backup's disk at all: it parks what is queued, and the
+// next Open commits it once it has flushed the backup (park.go). A
+// crash loses at most the records queued or parked since the last
+// commit; a file whose newest record was lost has an older one, whose
+// ctime no longer matches (its content is compared once), or none. A missing or unreadable index is
 // started anew: a file without a record is trusted by its size and mtime,
 // as before the index existed, and recorded, so that the next full
 // reconcile has rebuilt it.
@@ -142,6 +144,7 @@ func parseClean(b []byte) (Clean, bool) {
 // Index is the index of synced files. It is safe for concurrent use.
 type Index struct {
 	db    *bolt.DB
+	path  string
 	log   *zap.Logger
 	flush int // the backup's root, whose filesystem is flushed before a commit; -1: none
 
@@ -198,8 +201,11 @@ func Open(path, backup string, log *zap.Logger) (*Index, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	ix := &Index{db: db, log: log, flush: flush, pending: map[string]Update{},
+	ix := &Index{db: db, path: path, log: log, flush: flush, pending: map[string]Update{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if ix.unpark() {
+		ix.kick <- struct{}{} // committed at once, after the flush that makes them true
+	}
 	go ix.flushLoop()
 	return ix, nil
 }
@@ -251,11 +257,19 @@ func open(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-// Close commits what is queued and closes the index file.
+// Close parks what is queued, for the next Open to commit (park.go),
+// or where it cannot, commits it; then it closes the index file.
 func (ix *Index) Close() error {
 	close(ix.stop)
 	<-ix.done
-	err := errors.Join(ix.Flush(), ix.db.Close())
+	ix.commits.Lock()
+	parked := ix.park()
+	ix.commits.Unlock()
+	var err error
+	if !parked {
+		err = ix.Flush()
+	}
+	err = errors.Join(err, ix.db.Close())
 	if ix.flush >= 0 {
 		unix.Close(ix.flush)
 	}

@@ -132,7 +132,7 @@ func TestReconcile_CLI(t *testing.T) {
 	if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
 		t.Fatalf("reconcile without an index: exit %d: %s", code, stderr)
 	}
-	ix, err := index.Open(cfg.IndexFile(), "", nil)
+	ix, err := index.Open(cfg.IndexFile(), cfg.Dest, nil)
 	must(t, err)
 	defer ix.Close()
 	if recs, err := ix.Dir("q"); err != nil || len(recs) != 2 {

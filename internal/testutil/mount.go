@@ -64,6 +64,16 @@ func MountWith(tb testing.TB, img, dir, opts string) {
 // share, without flushing the log). It is then mounted again, with opts.
 func Crash(tb testing.TB, img, dir, opts string) {
 	tb.Helper()
+	Shutdown(tb, dir)
+	Unmount(tb, dir, false)
+	MountWith(tb, img, dir, opts)
+}
+
+// Shutdown takes the ext4 or XFS filesystem mounted on dir down as Crash
+// does, and leaves it mounted: every access then fails, as after the
+// I/O error that makes the kernel give up on a disk.
+func Shutdown(tb testing.TB, dir string) {
+	tb.Helper()
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		tb.Fatal(err)
@@ -75,8 +85,6 @@ func Crash(tb testing.TB, img, dir, opts string) {
 	if err != nil {
 		tb.Fatalf("shut %s down: %v", dir, err)
 	}
-	Unmount(tb, dir, false)
-	MountWith(tb, img, dir, opts)
 }
 
 // Unmount unmounts dir; lazy detaches it even while in use, the way a
