@@ -204,7 +204,12 @@ func Open(path, backup string, log *zap.Logger) (*Index, error) {
 	ix := &Index{db: db, path: path, log: log, flush: flush, pending: map[string]Update{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if ix.unpark() {
-		ix.kick <- struct{}{} // committed at once, after the flush that makes them true
+		// Committed at once, after the flush that makes them true (Queue
+		// may have asked already: past FlushDirs directories).
+		select {
+		case ix.kick <- struct{}{}:
+		default:
+		}
 	}
 	go ix.flushLoop()
 	return ix, nil

@@ -195,6 +195,43 @@ func TestPark_Shutdown(t *testing.T) {
 	}
 }
 
+// TestPark_ManyDirs: a park of more directories than a commit waits for
+// (FlushDirs) is taken back and committed; its Open does not wait.
+func TestPark_ManyDirs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "index.db")
+	ix, err := Open(path, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := ix.stampNow()
+	if err := ix.Close(); err != nil || !ok {
+		t.Fatalf("close: %v, stamp: %v", err, ok)
+	}
+	batch := map[string]Update{}
+	for i := range 2 * FlushDirs {
+		d := fmt.Sprintf("q/%d", i)
+		batch[d] = Update{Dir: d, Put: map[string]Record{"f": {Ino: uint64(i)}}}
+	}
+	if err := os.WriteFile(parkPath(path), encodePark(s, batch), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		_, committed, ix := reopen(t, path, dir)
+		ix.Close()
+		if committed != 2*FlushDirs {
+			t.Errorf("%d records committed; want the %d parked", committed, 2*FlushDirs)
+		}
+	}()
+	select {
+	case <-opened:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open of a park of many directories hangs")
+	}
+}
+
 // rewrite changes the stamp of the park of the index at path.
 func rewrite(t *testing.T, path string, change func(*stamp)) {
 	t.Helper()
