@@ -19,8 +19,8 @@ import (
 	"github.com/syncer/syncer/diag"
 	"github.com/syncer/syncer/guard"
 	"github.com/syncer/syncer/index"
-	"github.com/syncer/syncer/internal/memory"
 	"github.com/syncer/syncer/internal/metrics"
+	"github.com/syncer/syncer/internal/process"
 	"github.com/syncer/syncer/internal/service"
 	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/queue"
@@ -351,7 +351,7 @@ func (d *daemon) reload() {
 // a queue and pool of its own once the walk finds something to sync.
 func (d *daemon) Once(ctx context.Context, id string) error {
 	d.oneShot = true
-	memory.ShortLived() // the process ends with this reconcile
+	process.ShortLived() // the process ends with this reconcile
 	d.guard = guard.New(d.cfg.Guard(d.log.Named("guard"), d.listDest, nil))
 	d.opened = sync.OnceValue(func() error {
 		t0 := time.Now()
