@@ -33,7 +33,7 @@ type Config struct {
 	Dest     string `yaml:"dest" help:"backup tree; must exist: /data/prod_backup, host:/path (ssh) or rsync://host/module/path"`
 	StateDir string `yaml:"state_dir" help:"where the queue store and lock live"`
 
-	Workers          int           `yaml:"workers" help:"concurrent rsyncs (0: GOMAXPROCS, the usable cores)"`
+	Workers          int           `yaml:"workers" help:"concurrent rsyncs (0: GOMAXPROCS, the usable cores; twice that in a standalone reconcile)"`
 	Batch            int           `yaml:"batch" help:"most directories one rsync may carry"`
 	Debounce         time.Duration `yaml:"debounce" help:"quiet time a directory needs before it is synced"`
 	MaxDelay         time.Duration `yaml:"max_delay" help:"longest wait for a directory that never goes quiet"`

@@ -23,7 +23,9 @@ const ShortLivedGC = 300
 // the disk inside a system call: the thread waiting there keeps its
 // processor until the runtime's monitor takes it away, tens of
 // microseconds to milliseconds later, and while it does, a goroutine with
-// work waits too. With twice the processors the cores stay busy. On the
+// work waits too. With twice the processors the cores stay busy; what is
+// sized by GOMAXPROCS by default (the walk's concurrency, the workers,
+// the copier's parallel copies) doubles with it. On the
 // 1 %-changed reconcile benchmark (2 cores), interleaved rounds: 0.87 of
 // the time with caches dropped, 1.03 with them warm.
 const ShortLivedProcs = 2
