@@ -351,7 +351,7 @@ func (d *daemon) reload() {
 // a queue and pool of its own once the walk finds something to sync.
 func (d *daemon) Once(ctx context.Context, id string) error {
 	d.oneShot = true
-	process.ShortLived() // the process ends with this reconcile
+	defer process.ShortLived()() // the process ends with this reconcile (the tests run it in theirs)
 	d.guard = guard.New(d.cfg.Guard(d.log.Named("guard"), d.listDest, nil))
 	d.opened = sync.OnceValue(func() error {
 		t0 := time.Now()

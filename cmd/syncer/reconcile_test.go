@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +27,11 @@ func reconcileCLI(t *testing.T, cfg config.Config, args ...string) (int, string,
 	var stdout, stderr bytes.Buffer
 	all := append([]string{"reconcile", "--source", cfg.Source, "--dest", cfg.Dest, "--state-dir", cfg.StateDir,
 		"--rsync-path", cfg.RsyncPath, "--log-level", "error", "--json"}, args...)
+	procs := runtime.GOMAXPROCS(0)
 	code := Main(context.Background(), all, &stdout, &stderr)
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("after a reconcile in this process GOMAXPROCS is %d, was %d: the runtime it set for itself was not put back", got, procs)
+	}
 	return code, stdout.String(), stderr.String()
 }
 

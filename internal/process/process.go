@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,16 +36,47 @@ const ShortLivedProcs = 2
 // GOGC; unless it sets GOMEMLIMIT, a soft limit of a quarter of the
 // machine's memory, past which the collector works as hard as it must to
 // stay within it; and unless it sets GOMAXPROCS, ShortLivedProcs times
-// the default.
-func ShortLived() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(ShortLivedProcs * runtime.GOMAXPROCS(0))
+// the default. It returns what puts the runtime back as it was, for a
+// caller that goes on after the job (the tests run commands in their own
+// process); calls may nest, and the last undo restores.
+func ShortLived() (undo func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	if holders == 0 {
+		saved = settings{procs: runtime.GOMAXPROCS(0), gc: debug.SetGCPercent(-1), limit: debug.SetMemoryLimit(-1)}
+		debug.SetGCPercent(saved.gc)
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(ShortLivedProcs * saved.procs)
+		}
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(ShortLivedGC)
+		}
+		var si unix.Sysinfo_t
+		if os.Getenv("GOMEMLIMIT") == "" && unix.Sysinfo(&si) == nil && si.Totalram > 0 {
+			debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 4)
+		}
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(ShortLivedGC)
-	}
-	var si unix.Sysinfo_t
-	if os.Getenv("GOMEMLIMIT") == "" && unix.Sysinfo(&si) == nil && si.Totalram > 0 {
-		debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 4)
-	}
+	holders++
+	return sync.OnceFunc(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if holders--; holders == 0 {
+			runtime.GOMAXPROCS(saved.procs)
+			debug.SetGCPercent(saved.gc)
+			debug.SetMemoryLimit(saved.limit)
+		}
+	})
 }
+
+// settings are what ShortLived changes.
+type settings struct {
+	procs int
+	gc    int
+	limit int64
+}
+
+var (
+	mu      sync.Mutex
+	holders int      // ShortLived calls not yet undone
+	saved   settings // the runtime's before the first of them
+)
