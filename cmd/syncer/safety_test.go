@@ -465,6 +465,32 @@ func trashedAll(dest, trash, rel string) ([][]byte, error) {
 	return out, nil
 }
 
+// leftIntoTrash checks the backup against a files() snapshot of it taken
+// before a deletion was held: nothing changed or added outside the trash,
+// and whatever left it (returned) is in the trash byte for byte.
+func leftIntoTrash(t *testing.T, cfg config.Config, before map[string]string) (gone []string) {
+	t.Helper()
+	now := files(t, cfg.Dest)
+	for p, c := range before {
+		n, ok := now[p]
+		switch {
+		case !ok && !inTrash(cfg.Dest, cfg.Trash, p, c):
+			t.Errorf("%s left the backup and is not in the trash", p)
+		case !ok:
+			gone = append(gone, p)
+		case n != c:
+			t.Errorf("%s changed on the backup", p)
+		}
+	}
+	for p := range now {
+		if _, ok := before[p]; !ok && !strings.HasPrefix(p, cfg.Trash+"/") {
+			t.Errorf("%s added to the backup", p)
+		}
+	}
+	slices.Sort(gone)
+	return gone
+}
+
 // inTrash reports whether the trash keeps a version of rel with content c.
 func inTrash(dest, trash, rel, c string) bool {
 	vs, err := trashedAll(dest, trash, rel)
@@ -677,23 +703,13 @@ func TestRun_DeletionBrakeSlowRmRf(t *testing.T) {
 	}
 	h.held(t, "p")
 	time.Sleep(time.Second)
-	now := files(t, cfg.Dest)
-	let := 0
-	for p, c := range before {
-		if _, ok := now[p]; ok {
-			if now[p] != c {
-				t.Errorf("%s changed on the backup", p)
-			}
-			continue
-		}
+	gone := leftIntoTrash(t, cfg, before)
+	for _, p := range gone {
 		if !strings.HasPrefix(p, "p/doomed/") {
 			t.Errorf("%s deleted from the backup: only p/doomed was removed", p)
 		}
-		if !inTrash(cfg.Dest, cfg.Trash, p, c) {
-			t.Errorf("%s left the backup and is not in the trash", p)
-		}
-		let++
 	}
+	let := len(gone)
 	t.Logf("deleted before the hold, all kept in the trash: %d of 600", let)
 	if let >= 600 {
 		t.Errorf("all 600 deleted: the brake held nothing")
@@ -924,9 +940,17 @@ func TestRun_SourceEmptiedOneRestored(t *testing.T) {
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"a/d0/f0": "a"})
 	held(h)
 	time.Sleep(2 * time.Second)
-	if d := unchanged(t, before, cfg.Dest); d != "" {
-		t.Fatalf("mirror changed:\n%s", d)
+	// The restored folder a/d0 may be a job of its own, checked before the
+	// job of a's removal is held: its deletions (59 files) are below the
+	// brake's floor, and go to the trash, as any small deletion does.
+	// Nothing else may leave.
+	let := leftIntoTrash(t, cfg, before)
+	for _, p := range let {
+		if !strings.HasPrefix(p, "a/d0/") {
+			t.Fatalf("%s left the mirror while the emptied projects were held (%d left)", p, len(let))
+		}
 	}
+	before = files(t, cfg.Dest)
 	h.stop(t)
 	h = launch(t, cfg, zaptest.NewLogger(t, zaptest.Level(testLogLevel())))
 	held(h)
