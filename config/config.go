@@ -71,6 +71,7 @@ type Config struct {
 	Trash             string        `yaml:"trash" help:"directory in the backup root that keeps deleted and overwritten files, by date"`
 	TrashRetention    time.Duration `yaml:"trash_retention" help:"how long overwritten and deleted versions are kept (0: no trash, deletions are final)"`
 	TrashMaxBytes     int           `yaml:"trash_max_bytes" help:"most bytes the kept versions may take; past it the oldest go first (0: no cap)"`
+	TrashMinFree      float64       `yaml:"trash_min_free" help:"share of a local backup's space and inodes kept free: below it the oldest versions go first, before their retention, so that the mirror's copies do not fail (0: never)"`
 	Marker            string        `yaml:"marker" help:"file that must exist in the source root before anything is deleted (e.g. .syncer-source)"`
 	RequireMount      bool          `yaml:"require_mount" help:"the source root must be a mount point (and stay the same filesystem)"`
 
@@ -143,6 +144,7 @@ func Default() Config {
 		MaxDeleteFraction: guard.DefaultFraction,
 		Trash:             ".syncer-trash",
 		TrashRetention:    7 * 24 * time.Hour,
+		TrashMinFree:      0.05,
 		LogLevel:          "info",
 		LogFormat:         "auto",
 	}
@@ -284,6 +286,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TrashMaxBytes < 0 {
 		bad("trash_max_bytes: %d, want 0 (no cap) or more", c.TrashMaxBytes)
+	}
+	if c.TrashMinFree < 0 || c.TrashMinFree >= 1 {
+		bad("trash_min_free: %v, want 0 (never) up to but not 1", c.TrashMinFree)
 	}
 	if c.TrashRetention < 0 {
 		bad("trash_retention: %v is negative", c.TrashRetention)

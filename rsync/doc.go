@@ -5,7 +5,8 @@
 // Each invocation displaces what it overwrites or deletes into a trash
 // directory of its own (--backup-dir=<trash>/<stamp>), recorded by
 // versions.Record on a local backup. It also lists and prunes the backup
-// beneath its root (the trash's versions by age and size, KeepTrash),
+// beneath its root (the trash's versions by age and size, and the oldest
+// first when a local backup is short of room: KeepTrash),
 // locally or over ssh.
 //
 // It is the only package that executes rsync. It imports the root package,

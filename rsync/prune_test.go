@@ -1,9 +1,12 @@
 package rsync_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,4 +91,114 @@ func TestRunner_PruneTrashBytes(t *testing.T) {
 			t.Errorf(".trash/%s: present %v, want %v", p, err == nil, want)
 		}
 	}
+}
+
+// tmpfs mounts a tmpfs with opts on a new directory until the test ends.
+func tmpfs(t *testing.T, opts string) string {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	must(t, syscall.Mount("tmpfs", dir, "tmpfs", 0, opts))
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// statfs is dir's filesystem's free blocks and inodes, and its totals.
+func statfs(t *testing.T, dir string) (free, blocks, ffree, files uint64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	must(t, syscall.Statfs(dir, &st))
+	return st.Bfree, st.Blocks, st.Ffree, st.Files
+}
+
+// TestRunner_FreeTrash: on a backup short of blocks, or of inodes, the
+// oldest runs' versions go first, with their manifests, until the
+// filesystem has its floor free again; the mirror is untouched, a stamp
+// planted as a symlink is removed as a link, and a backup with room, or a
+// floor of 0, loses nothing.
+func TestRunner_FreeTrash(t *testing.T) {
+	testutil.RequireRsync(t)
+	stamps := []string{"2026-12-02T100000.000000000Z", "2026-12-02T110000.000000000Z", "2026-12-02T120000.000000000Z", "2026-12-02T130000.000000000Z"}
+	present := func(t *testing.T, dst string, want ...string) {
+		t.Helper()
+		for _, s := range stamps {
+			_, err := os.Lstat(filepath.Join(dst, ".trash", s))
+			if _, err2 := os.Lstat(filepath.Join(dst, ".trash", s+".versions")); (err == nil) != (err2 == nil) {
+				t.Errorf("%s and its manifest: one without the other (%v, %v)", s, err, err2)
+			}
+			if (err == nil) != slices.Contains(want, s) {
+				t.Errorf(".trash/%s: present %v, want %v", s, err == nil, !(err == nil))
+			}
+		}
+	}
+
+	t.Run("blocks", func(t *testing.T) {
+		dst, outside := tmpfs(t, "size=4m"), t.TempDir()
+		testutil.WriteTree(t, outside, testutil.Tree{"keep": "outside the backup"})
+		before := testutil.Fingerprint(t, outside)
+		tree := testutil.Tree{".trash/2026-12-01T000000.000000000Z": "-> " + outside, "p/f": "mirror"}
+		for _, s := range stamps {
+			tree[".trash/"+s+"/p/v"] = strings.Repeat("v", 512<<10)
+			tree[".trash/"+s+".versions"] = "o\t524288\t0\t33188\t\"p/v\"\n"
+		}
+		testutil.WriteTree(t, dst, tree)
+		r, err := rsync.New(rsync.Options{Source: t.TempDir(), Dest: dst, Trash: ".trash"})
+		must(t, err)
+		if got, err := r.FreeTrash(t.Context(), 0.05); err != nil || len(got) > 0 {
+			t.Fatalf("backup with room: freed %v (%v), want nothing", got, err)
+		}
+		// The mirror grows until under 5 % of the blocks are free.
+		free, blocks, _, _ := statfs(t, dst)
+		must(t, os.WriteFile(filepath.Join(dst, "p/fill"), make([]byte, (free-blocks/50)*4096), 0o644))
+		if got, err := r.FreeTrash(t.Context(), 0); err != nil || len(got) > 0 {
+			t.Fatalf("floor 0: freed %v (%v), want nothing", got, err)
+		}
+		got, err := r.FreeTrash(t.Context(), 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The planted link first (the oldest name), then the oldest run:
+		// 512 KiB brings 4 MiB past its 5 %.
+		if want := []string{"2026-12-01T000000.000000000Z", stamps[0]}; !slices.Equal(got, want) {
+			t.Errorf("freed %v, want %v", got, want)
+		}
+		present(t, dst, stamps[1:]...)
+		if b, err := os.ReadFile(filepath.Join(dst, "p/f")); err != nil || string(b) != "mirror" {
+			t.Errorf("mirror p/f: %q, %v", b, err)
+		}
+		if now := testutil.Fingerprint(t, outside); now != before {
+			t.Errorf("freeing reached outside the backup:\n%s", now)
+		}
+		if free, blocks, _, _ := statfs(t, dst); float64(free) < 0.05*float64(blocks) {
+			t.Errorf("%d of %d blocks free after freeing, want 5 %%", free, blocks)
+		}
+	})
+
+	t.Run("inodes", func(t *testing.T) {
+		dst := tmpfs(t, "size=64m,nr_inodes=100")
+		tree := testutil.Tree{}
+		for _, s := range stamps {
+			for i := range 8 {
+				tree[fmt.Sprintf(".trash/%s/p/v%d", s, i)] = "v"
+			}
+			tree[".trash/"+s+".versions"] = ""
+		}
+		testutil.WriteTree(t, dst, tree)
+		_, _, ffree, files := statfs(t, dst)
+		for i := range ffree - 2 {
+			must(t, os.WriteFile(filepath.Join(dst, fmt.Sprintf("m%d", i)), nil, 0o644))
+		}
+		r, err := rsync.New(rsync.Options{Source: t.TempDir(), Dest: dst, Trash: ".trash"})
+		must(t, err)
+		got, err := r.FreeTrash(t.Context(), 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A run frees 11 inodes (its files, p, itself, its manifest): one
+		// brings 2 free past 5 of 100.
+		if want := stamps[:1]; !slices.Equal(got, want) {
+			t.Errorf("freed %v, want %v (of %d inodes)", got, want, files)
+		}
+		present(t, dst, stamps[1:]...)
+	})
 }

@@ -322,25 +322,102 @@ func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, maxByt
 	return old, nil
 }
 
+// FreeTrash removes the trash's versions, the oldest run first, while the
+// local backup's filesystem has less than minFree (a share: 0.05 is 5 %)
+// of its blocks or of its inodes free to syncer: the mirror's next copies
+// must not fail for the sake of older versions. It returns the stamps it
+// removed. It does nothing on a remote backup, with the trash off, or with
+// minFree 0.
+func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, error) {
+	if r.opts.Trash == "" || minFree <= 0 || r.loc.Remote() {
+		return nil, nil
+	}
+	root, err := osx.OpenRoot(r.opts.Dest)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	short := func() (bool, error) {
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(root.Fd(), &st); err != nil {
+			return false, &os.PathError{Op: "statfs", Path: r.opts.Dest, Err: err}
+		}
+		return shortOfRoom(&st, minFree, os.Geteuid() == 0), nil
+	}
+	if low, err := short(); err != nil || !low {
+		return nil, err
+	}
+	names, err := r.List(ctx, r.opts.Trash)
+	if err != nil {
+		return nil, err
+	}
+	var gone []string
+	for _, s := range versions.Stamps(names) {
+		remove := []string{s}
+		if slices.Contains(names, versions.Manifest(s)) {
+			remove = append(remove, versions.Manifest(s))
+		}
+		if err := r.RemoveAll(ctx, r.opts.Trash, remove); err != nil {
+			return gone, err
+		}
+		gone = append(gone, s)
+		if low, err := short(); err != nil || !low {
+			return gone, err
+		}
+	}
+	return gone, nil
+}
+
+// shortOfRoom says whether a filesystem has less than minFree of its blocks or
+// of its inodes free: free to root (who may write the blocks a filesystem
+// reserves for it) when root, else available to anyone. A filesystem that
+// counts no inodes (Files 0: btrfs) is short of blocks only.
+func shortOfRoom(st *unix.Statfs_t, minFree float64, root bool) bool {
+	free := st.Bavail
+	if root {
+		free = st.Bfree
+	}
+	return float64(free) < minFree*float64(st.Blocks) || (st.Files > 0 && float64(st.Ffree) < minFree*float64(st.Files))
+}
+
+// FreeEvery is how often KeepTrash looks at the local backup's free space.
+const FreeEvery = 10 * time.Second
+
 // KeepTrash prunes the trash at start and hourly until ctx ends (see
-// PruneTrash). It does nothing when Options.Trash is off.
-func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxBytes int64) {
+// PruneTrash), and every FreeEvery frees the oldest versions on a local
+// backup short of room (FreeTrash, minFree), warning that it did. It does
+// nothing when Options.Trash is off.
+func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxBytes int64, minFree float64) {
 	if r.opts.Trash == "" || retention <= 0 {
 		return
 	}
+	prune := time.Now()
 	for {
-		old, err := r.PruneTrash(ctx, retention, maxBytes, time.Now())
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.log.Warn("prune trash", zap.Error(err))
-		case len(old) > 0:
-			r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
-				zap.Duration("retention", retention), zap.Int64("max_bytes", maxBytes))
+		if !time.Now().Before(prune) {
+			old, err := r.PruneTrash(ctx, retention, maxBytes, time.Now())
+			switch {
+			case err != nil && ctx.Err() == nil:
+				r.log.Warn("prune trash", zap.Error(err))
+			case len(old) > 0:
+				r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
+					zap.Duration("retention", retention), zap.Int64("max_bytes", maxBytes))
+			}
+			prune = time.Now().Add(time.Hour)
+		}
+		old, err := r.FreeTrash(ctx, minFree)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("free the backup's room from the trash", zap.Error(err))
+		}
+		if len(old) > 0 {
+			// Versions within their retention are gone: an operator must know.
+			r.log.Warn("backup short of room: oldest versions removed before their retention",
+				zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
+				zap.Float64("min_free", minFree))
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Hour):
+		case <-time.After(FreeEvery):
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 // stamp's bytes, and is asked only when maxBytes is set.
 func Old(names []string, cutoff time.Time, maxBytes int64, size func(stamp string) (int64, error)) ([]string, error) {
 	var keep, old []string
-	for _, n := range sortStamps(names) {
+	for _, n := range Stamps(names) {
 		if at, _ := ParseStamp(n); at.Before(cutoff) {
 			old = append(old, n)
 		} else {
@@ -42,8 +42,8 @@ func Old(names []string, cutoff time.Time, maxBytes int64, size func(stamp strin
 	return old, nil
 }
 
-// sortStamps keeps the names that are stamps, oldest first.
-func sortStamps(names []string) []string {
+// Stamps keeps the names of a trash listing that are stamps, oldest first.
+func Stamps(names []string) []string {
 	var out []string
 	for _, n := range names {
 		if _, ok := ParseStamp(n); ok {

@@ -93,6 +93,7 @@ func TestMain_BadInput(t *testing.T) {
 		{"bad exclude negation", append(ok, "--exclude", "!keep"), "negations are not supported"},
 		{"bad max delete", append(ok, "--max-delete", "-1"), "max_delete"},
 		{"bad delete fraction", append(ok, "--max-delete-fraction", "1.5"), "max_delete_fraction"},
+		{"bad trash floor", append(ok, "--trash-min-free", "1"), "trash_min_free"},
 		{"unknown flag", append(ok, "--frobnicate"), "unknown flag"},
 		{"bad remote dest", []string{"--source", src, "--dest", "nas2:", "--state-dir", state}, "want [user@]host:/path"},
 		{"ssh settings for a daemon", []string{"--source", src, "--dest", "rsync://nas2/backup", "--state-dir", state, "--ssh-port", "22"}, "ssh_* settings"},

@@ -294,7 +294,10 @@ func (d *daemon) Run(ctx context.Context) error {
 		component("coalescer", func(ctx context.Context) error { return co.Consume(ctx, d.q) })
 		component("watcher", func(ctx context.Context) error { return d.w.Run(ctx, d.q) })
 		component("reconcile scheduler", d.sched.Run)
-		g.Go(func() error { d.runner.KeepTrash(gctx, d.cfg.TrashRetention, int64(d.cfg.TrashMaxBytes)); return nil })
+		g.Go(func() error {
+			d.runner.KeepTrash(gctx, d.cfg.TrashRetention, int64(d.cfg.TrashMaxBytes), d.cfg.TrashMinFree)
+			return nil
+		})
 	}
 	if d.cfg.DiagnoseInterval > 0 {
 		g.Go(func() error {

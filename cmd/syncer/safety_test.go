@@ -27,6 +27,8 @@ import (
 	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/queue"
+	"github.com/syncer/syncer/rsync"
+	"github.com/syncer/syncer/versions"
 )
 
 func mountTmpfs(t *testing.T, dir, size string) {
@@ -409,6 +411,51 @@ func TestRun_FullBackup(t *testing.T) {
 	})
 	must(t, syscall.Mount("tmpfs", cfg.Dest, "", syscall.MS_REMOUNT, "size=64m"))
 	h.converge(t)
+}
+
+// TestRun_FullBackupFreedFromTrash: a local backup that its trash fills:
+// once a copy leaves it under trash_min_free, the oldest run's versions go
+// (with a warning), though within their retention, and the next copy,
+// which would not have fitted, arrives; the newer versions stay.
+func TestRun_FullBackupFreedFromTrash(t *testing.T) {
+	testutil.RequireRoot(t)
+	cfg := testConfig(t)
+	mountTmpfs(t, cfg.Dest, "8m")
+	cfg.RetryBackoff = 200 * time.Millisecond
+	cfg.RetryMax = 1000
+	var stamps []string
+	tree := testutil.Tree{}
+	for i := range 3 {
+		s := versions.Stamp(time.Now().Add(time.Duration(i-3) * time.Hour))
+		stamps = append(stamps, s)
+		tree[cfg.Trash+"/"+s+"/p/old"] = strings.Repeat("o", 2<<20)
+		tree[cfg.Trash+"/"+s+".versions"] = ""
+	}
+	testutil.WriteTree(t, cfg.Dest, tree)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
+	core, logs := observer.New(zap.WarnLevel)
+	h := launch(t, cfg, zap.New(core))
+	h.waitReady(t)
+	h.converge(t)
+
+	// 1.8 of the 2 MiB left: the backup is short of room once it is there.
+	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("b"), 1800<<10), 0o644))
+	h.converge(t)
+	testutil.Eventually(t, 3*rsync.FreeEvery, 100*time.Millisecond, func() error {
+		if logs.FilterMessage("backup short of room: oldest versions removed before their retention").Len() == 0 {
+			return errors.New("no warning that the trash was freed yet")
+		}
+		return nil
+	})
+	// This one fits only in what the oldest run's versions took.
+	must(t, os.WriteFile(h.path("p/big2"), bytes.Repeat([]byte("c"), 1500<<10), 0o644))
+	h.converge(t)
+	for i, s := range stamps {
+		_, err := os.Stat(filepath.Join(cfg.Dest, cfg.Trash, s, "p/old"))
+		if want := i > 0; (err == nil) != want {
+			t.Errorf("run %s (%d of 3, oldest first): kept %v, want %v", s, i+1, err == nil, want)
+		}
+	}
 }
 
 // TestRun_Trash checks retention pruning and that the trash keeps deleted files.
