@@ -380,31 +380,41 @@ func shortOfRoom(st *unix.Statfs_t, minFree float64, root bool) bool {
 	return float64(free) < minFree*float64(st.Blocks) || (st.Files > 0 && float64(st.Ffree) < minFree*float64(st.Files))
 }
 
-// FreeEvery is how often KeepTrash looks at the local backup's free space.
+// FreeEvery is how often KeepTrash looks at the local backup's free room.
 const FreeEvery = 10 * time.Second
+
+// TrashPolicy is what KeepTrash keeps of the trash.
+type TrashPolicy struct {
+	Retention time.Duration // versions displaced longer ago go (PruneTrash)
+	MaxBytes  int64         // past it the oldest go (0: no cap)
+	MinFree   float64       // the local backup's share kept free (FreeTrash; 0: none)
+	// Freed, when set, is told how many runs' versions FreeTrash removed
+	// before their retention.
+	Freed func(runs int)
+}
 
 // KeepTrash prunes the trash at start and hourly until ctx ends (see
 // PruneTrash), and every FreeEvery frees the oldest versions on a local
-// backup short of room (FreeTrash, minFree), warning that it did. It does
-// nothing when Options.Trash is off.
-func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxBytes int64, minFree float64) {
-	if r.opts.Trash == "" || retention <= 0 {
+// backup short of room (FreeTrash), warning that it did. It does nothing
+// when Options.Trash is off.
+func (r *Runner) KeepTrash(ctx context.Context, p TrashPolicy) {
+	if r.opts.Trash == "" || p.Retention <= 0 {
 		return
 	}
 	prune := time.Now()
 	for {
 		if !time.Now().Before(prune) {
-			old, err := r.PruneTrash(ctx, retention, maxBytes, time.Now())
+			old, err := r.PruneTrash(ctx, p.Retention, p.MaxBytes, time.Now())
 			switch {
 			case err != nil && ctx.Err() == nil:
 				r.log.Warn("prune trash", zap.Error(err))
 			case len(old) > 0:
 				r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
-					zap.Duration("retention", retention), zap.Int64("max_bytes", maxBytes))
+					zap.Duration("retention", p.Retention), zap.Int64("max_bytes", p.MaxBytes))
 			}
 			prune = time.Now().Add(time.Hour)
 		}
-		old, err := r.FreeTrash(ctx, minFree)
+		old, err := r.FreeTrash(ctx, p.MinFree)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("free the backup's room from the trash", zap.Error(err))
 		}
@@ -412,7 +422,10 @@ func (r *Runner) KeepTrash(ctx context.Context, retention time.Duration, maxByte
 			// Versions within their retention are gone: an operator must know.
 			r.log.Warn("backup short of room: oldest versions removed before their retention",
 				zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
-				zap.Float64("min_free", minFree))
+				zap.Float64("min_free", p.MinFree))
+			if p.Freed != nil {
+				p.Freed(len(old))
+			}
 		}
 		select {
 		case <-ctx.Done():

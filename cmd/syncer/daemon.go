@@ -295,7 +295,8 @@ func (d *daemon) Run(ctx context.Context) error {
 		component("watcher", func(ctx context.Context) error { return d.w.Run(ctx, d.q) })
 		component("reconcile scheduler", d.sched.Run)
 		g.Go(func() error {
-			d.runner.KeepTrash(gctx, d.cfg.TrashRetention, int64(d.cfg.TrashMaxBytes), d.cfg.TrashMinFree)
+			d.runner.KeepTrash(gctx, rsync.TrashPolicy{Retention: d.cfg.TrashRetention, MaxBytes: int64(d.cfg.TrashMaxBytes),
+				MinFree: d.cfg.TrashMinFree, Freed: d.metrics.TrashFreed})
 			return nil
 		})
 	}

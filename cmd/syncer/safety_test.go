@@ -447,6 +447,9 @@ func TestRun_FullBackupFreedFromTrash(t *testing.T) {
 		}
 		return nil
 	})
+	if v := h.metric(t, "syncer_trash_freed_runs_total"); v != 1 {
+		t.Errorf("syncer_trash_freed_runs_total = %v, want 1", v)
+	}
 	// This one fits only in what the oldest run's versions took.
 	must(t, os.WriteFile(h.path("p/big2"), bytes.Repeat([]byte("c"), 1500<<10), 0o644))
 	h.converge(t)

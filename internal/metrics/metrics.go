@@ -48,6 +48,7 @@ type Metrics struct {
 	ready         prometheus.Gauge
 	bottleneck    *prometheus.GaugeVec
 	dropped       *prometheus.CounterVec
+	trashFreed    prometheus.Counter
 	cannotKeep    *prometheus.GaugeVec
 
 	runs runs
@@ -117,6 +118,8 @@ func New(version string) *Metrics {
 		bottleneck: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_bottleneck",
 			Help: "1 for the resource that limits the sync now (cpu, disk, network, memory, latency, idle), 0 for the others."},
 			[]string{"resource"}),
+		trashFreed: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncer_trash_freed_runs_total",
+			Help: "Runs whose kept versions were removed before their retention, the oldest first, because the local backup was short of room (trash_min_free)."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncer_metadata_dropped_total",
 			Help: "Extended attributes and ACLs of synced entries the backup did not keep, by project."}, []string{"project"}),
 		cannotKeep: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "syncer_backup_cannot_keep",
@@ -125,7 +128,7 @@ func New(version string) *Metrics {
 	}
 	m.MustRegister(m.published, m.coalesced, m.jobsDone, m.jobsFailed,
 		m.rsyncDuration, m.rsyncRuns, m.files, m.bytes, m.deleted, m.moved, m.movedBytes, m.lag, m.reconcileLast, m.driftFiles, m.driftBytes,
-		m.ready, m.bottleneck, m.dropped, m.cannotKeep, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.ready, m.bottleneck, m.dropped, m.cannotKeep, m.trashFreed, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.zero()
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncer_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version}})
@@ -392,6 +395,10 @@ func (m *Metrics) Bottleneck(resource string) {
 		m.bottleneck.WithLabelValues(r).Set(v)
 	}
 }
+
+// TrashFreed counts runs of versions removed before their retention for
+// the backup's room.
+func (m *Metrics) TrashFreed(runs int) { m.trashFreed.Add(float64(runs)) }
 
 // Handler serves the metrics.
 func (m *Metrics) Handler() http.Handler {
