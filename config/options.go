@@ -74,6 +74,13 @@ func (c *Config) Rsync(log *zap.Logger) rsync.Options {
 		Trash: c.TrashDir(), Logger: log}
 }
 
+// TrashPolicy is what the trash keeps (trash_retention, trash_max_bytes,
+// trash_min_free); freed, when set, counts the runs removed before their
+// retention for the backup's room.
+func (c *Config) TrashPolicy(freed func(runs int)) rsync.TrashPolicy {
+	return rsync.TrashPolicy{Retention: c.TrashRetention, MaxBytes: int64(c.TrashMaxBytes), MinFree: c.TrashMinFree, Freed: freed}
+}
+
 // Copier is the direct copier's options, and whether it may be used: it
 // is on (direct_copy), the backup is local, and neither hard links nor
 // extra rsync options ask for what it does not do.

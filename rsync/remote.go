@@ -404,33 +404,53 @@ func (r *Runner) KeepTrash(ctx context.Context, p TrashPolicy) {
 	prune := time.Now()
 	for {
 		if !time.Now().Before(prune) {
-			old, err := r.PruneTrash(ctx, p.Retention, p.MaxBytes, time.Now())
-			switch {
-			case err != nil && ctx.Err() == nil:
-				r.log.Warn("prune trash", zap.Error(err))
-			case len(old) > 0:
-				r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
-					zap.Duration("retention", p.Retention), zap.Int64("max_bytes", p.MaxBytes))
-			}
+			r.prune(ctx, p)
 			prune = time.Now().Add(time.Hour)
 		}
-		old, err := r.FreeTrash(ctx, p.MinFree)
-		if err != nil && ctx.Err() == nil {
-			r.log.Warn("free the backup's room from the trash", zap.Error(err))
-		}
-		if len(old) > 0 {
-			// Versions within their retention are gone: an operator must know.
-			r.log.Warn("backup short of room: oldest versions removed before their retention",
-				zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
-				zap.Float64("min_free", p.MinFree))
-			if p.Freed != nil {
-				p.Freed(len(old))
-			}
-		}
+		r.free(ctx, p)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(FreeEvery):
+		}
+	}
+}
+
+// TidyTrash is one round of KeepTrash, for a process that does not stay
+// (a standalone reconcile): the trash pruned, then the backup's room freed.
+func (r *Runner) TidyTrash(ctx context.Context, p TrashPolicy) {
+	if r.opts.Trash == "" || p.Retention <= 0 {
+		return
+	}
+	r.prune(ctx, p)
+	r.free(ctx, p)
+}
+
+// prune is PruneTrash, logged.
+func (r *Runner) prune(ctx context.Context, p TrashPolicy) {
+	old, err := r.PruneTrash(ctx, p.Retention, p.MaxBytes, time.Now())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.log.Warn("prune trash", zap.Error(err))
+	case len(old) > 0:
+		r.log.Info("trash pruned", zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
+			zap.Duration("retention", p.Retention), zap.Int64("max_bytes", p.MaxBytes))
+	}
+}
+
+// free is FreeTrash, logged and counted.
+func (r *Runner) free(ctx context.Context, p TrashPolicy) {
+	old, err := r.FreeTrash(ctx, p.MinFree)
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("free the backup's room from the trash", zap.Error(err))
+	}
+	if len(old) > 0 {
+		// Versions within their retention are gone: an operator must know.
+		r.log.Warn("backup short of room: oldest versions removed before their retention",
+			zap.Int("runs", len(old)), zap.String("oldest", old[0]), zap.String("newest", old[len(old)-1]),
+			zap.Float64("min_free", p.MinFree))
+		if p.Freed != nil {
+			p.Freed(len(old))
 		}
 	}
 }

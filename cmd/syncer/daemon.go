@@ -295,8 +295,7 @@ func (d *daemon) Run(ctx context.Context) error {
 		component("watcher", func(ctx context.Context) error { return d.w.Run(ctx, d.q) })
 		component("reconcile scheduler", d.sched.Run)
 		g.Go(func() error {
-			d.runner.KeepTrash(gctx, rsync.TrashPolicy{Retention: d.cfg.TrashRetention, MaxBytes: int64(d.cfg.TrashMaxBytes),
-				MinFree: d.cfg.TrashMinFree, Freed: d.metrics.TrashFreed})
+			d.runner.KeepTrash(gctx, d.cfg.TrashPolicy(d.metrics.TrashFreed))
 			return nil
 		})
 	}
@@ -364,6 +363,16 @@ func (d *daemon) Once(ctx context.Context, id string) error {
 		d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(err))
 		return err
 	})
+	// The trash kept as the daemon keeps it, beside the walk: a reconcile
+	// run by cron, with no daemon, must not let old versions fill the backup.
+	tidied := make(chan struct{})
+	go func() {
+		defer close(tidied)
+		if r, err := rsync.New(d.cfg.Rsync(d.log.Named("rsync"))); err == nil {
+			r.TidyTrash(ctx, d.cfg.TrashPolicy(nil))
+		}
+	}()
+	defer func() { <-tidied }()
 	defer func() {
 		switch {
 		case d.opening.Load() && d.opened() == nil:

@@ -20,6 +20,7 @@ import (
 	"github.com/syncer/syncer/internal/status"
 	"github.com/syncer/syncer/internal/testutil"
 	"github.com/syncer/syncer/reconcile"
+	"github.com/syncer/syncer/versions"
 )
 
 func reconcileCLI(t *testing.T, cfg config.Config, args ...string) (int, string, string) {
@@ -374,4 +375,34 @@ func TestReconcile_MutationsConverge(t *testing.T) {
 		t.Errorf("%d directories trusted over 20 rounds of 56, want most", trusted)
 	}
 	t.Logf("%d of %d directories' backup entries not read", trusted, 20*56)
+}
+
+// TestReconcile_TidiesTrash: a standalone reconcile (cron, no daemon)
+// prunes the trash as the daemon does: versions past trash_retention go,
+// with their manifests, whether or not the walk found work; newer ones
+// stay.
+func TestReconcile_TidiesTrash(t *testing.T) {
+	cfg := testConfig(t)
+	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
+	recent := versions.Stamp(time.Now().Add(-time.Hour))
+	plant := func() string {
+		old := versions.Stamp(time.Now().Add(-cfg.TrashRetention - time.Hour))
+		testutil.WriteTree(t, cfg.Dest, testutil.Tree{cfg.Trash + "/" + old + "/p/v": "old", cfg.Trash + "/" + old + versions.ManifestSuffix: "",
+			cfg.Trash + "/" + recent + "/p/v": "recent"})
+		return old
+	}
+	for _, round := range []string{"with work", "with nothing to sync"} {
+		old := plant()
+		if code, _, stderr := reconcileCLI(t, cfg); code != 0 {
+			t.Fatalf("reconcile %s: exit %d: %s", round, code, stderr)
+		}
+		for name, want := range map[string]bool{old: false, old + versions.ManifestSuffix: false, recent: true} {
+			if _, err := os.Lstat(filepath.Join(cfg.Dest, cfg.Trash, name)); (err == nil) != want {
+				t.Errorf("reconcile %s: trash %s present %v, want %v", round, name, err == nil, want)
+			}
+		}
+	}
+	if d := testutil.DiffTrees(cfg.Source, cfg.Dest, cfg.Trash); d != "" {
+		t.Errorf("backup differs from the source:\n%s", d)
+	}
 }
