@@ -201,4 +201,41 @@ func TestRunner_FreeTrash(t *testing.T) {
 		}
 		present(t, dst, stamps[1:]...)
 	})
+
+	// XFS frees an unlinked file's blocks in the background: a count read
+	// at once after the oldest run went would take the next ones too.
+	t.Run("xfs", func(t *testing.T) {
+		testutil.RequireRoot(t)
+		dst := filepath.Join(t.TempDir(), "mnt")
+		testutil.Mount(t, testutil.Image(t, t.TempDir(), "backup", "xfs"), dst)
+		alloc := func(p string, n int64) {
+			t.Helper()
+			must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+			f, err := os.Create(p)
+			must(t, err)
+			defer f.Close()
+			must(t, syscall.Fallocate(int(f.Fd()), 0, 0, n))
+		}
+		for _, s := range stamps {
+			alloc(filepath.Join(dst, ".trash", s, "p/v"), 16<<20)
+			must(t, os.WriteFile(filepath.Join(dst, ".trash", s+".versions"), nil, 0o644))
+		}
+		free, blocks, _, _ := statfs(t, dst)
+		var st syscall.Statfs_t
+		must(t, syscall.Statfs(dst, &st))
+		alloc(filepath.Join(dst, "p/fill"), int64(free-blocks/50)*st.Frsize)
+		r, err := rsync.New(rsync.Options{Source: t.TempDir(), Dest: dst, Trash: ".trash"})
+		must(t, err)
+		got, err := r.FreeTrash(t.Context(), 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := stamps[:1]; !slices.Equal(got, want) {
+			t.Errorf("freed %v, want %v: one run's 16 MiB is enough", got, want)
+		}
+		present(t, dst, stamps[1:]...)
+		if free, blocks, _, _ := statfs(t, dst); float64(free) < 0.05*float64(blocks) {
+			t.Errorf("%d of %d blocks free after freeing, want 5 %%", free, blocks)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -328,6 +329,13 @@ func (r *Runner) PruneTrash(ctx context.Context, retention time.Duration, maxByt
 // must not fail for the sake of older versions. It returns the stamps it
 // removed. It does nothing on a remote backup, with the trash off, or with
 // minFree 0.
+//
+// What each run gives back is counted as it goes (versions.Usage): some
+// filesystems (XFS) free an unlinked file's blocks in the background, and
+// a count read at once would take more versions than needed. Once the
+// runs removed should be enough, the filesystem's own count decides, read
+// until it shows them freed (SettleWait at most); short still (hard links
+// freed less), the next oldest go.
 func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, error) {
 	if r.opts.Trash == "" || minFree <= 0 || r.loc.Remote() {
 		return nil, nil
@@ -337,14 +345,18 @@ func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, erro
 		return nil, err
 	}
 	defer root.Close()
-	short := func() (bool, error) {
+	isRoot := os.Geteuid() == 0
+	// short is how many blocks (in bytes) and inodes the filesystem lacks.
+	short := func() (bytes, inodes int64, err error) {
 		var st unix.Statfs_t
 		if err := unix.Fstatfs(root.Fd(), &st); err != nil {
-			return false, &os.PathError{Op: "statfs", Path: r.opts.Dest, Err: err}
+			return 0, 0, &os.PathError{Op: "statfs", Path: r.opts.Dest, Err: err}
 		}
-		return shortOfRoom(&st, minFree, os.Geteuid() == 0), nil
+		bytes, inodes = shortOfRoom(&st, minFree, isRoot)
+		return bytes, inodes, nil
 	}
-	if low, err := short(); err != nil || !low {
+	needBytes, needInodes, err := short()
+	if err != nil || needBytes <= 0 && needInodes <= 0 {
 		return nil, err
 	}
 	names, err := r.List(ctx, r.opts.Trash)
@@ -353,6 +365,13 @@ func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, erro
 	}
 	var gone []string
 	for _, s := range versions.Stamps(names) {
+		if err := ctx.Err(); err != nil {
+			return gone, err
+		}
+		inodes, bytes, err := versions.Usage(root, r.opts.Trash, s)
+		if err != nil {
+			return gone, err
+		}
 		remove := []string{s}
 		if slices.Contains(names, versions.Manifest(s)) {
 			remove = append(remove, versions.Manifest(s))
@@ -361,23 +380,45 @@ func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, erro
 			return gone, err
 		}
 		gone = append(gone, s)
-		if low, err := short(); err != nil || !low {
-			return gone, err
+		if needBytes, needInodes = needBytes-bytes, needInodes-inodes; needBytes > 0 || needInodes > 0 {
+			continue
+		}
+		for wait := time.Now().Add(SettleWait); ; {
+			if needBytes, needInodes, err = short(); err != nil || needBytes <= 0 && needInodes <= 0 {
+				return gone, err
+			}
+			if time.Now().After(wait) {
+				break
+			}
+			time.Sleep(SettleWait / 40)
 		}
 	}
 	return gone, nil
 }
 
-// shortOfRoom says whether a filesystem has less than minFree of its blocks or
-// of its inodes free: free to root (who may write the blocks a filesystem
-// reserves for it) when root, else available to anyone. A filesystem that
-// counts no inodes (Files 0: btrfs) is short of blocks only.
-func shortOfRoom(st *unix.Statfs_t, minFree float64, root bool) bool {
+// SettleWait is how long FreeTrash waits for a filesystem to show the
+// room of the versions it removed.
+const SettleWait = 2 * time.Second
+
+// shortOfRoom is how many bytes of blocks and how many inodes a
+// filesystem lacks to have minFree of each free (0 or less: none): free
+// to root (who may write the blocks a filesystem reserves for it) when
+// root, else available to anyone. A filesystem that counts no inodes
+// (Files 0: btrfs) lacks none.
+func shortOfRoom(st *unix.Statfs_t, minFree float64, root bool) (bytes, inodes int64) {
 	free := st.Bavail
 	if root {
 		free = st.Bfree
 	}
-	return float64(free) < minFree*float64(st.Blocks) || (st.Files > 0 && float64(st.Ffree) < minFree*float64(st.Files))
+	unit := st.Frsize // the unit of Blocks
+	if unit <= 0 {
+		unit = st.Bsize
+	}
+	bytes = int64(math.Ceil(minFree*float64(st.Blocks))-float64(free)) * unit
+	if st.Files > 0 {
+		inodes = int64(math.Ceil(minFree*float64(st.Files)) - float64(st.Ffree))
+	}
+	return bytes, inodes
 }
 
 // FreeEvery is how often KeepTrash looks at the local backup's free room.

@@ -73,5 +73,54 @@ func Size(root *osx.Root, trash, stamp string) (int64, error) {
 	return n, err
 }
 
+// Usage is what freeing a stamp gives back to the backup's filesystem:
+// its entries (the stamp directory, everything below it and its manifest:
+// inodes) and their blocks, in bytes. A file that has other names too (a
+// hard link) gives back neither. A stamp that is a symlink is one entry.
+func Usage(root *osx.Root, trash, stamp string) (inodes, bytes int64, err error) {
+	add := func(st *unix.Stat_t) {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+			return
+		}
+		inodes++
+		bytes += st.Blocks * 512
+	}
+	for _, name := range []string{stamp, Manifest(stamp)} {
+		var st unix.Stat_t
+		if err := root.Lstat(trash+"/"+name, &st); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return 0, 0, err
+		}
+		add(&st)
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := usageBelow(root, trash+"/"+name, add); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	return inodes, bytes, nil
+}
+
+// usageBelow hands add every entry below dir.
+func usageBelow(root *osx.Root, dir string, add func(*unix.Stat_t)) error {
+	var dirs []string
+	err := root.ListDir(dir, func(string) bool { return false }, func(_ int, name string, st *unix.Stat_t) {
+		add(st)
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			dirs = append(dirs, dir+"/"+name)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := usageBelow(root, d, add); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Manifest is the name of a stamp's manifest in the trash, removed with it.
 func Manifest(stamp string) string { return stamp + manifestSuffix }
