@@ -345,14 +345,13 @@ func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, erro
 		return nil, err
 	}
 	defer root.Close()
-	isRoot := os.Geteuid() == 0
-	// short is how many blocks (in bytes) and inodes the filesystem lacks.
+	// short is how many bytes and inodes the filesystem lacks.
 	short := func() (bytes, inodes int64, err error) {
-		var st unix.Statfs_t
-		if err := unix.Fstatfs(root.Fd(), &st); err != nil {
-			return 0, 0, &os.PathError{Op: "statfs", Path: r.opts.Dest, Err: err}
+		m, err := roomOf(root)
+		if err != nil {
+			return 0, 0, err
 		}
-		bytes, inodes = shortOfRoom(&st, minFree, isRoot)
+		bytes, inodes = m.Short(minFree)
 		return bytes, inodes, nil
 	}
 	needBytes, needInodes, err := short()
@@ -400,23 +399,53 @@ func (r *Runner) FreeTrash(ctx context.Context, minFree float64) ([]string, erro
 // room of the versions it removed.
 const SettleWait = 2 * time.Second
 
-// shortOfRoom is how many bytes of blocks and how many inodes a
-// filesystem lacks to have minFree of each free (0 or less: none): free
-// to root (who may write the blocks a filesystem reserves for it) when
-// root, else available to anyone. A filesystem that counts no inodes
-// (Files 0: btrfs) lacks none.
-func shortOfRoom(st *unix.Statfs_t, minFree float64, root bool) (bytes, inodes int64) {
-	free := st.Bavail
-	if root {
-		free = st.Bfree
+// Room is what a filesystem holds and has free, to syncer: free to root
+// (who may write the blocks a filesystem reserves for it) when syncer is
+// root, else available to anyone.
+type Room struct {
+	FreeBytes  int64 `json:"free_bytes"`
+	Bytes      int64 `json:"bytes"`
+	FreeInodes int64 `json:"free_inodes"`
+	Inodes     int64 `json:"inodes"` // 0: the filesystem counts none (btrfs)
+}
+
+// Room is the local backup's filesystem's room; false for a remote backup.
+func (r *Runner) Room() (Room, bool, error) {
+	if r.loc.Remote() {
+		return Room{}, false, nil
+	}
+	root, err := osx.OpenRoot(r.opts.Dest)
+	if err != nil {
+		return Room{}, false, err
+	}
+	defer root.Close()
+	m, err := roomOf(root)
+	return m, err == nil, err
+}
+
+// roomOf is the room of the filesystem of root.
+func roomOf(root *osx.Root) (Room, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(root.Fd(), &st); err != nil {
+		return Room{}, &os.PathError{Op: "statfs", Path: root.Path(), Err: err}
 	}
 	unit := st.Frsize // the unit of Blocks
 	if unit <= 0 {
 		unit = st.Bsize
 	}
-	bytes = int64(math.Ceil(minFree*float64(st.Blocks))-float64(free)) * unit
-	if st.Files > 0 {
-		inodes = int64(math.Ceil(minFree*float64(st.Files)) - float64(st.Ffree))
+	free := st.Bavail
+	if os.Geteuid() == 0 {
+		free = st.Bfree
+	}
+	return Room{FreeBytes: int64(free) * unit, Bytes: int64(st.Blocks) * unit, FreeInodes: int64(st.Ffree), Inodes: int64(st.Files)}, nil
+}
+
+// Short is how many bytes and how many inodes m lacks to have minFree of
+// each free (0 or less: none).
+func (m Room) Short(minFree float64) (bytes, inodes int64) {
+	bytes = int64(math.Ceil(minFree*float64(m.Bytes))) - m.FreeBytes
+	if m.Inodes > 0 {
+		inodes = int64(math.Ceil(minFree*float64(m.Inodes))) - m.FreeInodes
 	}
 	return bytes, inodes
 }

@@ -84,6 +84,10 @@ func (d *daemon) status(ctx context.Context) status.Report {
 	r.NetworkFS = d.networkFS
 	if t := d.cfg.TrashDir(); t != "" && !d.cfg.Remote() {
 		r.VersionRuns, r.OldestVersion = versions.Kept(d.cfg.Dest, t)
+		r.TrashMinFree = d.cfg.TrashMinFree
+	}
+	if m, ok, err := d.runner.Room(); ok && err == nil {
+		r.BackupRoom = &m
 	}
 	if d.backup.Lost != xattr.None {
 		r.CannotKeep = d.backup.Lost.String()

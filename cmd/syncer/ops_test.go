@@ -262,6 +262,9 @@ func TestRun_Status(t *testing.T) {
 	if !r.Ready || r.Source != cfg.Source || r.RsyncRuns != h.d.runs.Load() {
 		t.Errorf("status = ready %v, source %q, runs %d; want ready, %q, %d", r.Ready, r.Source, r.RsyncRuns, cfg.Source, h.d.runs.Load())
 	}
+	if m := r.BackupRoom; m == nil || m.Bytes <= 0 || m.FreeBytes <= 0 || m.FreeBytes > m.Bytes || r.TrashMinFree != cfg.TrashMinFree {
+		t.Errorf("status backup room %+v, trash_min_free %v; want the backup's filesystem and %v", m, r.TrashMinFree, cfg.TrashMinFree)
+	}
 	got := map[string]int64{}
 	for _, p := range r.Projects {
 		got[p.Name] = p.Done
@@ -281,7 +284,7 @@ func TestRun_Status(t *testing.T) {
 	// Human output names each project; no daemon is a clear error.
 	var stdout, stderr bytes.Buffer
 	Main(context.Background(), []string{"status", "--state-dir", cfg.StateDir}, &stdout, &stderr)
-	for _, w := range []string{"PROJECT", "\np1 ", "\np2 ", "ready"} {
+	for _, w := range []string{"PROJECT", "\np1 ", "\np2 ", "ready", "\nbackup: ", "under 5 % free the oldest versions go first"} {
 		if !strings.Contains(stdout.String(), w) {
 			t.Errorf("status output lacks %q:\n%s", w, stdout.String())
 		}

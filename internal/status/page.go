@@ -26,6 +26,7 @@ type pageData struct {
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
 	"time":  FmtTime,
 	"bytes": FmtBytes,
+	"room":  FmtRoom,
 	"ago": func(now, t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -59,6 +60,7 @@ p.meta{color:#555;margin:.2em 0}
  watcher <span data-field="watcher">{{.Watcher}}</span>{{if eq .Watcher "inotify"}}, watches <span data-field="watches">{{.Watches}}</span>{{end}} ·
  rsync runs <span data-field="rsync_runs">{{.RsyncRuns}}</span> ·
  versions kept <span data-field="version_runs">{{.VersionRuns}}</span> runs{{if .VersionRuns}} since {{time .OldestVersion}}{{end}}</p>
+{{with .BackupRoom}}<p class="meta" id="backup-room">backup: {{room . $.TrashMinFree}}</p>{{end}}
 {{with .Reconcile}}<p class="meta">last reconcile {{.ID}} ({{.Why}}): {{.State}}, {{.Done}} of {{.Jobs}} jobs done, {{.Failed}} failed, drift {{.DriftFiles}} files / {{bytes .DriftBytes}}</p>{{end}}
 <table id="projects"><thead><tr><th>project</th><th>state</th><th>last sync</th><th>lag</th><th>pending</th><th>done</th><th>failed</th><th>metadata dropped</th><th>last error</th></tr></thead><tbody>
 {{range .Projects}}<tr data-project="{{.Name}}"><td>{{.Name}}</td><td data-field="state" class="{{if eq .State "ok"}}{{else}}err{{end}}">{{.State}}{{if .Why}}: {{.Why}}{{end}}</td>

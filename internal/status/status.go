@@ -56,9 +56,13 @@ type Report struct {
 	Dead         []queue.DeadJob   `json:"dead"`
 	// VersionRuns counts the runs whose overwritten and deleted files the
 	// trash keeps, since OldestVersion (a local backup's).
-	VersionRuns   int               `json:"version_runs"`
-	OldestVersion time.Time         `json:"oldest_version,omitzero"`
-	Projects      []metrics.Project `json:"projects"`
+	VersionRuns   int       `json:"version_runs"`
+	OldestVersion time.Time `json:"oldest_version,omitzero"`
+	// BackupRoom is a local backup's filesystem's room; below TrashMinFree
+	// of it free the trash's oldest versions go first (0: never).
+	BackupRoom   *rsync.Room       `json:"backup_room,omitempty"`
+	TrashMinFree float64           `json:"trash_min_free,omitempty"`
+	Projects     []metrics.Project `json:"projects"`
 }
 
 // Queue is what the queue holds.
@@ -103,6 +107,13 @@ func Print(w io.Writer, r Report) {
 	if r.CannotKeep != "" {
 		fmt.Fprintf(w, "WARNING: the backup's filesystem cannot keep %s: dropped, counted per project (DROPPED)\n", r.CannotKeep)
 	}
+	if m := r.BackupRoom; m != nil {
+		kept := fmt.Sprintf("%d runs", r.VersionRuns)
+		if r.VersionRuns > 0 {
+			kept += " since " + FmtTime(r.OldestVersion)
+		}
+		fmt.Fprintf(w, "backup: %s · versions kept: %s\n", FmtRoom(*m, r.TrashMinFree), kept)
+	}
 	if rc := r.Reconcile; rc != nil {
 		fmt.Fprintf(w, "last reconcile %s (%s): %s, started %s, %d of %d jobs done, %d failed, drift %d files / %s\n",
 			rc.ID, rc.Why, rc.State, FmtTime(rc.Started), rc.Done, rc.Jobs, rc.Failed, rc.DriftFiles, FmtBytes(rc.DriftBytes))
@@ -118,6 +129,26 @@ func Print(w io.Writer, r Report) {
 		fmt.Fprintf(w, "\n%d dead-lettered jobs (put back with `syncer retry`):\n", len(r.Dead))
 		PrintDead(w, r.Dead)
 	}
+}
+
+// FmtRoom says what a backup has free, and what happens below minFree.
+func FmtRoom(m rsync.Room, minFree float64) string {
+	out := fmt.Sprintf("%s free of %s (%s)", FmtBytes(m.FreeBytes), FmtBytes(m.Bytes), percent(m.FreeBytes, m.Bytes))
+	if m.Inodes > 0 {
+		out += fmt.Sprintf(", %d of %d inodes (%s)", m.FreeInodes, m.Inodes, percent(m.FreeInodes, m.Inodes))
+	}
+	if minFree > 0 {
+		out += fmt.Sprintf("; under %s %% free the oldest versions go first", strconv.FormatFloat(100*minFree, 'f', -1, 64))
+	}
+	return out
+}
+
+// percent is n of total, in percent.
+func percent(n, total int64) string {
+	if total <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f %%", 100*float64(n)/float64(total))
 }
 
 // PrintDead lists dead-lettered jobs for a terminal, with the reason each
