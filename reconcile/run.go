@@ -75,6 +75,17 @@ func (r Report) Ended() bool {
 	return false
 }
 
+// Projects checks the projects a request names for a reconcile (each a
+// plain name, syncer.CheckName) and returns them sorted, each once.
+func Projects(ps []string) ([]string, error) {
+	for _, p := range ps {
+		if err := syncer.CheckName(p); err != nil {
+			return nil, fmt.Errorf("project: %w", err)
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(ps))), nil
+}
+
 // Covers reports whether a reconcile of the projects have also covers those
 // of want (none meaning all projects).
 func Covers(have, want []string) bool {

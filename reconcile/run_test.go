@@ -125,3 +125,17 @@ func TestRunner_QueuesWhileWalking(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 }
+
+// TestProjects: a request's projects come back sorted and each once; a
+// name that is not a plain one (a path, "..", empty) is refused.
+func TestProjects(t *testing.T) {
+	got, err := reconcile.Projects([]string{"b", "a", "b"})
+	if err != nil || !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Projects(b a b) = %v, %v; want [a b]", got, err)
+	}
+	for _, bad := range []string{"", "..", "a/b", "/etc"} {
+		if _, err := reconcile.Projects([]string{"a", bad}); err == nil {
+			t.Errorf("Projects(a %q): no error", bad)
+		}
+	}
+}

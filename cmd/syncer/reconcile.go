@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/syncer/syncer"
 	"github.com/syncer/syncer/config"
 	"github.com/syncer/syncer/internal/control"
 	"github.com/syncer/syncer/internal/status"
@@ -32,17 +30,15 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	for _, p := range body.Projects {
-		if err := syncer.CheckName(p); err != nil {
-			http.Error(w, "bad request: project: "+err.Error(), http.StatusBadRequest)
-			return
-		}
+	projects, err := reconcile.Projects(body.Projects)
+	if err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
 	}
 	if !d.isReady() {
 		http.Error(w, "the startup reconcile is still running", http.StatusServiceUnavailable)
 		return
 	}
-	body.Projects = slices.Compact(slices.Sorted(slices.Values(body.Projects)))
 	d.mu.Lock()
 	if d.stopping {
 		d.mu.Unlock()
@@ -51,7 +47,7 @@ func (d *daemon) handleReconcile(w http.ResponseWriter, req *http.Request) {
 	}
 	// A request for what a reconcile still walking already covers joins
 	// it: forty requests at once cost one walk, not forty.
-	id, joined := d.recon.Start("api", body.Projects, body.Deep, true)
+	id, joined := d.recon.Start("api", projects, body.Deep, true)
 	if !joined {
 		d.bg.Add(1)
 		go func(ctx context.Context) {
