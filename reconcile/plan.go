@@ -127,10 +127,8 @@ func Walk(ctx context.Context, opts Options) (Plan, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
-	for _, p := range opts.Projects {
-		if err := syncer.CheckName(p); err != nil {
-			return Plan{}, fmt.Errorf("project: %w", err)
-		}
+	if _, err := Projects(opts.Projects); err != nil {
+		return Plan{}, err
 	}
 	src, err := osx.OpenRoot(opts.Source)
 	if err != nil {

@@ -496,6 +496,22 @@ func (r *Runner) TidyTrash(ctx context.Context, p TrashPolicy) {
 	r.free(ctx, p)
 }
 
+// TidyTrashAside runs one TidyTrash round in the background, on a runner
+// of its own for opts, beside the one job of a process that then exits (a
+// standalone reconcile, run by cron with no daemon: old versions must not
+// fill the backup there either); wait returns once it is done. Options
+// New refuses leave nothing to tidy.
+func TidyTrashAside(ctx context.Context, opts Options, p TrashPolicy) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if r, err := New(opts); err == nil {
+			r.TidyTrash(ctx, p)
+		}
+	}()
+	return func() { <-done }
+}
+
 // prune is PruneTrash, logged.
 func (r *Runner) prune(ctx context.Context, p TrashPolicy) {
 	old, err := r.PruneTrash(ctx, p.Retention, p.MaxBytes, time.Now())

@@ -363,16 +363,7 @@ func (d *daemon) Once(ctx context.Context, id string) error {
 		d.log.Debug("queue and pool up", zap.Duration(syncer.LogTook, time.Since(t0)), zap.Error(err))
 		return err
 	})
-	// The trash kept as the daemon keeps it, beside the walk: a reconcile
-	// run by cron, with no daemon, must not let old versions fill the backup.
-	tidied := make(chan struct{})
-	go func() {
-		defer close(tidied)
-		if r, err := rsync.New(d.cfg.Rsync(d.log.Named("rsync"))); err == nil {
-			r.TidyTrash(ctx, d.cfg.TrashPolicy(nil))
-		}
-	}()
-	defer func() { <-tidied }()
+	defer rsync.TidyTrashAside(ctx, d.cfg.Rsync(d.log.Named("rsync")), d.cfg.TrashPolicy(nil))() // as the daemon keeps it
 	defer func() {
 		switch {
 		case d.opening.Load() && d.opened() == nil:
