@@ -357,6 +357,16 @@ func TestRun_DeadLetter(t *testing.T) {
 	}
 }
 
+// startObserved is start with the daemon's warnings and errors kept for
+// the test to read.
+func startObserved(t *testing.T, cfg config.Config) (*harness, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.WarnLevel)
+	h := launch(t, cfg, zap.New(core))
+	h.waitReady(t)
+	return h, logs
+}
+
 // TestRun_FullBackup: the backup filesystem fills up, then turns read-only;
 // jobs are retried with growing delays and never acked, and everything
 // arrives once the fault is cleared.
@@ -366,9 +376,7 @@ func TestRun_FullBackup(t *testing.T) {
 	mountTmpfs(t, cfg.Dest, "1m")
 	cfg.RetryBackoff = 200 * time.Millisecond
 	cfg.RetryMax = 100
-	core, logs := observer.New(zap.WarnLevel)
-	h := launch(t, cfg, zap.New(core))
-	h.waitReady(t)
+	h, logs := startObserved(t, cfg)
 
 	must(t, os.MkdirAll(h.path("p"), 0o755))
 	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("x"), 3<<20), 0o644))
@@ -433,9 +441,7 @@ func TestRun_FullBackupFreedFromTrash(t *testing.T) {
 	}
 	testutil.WriteTree(t, cfg.Dest, tree)
 	testutil.WriteTree(t, cfg.Source, testutil.Tree{"p/a": "1"})
-	core, logs := observer.New(zap.WarnLevel)
-	h := launch(t, cfg, zap.New(core))
-	h.waitReady(t)
+	h, logs := startObserved(t, cfg)
 	h.converge(t)
 
 	// 1.8 of the 2 MiB left: the backup is short of room once it is there.
@@ -1072,9 +1078,7 @@ func TestRun_FullBackupSaysWhy(t *testing.T) {
 	cfg.DirectCopy = false // rsync's own message is the point
 	cfg.RetryBackoff = 100 * time.Millisecond
 	cfg.RetryMax = 2
-	core, logs := observer.New(zap.WarnLevel)
-	h := launch(t, cfg, zap.New(core))
-	h.waitReady(t)
+	h, logs := startObserved(t, cfg)
 
 	must(t, os.MkdirAll(h.path("p"), 0o755))
 	must(t, os.WriteFile(h.path("p/big"), bytes.Repeat([]byte("x"), 3<<20), 0o644))
